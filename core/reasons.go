@@ -1,0 +1,52 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cdmdr/mirror/ports"
+)
+
+// CodePrefix starts every error_reason code, in the original's style
+// ("cdm-dr.mirror.volume_worker_run.failure-create_storage-unknown").
+const CodePrefix = "cdm-dr.mirror."
+
+// Code builds a stable dotted code: cdm-dr.mirror.{subject}.{kind}-{step}-{cause}.
+// subject is volume, environment or snapshot; kind is failure, waiting or
+// refused; step names what was being done; cause is one word.
+func Code(subject, kind, step, cause string) string {
+	return CodePrefix + subject + "." + kind + "-" + step + "-" + cause
+}
+
+// Cause classifies an error into the one-word cause used in codes.
+func Cause(err error) string {
+	switch {
+	case err == nil:
+		return "none"
+	case errors.Is(err, ErrMalformed):
+		return "malformed"
+	case errors.Is(err, ErrContradiction):
+		return "contradiction"
+	case errors.Is(err, ErrUnknownOperation):
+		return "unknown_operation"
+	case errors.Is(err, ports.ErrNoBackend):
+		return "no_backend"
+	case errors.Is(err, ports.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ports.ErrPrecondition):
+		return "precondition"
+	case errors.Is(err, ports.ErrInProgress):
+		return "in_progress"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, ports.ErrRetryable):
+		return "unavailable"
+	}
+	return "unknown"
+}
+
+// FailureReason is the error_reason for err met while doing step.
+func FailureReason(subject, step string, err error) *Reason {
+	return &Reason{Code: Code(subject, "failure", step, Cause(err)), Contents: fmt.Sprintf("%s failed: %v", step, err)}
+}
