@@ -326,3 +326,18 @@ func listStates(states []State) string {
 	}
 	return s
 }
+
+// NeedsObservation reports whether PlanVolume will look at the backend's
+// report for this input, so the caller can skip asking when it will not.
+func NeedsObservation(in VolumeInput) bool {
+	cur, _ := in.current()
+	switch in.Operation {
+	case OpDestroy, OpStop:
+		return false
+	case OpStopAndDelete:
+		return cur == StateDeleting
+	case OpStart, OpResume:
+		return CanStartFrom(in.Operation, cur) && (in.EnvState == StateMirroring || cur == StateInitializing || cur == StateMirroring)
+	}
+	return CanStartFrom(in.Operation, cur)
+}
