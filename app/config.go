@@ -1,0 +1,83 @@
+package app
+
+import (
+	"time"
+
+	"github.com/cdmdr/mirror/core"
+)
+
+// Config tunes the engine. The zero value of any field means its default.
+type Config struct {
+	// LeaderPrefix is where leader keys live (default "mirror_leader/").
+	LeaderPrefix string
+	// ResyncInterval is how often every watched prefix is listed again,
+	// catching anything a watch missed (default 1m).
+	ResyncInterval time.Duration
+	// PollInterval is how often a settled volume or environment asks its
+	// backend how it is (default 30s).
+	PollInterval time.Duration
+	// FastPollInterval is the same while something is changing:
+	// initializing, stopping, deleting (default 2s).
+	FastPollInterval time.Duration
+	// ActionTimeout bounds one backend call (default 5m).
+	ActionTimeout time.Duration
+	// DestroyTimeout bounds a destroy, which must never hang (default 2m).
+	DestroyTimeout time.Duration
+	// Backoff paces retries after failures.
+	Backoff core.Backoff
+	// CampaignConcurrency bounds simultaneous campaigns (default 32).
+	CampaignConcurrency int
+	// SnapshotCreatedSubject and SnapshotDeletedSubject are where the
+	// cluster manager announces snapshots (SPEC §5).
+	SnapshotCreatedSubject string
+	SnapshotDeletedSubject string
+	// SnapshotDurable is the durable consumer name shared by all daemons,
+	// so each event is handled once and none is lost while all are down.
+	SnapshotDurable string
+}
+
+// Defaults of Config.
+const (
+	DefaultResyncInterval         = time.Minute
+	DefaultPollInterval           = 30 * time.Second
+	DefaultFastPollInterval       = 2 * time.Second
+	DefaultActionTimeout          = 5 * time.Minute
+	DefaultDestroyTimeout         = 2 * time.Minute
+	DefaultCampaignConcurrency    = 32
+	DefaultSnapshotCreatedSubject = "cdm.cluster.volume_snapshot.created"
+	DefaultSnapshotDeletedSubject = "cdm.cluster.volume_snapshot.deleted"
+	DefaultSnapshotDurable        = "mirrord-snapshots"
+)
+
+// WithDefaults returns c with every unset field at its default.
+func (c Config) WithDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&c.ResyncInterval, DefaultResyncInterval)
+	set(&c.PollInterval, DefaultPollInterval)
+	set(&c.FastPollInterval, DefaultFastPollInterval)
+	set(&c.ActionTimeout, DefaultActionTimeout)
+	set(&c.DestroyTimeout, DefaultDestroyTimeout)
+	if c.Backoff.Base <= 0 || c.Backoff.Max <= 0 {
+		c.Backoff = core.DefaultBackoff
+	}
+	if c.LeaderPrefix == "" {
+		c.LeaderPrefix = core.DefaultLeaderPrefix
+	}
+	if c.CampaignConcurrency <= 0 {
+		c.CampaignConcurrency = DefaultCampaignConcurrency
+	}
+	if c.SnapshotCreatedSubject == "" {
+		c.SnapshotCreatedSubject = DefaultSnapshotCreatedSubject
+	}
+	if c.SnapshotDeletedSubject == "" {
+		c.SnapshotDeletedSubject = DefaultSnapshotDeletedSubject
+	}
+	if c.SnapshotDurable == "" {
+		c.SnapshotDurable = DefaultSnapshotDurable
+	}
+	return c
+}

@@ -1,0 +1,239 @@
+// Package harness assembles mirrord's engine on fake ports with wire, so a
+// test drives whole daemons deterministically: one in-memory store, bus,
+// storage backend and clock shared by any number of daemons.
+package harness
+
+//go:generate go tool wire
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cdmdr/mirror/adapters/fake"
+	"github.com/cdmdr/mirror/app"
+	"github.com/cdmdr/mirror/core"
+	"github.com/cdmdr/mirror/ports"
+)
+
+// CephType is the storage type of the seed's examples, served by the
+// harness's fake backend.
+const CephType = "openstack.storage.type.ceph"
+
+// Identity is a daemon's id in a test.
+type Identity string
+
+// Shared are the fakes every daemon of a test shares.
+type Shared struct {
+	KV       *fake.KV
+	Bus      *fake.Bus
+	Backend  *fake.Backend
+	Backends *fake.Backends
+	Clock    *fake.Clock
+	Events   *fake.Events
+}
+
+// Daemon is one mirrord on the shared fakes.
+type Daemon struct {
+	ID       Identity
+	Election *fake.Election
+	Engine   *app.Engine
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func provideElection(kv *fake.KV, id Identity) *fake.Election {
+	return fake.NewElection(kv, string(id))
+}
+
+// Harness runs daemons on shared fakes for one test.
+type Harness struct {
+	T      testing.TB
+	Shared *Shared
+	Config app.Config
+
+	mu      sync.Mutex
+	daemons []*Daemon
+}
+
+// Epoch is the fake clock's start.
+var Epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// New returns a harness whose daemons stop at the end of the test.
+func New(t testing.TB) *Harness {
+	b := fake.NewBackend(CephType)
+	h := &Harness{T: t, Shared: &Shared{
+		KV: fake.NewKV(), Bus: fake.NewBus(), Backend: b,
+		Backends: fake.NewBackends(map[string]ports.StorageBackend{CephType: b}),
+		Clock:    fake.NewClock(Epoch), Events: fake.NewEvents(),
+	}, Config: app.Config{ResyncInterval: time.Minute, PollInterval: 30 * time.Second, FastPollInterval: 2 * time.Second}}
+	t.Cleanup(h.StopAll)
+	return h
+}
+
+// Start runs a daemon with the harness's config until Stop or the end of
+// the test.
+func (h *Harness) Start(id string) *Daemon {
+	log := slog.New(slog.NewTextHandler(testWriter{h.T}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d := newDaemon(Identity(id), h.Shared, h.Config, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel, d.done = cancel, make(chan error, 1)
+	go func() { d.done <- d.Engine.Run(ctx) }()
+	h.mu.Lock()
+	h.daemons = append(h.daemons, d)
+	h.mu.Unlock()
+	return d
+}
+
+// Stop stops the daemon gracefully and waits for it.
+func (d *Daemon) Stop() error {
+	d.cancel()
+	return <-d.done
+}
+
+// Crash makes the daemon's session expire (its leaderships are lost at
+// once, as when a daemon dies), then stops its goroutines.
+func (d *Daemon) Crash() {
+	d.Election.Expire()
+	d.cancel()
+	<-d.done
+}
+
+// StopAll stops every daemon still running.
+func (h *Harness) StopAll() {
+	h.mu.Lock()
+	ds := h.daemons
+	h.daemons = nil
+	h.mu.Unlock()
+	for _, d := range ds {
+		select {
+		case <-d.done:
+		default:
+			d.cancel()
+			<-d.done
+		}
+	}
+}
+
+// Put writes a JSON value as the DR manager or cluster manager would.
+func (h *Harness) Put(key string, v any) {
+	h.T.Helper()
+	var data []byte
+	switch x := v.(type) {
+	case string:
+		data = []byte(x)
+	case []byte:
+		data = x
+	default:
+		var err error
+		if data, err = json.Marshal(v); err != nil {
+			h.T.Fatalf("marshal %s: %v", key, err)
+		}
+	}
+	if _, err := h.Shared.KV.Put(context.Background(), key, data); err != nil {
+		h.T.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// Get returns a key's value, or "" if missing.
+func (h *Harness) Get(key string) string {
+	kv, err := h.Shared.KV.Get(context.Background(), key)
+	if err != nil {
+		return ""
+	}
+	return string(kv.Value)
+}
+
+// Status decodes a status key; ok is false when it is missing.
+func (h *Harness) Status(key string) (core.Status, bool) {
+	v := h.Get(key)
+	if v == "" {
+		return core.Status{}, false
+	}
+	st, err := core.DecodeStatus([]byte(v))
+	if err != nil {
+		h.T.Fatalf("status %s: %v (%s)", key, err, v)
+	}
+	return st, true
+}
+
+// WaitFor polls cond (in real time, since daemons run in goroutines)
+// until it holds, or fails the test after 10 s saying what it waited for.
+func (h *Harness) WaitFor(what string, cond func() bool) {
+	h.T.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.T.Fatalf("timed out waiting for %s; store:\n%s", what, h.dump())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// WaitTicking is WaitFor while advancing the fake clock by step between
+// looks, for conditions that need a timer (a poll, a backoff) to fire:
+// advancing once could come before the worker armed its timer.
+func (h *Harness) WaitTicking(what string, step time.Duration, cond func() bool) {
+	h.T.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.T.Fatalf("timed out waiting for %s; store:\n%s", what, h.dump())
+		}
+		h.Shared.Clock.Advance(step)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TickState waits, ticking the clock by step, until the status at key
+// has state s.
+func (h *Harness) TickState(key string, s core.State, step time.Duration) core.Status {
+	h.T.Helper()
+	var st core.Status
+	h.WaitTicking(key+" = "+string(s), step, func() bool {
+		var ok bool
+		st, ok = h.Status(key)
+		return ok && st.StateCode == s
+	})
+	return st
+}
+
+// WaitState waits until the status at key has state s.
+func (h *Harness) WaitState(key string, s core.State) core.Status {
+	h.T.Helper()
+	var st core.Status
+	h.WaitFor(key+" = "+string(s), func() bool {
+		var ok bool
+		st, ok = h.Status(key)
+		return ok && st.StateCode == s
+	})
+	return st
+}
+
+// WaitGone waits until key no longer exists.
+func (h *Harness) WaitGone(key string) {
+	h.T.Helper()
+	h.WaitFor(key+" deleted", func() bool { return h.Get(key) == "" })
+}
+
+// Tick advances the fake clock by d, firing due timers (requeues, resyncs).
+func (h *Harness) Tick(d time.Duration) { h.Shared.Clock.Advance(d) }
+
+func (h *Harness) dump() string {
+	s := ""
+	for k, v := range h.Shared.KV.Dump() {
+		s += "  " + k + " = " + v + "\n"
+	}
+	return s
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
