@@ -1,0 +1,40 @@
+# mirror: `make run` starts mirrord on its embedded default; `make test`
+# runs every check CI runs.
+
+GO      ?= go
+PKGS    ?= ./...
+
+.PHONY: all build test unit deps lint generate check-generate fmt run
+
+all: build
+
+build:
+	$(GO) build $(PKGS)
+
+## test: the dependency rule, then every test with the race detector.
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+## unit: the fast tests only (core, app, fakes).
+unit: deps
+	$(GO) test -count=1 ./core/... ./ports/... ./app/... ./adapters/fake/...
+
+## deps: core/ imports only ports/ and the standard library, and so on inward.
+deps:
+	@.ci/check-deps
+
+lint: deps check-generate
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet $(PKGS)
+
+## generate: regenerate wire_gen.go files.
+generate:
+	$(GO) generate ./app/harness/...
+
+## check-generate: fail if regenerating changes a committed file.
+check-generate: generate
+	@git diff --exit-code -- '*wire_gen.go' || { echo "wire_gen.go is stale: run make generate"; exit 1; }
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
