@@ -198,7 +198,7 @@ func (e *Engine) dispatch(ev ports.WatchEvent) {
 	case core.KindEnvironment, core.KindEnvironmentOperation:
 		e.monitor.touch(core.EnvironmentKey(pk.Env))
 	case core.KindEnvironmentStatus:
-		e.monitor.touch(core.EnvironmentKey(pk.Env))
+		e.monitor.touchUnlessLed(core.EnvironmentKey(pk.Env))
 		for _, kv := range e.cache.list(core.EnvironmentVolumesPrefix(pk.Env)) {
 			if p, err := core.ParseKey(kv.Key); err == nil && p.Kind == core.KindVolume {
 				e.monitor.touch(kv.Key) // waiting volumes move on
@@ -209,8 +209,10 @@ func (e *Engine) dispatch(ev ports.WatchEvent) {
 		if ev.Type == ports.EventDelete {
 			e.monitor.touch(core.EnvironmentKey(pk.Env)) // a stopping environment may go on
 		}
-	case core.KindVolumeOperation, core.KindVolumeStatus, core.KindSnapshot, core.KindSnapshotStatus:
+	case core.KindVolumeOperation, core.KindSnapshot:
 		e.monitor.touch(core.VolumeKey(pk.Volume))
+	case core.KindVolumeStatus, core.KindSnapshotStatus:
+		e.monitor.touchUnlessLed(core.VolumeKey(pk.Volume))
 	case core.KindStorage, core.KindStorageMetadata:
 		e.touchEnvironmentsOf(pk.Storage)
 	}

@@ -73,6 +73,19 @@ func (m *monitor) touch(resource string) {
 	}()
 }
 
+// touchUnlessLed is touch for a change the resource's own worker made
+// (statuses are written by the leader only): a local worker needs no
+// nudge for its own write, but a resource nobody here leads still gets
+// campaigned for.
+func (m *monitor) touchUnlessLed(resource string) {
+	m.mu.Lock()
+	_, led := m.workers[resource]
+	m.mu.Unlock()
+	if !led {
+		m.touch(resource)
+	}
+}
+
 // ensureAll touches every environment and volume under prefix (after a
 // listing), and every resource of every listing of the leader prefix, so
 // leaderless resources are campaigned for.
