@@ -83,7 +83,9 @@ func EnvironmentStatusKey(e EnvironmentID) string { return EnvironmentKey(e) + "
 func EnvironmentVolumesPrefix(e EnvironmentID) string { return VolumePrefix + e.String() + "/" }
 
 // VolumeKey is mirror_volume/storage.{s}.{t}/volume.{v}.
-func VolumeKey(v VolumeRef) string { return EnvironmentVolumesPrefix(v.Env) + "volume." + u(v.VolumeID) }
+func VolumeKey(v VolumeRef) string {
+	return EnvironmentVolumesPrefix(v.Env) + "volume." + u(v.VolumeID)
+}
 
 // VolumeOperationKey is .../volume.{v}/operation.
 func VolumeOperationKey(v VolumeRef) string { return VolumeKey(v) + "/operation" }
@@ -110,9 +112,9 @@ func LeaderKey(prefix, resourceKey string) string { return prefix + resourceKey 
 // ParsedKey is a key taken apart. Only the fields of its Kind are set.
 type ParsedKey struct {
 	Kind     KeyKind
-	Storage  StorageRef  // KindStorage, KindStorageMetadata
-	Cluster  uint64      // KindClusterVolume
-	VolumeID uint64      // KindClusterVolume
+	Storage  StorageRef // KindStorage, KindStorageMetadata
+	Cluster  uint64     // KindClusterVolume
+	VolumeID uint64     // KindClusterVolume
 	Env      EnvironmentID
 	Volume   VolumeRef   // volume and snapshot kinds
 	Snapshot SnapshotRef // snapshot kinds

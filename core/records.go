@@ -142,8 +142,10 @@ func checkPair(key string, id EnvironmentID, src, tgt StorageRef) error {
 		return fmt.Errorf("%s: %w: record pairs storage %d with %d, key says %d with %d",
 			key, ErrContradiction, src.StorageID, tgt.StorageID, id.Source, id.Target)
 	}
-	if src == tgt {
-		return fmt.Errorf("%s: %w: source and target are the same storage", key, ErrContradiction)
+	if src.StorageID == tgt.StorageID {
+		// The keys name a pair by storage ids alone, so one id on both
+		// sides cannot be told apart, whatever the clusters say.
+		return fmt.Errorf("%s: %w: source and target are the same storage %d", key, ErrContradiction, src.StorageID)
 	}
 	return nil
 }

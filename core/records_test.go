@@ -604,3 +604,11 @@ func TestBackendConversions(t *testing.T) {
 		t.Errorf("BackendSnapshot = %+v", bs)
 	}
 }
+
+func TestEnvironmentSameStorageIDOnBothSides(t *testing.T) {
+	id := core.EnvironmentID{Source: 11, Target: 11}
+	_, err := core.DecodeEnvironment(id, []byte(`{"source_cluster_storage":{"cluster_id":5,"storage_id":11},"target_cluster_storage":{"cluster_id":6,"storage_id":11}}`))
+	if !errors.Is(err, core.ErrContradiction) {
+		t.Fatalf("err = %v, want ErrContradiction: the key cannot tell the two storages apart", err)
+	}
+}

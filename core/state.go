@@ -32,7 +32,8 @@ const (
 	SnapshotError     State = "error"
 )
 
-func validVolumeState(s State) bool {
+// ValidVolumeState reports whether s is one of SPEC §4's volume states.
+func ValidVolumeState(s State) bool {
 	for _, v := range VolumeStates {
 		if v == s {
 			return true

@@ -71,6 +71,13 @@ func PlanVolume(in VolumeInput) VolumePlan {
 	if in.Operation == OpDestroy {
 		return VolumePlan{Action: ActDestroy, OnSuccess: Outcome{Finish: true}}
 	}
+	if _, known := volumeTables[in.Operation]; !known && cur == StateNone {
+		// Nothing to keep: the first status of a volume is never empty.
+		return VolumePlan{Write: &Status{StateCode: StateError, ErrorReason: &Reason{
+			Code:     Code("volume", "failure", "decode_operation", "unknown_operation"),
+			Contents: fmt.Sprintf("operation %q is not one of start, resume, pause, stop, stop_and_delete, destroy", in.Operation),
+		}}}
+	}
 	if !CanStartFrom(in.Operation, cur) {
 		return VolumePlan{Write: in.refused(cur)}
 	}

@@ -567,7 +567,9 @@ func TestCauseAndCode(t *testing.T) {
 
 func TestPlanVolumeUnknownOperationRefused(t *testing.T) {
 	t.Parallel()
-	for _, st := range []*core.Status{nil, {StateCode: mirroring, Operation: start}} {
+	// With no status there is no state to keep: that case is
+	// TestUnknownOperationWithoutStatusIsError.
+	for _, st := range []*core.Status{{StateCode: mirroring, Operation: start}} {
 		p := core.PlanVolume(core.VolumeInput{Operation: "restart", Status: st, EnvState: mirroring,
 			Observed: &ports.VolumeReplication{State: ports.ReplicationReplaying}})
 		if p.Action != core.ActNone || p.Finish {
