@@ -1,0 +1,272 @@
+package nats
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cdmdr/mirror/ports"
+)
+
+// closeWait bounds how long Stop waits for the client library to release a
+// subscription after the handler returned; it never bounds the handler.
+const closeWait = 5 * time.Second
+
+// resumeDelay is the pause before a durable subscription that stopped
+// consuming on its own (its consumer deleted, say) tries again.
+const resumeDelay = time.Second
+
+// coreSub is a plain or queue-group subscription.
+type coreSub struct {
+	sub     *nats.Subscription
+	ctx     context.Context
+	cancel  context.CancelFunc
+	unwatch func() bool
+	mu      sync.Mutex // held while the handler runs
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func (b *Bus) subscribeCore(ctx context.Context, subject, durable string, h ports.Handler) (*coreSub, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &coreSub{ctx: sctx, cancel: cancel, closed: make(chan struct{})}
+	queue := ""
+	if durable != "" {
+		queue = sanitizeDurable(durable)
+	}
+	log := b.log.With("subject", subject, "durable", durable)
+	cb := func(m *nats.Msg) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.ctx.Err() != nil {
+			return // stopping
+		}
+		if err := h(s.ctx, ports.Message{Subject: m.Subject, Data: m.Data}); err != nil {
+			if queue != "" {
+				log.Warn("bus message dropped: handler failed and core nats cannot redeliver", "err", err)
+			} else {
+				log.Debug("bus message dropped: handler failed", "err", err)
+			}
+		}
+	}
+	var err error
+	if queue == "" {
+		s.sub, err = b.nc.Subscribe(subject, cb)
+	} else {
+		s.sub, err = b.nc.QueueSubscribe(subject, queue, cb)
+	}
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
+	}
+	s.sub.SetClosedHandler(func(string) { close(s.closed) })
+	s.unwatch = context.AfterFunc(ctx, func() { _ = s.Stop() })
+	return s, nil
+}
+
+// Stop implements ports.Subscription. It cancels the handler's ctx and
+// waits for it to return. It is idempotent and safe on a closed connection.
+func (s *coreSub) Stop() error {
+	s.once.Do(func() {
+		s.unwatch()
+		s.cancel()
+		_ = s.sub.Unsubscribe() // fails only if already closed with its connection
+		s.mu.Lock()
+		s.mu.Unlock() //nolint:staticcheck // waits for a running handler
+		waitClosed(s.closed)
+	})
+	return nil
+}
+
+// durableSub is a JetStream durable pull consumer being consumed.
+type durableSub struct {
+	b        *Bus
+	subject  string
+	consumer string
+	h        ports.Handler
+	log      *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	unwatch  func() bool
+	mu       sync.Mutex // held while the handler runs
+	done     chan struct{}
+	once     sync.Once
+}
+
+// consumerName is the JetStream consumer of a durable name on a subject:
+// the fake bus and the contract keep one queue per name and subject,
+// while a JetStream durable name is one consumer of the whole stream.
+func consumerName(durable, subject string) string {
+	sum := sha256.Sum256([]byte(durable + "\x00" + subject))
+	return sanitizeDurable(durable) + "_" + hex.EncodeToString(sum[:4])
+}
+
+func (b *Bus) subscribeDurable(ctx context.Context, subject, durable string, h ports.Handler) (*durableSub, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &durableSub{
+		b: b, subject: subject, consumer: consumerName(durable, subject), h: h,
+		ctx: sctx, cancel: cancel, done: make(chan struct{}),
+	}
+	s.log = b.log.With("subject", subject, "durable", durable, "consumer", s.consumer)
+	cc, err := s.start(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go s.run(cc)
+	s.unwatch = context.AfterFunc(ctx, func() { _ = s.Stop() })
+	return s, nil
+}
+
+// start creates or updates the consumer and consumes it, one message at a
+// time: the next is pulled only once the handler answered, so a daemon
+// holds no message it is not working on and daemons share the load.
+func (s *durableSub) start(ctx context.Context) (jetstream.ConsumeContext, error) {
+	c, err := s.b.js.CreateOrUpdateConsumer(ctx, s.b.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:       s.consumer,
+		Description:   "mirrord durable subscription",
+		FilterSubject: s.subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       s.b.cfg.AckWait,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", s.consumer, s.subject, err)
+	}
+	cc, err := c.Consume(s.handle, jetstream.PullMaxMessages(1), jetstream.ConsumeErrHandler(s.consumeErr))
+	if err != nil {
+		return nil, fmt.Errorf("consume %s on %s: %w", s.consumer, s.subject, err)
+	}
+	return cc, nil
+}
+
+// run waits for Stop, and starts consuming again whenever consuming ends
+// on its own (the consumer or stream deleted under it) while the
+// connection lives.
+func (s *durableSub) run(cc jetstream.ConsumeContext) {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			cc.Stop()
+			waitClosed(cc.Closed())
+			return
+		case <-cc.Closed():
+		}
+		if s.b.nc.IsClosed() {
+			return
+		}
+		s.log.Warn("durable subscription stopped consuming; starting again")
+		for {
+			t := time.NewTimer(resumeDelay)
+			select {
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if s.b.nc.IsClosed() {
+				return
+			}
+			var err error
+			if cc, err = s.start(s.ctx); err == nil {
+				break
+			}
+			s.log.Warn("durable subscription start", "err", err)
+		}
+	}
+}
+
+// handle runs the handler on one message and answers the server.
+func (s *durableSub) handle(m jetstream.Msg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		_ = m.Nak() // stopping: let another subscriber have it now
+		return
+	}
+	stopProgress := keepInProgress(m, s.b.cfg.AckWait)
+	err := s.h(s.ctx, ports.Message{Subject: m.Subject(), Data: m.Data()})
+	stopProgress()
+	if err == nil {
+		if err := m.Ack(); err != nil {
+			s.log.Warn("bus message acknowledgement failed; it will come again", "err", err)
+		}
+		return
+	}
+	var delivered uint64
+	if md, merr := m.Metadata(); merr == nil {
+		delivered = md.NumDelivered
+	}
+	s.log.Warn("bus message handler failed; redelivering later", "delivered", delivered, "retry_in", s.b.cfg.RedeliveryDelay, "err", err)
+	if err := m.NakWithDelay(s.b.cfg.RedeliveryDelay); err != nil {
+		s.log.Warn("bus message negative acknowledgement failed; it will come again after the ack wait", "err", err)
+	}
+}
+
+// keepInProgress tells the server every half ack wait that m is still
+// being worked on, so a slow handler's message does not go to another
+// subscriber meanwhile. The returned func stops it.
+func keepInProgress(m jetstream.Msg, ackWait time.Duration) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ackWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+func (s *durableSub) consumeErr(_ jetstream.ConsumeContext, err error) {
+	if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+		s.log.Debug("durable subscription", "err", err)
+		return
+	}
+	s.log.Warn("durable subscription", "err", err)
+}
+
+// Stop implements ports.Subscription. It cancels the handler's ctx, waits
+// for it to return and stops consuming; what the handler did not
+// acknowledge stays with the consumer. It is idempotent and safe on a
+// closed connection.
+func (s *durableSub) Stop() error {
+	s.once.Do(func() {
+		s.unwatch()
+		s.cancel()
+		<-s.done
+		s.mu.Lock()
+		s.mu.Unlock() //nolint:staticcheck // waits for a running handler
+	})
+	return nil
+}
+
+// waitClosed waits, within closeWait, for the client library to release a
+// subscription.
+func waitClosed(ch <-chan struct{}) {
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
