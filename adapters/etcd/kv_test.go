@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/cdmdr/mirror/adapters/etcd"
 	"github.com/cdmdr/mirror/adapters/etcd/etcdtest"
 	"github.com/cdmdr/mirror/ports"
@@ -123,4 +122,3 @@ func recv(t *testing.T, ch <-chan ports.WatchEvent) ports.WatchEvent {
 	}
 	panic("unreachable")
 }
-
