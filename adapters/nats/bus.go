@@ -50,7 +50,7 @@ func NewBus(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*
 	}
 	b := &Bus{nc: nc, cfg: cfg, log: log}
 	if cfg.Mode == ModeCore {
-		b.logCore("configured")
+		b.logCore("mode core configured")
 		return b, nil
 	}
 	js, err := jetstream.New(nc)
