@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -21,6 +22,7 @@ const embeddedReadyTimeout = 30 * time.Second
 type Embedded struct {
 	e          *embed.Etcd
 	log        *slog.Logger
+	closing    *atomic.Bool
 	clientPort int
 	peerPort   int
 }
@@ -56,6 +58,8 @@ func StartEmbeddedOn(dir string, clientPort, peerPort int, log *slog.Logger) (*E
 	cfg.AdvertisePeerUrls = []url.URL{purl}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.LogLevel = "error"
+	closing := new(atomic.Bool)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(log, closing))
 	cfg.EnableGRPCGateway = false
 	// History older than an hour is of no use to mirrord's watchers (they
 	// re-list on ErrCompacted) and would grow the database for ever.
@@ -69,15 +73,17 @@ func StartEmbeddedOn(dir string, clientPort, peerPort int, log *slog.Logger) (*E
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dir, err)
 	case <-time.After(embeddedReadyTimeout):
+		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready within %v", dir, embeddedReadyTimeout)
 	}
 	log.Info("embedded etcd started", "dir", dir, "client_url", curl.String())
-	return &Embedded{e: e, log: log, clientPort: clientPort, peerPort: peerPort}, nil
+	return &Embedded{e: e, log: log, closing: closing, clientPort: clientPort, peerPort: peerPort}, nil
 }
 
 // Endpoints returns the client URLs to give to NewClient.
@@ -99,6 +105,7 @@ func (s *Embedded) Ports() (client, peer int) {
 
 // Close stops the server; its data stays in its directory.
 func (s *Embedded) Close() {
+	s.closing.Store(true)
 	s.e.Close()
 	u := localURL(s.clientPort)
 	s.log.Info("embedded etcd stopped", "client_url", u.String())
