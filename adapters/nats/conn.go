@@ -29,17 +29,21 @@ func Connect(cfg Config, log *slog.Logger) (*nats.Conn, func(), error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.DrainTimeout(drainTimeout),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			switch {
+			case nc.IsClosed():
+				// the closed handler logs it
+			case err != nil:
 				log.Warn("nats disconnected", "err", err)
-			} else {
-				log.Info("nats disconnected")
+			default:
+				log.Warn("nats disconnected")
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
+			log.Info("nats connection closed")
 			closeOnce.Do(func() { close(closed) })
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

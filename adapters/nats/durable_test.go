@@ -217,3 +217,45 @@ func TestSubscribeCtxEnds(t *testing.T) {
 		}
 	}
 }
+
+// A durable subscription whose consumer, or whole stream, is deleted under
+// it (by an operator, say) creates it again and goes on.
+func TestDurableSurvivesDeletion(t *testing.T) {
+	srv := natstest.Start(t, true)
+	cfg := testConfig(srv.URL())
+	b := newBus(t, cfg)
+	in := newRecorder()
+	subscribe(t, b, "test.deleted", "d", in.handle)
+	js, err := jetstreamNew(connect(t, cfg, natstest.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawPublish(t, srv.URL(), "test.deleted", "before")
+	in.waitFor(t, "first delivery", func(got []string) bool { return len(got) == 1 })
+
+	for _, what := range []string{"consumer", "stream"} {
+		s, err := js.Stream(t.Context(), mnats.DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if what == "consumer" {
+			names := s.ConsumerNames(t.Context())
+			for name := range names.Name() {
+				if err := s.DeleteConsumer(t.Context(), name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else if err := js.DeleteStream(t.Context(), mnats.DefaultStream); err != nil {
+			t.Fatal(err)
+		}
+		n := len(in.snapshot())
+		deadline := time.Now().Add(deliveryTimeout)
+		for len(in.snapshot()) == n && time.Now().Before(deadline) {
+			rawPublish(t, srv.URL(), "test.deleted", "after "+what+" deleted")
+			time.Sleep(200 * time.Millisecond)
+		}
+		if len(in.snapshot()) == n {
+			t.Fatalf("nothing delivered after the %s was deleted", what)
+		}
+	}
+}

@@ -20,9 +20,13 @@ import (
 // subscription after the handler returned; it never bounds the handler.
 const closeWait = 5 * time.Second
 
-// resumeDelay is the pause before a durable subscription that stopped
-// consuming on its own (its consumer deleted, say) tries again.
-const resumeDelay = time.Second
+// A durable subscription that stopped consuming on its own (its consumer
+// or stream deleted, say) tries again after resumeDelay, doubling up to
+// maxResumeDelay.
+const (
+	resumeDelay    = time.Second
+	maxResumeDelay = 30 * time.Second
+)
 
 // coreSub is a plain or queue-group subscription.
 type coreSub struct {
@@ -96,7 +100,8 @@ type durableSub struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	unwatch  func() bool
-	mu       sync.Mutex // held while the handler runs
+	mu       sync.Mutex    // held while the handler runs
+	check    chan struct{} // consumeErr asks run to look whether the consumer is gone
 	done     chan struct{}
 	once     sync.Once
 }
@@ -113,7 +118,7 @@ func (b *Bus) subscribeDurable(ctx context.Context, subject, durable string, h p
 	sctx, cancel := context.WithCancel(ctx)
 	s := &durableSub{
 		b: b, subject: subject, consumer: consumerName(durable, subject), h: h,
-		ctx: sctx, cancel: cancel, done: make(chan struct{}),
+		ctx: sctx, cancel: cancel, check: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	s.log = b.log.With("subject", subject, "durable", durable, "consumer", s.consumer)
 	cc, err := s.start(ctx)
@@ -150,8 +155,9 @@ func (s *durableSub) start(ctx context.Context) (jetstream.ConsumeContext, error
 }
 
 // run waits for Stop, and starts consuming again whenever consuming ends
-// on its own (the consumer or stream deleted under it) while the
-// connection lives.
+// on its own while the connection lives: the consumer deleted under it
+// (it is created again, starting over with all the stream holds on the
+// subject) or the stream deleted (created again, empty).
 func (s *durableSub) run(cc jetstream.ConsumeContext) {
 	defer close(s.done)
 	for {
@@ -160,14 +166,22 @@ func (s *durableSub) run(cc jetstream.ConsumeContext) {
 			cc.Stop()
 			waitClosed(cc.Closed())
 			return
+		case <-s.check:
+			if !s.consumerGone() {
+				continue
+			}
+			// The client library cannot tell: its pull requests find
+			// no responder and it waits for heartbeats that never come.
+			cc.Stop()
+			waitClosed(cc.Closed())
 		case <-cc.Closed():
 		}
 		if s.b.nc.IsClosed() {
 			return
 		}
 		s.log.Warn("durable subscription stopped consuming; starting again")
-		for {
-			t := time.NewTimer(resumeDelay)
+		for delay := resumeDelay; ; delay = min(2*delay, maxResumeDelay) {
+			t := time.NewTimer(delay)
 			select {
 			case <-s.ctx.Done():
 				t.Stop()
@@ -178,10 +192,17 @@ func (s *durableSub) run(cc jetstream.ConsumeContext) {
 				return
 			}
 			var err error
-			if cc, err = s.start(s.ctx); err == nil {
+			cc, err = s.start(s.ctx)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				if err = ensureStream(s.ctx, s.b.js, s.b.cfg); err == nil {
+					s.log.Warn("stream was gone; created it again", "stream", s.b.cfg.Stream)
+					cc, err = s.start(s.ctx)
+				}
+			}
+			if err == nil {
 				break
 			}
-			s.log.Warn("durable subscription start", "err", err)
+			s.log.Warn("durable subscription start", "retry_in", delay, "err", err)
 		}
 	}
 }
@@ -237,12 +258,31 @@ func keepInProgress(m jetstream.Msg, ackWait time.Duration) func() {
 	}
 }
 
+// consumeErr hears what goes wrong while consuming. A pull request that
+// finds no responder, or missing heartbeats, may mean the consumer is gone:
+// run then looks.
 func (s *durableSub) consumeErr(_ jetstream.ConsumeContext, err error) {
-	if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoHeartbeat):
+		select {
+		case s.check <- struct{}{}:
+		default:
+		}
 		s.log.Debug("durable subscription", "err", err)
-		return
+	case errors.Is(err, jetstream.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionClosed):
+		s.log.Debug("durable subscription", "err", err)
+	default:
+		s.log.Warn("durable subscription", "err", err)
 	}
-	s.log.Warn("durable subscription", "err", err)
+}
+
+// consumerGone reports whether the server says the consumer or its stream
+// no longer exists; not knowing (no connection, say) is not gone.
+func (s *durableSub) consumerGone() bool {
+	ctx, cancel := context.WithTimeout(s.ctx, closeWait)
+	defer cancel()
+	_, err := s.b.js.Consumer(ctx, s.b.cfg.Stream, s.consumer)
+	return errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
 // Stop implements ports.Subscription. It cancels the handler's ctx, waits
