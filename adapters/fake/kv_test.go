@@ -42,9 +42,19 @@ func TestKVRevisions(t *testing.T) {
 	}
 	ch := kv.Watch(ctx, "a/", 4)
 	for range 2 {
-		if ev := <-ch; ev.Type != ports.EventDelete || ev.KV.ModRevision != 4 {
+		if ev := recv(t, ch); ev.Type != ports.EventDelete || ev.KV.ModRevision != 4 {
 			t.Fatalf("event %+v, want delete at 4", ev)
 		}
+	}
+}
+
+// Revision 1 is the empty store: a watch from it replays everything.
+func TestKVWatchFromFirstRevision(t *testing.T) {
+	ctx := t.Context()
+	kv := fake.NewKV()
+	_, _ = kv.Put(ctx, "k", []byte("v"))
+	if ev := recv(t, kv.Watch(ctx, "", 1)); ev.KV.Key != "k" || ev.KV.ModRevision != 2 {
+		t.Fatalf("watch from 1 = %+v, want the put of k at 2", ev)
 	}
 }
 
@@ -55,19 +65,19 @@ func TestKVCompact(t *testing.T) {
 		_, _ = kv.Put(ctx, "k", []byte("v"))
 	} // revisions 2..6
 	kv.Compact(5)
-	ev := <-kv.Watch(ctx, "", 4)
+	ev := recv(t, kv.Watch(ctx, "", 4))
 	if !errors.Is(ev.Err, ports.ErrCompacted) {
 		t.Fatalf("watch from 4 after Compact(5) = %+v, want ErrCompacted", ev)
 	}
 	ch := kv.Watch(ctx, "", 5)
-	if ev := <-ch; ev.Err != nil || ev.KV.ModRevision != 5 {
+	if ev := recv(t, ch); ev.Err != nil || ev.KV.ModRevision != 5 {
 		t.Fatalf("watch from 5 = %+v, want the put at 5", ev)
 	}
-	if ev := <-ch; ev.KV.ModRevision != 6 {
+	if ev := recv(t, ch); ev.KV.ModRevision != 6 {
 		t.Fatalf("second event = %+v, want the put at 6", ev)
 	}
 	kv.Compact(100) // capped at the current revision
-	if ev := <-kv.Watch(ctx, "", 6); ev.Err != nil {
+	if ev := recv(t, kv.Watch(ctx, "", 6)); ev.Err != nil {
 		t.Fatalf("watch from the current revision after an over-compaction: %v", ev.Err)
 	}
 }
@@ -80,12 +90,12 @@ func TestKVDropNextEvents(t *testing.T) {
 	for _, k := range []string{"a", "b", "c"} {
 		_, _ = kv.Put(ctx, k, []byte("v"))
 	}
-	if ev := <-live; ev.KV.Key != "c" {
+	if ev := recv(t, live); ev.KV.Key != "c" {
 		t.Fatalf("live watcher got %q first, want c (a and b dropped)", ev.KV.Key)
 	}
 	// The history still has them.
 	replay := kv.Watch(ctx, "", 2)
-	if ev := <-replay; ev.KV.Key != "a" {
+	if ev := recv(t, replay); ev.KV.Key != "a" {
 		t.Fatalf("replay starts with %q, want a", ev.KV.Key)
 	}
 }
@@ -98,7 +108,7 @@ func TestKVSetFailureAndCalls(t *testing.T) {
 	if _, err := kv.Put(ctx, "k", []byte("v")); !errors.Is(err, boom) {
 		t.Fatalf("Put = %v, want boom", err)
 	}
-	if ev := <-kv.Watch(ctx, "", 0); !errors.Is(ev.Err, boom) {
+	if ev := recv(t, kv.Watch(ctx, "", 0)); !errors.Is(ev.Err, boom) {
 		t.Fatalf("Watch = %+v, want boom", ev)
 	}
 	kv.SetFailure(nil)
@@ -131,7 +141,7 @@ func TestKVWatchNeverBlocksWriters(t *testing.T) {
 	}
 	n := 0
 	for range 1000 {
-		<-ch
+		recv(t, ch)
 		n++
 	}
 	cancel()
@@ -161,4 +171,19 @@ func TestKVTxnAtomic(t *testing.T) {
 	if _, ok := kv.Dump()["z"]; ok || kv.Revision() != 3 {
 		t.Fatal("a failed Txn wrote")
 	}
+}
+
+// recv returns the next watch event, or fails after a few seconds.
+func recv(t *testing.T, ch <-chan ports.WatchEvent) ports.WatchEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-ch:
+		if !ok {
+			t.Fatal("watch closed")
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no watch event")
+	}
+	return ports.WatchEvent{}
 }

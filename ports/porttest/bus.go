@@ -127,8 +127,11 @@ func testBusDeliver(t *testing.T, b ports.Bus) {
 	for _, durable := range []string{"", durableName(t, "d")} {
 		in := newInbox()
 		s := subscribe(t, b, subj, durable, in.handle)
-		other := newInbox()
-		subscribe(t, b, subject(t, "other"), durable, other.handle)
+		other, otherDurable := newInbox(), ""
+		if durable != "" {
+			otherDurable = durable + "_other" // durable names may be per stream
+		}
+		subscribe(t, b, subject(t, "other"), otherDurable, other.handle)
 		publish(t, b, subj, "1", "2", "3")
 		if got := in.waitFor(t, 3); !slices.Equal(got, []string{"1", "2", "3"}) {
 			t.Fatalf("durable %q: got %q, want 1 2 3 in order", durable, got)
