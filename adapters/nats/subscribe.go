@@ -84,7 +84,7 @@ func (s *coreSub) Stop() error {
 		s.cancel()
 		_ = s.sub.Unsubscribe() // fails only if already closed with its connection
 		s.mu.Lock()
-		s.mu.Unlock() //nolint:staticcheck // waits for a running handler
+		s.mu.Unlock() // mu is held while a handler runs: this waited for it
 		waitClosed(s.closed)
 	})
 	return nil
@@ -295,7 +295,7 @@ func (s *durableSub) Stop() error {
 		s.cancel()
 		<-s.done
 		s.mu.Lock()
-		s.mu.Unlock() //nolint:staticcheck // waits for a running handler
+		s.mu.Unlock() // mu is held while a handler runs: this waited for it
 	})
 	return nil
 }
