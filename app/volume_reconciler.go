@@ -72,7 +72,10 @@ func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 		case core.KindVolumeOperation:
 			v.operation = kv.Value
 		case core.KindVolumeStatus:
-			if st, err := core.DecodeStatus(kv.Value); err == nil {
+			// A status that is not one of ours (garbage, an unknown state)
+			// counts as none: the operation starts over from what the
+			// backend reports, as SPEC's "[*]" entries allow.
+			if st, err := core.DecodeStatus(kv.Value); err == nil && core.ValidVolumeState(st.StateCode) {
 				v.status = &st
 			}
 		case core.KindSnapshot:

@@ -43,7 +43,8 @@ type Daemon struct {
 	Engine   *app.Engine
 
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error // Run's result, once done is closed
 }
 
 func provideElection(kv *fake.KV, id Identity) *fake.Election {
@@ -81,8 +82,11 @@ func (h *Harness) Start(id string) *Daemon {
 	log := slog.New(slog.NewTextHandler(testWriter{h.T}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := newDaemon(Identity(id), h.Shared, h.Config, log)
 	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel, d.done = cancel, make(chan error, 1)
-	go func() { d.done <- d.Engine.Run(ctx) }()
+	d.cancel, d.done = cancel, make(chan struct{})
+	go func() {
+		d.err = d.Engine.Run(ctx)
+		close(d.done)
+	}()
 	h.mu.Lock()
 	h.daemons = append(h.daemons, d)
 	h.mu.Unlock()
@@ -92,7 +96,8 @@ func (h *Harness) Start(id string) *Daemon {
 // Stop stops the daemon gracefully and waits for it.
 func (d *Daemon) Stop() error {
 	d.cancel()
-	return <-d.done
+	<-d.done
+	return d.err
 }
 
 // Crash makes the daemon's session expire (its leaderships are lost at
@@ -110,12 +115,7 @@ func (h *Harness) StopAll() {
 	h.daemons = nil
 	h.mu.Unlock()
 	for _, d := range ds {
-		select {
-		case <-d.done:
-		default:
-			d.cancel()
-			<-d.done
-		}
+		_ = d.Stop() // idempotent: a stopped daemon returns at once
 	}
 }
 
