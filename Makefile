@@ -28,9 +28,14 @@ lint: deps check-generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
+## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
+## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord).
+run:
+	$(GO) run ./cmd/mirrord --embedded var/mirrord $(ARGS)
+
 ## generate: regenerate wire_gen.go files.
 generate:
-	$(GO) generate ./app/harness/...
+	$(GO) generate ./app/harness/... ./cmd/mirrord/...
 
 ## check-generate: fail if regenerating changes a committed file.
 check-generate: generate

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything mirrord can be told. Values come from, in order of
+// precedence: flags, MIRRORD_* environment variables, the YAML file named
+// by --config, defaults.
+type Config struct {
+	DaemonID string `yaml:"daemon_id"`
+	Embedded string `yaml:"embedded"` // data dir of an in-process etcd and NATS; empty: use external servers
+	// Loopback ports of the embedded servers (0: any free port).
+	EmbeddedEtcdPort int `yaml:"embedded_etcd_port"`
+	EmbeddedNATSPort int `yaml:"embedded_nats_port"`
+
+	Etcd struct {
+		Endpoints    []string      `yaml:"endpoints"`
+		Username     string        `yaml:"username"`
+		Password     string        `yaml:"password"`
+		PasswordFile string        `yaml:"password_file"`
+		CAFile       string        `yaml:"ca_file"`
+		CertFile     string        `yaml:"cert_file"`
+		KeyFile      string        `yaml:"key_file"`
+		DialTimeout  time.Duration `yaml:"dial_timeout"`
+		SessionTTL   time.Duration `yaml:"session_ttl"`
+		LeaderPrefix string        `yaml:"leader_prefix"`
+	} `yaml:"etcd"`
+
+	NATS struct {
+		URL          string `yaml:"url"`
+		CredsFile    string `yaml:"creds_file"`
+		User         string `yaml:"user"`
+		Password     string `yaml:"password"`
+		PasswordFile string `yaml:"password_file"`
+		Token        string `yaml:"token"`
+		Mode         string `yaml:"mode"` // auto, jetstream, core
+		EventSubject string `yaml:"event_subject"`
+		CreatedSubj  string `yaml:"snapshot_created_subject"`
+		DeletedSubj  string `yaml:"snapshot_deleted_subject"`
+	} `yaml:"nats"`
+
+	PluginDir      string        `yaml:"plugin_dir"`
+	ResyncInterval time.Duration `yaml:"resync_interval"`
+	PollInterval   time.Duration `yaml:"poll_interval"`
+	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
+	LogFormat      string        `yaml:"log_format"` // auto, text, json
+}
+
+func defaultConfig() Config {
+	var c Config
+	c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
+	c.EmbeddedEtcdPort = 2379
+	c.EmbeddedNATSPort = 4222
+	c.Etcd.DialTimeout = 5 * time.Second
+	c.Etcd.SessionTTL = 10 * time.Second
+	c.Etcd.LeaderPrefix = "mirror_leader/"
+	c.NATS.URL = "nats://127.0.0.1:4222"
+	c.NATS.Mode = "auto"
+	c.NATS.EventSubject = "cdm.dr.mirror.event"
+	c.NATS.CreatedSubj = "cdm.cluster.volume_snapshot.created"
+	c.NATS.DeletedSubj = "cdm.cluster.volume_snapshot.deleted"
+	c.PluginDir = "/usr/lib/mirrord/plugins"
+	c.ResyncInterval = time.Minute
+	c.PollInterval = 30 * time.Second
+	c.LogLevel = "info"
+	c.LogFormat = "auto"
+	return c
+}
+
+// option binds one setting to its flag and environment variable.
+type option struct {
+	name  string // flag name; env is MIRRORD_ + upper snake
+	usage string
+	value flag.Value
+}
+
+func (c *Config) options() []option {
+	return []option{
+		{"daemon-id", "this daemon's id in leader keys and statuses (default hostname-pid)", (*stringValue)(&c.DaemonID)},
+		{"embedded", "run an in-process etcd and NATS (JetStream) with their data under this directory, on loopback", (*stringValue)(&c.Embedded)},
+		{"embedded-etcd-port", "loopback client port of the embedded etcd (its peer port is the next one; 0: any free port)", (*intValue)(&c.EmbeddedEtcdPort)},
+		{"embedded-nats-port", "loopback port of the embedded NATS (0: any free port)", (*intValue)(&c.EmbeddedNATSPort)},
+		{"etcd-endpoints", "comma-separated etcd endpoints", (*listValue)(&c.Etcd.Endpoints)},
+		{"etcd-username", "etcd user", (*stringValue)(&c.Etcd.Username)},
+		{"etcd-password-file", "file holding the etcd password (or set MIRRORD_ETCD_PASSWORD)", (*stringValue)(&c.Etcd.PasswordFile)},
+		{"etcd-ca-file", "CA bundle to verify etcd's certificate", (*stringValue)(&c.Etcd.CAFile)},
+		{"etcd-cert-file", "client certificate for etcd", (*stringValue)(&c.Etcd.CertFile)},
+		{"etcd-key-file", "client key for etcd", (*stringValue)(&c.Etcd.KeyFile)},
+		{"etcd-dial-timeout", "etcd dial timeout", (*durationValue)(&c.Etcd.DialTimeout)},
+		{"etcd-session-ttl", "leadership session TTL: how fast survivors take over a dead daemon's volumes", (*durationValue)(&c.Etcd.SessionTTL)},
+		{"leader-prefix", "key prefix of leader keys", (*stringValue)(&c.Etcd.LeaderPrefix)},
+		{"nats-url", "NATS server URL(s), comma-separated", (*stringValue)(&c.NATS.URL)},
+		{"nats-creds-file", "NATS credentials file", (*stringValue)(&c.NATS.CredsFile)},
+		{"nats-user", "NATS user", (*stringValue)(&c.NATS.User)},
+		{"nats-password-file", "file holding the NATS password (or set MIRRORD_NATS_PASSWORD)", (*stringValue)(&c.NATS.PasswordFile)},
+		{"nats-mode", "auto, jetstream or core: how snapshot events are consumed", (*stringValue)(&c.NATS.Mode)},
+		{"event-subject", "subject of mirrord's own events", (*stringValue)(&c.NATS.EventSubject)},
+		{"snapshot-created-subject", "subject of snapshot-created events", (*stringValue)(&c.NATS.CreatedSubj)},
+		{"snapshot-deleted-subject", "subject of snapshot-deleted events", (*stringValue)(&c.NATS.DeletedSubj)},
+		{"plugin-dir", "directory of storage plugin executables", (*stringValue)(&c.PluginDir)},
+		{"resync-interval", "how often every key is listed again (safety net for missed watch events)", (*durationValue)(&c.ResyncInterval)},
+		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
+		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
+		{"log-format", "auto (colour on a terminal, JSON otherwise), text or json", (*stringValue)(&c.LogFormat)},
+	}
+}
+
+// envName is the environment variable of a flag: MIRRORD_ETCD_ENDPOINTS.
+func envName(flagName string) string {
+	return "MIRRORD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loadConfig reads the configuration from args and the environment.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	// The file comes first, so find --config before parsing the rest.
+	file := getenv("MIRRORD_CONFIG")
+	pre := flag.NewFlagSet("mirrord", flag.ContinueOnError)
+	pre.SetOutput(io.Discard)
+	pre.StringVar(&file, "config", file, "")
+	pre.Usage = func() {}
+	_ = pre.Parse(filterConfigFlag(args))
+
+	c := defaultConfig()
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+
+	fs := flag.NewFlagSet("mirrord", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", file, "YAML configuration file (or MIRRORD_CONFIG)")
+	for _, o := range c.options() {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", envName(o.name), err)
+			}
+		}
+		fs.Var(o.value, o.name, o.usage+" (env "+envName(o.name)+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	// Secrets are never flags (they would show in ps): environment or file.
+	if v := getenv("MIRRORD_ETCD_PASSWORD"); v != "" {
+		c.Etcd.Password = v
+	}
+	if v := getenv("MIRRORD_NATS_PASSWORD"); v != "" {
+		c.NATS.Password = v
+	}
+	if v := getenv("MIRRORD_NATS_TOKEN"); v != "" {
+		c.NATS.Token = v
+	}
+	if err := readSecret(&c.Etcd.Password, c.Etcd.PasswordFile); err != nil {
+		return Config{}, err
+	}
+	if err := readSecret(&c.NATS.Password, c.NATS.PasswordFile); err != nil {
+		return Config{}, err
+	}
+	if c.DaemonID == "" {
+		host, _ := os.Hostname()
+		c.DaemonID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log format %q: want auto, text or json", c.LogFormat))
+	}
+	switch c.NATS.Mode {
+	case "auto", "jetstream", "core":
+	default:
+		errs = append(errs, fmt.Errorf("nats mode %q: want auto, jetstream or core", c.NATS.Mode))
+	}
+	if c.Embedded == "" && len(c.Etcd.Endpoints) == 0 {
+		errs = append(errs, errors.New("no etcd endpoints"))
+	}
+	if c.Etcd.SessionTTL < 2*time.Second {
+		errs = append(errs, fmt.Errorf("etcd session ttl %s: at least 2s", c.Etcd.SessionTTL))
+	}
+	if c.ResyncInterval <= 0 || c.PollInterval <= 0 {
+		errs = append(errs, errors.New("resync and poll intervals must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func readSecret(dst *string, file string) error {
+	if file == "" {
+		return nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read secret file: %w", err)
+	}
+	*dst = strings.TrimSpace(string(data))
+	return nil
+}
+
+// filterConfigFlag keeps only --config from args, so the first pass does
+// not stop at flags it does not know.
+func filterConfigFlag(args []string) []string {
+	for i, a := range args {
+		switch {
+		case a == "-config" || a == "--config":
+			if i+1 < len(args) {
+				return []string{a, args[i+1]}
+			}
+		case strings.HasPrefix(a, "-config=") || strings.HasPrefix(a, "--config="):
+			return []string{a}
+		}
+	}
+	return nil
+}
+
+type stringValue string
+
+func (s *stringValue) String() string     { return string(*s) }
+func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+func (l *listValue) Set(v string) error {
+	*l = nil
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+type durationValue time.Duration
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+func (d *durationValue) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(x)
+	return nil
+}
+
+type intValue int
+
+func (i *intValue) String() string { return strconv.Itoa(int(*i)) }
+func (i *intValue) Set(v string) error {
+	x, err := strconv.Atoi(v)
+	if err != nil {
+		return err
+	}
+	*i = intValue(x)
+	return nil
+}

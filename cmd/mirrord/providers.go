@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cdmdr/mirror/adapters/etcd"
+	"github.com/cdmdr/mirror/adapters/nats"
+	"github.com/cdmdr/mirror/app"
+	"github.com/cdmdr/mirror/ports"
+)
+
+// Daemon is what main runs.
+type Daemon struct {
+	Engine *app.Engine
+}
+
+func provideEtcdClient(c Config, log *slog.Logger) (*clientv3.Client, func(), error) {
+	return etcd.NewClient(etcd.Config{
+		Endpoints: c.Etcd.Endpoints, Username: c.Etcd.Username, Password: c.Etcd.Password,
+		CAFile: c.Etcd.CAFile, CertFile: c.Etcd.CertFile, KeyFile: c.Etcd.KeyFile,
+		DialTimeout: c.Etcd.DialTimeout, SessionTTL: c.Etcd.SessionTTL,
+	}, log.With("component", "etcd"))
+}
+
+// provideElection's cleanup closes the session, revoking its lease so
+// other daemons take this one's volumes over at once, not after the TTL.
+func provideElection(cl *clientv3.Client, c Config, log *slog.Logger) (*etcd.Election, func(), error) {
+	e, err := etcd.NewElection(cl, c.DaemonID, c.Etcd.LeaderPrefix, c.Etcd.SessionTTL, log.With("component", "election"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("leader election: %w", err)
+	}
+	return e, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := e.Close(ctx); err != nil {
+			log.Warn("election close failed; leaderships expire with the session", "err", err)
+		}
+	}, nil
+}
+
+func natsConfig(c Config) nats.Config {
+	return nats.Config{
+		URL: c.NATS.URL, CredsFile: c.NATS.CredsFile, User: c.NATS.User, Password: c.NATS.Password,
+		Token: c.NATS.Token, Mode: c.NATS.Mode, Name: "mirrord " + c.DaemonID,
+		StreamSubjects: []string{c.NATS.CreatedSubj, c.NATS.DeletedSubj},
+	}
+}
+
+func provideNATSConn(c Config, log *slog.Logger) (*natsgo.Conn, func(), error) {
+	return nats.Connect(natsConfig(c), log.With("component", "nats"))
+}
+
+func provideBus(ctx context.Context, nc *natsgo.Conn, c Config, log *slog.Logger) (*nats.Bus, error) {
+	return nats.NewBus(ctx, nc, natsConfig(c), log.With("component", "bus"))
+}
+
+func provideEvents(bus ports.Bus, c Config, log *slog.Logger) *app.BusEvents {
+	return app.NewBusEvents(bus, app.EventSubject(c.NATS.EventSubject), log)
+}
+
+func provideEngineConfig(c Config) app.Config {
+	return app.Config{
+		LeaderPrefix: c.Etcd.LeaderPrefix, ResyncInterval: c.ResyncInterval, PollInterval: c.PollInterval,
+		SnapshotCreatedSubject: c.NATS.CreatedSubj, SnapshotDeletedSubject: c.NATS.DeletedSubj,
+	}
+}
+
+// noPlugins serves no storage type: the plugin host arrives with issue 4.
+// Until then every storage gets the no_backend error in its status.
+type noPlugins struct{ dir string }
+
+func provideBackends(c Config) ports.Backends { return noPlugins{dir: c.PluginDir} }
+
+func (n noPlugins) For(_ context.Context, storageType string) (ports.StorageBackend, error) {
+	return nil, fmt.Errorf("no plugin in %s serves %s (this build loads no plugins yet): %w", n.dir, storageType, ports.ErrNoBackend)
+}
