@@ -15,15 +15,21 @@ import (
 type cache struct {
 	mu   sync.RWMutex
 	keys map[string]ports.KeyValue
+	// revs is, per watched prefix, the store revision the cache reflects
+	// at least: the last listing's, or the last event's.
+	revs map[string]int64
 }
 
-func newCache() *cache { return &cache{keys: make(map[string]ports.KeyValue)} }
+func newCache() *cache {
+	return &cache{keys: make(map[string]ports.KeyValue), revs: make(map[string]int64)}
+}
 
-// replace makes the keys under prefix exactly kvs and returns the keys
-// that changed (written, rewritten or gone).
-func (c *cache) replace(prefix string, kvs []ports.KeyValue) []ports.WatchEvent {
+// replace makes the keys under prefix exactly kvs, listed at revision rev,
+// and returns the keys that changed (written, rewritten or gone).
+func (c *cache) replace(prefix string, kvs []ports.KeyValue, rev int64) []ports.WatchEvent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.revs[prefix] = rev
 	var changed []ports.WatchEvent
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
@@ -43,10 +49,11 @@ func (c *cache) replace(prefix string, kvs []ports.KeyValue) []ports.WatchEvent 
 	return changed
 }
 
-// apply records one watch event.
-func (c *cache) apply(ev ports.WatchEvent) {
+// apply records one watch event of the watch on prefix.
+func (c *cache) apply(prefix string, ev ports.WatchEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.revs[prefix] = max(c.revs[prefix], ev.KV.ModRevision)
 	switch ev.Type {
 	case ports.EventPut:
 		c.keys[ev.KV.Key] = ev.KV
@@ -75,4 +82,12 @@ func (c *cache) list(prefix string) []ports.KeyValue {
 	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out
+}
+
+// revision returns the store revision the keys under prefix (a watched
+// prefix) reflect at least.
+func (c *cache) revision(prefix string) int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.revs[prefix]
 }

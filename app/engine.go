@@ -72,12 +72,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.resyncLoop(ctx)
 	}()
 
-	// Snapshot events are matched against the cached volumes: consume
-	// them only once the cache is filled, or early events would find no
-	// volume and be dropped.
+	// Workers read the cache, and snapshot events are matched against the
+	// cached volumes: start both only once the cache is filled, or a
+	// volume would find its environment missing and early events no
+	// volume.
 	synced.Wait()
 	var subs []ports.Subscription
 	if ctx.Err() == nil {
+		e.monitor.start()
 		var err error
 		if subs, err = e.subscribeSnapshots(ctx); err != nil {
 			cancel()
@@ -142,7 +144,7 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 			continue
 		}
 		attempt = 0
-		for _, ev := range e.cache.replace(prefix, kvs) {
+		for _, ev := range e.cache.replace(prefix, kvs, rev) {
 			e.dispatch(ev)
 		}
 		e.monitor.ensureAll(prefix)
@@ -170,7 +172,7 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 					}
 					break watching
 				}
-				e.cache.apply(ev)
+				e.cache.apply(prefix, ev)
 				e.dispatch(ev)
 			}
 		}

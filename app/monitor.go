@@ -23,9 +23,13 @@ type monitor struct {
 	mu      sync.Mutex
 	workers map[string]*worker
 	stopped bool
-	wg      sync.WaitGroup
-	ctx     context.Context
-	cancel  context.CancelFunc
+	// open is false until every watched prefix was listed once: a worker
+	// started earlier would find its environment or storages missing from
+	// the cache and write a false error.
+	open   bool
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
 	// campaigns bounds simultaneous campaigns, so a start with thousands
 	// of volumes does not open thousands of store requests at once.
 	campaigns chan struct{}
@@ -42,7 +46,7 @@ func newMonitor(e *Engine) *monitor {
 func (m *monitor) touch(resource string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stopped {
+	if m.stopped || !m.open {
 		return
 	}
 	if w, ok := m.workers[resource]; ok {
@@ -106,6 +110,16 @@ func (m *monitor) ensureAll(prefix string) {
 	for _, r := range resources {
 		m.touch(r)
 	}
+}
+
+// start lets touches start workers, once the cache holds every prefix,
+// and touches every environment and volume.
+func (m *monitor) start() {
+	m.mu.Lock()
+	m.open = true
+	m.mu.Unlock()
+	m.ensureAll(core.EnvironmentPrefix)
+	m.ensureAll(core.VolumePrefix)
 }
 
 // exists reports whether the cache holds the resource or anything under it.
@@ -227,7 +241,7 @@ func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
 	for {
 		res, err := r.reconcile(lctx, lead)
 		if errors.Is(err, ports.ErrNotLeader) || isClosed(lead.Lost()) {
-			log.Info("leadership lost; worker stopped")
+			log.Info("leadership lost; worker stopped", "err", err)
 			w.mu.Lock()
 			w.lost = true
 			w.mu.Unlock()

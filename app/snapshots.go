@@ -164,6 +164,7 @@ func (r *volumeReconciler) reconcileSnapshot(ctx context.Context, lead ports.Lea
 			return fmt.Errorf("delete snapshot keys: %w", err)
 		}
 		delete(r.snaps, ref.SnapshotID)
+		r.loaded = false // until the cache sees the removal, read the store
 		r.log.Info("snapshot removed", "snapshot", core.SnapshotKey(ref))
 	}
 	return nil

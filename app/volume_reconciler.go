@@ -17,7 +17,10 @@ type volumeReconciler struct {
 
 	statusWriter
 	loaded bool
-	snaps  map[uint64]*core.Status
+	// storeRev is the revision of the last read from the store: a cache
+	// older than that would show what we already saw change.
+	storeRev int64
+	snaps    map[uint64]*core.Status
 }
 
 func newVolumeReconciler(e *Engine, key string) *volumeReconciler {
@@ -40,15 +43,20 @@ type snapshotView struct {
 
 // load reads the volume's keys: from the store on the first reconcile
 // after winning the lead (the cache may lag behind the previous leader's
-// last writes), from the cache afterwards, with our own status writes
-// taking precedence over the cache's copy.
+// last writes) and again whenever the cache is older than that read (or
+// after we removed a snapshot), from the cache otherwise, with our own
+// status writes taking precedence over the cache's copy.
 func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 	var kvs []ports.KeyValue
+	if r.loaded && r.e.cache.revision(core.VolumePrefix) < r.storeRev {
+		r.loaded = false // the cache lags behind the store: read the store again
+	}
 	if !r.loaded {
-		all, _, err := r.e.kv.List(ctx, r.key)
+		all, rev, err := r.e.kv.List(ctx, r.key)
 		if err != nil {
 			return volumeView{}, fmt.Errorf("read volume keys: %w", err)
 		}
+		r.storeRev = rev
 		for _, kv := range all {
 			if under(kv.Key, r.key) {
 				kvs = append(kvs, kv)
