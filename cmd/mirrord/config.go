@@ -52,6 +52,7 @@ type Config struct {
 	PluginDir      string        `yaml:"plugin_dir"`
 	ResyncInterval time.Duration `yaml:"resync_interval"`
 	PollInterval   time.Duration `yaml:"poll_interval"`
+	FastPoll       time.Duration `yaml:"fast_poll_interval"`
 	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat      string        `yaml:"log_format"` // auto, text, json
 }
@@ -72,6 +73,7 @@ func defaultConfig() Config {
 	c.PluginDir = "/usr/lib/mirrord/plugins"
 	c.ResyncInterval = time.Minute
 	c.PollInterval = 30 * time.Second
+	c.FastPoll = 2 * time.Second
 	c.LogLevel = "info"
 	c.LogFormat = "auto"
 	return c
@@ -110,6 +112,7 @@ func (c *Config) options() []option {
 		{"plugin-dir", "directory of storage plugin executables", (*stringValue)(&c.PluginDir)},
 		{"resync-interval", "how often every key is listed again (safety net for missed watch events)", (*durationValue)(&c.ResyncInterval)},
 		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
+		{"fast-poll-interval", "the same while a volume is initializing, stopping or deleting", (*durationValue)(&c.FastPoll)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "auto (colour on a terminal, JSON otherwise), text or json", (*stringValue)(&c.LogFormat)},
 	}
@@ -206,7 +209,7 @@ func (c Config) validate() error {
 	if c.Etcd.SessionTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("etcd session ttl %s: at least 2s", c.Etcd.SessionTTL))
 	}
-	if c.ResyncInterval <= 0 || c.PollInterval <= 0 {
+	if c.ResyncInterval <= 0 || c.PollInterval <= 0 || c.FastPoll <= 0 {
 		errs = append(errs, errors.New("resync and poll intervals must be positive"))
 	}
 	return errors.Join(errs...)
