@@ -351,18 +351,17 @@ func TestDestroy(t *testing.T) {
 					t.Fatalf("destroy left an error status: %+v", st)
 				}
 			}
-			leftovers := eventsWith(h, "destroy-leftovers")
 			if leftover == "" {
-				waitEvent(h, "cdm-dr.mirror.volume.finished-destroy")
-				if len(leftovers) != 0 {
+				waitEvent(h, "cdm-dr.mirror.volume.finished-destroy") // reported after the keys are gone
+				if leftovers := eventsWith(h, "destroy-leftovers"); len(leftovers) != 0 {
 					t.Fatalf("unexpected leftovers events: %+v", leftovers)
 				}
 				return
 			}
-			if len(leftovers) != 1 {
-				t.Fatalf("leftovers events = %+v, want one", leftovers)
+			ev := waitEvent(h, "destroy-leftovers")
+			if n := len(eventsWith(h, "destroy")); n != 1 {
+				t.Fatalf("destroy events = %+v, want one", eventsWith(h, "destroy"))
 			}
-			ev := leftovers[0]
 			if !strings.Contains(ev.Code, "destroy") || ev.Key != core.VolumeKey(vol7) || ev.Level != ports.LevelWarn ||
 				!strings.Contains(ev.Message, leftover) {
 				t.Fatalf("leftovers event = %+v, want key %s and a message saying %q", ev, core.VolumeKey(vol7), leftover)
