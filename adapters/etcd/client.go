@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 )
 
 // NewClient connects to etcd as cfg says and returns the client and a
@@ -27,6 +30,15 @@ func NewClient(cfg Config, log *slog.Logger) (*clientv3.Client, func(), error) {
 		Username:    cfg.Username,
 		Password:    cfg.Password,
 		DialTimeout: cfg.dialTimeout(),
+		// Notice a silently dead connection (a watch would hang on it).
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		// gRPC's default reconnect backoff grows to 2 minutes: after a long
+		// etcd outage the daemon would stay away that long once it is back.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			MinConnectTimeout: cfg.dialTimeout(),
+		})},
 		// etcd's own zap logging is noise in the daemon's log; errors come
 		// back to the caller.
 		Logger: zap.NewNop(),

@@ -258,3 +258,47 @@ func TestElectionSessionEndsWhenEtcdIsGone(t *testing.T) {
 		t.Fatal("campaign after the session ended reused its lease")
 	}
 }
+
+func TestElectionRechecksAfterCompaction(t *testing.T) {
+	s := etcdtest.Start(t)
+	ctx := t.Context()
+	d := newElection(t, s, "d1", "leader/")
+	la, err := d.TryCampaign(ctx, "leader/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := d.TryCampaign(ctx, "leader/b")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// While the daemon is cut off, its key a is deleted and the history
+	// compacted, so its watch cannot replay the deletion.
+	s.Disconnect()
+	admin := s.DirectClient(t)
+	if _, err := admin.Delete(ctx, "leader/a"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := admin.Put(ctx, "other", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	s.Reconnect()
+
+	select {
+	case <-la.Lost():
+	case <-time.After(10 * time.Second):
+		t.Fatal("leader key deleted during a compacted gap, leadership not lost")
+	}
+	select {
+	case <-lb.Lost():
+		t.Fatal("leadership whose key is intact lost after the compaction")
+	default:
+	}
+	if err := lb.Put(ctx, "data/b", []byte("v")); err != nil {
+		t.Fatalf("fenced put under the intact key: %v", err)
+	}
+}
