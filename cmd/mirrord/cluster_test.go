@@ -255,3 +255,18 @@ func (c *cluster) history(key string, rev int64) []string {
 	}
 	return out
 }
+
+// revokeLeaseOf revokes the lease holding key: the session that wrote it
+// ends at once, server-side.
+func (c *cluster) revokeLeaseOf(key string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil || len(resp.Kvs) == 0 || resp.Kvs[0].Lease == 0 {
+		c.t.Fatalf("no lease holds %s (err %v)", key, err)
+	}
+	if _, err := c.cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		c.t.Fatalf("revoke: %v", err)
+	}
+}

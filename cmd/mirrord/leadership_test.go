@@ -90,53 +90,56 @@ func TestVolumesMoveToSurvivors(t *testing.T) {
 }
 
 // A daemon whose session expired in the middle of an operation makes no
-// further write: forced interleaving with a partition. d1 is inside
-// PauseVolume when it is cut off; its lease expires and d2 takes the
-// volume; then d1's call returns and the partition heals, so d1's status
-// write reaches etcd after d2 leads — and the fence refuses it.
+// further write. Forced interleaving: d1 is inside PauseVolume and cut off
+// from etcd; its lease is revoked (its session expires server-side while
+// d1, partitioned, cannot know) and d2 takes the volume; then d1's call
+// returns and d1 writes "paused" into the partition; the partition heals
+// and the write reaches etcd after d2 leads — the fence refuses it.
 func TestExpiredLeaderWritesNothing(t *testing.T) {
 	c := newCluster(t)
 	c.backend.AutoSync(true)
 	p := startProxy(t, etcdHostPort(c))
-	d1 := c.start("d1", viaProxy(p))
+	// A long TTL: d1 must not notice the expiry on its own before its
+	// write is on the wire.
+	d1 := c.start("d1", viaProxy(p), func(cfg *Config) { cfg.Etcd.SessionTTL = 30 * time.Second })
 	c.seedStorages()
 	c.seedEnvironment("start")
 	c.seedVolume(7, seedUUID, "start")
 	status := core.VolumeStatusKey(seedVol7)
+	leaderKey := "mirror_leader/" + core.VolumeKey(seedVol7)
 	c.waitState(status, core.StateMirroring)
 
 	release := c.backend.Block("PauseVolume")
 	c.setOp(seedVol7, "pause")
 	c.waitFor("d1 inside PauseVolume", 10*time.Second, func() bool { return c.backend.Blocked("PauseVolume") == 1 })
 
-	p.pause() // d1 is cut off; its lease expires after the TTL
+	p.pause()
 	cutRev := c.revision()
+	c.revokeLeaseOf(leaderKey) // d1's session expires; d1 cannot hear of it
 	d2 := c.start("d2")
-	c.waitFor("d2 leads volume 7", 10*time.Second, func() bool {
-		return c.get("mirror_leader/"+core.VolumeKey(seedVol7)) == "d2"
-	})
-	// d1's call returns (d2's too: both are released), then d1 reaches
-	// etcd again with its write in flight.
+	c.waitFor("d2 leads volume 7", 10*time.Second, func() bool { return c.get(leaderKey) == "d2" })
+	c.waitFor("d2 inside PauseVolume", 10*time.Second, func() bool { return c.backend.Blocked("PauseVolume") == 2 })
 	release()
-	p.unpause()
+	c.waitFor("d1 back from PauseVolume", 10*time.Second, func() bool {
+		return strings.Contains(d1.logs.String(), "action=pause")
+	})
+	p.unpause() // d1's write, held by the partition, reaches etcd now
+	c.waitFor("d1 told it lost the lead", 10*time.Second, func() bool {
+		return strings.Contains(d1.logs.String(), "leadership lost; worker stopped")
+	})
 	st := c.waitState(status, core.StatePaused)
 	if st.Owner != "d2" {
 		t.Fatalf("paused by %q, want d2", st.Owner)
 	}
-	time.Sleep(500 * time.Millisecond) // let d1's held write arrive (and be refused)
 	for _, w := range c.statusWritesSince(status, cutRev) {
 		if w.Owner == "d1" {
 			t.Fatalf("d1 wrote %+v after its session expired", w)
 		}
 	}
-	// The interleaving happened: d1 came back from PauseVolume (so it went
-	// on to write "paused"), and found its lead gone.
-	logs := d1.logs.String()
-	if !strings.Contains(logs, `msg="backend call done"`) || !strings.Contains(logs, "action=pause") {
-		t.Fatalf("d1 never returned from PauseVolume; logs:\n%s", logs)
-	}
-	if !strings.Contains(logs, "leadership lost; worker stopped") {
-		t.Fatalf("d1 never noticed it lost the lead; logs:\n%s", logs)
+	// d1 did try: its write failed, refused by the fence (or abandoned
+	// when d1 heard of the loss while the refusal was on its way).
+	if logs := d1.logs.String(); !strings.Contains(logs, "err=\"write status:") {
+		t.Fatalf("d1 never attempted its status write; logs:\n%s", logs)
 	}
 	d1.stop()
 	d2.stop()
