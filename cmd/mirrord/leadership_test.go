@@ -159,5 +159,3 @@ func (c *cluster) statusWritesSince(key string, rev int64) []core.Status {
 	}
 	return out
 }
-
-
