@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,6 +102,10 @@ func (e *Election) Lease() clientv3.LeaseID {
 // Election's current lease is this daemon's; a key of an earlier session
 // or process of the same identity is another daemon's until it expires.
 func (e *Election) TryCampaign(ctx context.Context, key string) (ports.Leadership, error) {
+	if !strings.HasPrefix(key, e.prefix) {
+		// The leader watch would not see it deleted.
+		return nil, fmt.Errorf("etcd campaign %q: not under the leader prefix %q", key, e.prefix)
+	}
 	for attempt := 0; ; attempt++ {
 		s, err := e.session(ctx)
 		if err != nil {

@@ -91,8 +91,13 @@ func (k *KV) DeletePrefix(ctx context.Context, prefix string) error {
 	return nil
 }
 
-// Watch implements ports.KV. A watch from now pins the current revision
-// before returning, so a write made after Watch returns is always seen.
+// watchStartTimeout bounds how long Watch from now waits for etcd to say
+// what "now" is; past it the watch ends with an error event.
+const watchStartTimeout = 10 * time.Second
+
+// Watch implements ports.KV. A watch from now reads the current revision
+// before returning (waiting at most 10s), so a write made after Watch
+// returns is always seen.
 // clientv3 resumes a broken stream by itself; a member that lost its
 // leader ends the stream (WithRequireLeader, so a partitioned member cannot
 // hold the watch silently) and Watch opens it again from the next
@@ -100,7 +105,9 @@ func (k *KV) DeletePrefix(ctx context.Context, prefix string) error {
 func (k *KV) Watch(ctx context.Context, prefix string, fromRevision int64) <-chan ports.WatchEvent {
 	out := make(chan ports.WatchEvent)
 	if fromRevision <= 0 {
-		resp, err := k.c.Get(ctx, prefix, clientv3.WithCountOnly())
+		gctx, cancel := context.WithTimeout(ctx, watchStartTimeout)
+		resp, err := k.c.Get(gctx, prefix, clientv3.WithCountOnly())
+		cancel()
 		if err != nil {
 			go func() {
 				defer close(out)
