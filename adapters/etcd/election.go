@@ -138,7 +138,11 @@ func (e *Election) TryCampaign(ctx context.Context, key string) (ports.Leadershi
 			}
 			rev = cur.CreateRevision
 		}
-		return e.register(ctx, key, rev, lease, resp.Header.Revision)
+		l, err := e.register(ctx, key, rev, lease, resp.Header.Revision)
+		if err != nil {
+			return nil, err // not a nil *Leadership in a non-nil interface
+		}
+		return l, nil
 	}
 }
 
