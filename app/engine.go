@@ -81,7 +81,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if ctx.Err() == nil {
 		e.monitor.start()
 		var err error
-		if subs, err = e.subscribeSnapshots(ctx); err != nil {
+		// A subscription failing because ctx ended is a stop during start,
+		// not a failure to start: shut down as usual.
+		if subs, err = e.subscribeSnapshots(ctx); err != nil && ctx.Err() == nil {
 			cancel()
 			wg.Wait()
 			e.monitor.stopAll()
