@@ -24,7 +24,7 @@ import (
 // storage backend shared by the daemons of a test, and a plain etcd client
 // playing the DR and cluster managers.
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	etcd     *etcdtest.Server
 	nats     *natstest.Server
 	backend  *fake.Backend
@@ -34,7 +34,9 @@ type cluster struct {
 
 const cephType = "openstack.storage.type.ceph"
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T) *cluster { return newClusterTB(t) }
+
+func newClusterTB(t testing.TB) *cluster {
 	t.Helper()
 	b := fake.NewBackend(cephType)
 	c := &cluster{t: t, etcd: etcdtest.Start(t), nats: natstest.Start(t, true), backend: b,
