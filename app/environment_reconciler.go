@@ -54,6 +54,13 @@ func (r *environmentReconciler) load(ctx context.Context) (env, op []byte, err e
 			}
 		}
 	}
+	if r.loaded && env == nil {
+		// The record is gone from the cache, which applies a multi-key
+		// delete one key at a time: ask the store, which changes all at
+		// once, and drop our copy of a status deleted with the record.
+		r.loaded = false
+		return r.load(ctx)
+	}
 	if !r.loaded {
 		r.loaded, r.status = true, status
 	}

@@ -98,6 +98,13 @@ func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 			v.snapshots[pk.Snapshot.SnapshotID] = s
 		}
 	}
+	if r.loaded && v.volume == nil {
+		// The record is gone from the cache, which applies a multi-key
+		// delete one key at a time: ask the store, which changes all at
+		// once, and drop our copy of a status deleted with the record.
+		r.loaded = false
+		return r.load(ctx)
+	}
 	if !r.loaded {
 		r.loaded = true
 		r.status = v.status
