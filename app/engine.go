@@ -203,7 +203,7 @@ func (e *Engine) dispatch(ev ports.WatchEvent) {
 		e.monitor.touch(core.EnvironmentKey(pk.Env))
 	case core.KindEnvironmentStatus:
 		e.monitor.touchUnlessLed(core.EnvironmentKey(pk.Env))
-		for _, kv := range e.cache.list(core.EnvironmentVolumesPrefix(pk.Env)) {
+		for _, kv := range e.cache.under(core.VolumePrefix + pk.Env.String()) {
 			if p, err := core.ParseKey(kv.Key); err == nil && p.Kind == core.KindVolume {
 				e.monitor.touch(kv.Key) // waiting volumes move on
 			}

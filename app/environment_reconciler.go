@@ -39,7 +39,7 @@ func (r *environmentReconciler) load(ctx context.Context) (env, op []byte, err e
 		if v, ok := r.e.cache.get(r.key); ok {
 			kvs = append(kvs, ports.KeyValue{Key: r.key, Value: v})
 		}
-		kvs = append(kvs, r.e.cache.list(r.key+"/")...)
+		kvs = append(kvs, r.e.cache.under(r.key)...)
 	}
 	var status *core.Status
 	for _, kv := range kvs {
@@ -153,7 +153,7 @@ func (r *environmentReconciler) reconcile(ctx context.Context, lead ports.Leader
 // volumesIn lists the mirror volumes present in an environment.
 func (e *Engine) volumesIn(id core.EnvironmentID) []string {
 	var out []string
-	for _, kv := range e.cache.list(core.EnvironmentVolumesPrefix(id)) {
+	for _, kv := range e.cache.under(core.VolumePrefix + id.String()) {
 		if pk, err := core.ParseKey(kv.Key); err == nil && pk.Kind == core.KindVolume {
 			out = append(out, kv.Key)
 		}

@@ -127,7 +127,7 @@ func (m *monitor) exists(resource string) bool {
 	if _, ok := m.e.cache.get(resource); ok {
 		return true
 	}
-	return len(m.e.cache.list(resource+"/")) > 0
+	return len(m.e.cache.under(resource)) > 0
 }
 
 // ledElsewhere reports whether the cache shows another daemon's leader key.

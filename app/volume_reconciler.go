@@ -52,21 +52,25 @@ func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 		r.loaded = false // the cache lags behind the store: read the store again
 	}
 	if !r.loaded {
-		all, rev, err := r.e.kv.List(ctx, r.key)
+		all, _, err := r.e.kv.List(ctx, r.key)
 		if err != nil {
 			return volumeView{}, fmt.Errorf("read volume keys: %w", err)
 		}
-		r.storeRev = rev
+		// The floor is the newest revision among the volume's own keys,
+		// not the listing's: the volume prefix's watch reaches that one,
+		// while the store's revision moves with every key of every prefix.
+		r.storeRev = 0
 		for _, kv := range all {
 			if under(kv.Key, r.key) {
 				kvs = append(kvs, kv)
+				r.storeRev = max(r.storeRev, kv.ModRevision)
 			}
 		}
 	} else {
 		if v, ok := r.e.cache.get(r.key); ok {
 			kvs = append(kvs, ports.KeyValue{Key: r.key, Value: v})
 		}
-		kvs = append(kvs, r.e.cache.list(core.VolumeChildrenPrefix(r.ref))...)
+		kvs = append(kvs, r.e.cache.under(r.key)...)
 	}
 	v := volumeView{snapshots: map[uint64]snapshotView{}}
 	for _, kv := range kvs {
