@@ -15,6 +15,8 @@ type environmentReconciler struct {
 
 	statusWriter
 	loaded bool
+	// storeRev is the revision of the last read from the store.
+	storeRev int64
 }
 
 func newEnvironmentReconciler(e *Engine, key string) *environmentReconciler {
@@ -25,11 +27,15 @@ func newEnvironmentReconciler(e *Engine, key string) *environmentReconciler {
 
 func (r *environmentReconciler) load(ctx context.Context) (env, op []byte, err error) {
 	var kvs []ports.KeyValue
+	if r.loaded && r.e.cache.revision(core.EnvironmentPrefix) < r.storeRev {
+		r.loaded = false // the cache lags behind the store: read the store again
+	}
 	if !r.loaded {
-		all, _, err := r.e.kv.List(ctx, r.key)
+		all, rev, err := r.e.kv.List(ctx, r.key)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read environment keys: %w", err)
 		}
+		r.storeRev = rev
 		for _, kv := range all {
 			if under(kv.Key, r.key) {
 				kvs = append(kvs, kv)
