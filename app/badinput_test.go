@@ -1,0 +1,218 @@
+package app_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cdmdr/mirror/app/harness"
+	"github.com/cdmdr/mirror/core"
+)
+
+// storagePair writes storages 5/s and 6/t of type typ.
+func storagePair(h *harness.Harness, s, t uint64, typ string) {
+	for _, ref := range []core.StorageRef{{ClusterID: 5, StorageID: s}, {ClusterID: 6, StorageID: t}} {
+		h.Put(core.StorageKey(ref), map[string]any{"cluster_id": ref.ClusterID, "storage_id": ref.StorageID, "type": typ, "backend_name": "x"})
+		h.Put(core.StorageMetadataKey(ref), metadata())
+	}
+}
+
+// envFor writes environment storage.{s}.{t} pairing storages 5/s and 6/t,
+// with operation start.
+func envFor(h *harness.Harness, s, t uint64) core.EnvironmentID {
+	id := core.EnvironmentID{Source: s, Target: t}
+	h.Put(core.EnvironmentKey(id), map[string]any{
+		"source_cluster_storage": core.StorageRef{ClusterID: 5, StorageID: s},
+		"target_cluster_storage": core.StorageRef{ClusterID: 6, StorageID: t}})
+	h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "start"})
+	return id
+}
+
+// volumeIn writes mirror volume 9 of environment id, started.
+func volumeIn(h *harness.Harness, id core.EnvironmentID) core.VolumeRef {
+	ref := core.VolumeRef{Env: id, VolumeID: 9}
+	rec := volumeRecord(9, uuid9)
+	rec["source_cluster_storage"] = core.StorageRef{ClusterID: 5, StorageID: id.Source}
+	rec["target_cluster_storage"] = core.StorageRef{ClusterID: 6, StorageID: id.Target}
+	h.Shared.Backend.AddSourceVolume(uuid9)
+	h.Put(core.VolumeKey(ref), rec)
+	setOp(h, ref, "start")
+	return ref
+}
+
+type badStatus struct {
+	key  string // a status key
+	code string // the exact error_reason code
+	says string // what the reason must mention
+}
+
+func TestBadInput(t *testing.T) {
+	vs9 := core.VolumeStatusKey(vol9)
+	cases := []struct {
+		name  string
+		setup func(h *harness.Harness) []badStatus
+	}{
+		{"malformed volume record", func(h *harness.Harness) []badStatus {
+			h.Put(core.VolumeKey(vol9), `{"source_cluster_storage": {"cluster_id": 5,`)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", core.VolumeKey(vol9)}}
+		}},
+		{"unknown operation", func(h *harness.Harness) []badStatus {
+			seedVolume(h, vol9, uuid9, "restart")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-unknown_operation", `"restart"`}}
+		}},
+		{"malformed operation", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), volumeRecord(9, uuid9))
+			h.Put(core.VolumeOperationKey(vol9), `{"operation": start}`)
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-malformed", core.VolumeOperationKey(vol9)}}
+		}},
+		{"environment of the volume missing", func(h *harness.Harness) []badStatus {
+			ref := volumeIn(h, core.EnvironmentID{Source: 12, Target: 14})
+			return []badStatus{{core.VolumeStatusKey(ref), "cdm-dr.mirror.volume.failure-get_environment-not_found", "mirror_environment/storage.12.14"}}
+		}},
+		{"storage record of the volume missing", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, uuid9)
+			rec["target_cluster_storage"] = core.StorageRef{ClusterID: 7, StorageID: 13} // no such storage
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-get_storage-not_found", "clusters/7/storages/13"}}
+		}},
+		{"storage records of an environment missing", func(h *harness.Harness) []badStatus {
+			id := envFor(h, 15, 16)
+			ref := volumeIn(h, id)
+			return []badStatus{
+				{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-not_found", "clusters/5/storages/15"},
+				{core.VolumeStatusKey(ref), "cdm-dr.mirror.volume.failure-get_storage-not_found", "clusters/5/storages/15"},
+			}
+		}},
+		{"storage type no plugin serves", func(h *harness.Harness) []badStatus {
+			storagePair(h, 21, 23, "openstack.storage.type.netapp")
+			id := envFor(h, 21, 23)
+			ref := volumeIn(h, id)
+			return []badStatus{
+				{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_backend-no_backend", "openstack.storage.type.netapp"},
+				{core.VolumeStatusKey(ref), "cdm-dr.mirror.volume.failure-get_backend-no_backend", "openstack.storage.type.netapp"},
+			}
+		}},
+		{"storages of different types", func(h *harness.Harness) []badStatus {
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 5, StorageID: 25}), map[string]any{"cluster_id": 5, "storage_id": 25, "type": harness.CephType})
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 6, StorageID: 27}), map[string]any{"cluster_id": 6, "storage_id": 27, "type": "openstack.storage.type.netapp"})
+			id := envFor(h, 25, 27)
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-create_storage-contradiction", "one type"}}
+		}},
+		{"volume record contradicting its key", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), volumeRecord(7, uuid9)) // says volume 7
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-contradiction", "volume_id is 7"}}
+		}},
+		{"storage record contradicting its key", func(h *harness.Harness) []badStatus {
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 5, StorageID: 35}), map[string]any{"cluster_id": 5, "storage_id": 36, "type": harness.CephType})
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 6, StorageID: 37}), map[string]any{"cluster_id": 6, "storage_id": 37, "type": harness.CephType})
+			id := envFor(h, 35, 37)
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-contradiction", "storage 36"}}
+		}},
+		{"environment record contradicting its key", func(h *harness.Harness) []badStatus {
+			id := core.EnvironmentID{Source: 11, Target: 14}
+			h.Put(core.EnvironmentKey(id), envRecord) // pairs 11 with 13
+			h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "start"})
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-decode_environment-contradiction", "13"}}
+		}},
+		{"malformed environment record", func(h *harness.Harness) []badStatus {
+			id := core.EnvironmentID{Source: 31, Target: 33}
+			h.Put(core.EnvironmentKey(id), `{"source_cluster_storage": `)
+			h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "start"})
+			ref := volumeIn(h, id)
+			return []badStatus{
+				{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-decode_environment-malformed", core.EnvironmentKey(id)},
+				{core.VolumeStatusKey(ref), "cdm-dr.mirror.volume.failure-get_environment-malformed", core.EnvironmentKey(id)},
+			}
+		}},
+		{"unknown environment operation", func(h *harness.Harness) []badStatus {
+			storagePair(h, 41, 43, harness.CephType)
+			id := envFor(h, 41, 43)
+			h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "pause"})
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-decode_operation-unknown_operation", `"pause"`}}
+		}},
+		{"malformed storage metadata holding a keyring", func(h *harness.Harness) []badStatus {
+			storagePair(h, 45, 47, harness.CephType)
+			h.Put(core.StorageMetadataKey(core.StorageRef{ClusterID: 6, StorageID: 47}), `{"pool": "volumes", "keyring": "`+secretKeyring+`"`)
+			id := envFor(h, 45, 47)
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-malformed", "clusters/6/storages/47/metadata"}}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol8, uuid8)
+			bad := c.setup(h)
+			for _, b := range bad {
+				// Wait for the code: records written together may reach
+				// the daemon's cache one watched prefix at a time.
+				var st core.Status
+				h.WaitFor(b.key+" in error with "+b.code, func() bool {
+					st, _ = h.Status(b.key)
+					return st.StateCode == core.StateError && st.ErrorReason != nil && st.ErrorReason.Code == b.code
+				})
+				if !strings.Contains(st.ErrorReason.Contents, b.says) {
+					t.Fatalf("%s: reason %q does not mention %q", b.key, st.ErrorReason.Contents, b.says)
+				}
+				if ev := waitEvent(h, b.code); ev.Key == "" || ev.Message != st.ErrorReason.Contents {
+					t.Fatalf("event = %+v, want the reason of %s", ev, b.key)
+				}
+			}
+			// Time passes; nothing else is disturbed and the bad entries
+			// stay in error without stirring the backend.
+			calls := len(h.Shared.Backend.CallLog())
+			for range 3 {
+				h.Tick(poll)
+				settle()
+			}
+			for _, b := range bad {
+				wantStatus(t, h, b.key, core.StateError, b.code)
+			}
+			for _, call := range h.Shared.Backend.CallLog()[calls:] {
+				if !strings.HasPrefix(call, "VolumeStatus "+uuid8) && !strings.HasPrefix(call, "EnvironmentStatus "+envID.String()) {
+					t.Fatalf("backend called for bad input: %s", call)
+				}
+			}
+			st := wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+			if st.Owner != "d1" {
+				t.Fatalf("volume 8 = %+v", st)
+			}
+			wantNoError(t, h, core.VolumeStatusKey(vol8))
+			wantNoError(t, h, envStatus)
+			wantStatus(t, h, envStatus, core.StateMirroring, "")
+			for _, call := range h.Shared.Backend.CallLog() {
+				if strings.HasSuffix(call, " "+uuid8) && !strings.HasPrefix(call, "VolumeStatus ") && call != "StartVolume "+uuid8 {
+					t.Fatalf("volume 8 touched: %s", call)
+				}
+			}
+			if n := callsFor(h, "StartVolume", uuid8); n != 1 {
+				t.Fatalf("StartVolume of volume 8 called %d times", n)
+			}
+			wantReplication(t, h, uuid8, "replaying", true)
+			wantNoSecret(t, h)
+		})
+	}
+}
+
+// wantNoSecret checks that the keyring text appears nowhere but in the
+// storage metadata it was written to: no status, no other key, no event.
+func wantNoSecret(t *testing.T, h *harness.Harness) {
+	t.Helper()
+	for k, v := range h.Shared.KV.Dump() {
+		if strings.HasSuffix(k, "/metadata") && strings.HasPrefix(k, core.ClustersPrefix) {
+			continue
+		}
+		if strings.Contains(v, secretKeyring) {
+			t.Fatalf("the keyring appears in %s: %s", k, v)
+		}
+	}
+	for _, e := range h.Shared.Events.Events() {
+		if strings.Contains(e.Message, secretKeyring) || strings.Contains(e.Code, secretKeyring) || strings.Contains(e.Key, secretKeyring) {
+			t.Fatalf("the keyring appears in event %+v", e)
+		}
+	}
+}
