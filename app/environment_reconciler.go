@@ -31,14 +31,17 @@ func (r *environmentReconciler) load(ctx context.Context) (env, op []byte, err e
 		r.loaded = false // the cache lags behind the store: read the store again
 	}
 	if !r.loaded {
-		all, rev, err := r.e.kv.List(ctx, r.key)
+		all, _, err := r.e.kv.List(ctx, r.key)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read environment keys: %w", err)
 		}
-		r.storeRev = rev
+		// The floor is the newest revision among the environment's own
+		// keys, which the prefix's watch reaches (see volumeReconciler).
+		r.storeRev = 0
 		for _, kv := range all {
 			if under(kv.Key, r.key) {
 				kvs = append(kvs, kv)
+				r.storeRev = max(r.storeRev, kv.ModRevision)
 			}
 		}
 	} else {

@@ -164,7 +164,12 @@ func (r *volumeReconciler) reconcileSnapshot(ctx context.Context, lead ports.Lea
 			return fmt.Errorf("delete snapshot keys: %w", err)
 		}
 		delete(r.snaps, ref.SnapshotID)
-		r.loaded = false // until the cache sees the removal, read the store
+		// Until the cache has seen the removal, read the store.
+		if _, rev, err := r.e.kv.List(ctx, core.SnapshotStatusKey(ref)); err == nil {
+			r.removedRev = rev
+		} else {
+			r.loaded = false
+		}
 		r.log.Info("snapshot removed", "snapshot", core.SnapshotKey(ref))
 	}
 	return nil

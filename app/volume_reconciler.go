@@ -20,7 +20,11 @@ type volumeReconciler struct {
 	// storeRev is the revision of the last read from the store: a cache
 	// older than that would show what we already saw change.
 	storeRev int64
-	snaps    map[uint64]*core.Status
+	// removedRev is a revision at or after our last snapshot removal: the
+	// keys left are older than the removal, so they cannot tell whether
+	// the cache has seen it.
+	removedRev int64
+	snaps      map[uint64]*core.Status
 }
 
 func newVolumeReconciler(e *Engine, key string) *volumeReconciler {
@@ -48,7 +52,7 @@ type snapshotView struct {
 // status writes taking precedence over the cache's copy.
 func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 	var kvs []ports.KeyValue
-	if r.loaded && r.e.cache.revision(core.VolumePrefix) < r.storeRev {
+	if r.loaded && r.e.cache.revision(core.VolumePrefix) < max(r.storeRev, r.removedRev) {
 		r.loaded = false // the cache lags behind the store: read the store again
 	}
 	if !r.loaded {
