@@ -4,7 +4,7 @@
 GO      ?= go
 PKGS    ?= ./...
 
-.PHONY: all build test unit deps lint generate check-generate fmt run
+.PHONY: all build test unit deps lint generate check-generate fmt run bench
 
 all: build
 
@@ -27,6 +27,10 @@ deps:
 lint: deps check-generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+
+## bench: the 10,000-volume benchmark on embedded etcd (a few minutes).
+bench:
+	$(GO) test -run '^$$' -bench TenThousandVolumes -benchtime 1x -timeout 60m ./cmd/mirrord/
 
 ## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
 ## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord).

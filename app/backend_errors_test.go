@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -72,4 +73,19 @@ func TestBackendReportsReplicationFailure(t *testing.T) {
 	// The replication heals on the backend's side: the volume follows.
 	h.Shared.Backend.SetReplication(seedUUID, ports.VolumeReplication{State: ports.ReplicationReplaying, TargetExists: true})
 	h.TickState(volStatus7, core.StateMirroring, fastPoll)
+}
+
+// A split brain under start waits for a person; an explicit resume asks
+// the backend to restart replay, and the volume follows it back.
+func TestResumeRepairsFailedReplication(t *testing.T) {
+	h := mirroringVolume(t)
+	h.Shared.Backend.SetReplication(seedUUID, ports.VolumeReplication{State: ports.ReplicationFailed, TargetExists: true, Description: "split-brain detected"})
+	h.TickState(volStatus7, core.StateError, 30*time.Second)
+	if n := h.Shared.Backend.Calls("ResumeVolume"); n != 0 {
+		t.Fatalf("start resumed a split brain on its own (%d ResumeVolume calls)", n)
+	}
+	setOp(h, vol7, "resume")
+	h.WaitTicking("ResumeVolume called", time.Second, func() bool { return h.Shared.Backend.Calls("ResumeVolume") > 0 })
+	h.Shared.Backend.Sync(seedUUID)
+	h.TickState(volStatus7, core.StateMirroring, 2*time.Second)
 }

@@ -149,6 +149,13 @@ func (in VolumeInput) planResume(cur State) VolumePlan {
 	case ports.ReplicationSyncing:
 		return VolumePlan{Write: in.status(StateInitializing, nil)}
 	case ports.ReplicationFailed:
+		if cur == StateError {
+			// An explicit resume of a failed replication asks the backend
+			// to restart replay (it may have to resync: the operator asked
+			// for it). start never does this on its own: a split brain
+			// waits for a person.
+			return VolumePlan{Action: ActResume, OnSuccess: Outcome{Write: in.status(StateInitializing, nil)}, OnFailure: StateError}
+		}
 		return VolumePlan{Write: in.status(StateError, in.backendFailedReason(obs))}
 	case ports.ReplicationAbsent:
 		// Nothing left to resume: set replication up again.

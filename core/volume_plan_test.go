@@ -148,7 +148,11 @@ func volumeScenarios() []scenario {
 	add(scenario{"resume from paused or error finds it replaying", resume,
 		[]core.State{paused, errState}, []obsKind{obsReplaying}, ready, wWrite(initializing, "")})
 	add(scenario{"resume sees a backend failure", resume,
-		[]core.State{none, paused, errState}, []obsKind{obsFailed}, ready, wWrite(errState, codeBackend)})
+		[]core.State{none, paused}, []obsKind{obsFailed}, ready, wWrite(errState, codeBackend)})
+	// An explicit resume from error asks the backend to restart replay of
+	// a failed replication (start never does: a split brain waits).
+	add(scenario{"resume from error restarts a failed replication", resume,
+		[]core.State{errState}, []obsKind{obsFailed}, ready, wAct(core.ActResume, initializing)})
 	add(scenario{"resume cannot observe", resume,
 		[]core.State{none, paused, errState}, []obsKind{obsError}, ready, wWrite(errState, codeObserve)})
 	add(scenario{"resume follows: replaying is mirroring", resume,
