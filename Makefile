@@ -11,9 +11,9 @@ all: build
 build:
 	$(GO) build $(PKGS)
 
-## test: the dependency rule, then every test with the race detector.
-test: deps
-	$(GO) vet $(PKGS)
+## test: the dependency rule, formatting, fresh wire_gen.go, vet, then every
+## test with the race detector.
+test: lint
 	$(GO) test -race -count=1 $(PKGS)
 
 ## unit: the fast tests only (core, app, fakes).
