@@ -115,35 +115,20 @@ func (r *environmentReconciler) reconcile(ctx context.Context, lead ports.Leader
 		}
 	}
 	plan := core.PlanEnvironment(in)
-	if plan.Write != nil {
-		if err := r.write(ctx, lead, *plan.Write); err != nil {
-			return r.retry(), err
-		}
-	}
-	out, failed := core.Outcome{}, false
-	if plan.Action != core.EnvActNone {
-		actx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
-		if plan.Action == core.EnvActPrepare {
-			err = backend.PrepareEnvironment(actx, env)
-		} else {
-			err = backend.TeardownEnvironment(actx, env)
-		}
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return result{}, ctx.Err()
+	out, failed, err := r.carryOut(ctx, lead, step{
+		write: plan.Write, action: string(plan.Action), onSuccess: plan.OnSuccess,
+		run: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
+			defer cancel()
+			if plan.Action == core.EnvActPrepare {
+				return backend.PrepareEnvironment(ctx, env)
 			}
-			r.log.Warn("backend call failed", "action", plan.Action, "err", err)
-			out, failed = in.Failed(plan, err), true
-		} else {
-			r.log.Info("backend call done", "action", plan.Action)
-			out = plan.OnSuccess
-		}
-	}
-	if out.Write != nil {
-		if err := r.write(ctx, lead, *out.Write); err != nil {
-			return r.retry(), err
-		}
+			return backend.TeardownEnvironment(ctx, env)
+		},
+		onFailure: func(err error) core.Outcome { return in.Failed(plan, err) },
+	})
+	if err != nil {
+		return r.retry(), err
 	}
 	if out.Finish {
 		if err := lead.Delete(ctx, []string{r.key}, []string{r.key + "/"}); err != nil {

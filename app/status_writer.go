@@ -74,3 +74,43 @@ func (w *statusWriter) settled() result {
 	w.attempt = 0
 	return result{requeue: w.e.pollFor(w.status)}
 }
+
+// step is one planned step: a status to write first, then an action with
+// what follows its success or its failure.
+type step struct {
+	write     *core.Status
+	action    string // empty: no action
+	run       func(context.Context) error
+	onSuccess core.Outcome
+	onFailure func(error) core.Outcome
+}
+
+// carryOut writes the step's status, runs its action, and writes the
+// status that follows. It returns what follows (for the caller to finish
+// on) and whether the action failed. A write refused or a ctx ended stops
+// it with an error.
+func (w *statusWriter) carryOut(ctx context.Context, lead ports.Leadership, s step) (core.Outcome, bool, error) {
+	if s.write != nil {
+		if err := w.write(ctx, lead, *s.write); err != nil {
+			return core.Outcome{}, false, err
+		}
+	}
+	out, failed := s.onSuccess, false
+	if s.action != "" {
+		if err := s.run(ctx); err != nil {
+			if ctx.Err() != nil {
+				return core.Outcome{}, false, ctx.Err()
+			}
+			w.log.Warn("backend call failed", "action", s.action, "err", err)
+			out, failed = s.onFailure(err), true
+		} else {
+			w.log.Info("backend call done", "action", s.action)
+		}
+	}
+	if out.Write != nil {
+		if err := w.write(ctx, lead, *out.Write); err != nil {
+			return core.Outcome{}, false, err
+		}
+	}
+	return out, failed, nil
+}

@@ -178,29 +178,16 @@ func (r *volumeReconciler) reconcile(ctx context.Context, lead ports.Leadership)
 		}
 	}
 	plan := core.PlanVolume(in)
-	if plan.Write != nil {
-		if err := r.write(ctx, lead, *plan.Write); err != nil {
-			return r.retry(), err
-		}
+	out, failed, err := r.carryOut(ctx, lead, step{
+		write: plan.Write, action: string(plan.Action), onSuccess: plan.OnSuccess,
+		run:       func(ctx context.Context) error { return r.act(ctx, backend, vol, plan.Action) },
+		onFailure: func(err error) core.Outcome { return in.Failed(plan, err) },
+	})
+	if err != nil {
+		return r.retry(), err
 	}
-	out := core.Outcome{Finish: plan.Finish}
-	failed := false
-	if plan.Action != core.ActNone {
-		if err := r.act(ctx, backend, vol, plan.Action); err != nil {
-			if ctx.Err() != nil {
-				return result{}, ctx.Err()
-			}
-			r.log.Warn("backend call failed", "action", plan.Action, "err", err)
-			out, failed = in.Failed(plan, err), true
-		} else {
-			r.log.Info("backend call done", "action", plan.Action)
-			out = plan.OnSuccess
-		}
-	}
-	if out.Write != nil {
-		if err := r.write(ctx, lead, *out.Write); err != nil {
-			return r.retry(), err
-		}
+	if plan.Action == core.ActNone {
+		out.Finish = plan.Finish
 	}
 	if out.Finish {
 		return r.finish(ctx, lead, op, nil)
