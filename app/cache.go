@@ -128,6 +128,13 @@ func parentOf(key string) (string, bool) {
 	return key[:len(base)+end-1], true
 }
 
+// hasChildren reports whether any key has parent as its parent.
+func (c *cache) hasChildren(parent string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.children[parent]) > 0
+}
+
 // under returns the keys whose parent is parent (see parentOf), sorted.
 func (c *cache) under(parent string) []ports.KeyValue {
 	c.mu.RLock()

@@ -71,7 +71,7 @@ func (m *monitor) touch(resource string) {
 		if w.lostLeadership() {
 			return
 		}
-		if m.e.cache != nil && m.exists(resource) && !w.finished() {
+		if m.exists(resource) && !w.finished() {
 			m.touch(resource)
 		}
 	}()
@@ -127,7 +127,7 @@ func (m *monitor) exists(resource string) bool {
 	if _, ok := m.e.cache.get(resource); ok {
 		return true
 	}
-	return len(m.e.cache.under(resource)) > 0
+	return m.e.cache.hasChildren(resource)
 }
 
 // ledElsewhere reports whether the cache shows another daemon's leader key.
