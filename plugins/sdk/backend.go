@@ -1,0 +1,80 @@
+package sdk
+
+import "context"
+
+// Backend replicates volumes between two storages of the types it serves.
+//
+// Every method is idempotent: calling it again after it succeeded changes
+// nothing and succeeds, because the daemon retries after crashes,
+// restarts and lost answers. Every method honours ctx: when it ends, the
+// method returns promptly with an error wrapping ctx.Err(), and leaves the
+// storage in a state a later call can resume from. Methods may be called
+// concurrently for different volumes.
+type Backend interface {
+	// Info describes the plugin. It is called at load time and must not
+	// need any storage to be reachable.
+	Info(ctx context.Context) (Info, error)
+
+	// PrepareEnvironment makes both storages ready to replicate volumes
+	// from source to target. It returns nil only once the environment is
+	// ready. ErrPrecondition when the storages cannot be paired as asked.
+	PrepareEnvironment(ctx context.Context, env Environment) error
+
+	// EnvironmentStatus reports whether the environment is ready.
+	EnvironmentStatus(ctx context.Context, env Environment) (EnvironmentHealth, error)
+
+	// TeardownEnvironment undoes PrepareEnvironment. ErrPrecondition while
+	// any volume of the pair is still replicated (paused counts). Tearing
+	// down an environment never prepared succeeds.
+	TeardownEnvironment(ctx context.Context, env Environment) error
+
+	// StartVolume makes the volume replicate to the target; a paused
+	// replication is resumed. It returns once replication is set up, not
+	// once the first copy is done. ErrNotFound when the source volume does
+	// not exist; ErrPrecondition when the environment is not prepared.
+	StartVolume(ctx context.Context, vol Volume) error
+
+	// VolumeStatus reports the volume's replication. A volume that is not
+	// replicated is ReplicationAbsent, not an error.
+	VolumeStatus(ctx context.Context, vol Volume) (VolumeReplication, error)
+
+	// PauseVolume stops replaying this one volume, keeping replication set
+	// up; other volumes are not affected. ErrNotFound when the volume is
+	// not replicated.
+	PauseVolume(ctx context.Context, vol Volume) error
+
+	// ResumeVolume restarts replay of a paused volume, or of a failed one
+	// (which may take a full resync: the operator asked for it).
+	// ErrNotFound when the volume is not replicated.
+	ResumeVolume(ctx context.Context, vol Volume) error
+
+	// StopVolume ends replication and keeps the target copy as a usable
+	// standalone volume. It returns nil only once that is verified.
+	// Stopping a volume that is not replicated succeeds.
+	StopVolume(ctx context.Context, vol Volume) error
+
+	// DeleteTarget ends replication and deletes the target copy (also a
+	// standalone one left by StopVolume). It may return before the copy is
+	// gone; VolumeStatus reports TargetExists false once it is.
+	DeleteTarget(ctx context.Context, vol Volume) error
+
+	// DestroyVolume tears down everything about the volume's replication
+	// on both sides, best effort, within ctx's deadline, never blocked by
+	// an unreachable storage. It never deletes the source volume. What it
+	// could not clean up is listed in the report; an error means it could
+	// not even try.
+	DestroyVolume(ctx context.Context, vol Volume) (DestroyReport, error)
+
+	// AddSnapshot makes the snapshot a recovery point on the target (Ceph:
+	// protect it on the source so the target can clone it). ErrNotFound
+	// when the snapshot does not exist on the source.
+	AddSnapshot(ctx context.Context, snap Snapshot) error
+
+	// RemoveSnapshot undoes AddSnapshot and removes the snapshot from both
+	// sides. Removing a missing snapshot succeeds. ErrPrecondition while
+	// something depends on it (clones).
+	RemoveSnapshot(ctx context.Context, snap Snapshot) error
+
+	// SnapshotStatus reports the snapshot's replication.
+	SnapshotStatus(ctx context.Context, snap Snapshot) (SnapshotReplication, error)
+}

@@ -1,0 +1,108 @@
+package sdk
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+
+	"github.com/cdmdr/mirror/plugins/sdk/internal/pb"
+)
+
+// grpcClient is a Backend that calls a plugin over gRPC.
+type grpcClient struct {
+	c pb.BackendClient
+}
+
+var _ Backend = (*grpcClient)(nil)
+
+// NewGRPCClient returns a Backend calling the plugin service on conn.
+// Errors come back as *RemoteError wrapping the SDK error their status
+// stands for.
+func NewGRPCClient(conn grpc.ClientConnInterface) Backend {
+	return &grpcClient{c: pb.NewBackendClient(conn)}
+}
+
+func (g *grpcClient) Info(ctx context.Context) (Info, error) {
+	r, err := g.c.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		return Info{}, fromStatus(err)
+	}
+	return infoFromPB(r), nil
+}
+
+func (g *grpcClient) PrepareEnvironment(ctx context.Context, env Environment) error {
+	_, err := g.c.PrepareEnvironment(ctx, &pb.EnvironmentRequest{Environment: environmentToPB(env)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) EnvironmentStatus(ctx context.Context, env Environment) (EnvironmentHealth, error) {
+	r, err := g.c.EnvironmentStatus(ctx, &pb.EnvironmentRequest{Environment: environmentToPB(env)})
+	if err != nil {
+		return EnvironmentHealth{}, fromStatus(err)
+	}
+	return EnvironmentHealth{Ready: r.Ready, Description: r.Description}, nil
+}
+
+func (g *grpcClient) TeardownEnvironment(ctx context.Context, env Environment) error {
+	_, err := g.c.TeardownEnvironment(ctx, &pb.EnvironmentRequest{Environment: environmentToPB(env)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) StartVolume(ctx context.Context, vol Volume) error {
+	_, err := g.c.StartVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) VolumeStatus(ctx context.Context, vol Volume) (VolumeReplication, error) {
+	r, err := g.c.VolumeStatus(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	if err != nil {
+		return VolumeReplication{}, fromStatus(err)
+	}
+	return replicationFromPB(r), nil
+}
+
+func (g *grpcClient) PauseVolume(ctx context.Context, vol Volume) error {
+	_, err := g.c.PauseVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) ResumeVolume(ctx context.Context, vol Volume) error {
+	_, err := g.c.ResumeVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) StopVolume(ctx context.Context, vol Volume) error {
+	_, err := g.c.StopVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) DeleteTarget(ctx context.Context, vol Volume) error {
+	_, err := g.c.DeleteTarget(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) DestroyVolume(ctx context.Context, vol Volume) (DestroyReport, error) {
+	r, err := g.c.DestroyVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	if err != nil {
+		return DestroyReport{}, fromStatus(err)
+	}
+	return DestroyReport{Leftovers: r.Leftovers}, nil
+}
+
+func (g *grpcClient) AddSnapshot(ctx context.Context, snap Snapshot) error {
+	_, err := g.c.AddSnapshot(ctx, &pb.SnapshotRequest{Snapshot: snapshotToPB(snap)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) RemoveSnapshot(ctx context.Context, snap Snapshot) error {
+	_, err := g.c.RemoveSnapshot(ctx, &pb.SnapshotRequest{Snapshot: snapshotToPB(snap)})
+	return fromStatus(err)
+}
+
+func (g *grpcClient) SnapshotStatus(ctx context.Context, snap Snapshot) (SnapshotReplication, error) {
+	r, err := g.c.SnapshotStatus(ctx, &pb.SnapshotRequest{Snapshot: snapshotToPB(snap)})
+	if err != nil {
+		return SnapshotReplication{}, fromStatus(err)
+	}
+	return SnapshotReplication{State: SnapshotState(r.State), Description: r.Description}, nil
+}

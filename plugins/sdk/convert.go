@@ -1,0 +1,84 @@
+package sdk
+
+import (
+	"time"
+
+	"github.com/cdmdr/mirror/plugins/sdk/internal/pb"
+)
+
+func storageToPB(s Storage) *pb.Storage {
+	return &pb.Storage{ClusterId: s.ClusterID, StorageId: s.StorageID, Type: s.Type, BackendName: s.BackendName, Metadata: s.Metadata}
+}
+
+func storageFromPB(s *pb.Storage) Storage {
+	if s == nil {
+		return Storage{}
+	}
+	return Storage{ClusterID: s.ClusterId, StorageID: s.StorageId, Type: s.Type, BackendName: s.BackendName, Metadata: s.Metadata}
+}
+
+func environmentToPB(e Environment) *pb.Environment {
+	return &pb.Environment{Id: e.ID, Source: storageToPB(e.Source), Target: storageToPB(e.Target)}
+}
+
+func environmentFromPB(e *pb.Environment) Environment {
+	if e == nil {
+		return Environment{}
+	}
+	return Environment{ID: e.Id, Source: storageFromPB(e.Source), Target: storageFromPB(e.Target)}
+}
+
+func volumeToPB(v Volume) *pb.Volume {
+	return &pb.Volume{Environment: environmentToPB(v.Environment), ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
+}
+
+func volumeFromPB(v *pb.Volume) Volume {
+	if v == nil {
+		return Volume{}
+	}
+	return Volume{Environment: environmentFromPB(v.Environment), ClusterID: v.ClusterId, VolumeID: v.VolumeId, VolumeUUID: v.VolumeUuid}
+}
+
+func snapshotToPB(s Snapshot) *pb.Snapshot {
+	return &pb.Snapshot{Volume: volumeToPB(s.Volume), SnapshotId: s.SnapshotID, SnapshotUuid: s.SnapshotUUID, SnapshotName: s.SnapshotName}
+}
+
+func snapshotFromPB(s *pb.Snapshot) Snapshot {
+	if s == nil {
+		return Snapshot{}
+	}
+	return Snapshot{Volume: volumeFromPB(s.Volume), SnapshotID: s.SnapshotId, SnapshotUUID: s.SnapshotUuid, SnapshotName: s.SnapshotName}
+}
+
+func infoToPB(i Info) *pb.InfoResponse {
+	return &pb.InfoResponse{Name: i.Name, Version: i.Version, StorageTypes: i.StorageTypes, Capabilities: &pb.Capabilities{
+		Pause: i.Capabilities.Pause, KeepTargetStop: i.Capabilities.KeepTargetStop,
+		Snapshots: i.Capabilities.Snapshots, SnapshotModes: i.Capabilities.SnapshotModes,
+	}}
+}
+
+func infoFromPB(i *pb.InfoResponse) Info {
+	info := Info{Name: i.GetName(), Version: i.GetVersion(), StorageTypes: i.GetStorageTypes()}
+	if c := i.GetCapabilities(); c != nil {
+		info.Capabilities = Capabilities{Pause: c.Pause, KeepTargetStop: c.KeepTargetStop, Snapshots: c.Snapshots, SnapshotModes: c.SnapshotModes}
+	}
+	return info
+}
+
+func replicationToPB(r VolumeReplication) *pb.VolumeReplication {
+	var t int64
+	if !r.LastSyncTime.IsZero() {
+		t = r.LastSyncTime.UnixNano()
+	}
+	return &pb.VolumeReplication{State: string(r.State), TargetExists: r.TargetExists, Progress: int32(r.Progress),
+		LastSyncTimeUnixNano: t, Lag: r.Lag, Description: r.Description}
+}
+
+func replicationFromPB(r *pb.VolumeReplication) VolumeReplication {
+	out := VolumeReplication{State: ReplicationState(r.GetState()), TargetExists: r.GetTargetExists(), Progress: int(r.GetProgress()),
+		Lag: r.GetLag(), Description: r.GetDescription()}
+	if n := r.GetLastSyncTimeUnixNano(); n != 0 {
+		out.LastSyncTime = time.Unix(0, n).UTC()
+	}
+	return out
+}
