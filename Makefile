@@ -3,6 +3,8 @@
 
 GO      ?= go
 PKGS    ?= ./...
+# The vendor SDK and the plugins are modules of their own.
+MODULES ?= plugins/sdk plugins/example
 
 .PHONY: all build test unit deps lint generate check-generate fmt run bench
 
@@ -15,6 +17,7 @@ build:
 ## test with the race detector.
 test: lint
 	$(GO) test -race -count=1 $(PKGS)
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done
 
 ## unit: the fast tests only (core, app, fakes).
 unit: deps
@@ -25,7 +28,7 @@ deps:
 	@.ci/check-deps
 
 lint: deps check-generate
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
 ## bench: the 10,000-volume benchmark on embedded etcd (a few minutes).
@@ -37,12 +40,18 @@ bench:
 run:
 	$(GO) run ./cmd/mirrord --embedded var/mirrord $(ARGS)
 
-## generate: regenerate wire_gen.go files.
+## generate: regenerate wire_gen.go files and the plugin protocol's gRPC code
+## (protoc from Debian's protobuf-compiler, installed if missing).
 generate:
 	$(GO) generate ./app/harness/... ./cmd/mirrord/...
+	@.ci/install-packages protobuf-compiler
+	cd plugins/sdk && $(GO) generate ./internal/pb/...
 
-## check-generate: fail if regenerating changes a committed file.
-check-generate: generate
+## check-generate: fail if regenerating wire changes a committed file (the
+## protocol's generated code is checked by `make generate` + git diff, as it
+## needs protoc).
+check-generate:
+	$(GO) generate ./app/harness/... ./cmd/mirrord/...
 	@git diff --exit-code -- '*wire_gen.go' || { echo "wire_gen.go is stale: run make generate"; exit 1; }
 
 fmt:
