@@ -1,0 +1,150 @@
+package memstorage_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// storageIDs numbers the storages of every harness, so each subtest has
+// an environment of its own.
+var storageIDs atomic.Uint64
+
+type harness struct {
+	b    sdk.Backend
+	env  sdk.Environment
+	vol  sdk.Volume
+	snap sdk.Snapshot
+}
+
+func (h *harness) Backend() sdk.Backend         { return h.b }
+func (h *harness) Environment() sdk.Environment { return h.env }
+func (h *harness) Volume() sdk.Volume           { return h.vol }
+func (h *harness) Snapshot() sdk.Snapshot       { return h.snap }
+func (h *harness) Timeout() time.Duration       { return 5 * time.Second }
+
+// newEnvironment returns a pair of fresh storages of memstorage's default
+// type; the source's metadata is sourceMetadata.
+func newHarness(b sdk.Backend, sourceMetadata func(vol, snap string) json.RawMessage) *harness {
+	src, dst := storageIDs.Add(1), storageIDs.Add(1)
+	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
+	storage := func(cluster, id uint64) sdk.Storage {
+		return sdk.Storage{ClusterID: cluster, StorageID: id, Type: memstorage.DefaultType, BackendName: "memory"}
+	}
+	env := sdk.Environment{ID: fmt.Sprintf("storage.%d.%d", src, dst), Source: storage(1, src), Target: storage(2, dst)}
+	if sourceMetadata != nil {
+		env.Source.Metadata = sourceMetadata(volUUID, snapUUID)
+	}
+	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: volUUID}
+	return &harness{b: b, env: env, vol: vol, snap: sdk.Snapshot{
+		Volume: vol, SnapshotID: src, SnapshotUUID: snapUUID, SnapshotName: "snapshot-" + snapUUID,
+	}}
+}
+
+// added is a harness whose source volume and snapshot were added with
+// AddSourceSnapshot.
+func added(t *testing.T) plugintest.Harness {
+	b := memstorage.New()
+	h := newHarness(b, nil)
+	b.AddSourceSnapshot(h.vol.VolumeUUID, h.snap.SnapshotUUID)
+	return h
+}
+
+// listed is a harness whose source volume and snapshot are listed in the
+// source storage's metadata, as a harness over the wire does it.
+func listed(t *testing.T) plugintest.Harness {
+	return newHarness(memstorage.New(memstorage.AutoSource()), listing)
+}
+
+func listing(vol, snap string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"pool": "volumes", "volumes": [%q], "snapshots": {%q: %q}}`, vol, snap, vol))
+}
+
+func TestConformance(t *testing.T) { plugintest.Run(t, added) }
+
+func TestConformanceGRPC(t *testing.T) { plugintest.RunGRPC(t, added) }
+
+func TestConformanceMetadataSource(t *testing.T) { plugintest.RunGRPC(t, listed) }
+
+func TestAutoSource(t *testing.T) {
+	ctx := t.Context()
+	b := memstorage.New(memstorage.AutoSource(), memstorage.Types("openstack.storage.type.a", "openstack.storage.type.b"))
+	info, err := b.Info(ctx)
+	if err != nil || len(info.StorageTypes) != 2 || info.Name != memstorage.Name {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+	h := newHarness(b, nil)
+	if err := b.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatal(err)
+	}
+	// Any volume and snapshot exists on a source that lists none.
+	if err := b.StartVolume(ctx, h.vol); err != nil {
+		t.Fatalf("StartVolume with AutoSource: %v", err)
+	}
+	if err := b.AddSnapshot(ctx, h.snap); err != nil {
+		t.Fatalf("AddSnapshot with AutoSource: %v", err)
+	}
+	// A removed snapshot is gone from the source.
+	if err := b.RemoveSnapshot(ctx, h.snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddSnapshot(ctx, h.snap); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("AddSnapshot of a removed snapshot = %v, want ErrNotFound", err)
+	}
+
+	// Without AutoSource, nothing exists on a source that lists nothing.
+	plain := memstorage.New()
+	if err := plain.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.StartVolume(ctx, h.vol); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("StartVolume without a source volume = %v, want ErrNotFound", err)
+	}
+}
+
+func TestBadMetadata(t *testing.T) {
+	b := memstorage.New()
+	h := newHarness(b, func(string, string) json.RawMessage { return json.RawMessage(`{"volumes": "keyring-secret"}`) })
+	err := b.StartVolume(t.Context(), h.vol)
+	if !errors.Is(err, sdk.ErrPrecondition) {
+		t.Fatalf("StartVolume with unreadable metadata = %v, want ErrPrecondition", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "keyring-secret") {
+		t.Fatalf("the error quotes the metadata: %s", msg)
+	}
+}
+
+func TestStatusProgress(t *testing.T) {
+	ctx := t.Context()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	b := memstorage.New(memstorage.Clock(func() time.Time { return now }))
+	h := newHarness(b, nil)
+	b.AddSourceVolume(h.vol.VolumeUUID)
+	if err := b.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StartVolume(ctx, h.vol); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []sdk.VolumeReplication{
+		{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 50},
+		{State: sdk.ReplicationReplaying, TargetExists: true, Progress: 100, Lag: "0 entries", LastSyncTime: now},
+	} {
+		got, err := b.VolumeStatus(ctx, h.vol)
+		if err != nil || got != want {
+			t.Fatalf("VolumeStatus = %+v, %v; want %+v", got, err, want)
+		}
+	}
+}
