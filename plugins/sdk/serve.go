@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -29,6 +30,11 @@ func Serve(b Backend) {
 // plugin's name attached. Never log storage metadata: it holds keyrings.
 func Logger() *slog.Logger { return newLogger(os.Stderr) }
 
+// hclogTime is how hclog writes @timestamp in JSON, and the only layout
+// go-plugin parses: a line whose timestamp it cannot parse is forwarded as
+// raw text at debug level, its level and attributes lost.
+const hclogTime = "2006-01-02T15:04:05.000000Z07:00"
+
 func newLogger(w io.Writer) *slog.Logger {
 	// go-plugin parses hclog's JSON: @level, @message, @timestamp.
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
@@ -40,19 +46,23 @@ func newLogger(w io.Writer) *slog.Logger {
 			switch a.Key {
 			case slog.TimeKey:
 				a.Key = "@timestamp"
+				if t, ok := a.Value.Any().(time.Time); ok {
+					a.Value = slog.StringValue(t.Format(hclogTime))
+				}
 			case slog.MessageKey:
 				a.Key = "@message"
 			case slog.LevelKey:
 				a.Key = "@level"
-				switch a.Value.Any().(slog.Level) {
-				case slog.LevelDebug:
+				level, _ := a.Value.Any().(slog.Level)
+				switch {
+				case level < slog.LevelInfo:
 					a.Value = slog.StringValue("debug")
-				case slog.LevelWarn:
-					a.Value = slog.StringValue("warn")
-				case slog.LevelError:
-					a.Value = slog.StringValue("error")
-				default:
+				case level < slog.LevelWarn:
 					a.Value = slog.StringValue("info")
+				case level < slog.LevelError:
+					a.Value = slog.StringValue("warn")
+				default:
+					a.Value = slog.StringValue("error")
 				}
 			}
 			return a

@@ -1,0 +1,162 @@
+package sdk_test
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+// recorder returns fixed answers and keeps what each method received.
+type recorder struct {
+	mu   sync.Mutex
+	got  map[string]any
+	info sdk.Info
+	env  sdk.EnvironmentHealth
+	rep  sdk.VolumeReplication
+	dr   sdk.DestroyReport
+	snap sdk.SnapshotReplication
+}
+
+func (r *recorder) keep(method string, arg any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got[method] = arg
+}
+
+func (r *recorder) Info(context.Context) (sdk.Info, error) { r.keep("Info", nil); return r.info, nil }
+func (r *recorder) PrepareEnvironment(_ context.Context, e sdk.Environment) error {
+	r.keep("PrepareEnvironment", e)
+	return nil
+}
+func (r *recorder) EnvironmentStatus(_ context.Context, e sdk.Environment) (sdk.EnvironmentHealth, error) {
+	r.keep("EnvironmentStatus", e)
+	return r.env, nil
+}
+func (r *recorder) TeardownEnvironment(_ context.Context, e sdk.Environment) error {
+	r.keep("TeardownEnvironment", e)
+	return nil
+}
+func (r *recorder) StartVolume(_ context.Context, v sdk.Volume) error {
+	r.keep("StartVolume", v)
+	return nil
+}
+func (r *recorder) VolumeStatus(_ context.Context, v sdk.Volume) (sdk.VolumeReplication, error) {
+	r.keep("VolumeStatus", v)
+	return r.rep, nil
+}
+func (r *recorder) PauseVolume(_ context.Context, v sdk.Volume) error {
+	r.keep("PauseVolume", v)
+	return nil
+}
+func (r *recorder) ResumeVolume(_ context.Context, v sdk.Volume) error {
+	r.keep("ResumeVolume", v)
+	return nil
+}
+func (r *recorder) StopVolume(_ context.Context, v sdk.Volume) error {
+	r.keep("StopVolume", v)
+	return nil
+}
+func (r *recorder) DeleteTarget(_ context.Context, v sdk.Volume) error {
+	r.keep("DeleteTarget", v)
+	return nil
+}
+func (r *recorder) DestroyVolume(_ context.Context, v sdk.Volume) (sdk.DestroyReport, error) {
+	r.keep("DestroyVolume", v)
+	return r.dr, nil
+}
+func (r *recorder) AddSnapshot(_ context.Context, s sdk.Snapshot) error {
+	r.keep("AddSnapshot", s)
+	return nil
+}
+func (r *recorder) RemoveSnapshot(_ context.Context, s sdk.Snapshot) error {
+	r.keep("RemoveSnapshot", s)
+	return nil
+}
+func (r *recorder) SnapshotStatus(_ context.Context, s sdk.Snapshot) (sdk.SnapshotReplication, error) {
+	r.keep("SnapshotStatus", s)
+	return r.snap, nil
+}
+
+// TestValuesOverGRPC: every field of every request and answer crosses the
+// wire unchanged.
+func TestValuesOverGRPC(t *testing.T) {
+	ctx := t.Context()
+	r := &recorder{
+		got: map[string]any{},
+		info: sdk.Info{Name: "ceph-rbd", Version: "1.2.3", StorageTypes: []string{"openstack.storage.type.ceph", "x"},
+			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}}},
+		env: sdk.EnvironmentHealth{Ready: true, Description: "peered"},
+		rep: sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Progress: 42,
+			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain"},
+		dr:   sdk.DestroyReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
+		snap: sdk.SnapshotReplication{State: sdk.SnapshotPending, Description: "copying"},
+	}
+	client, _ := plugintest.ServeGRPC(t, r)
+
+	env := sdk.Environment{
+		ID: "storage.13.14",
+		Source: sdk.Storage{ClusterID: 5, StorageID: 13, Type: "openstack.storage.type.ceph", BackendName: "ceph",
+			Metadata: json.RawMessage(`{"pool":"volumes","keyring":"k","unknown":{"kept":true}}`)},
+		Target: sdk.Storage{ClusterID: 6, StorageID: 14, Type: "openstack.storage.type.ceph", BackendName: "ceph-dr",
+			Metadata: json.RawMessage(`{"pool":"volumes-dr"}`)},
+	}
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: "bae4c30d-3119-4870-807e-0e1a9fcbf185"}
+	snap := sdk.Snapshot{Volume: vol, SnapshotID: 9, SnapshotUUID: "0b1c", SnapshotName: "snapshot-0b1c"}
+
+	check := func(what string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %#v\nwant %#v", what, got, want)
+		}
+	}
+	info, err := client.Info(ctx)
+	check("Info", err, nil)
+	check("Info", info, r.info)
+	h, err := client.EnvironmentStatus(ctx, env)
+	check("EnvironmentStatus", err, nil)
+	check("EnvironmentStatus", h, r.env)
+	rep, err := client.VolumeStatus(ctx, vol)
+	check("VolumeStatus", err, nil)
+	check("VolumeStatus", rep, r.rep)
+	dr, err := client.DestroyVolume(ctx, vol)
+	check("DestroyVolume", err, nil)
+	check("DestroyVolume", dr, r.dr)
+	ss, err := client.SnapshotStatus(ctx, snap)
+	check("SnapshotStatus", err, nil)
+	check("SnapshotStatus", ss, r.snap)
+	for _, err := range []error{
+		client.PrepareEnvironment(ctx, env), client.TeardownEnvironment(ctx, env),
+		client.StartVolume(ctx, vol), client.PauseVolume(ctx, vol), client.ResumeVolume(ctx, vol),
+		client.StopVolume(ctx, vol), client.DeleteTarget(ctx, vol),
+		client.AddSnapshot(ctx, snap), client.RemoveSnapshot(ctx, snap),
+	} {
+		check("call", err, nil)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for method, want := range map[string]any{
+		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": env,
+		"StartVolume": vol, "VolumeStatus": vol, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
+		"DeleteTarget": vol, "DestroyVolume": vol,
+		"AddSnapshot": snap, "RemoveSnapshot": snap, "SnapshotStatus": snap,
+	} {
+		check(method+" received", r.got[method], want)
+	}
+
+	// Zero values stay zero: no LastSyncTime, no leftovers.
+	r.rep = sdk.VolumeReplication{State: sdk.ReplicationAbsent}
+	r.mu.Unlock()
+	rep, err = client.VolumeStatus(ctx, vol)
+	r.mu.Lock()
+	check("VolumeStatus", err, nil)
+	if !rep.LastSyncTime.IsZero() || rep.State != sdk.ReplicationAbsent {
+		t.Errorf("absent VolumeStatus = %+v, want a zero LastSyncTime", rep)
+	}
+}
