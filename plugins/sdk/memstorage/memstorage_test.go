@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,5 +147,38 @@ func TestStatusProgress(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("VolumeStatus = %+v, %v; want %+v", got, err, want)
 		}
+	}
+}
+
+// TestConcurrent: calls for different volumes of one environment may run
+// at once.
+func TestConcurrent(t *testing.T) {
+	ctx := t.Context()
+	b := memstorage.New(memstorage.AutoSource())
+	env := newHarness(b, nil).env
+	if err := b.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			vol := sdk.Volume{Environment: env, VolumeID: uint64(i), VolumeUUID: plugintest.NewUUID()}
+			snap := sdk.Snapshot{Volume: vol, SnapshotUUID: plugintest.NewUUID()}
+			for _, err := range []error{
+				b.StartVolume(ctx, vol), b.PauseVolume(ctx, vol), b.ResumeVolume(ctx, vol),
+				b.AddSnapshot(ctx, snap), b.RemoveSnapshot(ctx, snap), b.StopVolume(ctx, vol),
+			} {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			_, _ = b.VolumeStatus(ctx, vol)
+			_, _ = b.EnvironmentStatus(ctx, env)
+			_, _ = b.DestroyVolume(ctx, vol)
+		})
+	}
+	wg.Wait()
+	if err := b.TeardownEnvironment(ctx, env); err != nil {
+		t.Fatalf("TeardownEnvironment once every volume is destroyed: %v", err)
 	}
 }

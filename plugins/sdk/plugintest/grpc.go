@@ -20,7 +20,9 @@ import (
 // RunGRPC runs the suite of Run against each harness's backend served
 // in-process through go-plugin's gRPC shim (ServeGRPC): what the daemon
 // sees of a plugin, conversions and error codes included, without
-// building an executable.
+// building an executable. Over the wire a call with a cancelled ctx fails
+// in the client before it reaches the plugin, so run Run as well: it is
+// what checks that the backend itself honours ctx.
 func RunGRPC(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	Run(t, func(t *testing.T) Harness {
