@@ -1,0 +1,155 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/ports"
+)
+
+// backend is a plugin as the daemon's port: each call is bounded by the
+// call timeout, goes to the plugin's running process (started again if it
+// exited), and its error is mapped to the port's. It never logs what it
+// passes: storage metadata holds keyrings.
+type backend struct {
+	m *managed
+}
+
+var _ ports.StorageBackend = (*backend)(nil)
+
+// call runs f against the plugin's process.
+func call[T any](b *backend, ctx context.Context, method string, f func(context.Context, sdk.Backend) (T, error)) (T, error) {
+	var zero T
+	callCtx, cancel := context.WithTimeout(ctx, b.m.host.cfg.CallTimeout)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return zero, b.mapError(ctx, callCtx, method, nil, err)
+	}
+	inst, err := b.m.get(callCtx)
+	if err != nil {
+		return zero, b.mapError(ctx, callCtx, method, nil, err)
+	}
+	v, err := f(callCtx, inst.be)
+	if err != nil {
+		return zero, b.mapError(ctx, callCtx, method, inst, err)
+	}
+	return v, nil
+}
+
+func do(b *backend, ctx context.Context, method string, f func(context.Context, sdk.Backend) error) error {
+	_, err := call(b, ctx, method, func(ctx context.Context, be sdk.Backend) (struct{}, error) {
+		return struct{}{}, f(ctx, be)
+	})
+	return err
+}
+
+// invalid is the error for an answer outside the protocol.
+func (b *backend) invalid(method, what string) error {
+	return &callError{msg: fmt.Sprintf("plugin %s: %s: answered %s", b.m.displayName(), method, what)}
+}
+
+func (b *backend) Info(ctx context.Context) (ports.BackendInfo, error) {
+	return call(b, ctx, "Info", func(ctx context.Context, be sdk.Backend) (ports.BackendInfo, error) {
+		i, err := be.Info(ctx)
+		return infoFromSDK(i), err
+	})
+}
+
+func (b *backend) PrepareEnvironment(ctx context.Context, env ports.Environment) error {
+	return do(b, ctx, "PrepareEnvironment", func(ctx context.Context, be sdk.Backend) error {
+		return be.PrepareEnvironment(ctx, environmentToSDK(env))
+	})
+}
+
+func (b *backend) EnvironmentStatus(ctx context.Context, env ports.Environment) (ports.EnvironmentHealth, error) {
+	return call(b, ctx, "EnvironmentStatus", func(ctx context.Context, be sdk.Backend) (ports.EnvironmentHealth, error) {
+		h, err := be.EnvironmentStatus(ctx, environmentToSDK(env))
+		return healthFromSDK(h), err
+	})
+}
+
+func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment) error {
+	return do(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) error {
+		return be.TeardownEnvironment(ctx, environmentToSDK(env))
+	})
+}
+
+func (b *backend) StartVolume(ctx context.Context, vol ports.Volume) error {
+	return do(b, ctx, "StartVolume", func(ctx context.Context, be sdk.Backend) error {
+		return be.StartVolume(ctx, volumeToSDK(vol))
+	})
+}
+
+func (b *backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.VolumeReplication, error) {
+	r, err := call(b, ctx, "VolumeStatus", func(ctx context.Context, be sdk.Backend) (ports.VolumeReplication, error) {
+		r, err := be.VolumeStatus(ctx, volumeToSDK(vol))
+		return replicationFromSDK(r), err
+	})
+	if err != nil {
+		return r, err
+	}
+	switch r.State {
+	case ports.ReplicationAbsent, ports.ReplicationSyncing, ports.ReplicationReplaying, ports.ReplicationPaused, ports.ReplicationFailed:
+		return r, nil
+	}
+	return ports.VolumeReplication{}, b.invalid("VolumeStatus", fmt.Sprintf("an unknown replication state %q", r.State))
+}
+
+func (b *backend) PauseVolume(ctx context.Context, vol ports.Volume) error {
+	return do(b, ctx, "PauseVolume", func(ctx context.Context, be sdk.Backend) error {
+		return be.PauseVolume(ctx, volumeToSDK(vol))
+	})
+}
+
+func (b *backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
+	return do(b, ctx, "ResumeVolume", func(ctx context.Context, be sdk.Backend) error {
+		return be.ResumeVolume(ctx, volumeToSDK(vol))
+	})
+}
+
+func (b *backend) StopVolume(ctx context.Context, vol ports.Volume) error {
+	return do(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) error {
+		return be.StopVolume(ctx, volumeToSDK(vol))
+	})
+}
+
+func (b *backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
+	return do(b, ctx, "DeleteTarget", func(ctx context.Context, be sdk.Backend) error {
+		return be.DeleteTarget(ctx, volumeToSDK(vol))
+	})
+}
+
+func (b *backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.DestroyReport, error) {
+	return call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.DestroyReport, error) {
+		r, err := be.DestroyVolume(ctx, volumeToSDK(vol))
+		return destroyReportFromSDK(r), err
+	})
+}
+
+func (b *backend) AddSnapshot(ctx context.Context, snap ports.Snapshot) error {
+	return do(b, ctx, "AddSnapshot", func(ctx context.Context, be sdk.Backend) error {
+		return be.AddSnapshot(ctx, snapshotToSDK(snap))
+	})
+}
+
+func (b *backend) RemoveSnapshot(ctx context.Context, snap ports.Snapshot) error {
+	return do(b, ctx, "RemoveSnapshot", func(ctx context.Context, be sdk.Backend) error {
+		return be.RemoveSnapshot(ctx, snapshotToSDK(snap))
+	})
+}
+
+func (b *backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (ports.SnapshotReplication, error) {
+	r, err := call(b, ctx, "SnapshotStatus", func(ctx context.Context, be sdk.Backend) (ports.SnapshotReplication, error) {
+		r, err := be.SnapshotStatus(ctx, snapshotToSDK(snap))
+		return snapshotReplicationFromSDK(r), err
+	})
+	if err != nil {
+		return r, err
+	}
+	switch r.State {
+	case ports.SnapshotAbsent, ports.SnapshotPending, ports.SnapshotReady:
+		return r, nil
+	}
+	return ports.SnapshotReplication{}, b.invalid("SnapshotStatus", fmt.Sprintf("an unknown snapshot state %q", r.State))
+}
