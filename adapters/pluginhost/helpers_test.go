@@ -32,13 +32,18 @@ func writePlugin(t *testing.T, dir, name string, args ...string) string {
 func writeScript(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, 0o755); err != nil {
+	if err := writeFile(path, "#!/bin/sh\n"+body+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// writeFile writes an executable file, mode 0755 whatever the umask.
+func writeFile(path, body string) error {
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o755)
 }
 
 // startHost runs a host on dir until the test ends, and waits for its
