@@ -72,7 +72,11 @@ func (b *backend) mapError(ctx, callCtx context.Context, method string, inst *in
 	if errors.As(err, &down) {
 		return &callError{msg: prefix + ": " + down.msg, kinds: []error{ports.ErrRetryable}}
 	}
-	if callCtx.Err() != nil {
+	if callCtx.Err() != nil || timedOut(callCtx, err) {
+		if dl, ok := ctx.Deadline(); ok && dl.Before(time.Now().Add(deadlineSlack)) {
+			// The caller's deadline, not the call timeout, ran out.
+			return &callError{msg: prefix + ": " + context.DeadlineExceeded.Error(), kinds: []error{context.DeadlineExceeded}}
+		}
 		return &callError{
 			msg:   fmt.Sprintf("%s: no answer within %v (the plugin call timeout)", prefix, b.m.host.cfg.CallTimeout),
 			kinds: []error{ports.ErrRetryable, context.DeadlineExceeded},
@@ -93,6 +97,23 @@ func (b *backend) mapError(ctx, callCtx context.Context, method string, inst *in
 		return &callError{msg: prefix + ": " + msg, kinds: kindOf(re.Kind)}
 	}
 	return &callError{msg: prefix + ": " + msg}
+}
+
+// deadlineSlack is how close to the call's deadline a context error from
+// the plugin counts as the call timing out: the plugin's side learns the
+// deadline rounded down, and its end reaches the host as a cancellation
+// just before the host's own context ends.
+const deadlineSlack = 100 * time.Millisecond
+
+// timedOut says whether err is the plugin giving up at the call's
+// deadline.
+func timedOut(callCtx context.Context, err error) bool {
+	var re *sdk.RemoteError
+	if !errors.As(err, &re) || (re.Kind != context.Canceled && re.Kind != context.DeadlineExceeded) {
+		return false
+	}
+	dl, ok := callCtx.Deadline()
+	return ok && time.Until(dl) < deadlineSlack
 }
 
 var errExitedAtStart = errors.New("exited during the handshake: not a mirror storage plugin, or it crashed at start")

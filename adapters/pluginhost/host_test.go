@@ -35,12 +35,25 @@ func (h *harness) Settle()                        { time.Sleep(time.Millisecond)
 func (h *harness) Timeout() time.Duration         { return 5 * time.Second }
 
 // TestConformance runs the StorageBackend contract suite against the
-// host's wrapper of a plugin running as its own process, over go-plugin
-// with mutual TLS.
+// host's wrapper of the example plugin running as its own process, over
+// go-plugin with mutual TLS, its checksum pinned in SHA256SUMS.
 func TestConformance(t *testing.T) {
 	dir := t.TempDir()
-	writePlugin(t, dir, "example", "-types="+exampleType)
+	path := filepath.Join(dir, "example")
+	data, err := os.ReadFile(examplePlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, SumsFile), []byte(sha256Hex(t, path)+"  example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	host := startHost(t, Config{Dir: dir}, nil)
+	if st := status(t, host, path); st.State != StateRunning || st.Name != "memstorage" {
+		t.Fatalf("example plugin: %+v", st)
+	}
 	porttest.RunBackend(t, func(t *testing.T) porttest.BackendHarness {
 		be, err := host.For(t.Context(), exampleType)
 		if err != nil {
@@ -508,5 +521,35 @@ func TestKindOf(t *testing.T) {
 	}
 	if got := kindOf(nil); got != nil {
 		t.Errorf("kindOf(nil) = %v", got)
+	}
+}
+
+// TestRestartVerifiesChecksum: a plugin is started again only from the
+// binary verified at load: when its file changed since (and no scan has
+// reloaded it yet), go-plugin's check at exec refuses it, and calls fail
+// as retryable saying why.
+func TestRestartVerifiesChecksum(t *testing.T) {
+	dir := t.TempDir()
+	path := writePlugin(t, dir, "example", "-types="+exampleType)
+	host := startHost(t, Config{Dir: dir, RescanInterval: time.Hour}, nil)
+	be, err := host.For(t.Context(), exampleType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := status(t, host, path).Pid
+	writePlugin(t, dir, "example", "-types="+exampleType, "-mode=crash")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the restart refused", func() bool {
+		_, err := be.Info(t.Context())
+		if err != nil && !errors.Is(err, ports.ErrRetryable) {
+			t.Fatalf("Info = %v, want ErrRetryable", err)
+		}
+		return err != nil && strings.Contains(err.Error(), "could not be started again (the file changed after its checksum was verified")
+	})
+	st := status(t, host, path)
+	if st.State != StateRestarting || st.Err == nil || !strings.Contains(st.Err.Error(), "checksum") {
+		t.Fatalf("%+v, want restarting with the checksum error", st)
 	}
 }
