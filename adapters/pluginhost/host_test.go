@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -431,16 +432,22 @@ func TestRescan(t *testing.T) {
 }
 
 // TestPluginLogs: what a plugin logs on stderr reaches the daemon's slog
-// with the plugin's name.
+// with the plugin's name. (The test plugin logs the names of its
+// environment variables: the daemon's do not reach it, but PATH.)
 func TestPluginLogs(t *testing.T) {
+	t.Setenv("MIRROR_TEST_SECRET", "keyring")
 	dir := t.TempDir()
 	writePlugin(t, dir, "example", "-types="+exampleType)
 	rec := newLogRecorder()
 	startHost(t, Config{Dir: dir}, slog.New(rec))
 	eventually(t, "the plugin's log line forwarded", func() bool { return len(rec.find("testplugin serving")) > 0 })
 	r := rec.find("testplugin serving")[0]
-	if r["plugin"] != "example" {
-		t.Fatalf("plugin log record %v, want plugin=example", r)
+	if r["plugin"] != "example" || r["level"] != "INFO" || r["storage_types"] != exampleType {
+		t.Fatalf("plugin log record %v, want plugin=example at info with its attributes", r)
+	}
+	env := strings.Split(r["env"], ",")
+	if !slices.Contains(env, "PATH") || slices.Contains(env, "MIRROR_TEST_SECRET") {
+		t.Fatalf("the plugin's environment holds %v: want PATH, not the daemon's variables", env)
 	}
 	loaded := rec.find("plugin loaded")
 	if len(loaded) != 1 || loaded[0]["plugin"] != "example" || loaded[0]["name"] != "memstorage" {

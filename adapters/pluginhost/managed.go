@@ -1,11 +1,13 @@
 package pluginhost
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,6 +30,9 @@ const (
 	// a call failed in a way that may mean it died.
 	healthTimeout = time.Second
 )
+
+// defaultPath is the PATH of plugins when the daemon has none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // instance is one running process of a plugin.
 type instance struct {
@@ -71,15 +76,19 @@ func (m *managed) launch() (*instance, error) {
 	cfg := m.host.cfg
 	log := newHCLogger(m.log)
 	stderr := &tailWriter{}
+	cmd := exec.Command(m.path)
+	// The daemon's environment holds secrets (etcd, NATS): go-plugin is
+	// told to skip it (SkipHostEnv), and the plugin gets PATH only, to
+	// find the tools it runs.
+	cmd.Env = []string{"PATH=" + cmp.Or(os.Getenv("PATH"), defaultPath)}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.PluginSets(nil),
-		Cmd:              exec.Command(m.path),
+		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: m.sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
-		// The daemon's environment holds secrets (etcd, NATS).
-		SkipHostEnv:  true,
+		SkipHostEnv:      true,
 		StartTimeout: cfg.StartTimeout,
 		Logger:       log,
 		// Before it is served, go-plugin logs the plugin's stderr through

@@ -40,7 +40,12 @@ func main() {
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
 	switch *mode {
 	case "serve":
-		sdk.Logger().Info("testplugin serving", "storage_types", *types)
+		var env []string
+		for _, kv := range os.Environ() {
+			name, _, _ := strings.Cut(kv, "=")
+			env = append(env, name)
+		}
+		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","))
 		sdk.Serve(be)
 	case "wrongversion":
 		hs := sdk.Handshake
