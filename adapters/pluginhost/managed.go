@@ -89,8 +89,8 @@ func (m *managed) launch() (*instance, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		StartTimeout: cfg.StartTimeout,
-		Logger:       log,
+		StartTimeout:     cfg.StartTimeout,
+		Logger:           log,
 		// Before it is served, go-plugin logs the plugin's stderr through
 		// Logger, and copies it here; once served, it writes here.
 		Stderr:     stderr,
