@@ -11,6 +11,7 @@ import (
 
 	"github.com/cdmdr/mirror/adapters/etcd"
 	"github.com/cdmdr/mirror/adapters/nats"
+	"github.com/cdmdr/mirror/adapters/pluginhost"
 	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/ports"
 )
@@ -72,12 +73,23 @@ func provideEngineConfig(c Config) app.Config {
 	}
 }
 
-// noPlugins serves no storage type: the plugin host arrives with issue 4.
-// Until then every storage gets the no_backend error in its status.
-type noPlugins struct{ dir string }
-
-func provideBackends(c Config) ports.Backends { return noPlugins{dir: c.PluginDir} }
-
-func (n noPlugins) For(_ context.Context, storageType string) (ports.StorageBackend, error) {
-	return nil, fmt.Errorf("no plugin in %s serves %s (this build loads no plugins yet): %w", n.dir, storageType, ports.ErrNoBackend)
+// provideBackends runs the plugin host: it loads the plugins of the
+// plugin directory and keeps them running (rescanning the directory,
+// restarting crashed ones) until cleanup, which comes after the engine
+// stopped, so no worker loses its backend mid-call on shutdown.
+func provideBackends(ctx context.Context, c Config, log *slog.Logger) (*pluginhost.Host, func(), error) {
+	h := pluginhost.New(pluginhost.Config{Dir: c.PluginDir}, log.With("component", "plugins"))
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := h.Run(hctx); err != nil {
+			log.Error("plugin host stopped", "err", err)
+		}
+	}()
+	return h, func() {
+		cancel()
+		<-done
+		h.Close()
+	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cdmdr/mirror/adapters/clock"
 	"github.com/cdmdr/mirror/adapters/etcd"
 	"github.com/cdmdr/mirror/adapters/nats"
+	"github.com/cdmdr/mirror/adapters/pluginhost"
 	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/ports"
 )
@@ -35,7 +36,7 @@ var adapterSet = wire.NewSet(
 
 // initDaemon builds mirrord on etcd and NATS with its storage plugins.
 func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(), error) {
-	wire.Build(adapterSet, provideBackends)
+	wire.Build(adapterSet, provideBackends, wire.Bind(new(ports.Backends), new(*pluginhost.Host)))
 	return nil, nil, nil
 }
 

@@ -45,14 +45,21 @@ func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(
 		cleanup()
 		return nil, nil, err
 	}
-	backends := provideBackends(c)
+	host, cleanup4, err := provideBackends(ctx, c, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	busEvents := provideEvents(bus, c, log)
 	system := clock.New()
-	engine := app.NewEngine(config, kv, election, bus, backends, busEvents, system, log)
+	engine := app.NewEngine(config, kv, election, bus, host, busEvents, system, log)
 	daemon := &Daemon{
 		Engine: engine,
 	}
 	return daemon, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
