@@ -31,14 +31,19 @@ lint: deps check-generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
-## bench: the 10,000-volume benchmark on embedded etcd (a few minutes).
+## bench: the 10,000-volume benchmark on embedded etcd (a few minutes) and
+## the plugin call round trip.
 bench:
 	$(GO) test -run '^$$' -bench TenThousandVolumes -benchtime 1x -timeout 60m ./cmd/mirrord/
+	$(GO) test -run '^$$' -bench PluginCall -benchtime 5s ./adapters/pluginhost/
 
 ## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
-## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord).
+## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord) with the
+## example plugin.
 run:
-	$(GO) run ./cmd/mirrord --embedded var/mirrord $(ARGS)
+	@mkdir -p var/plugins && chmod 755 var/plugins
+	cd plugins/example && $(GO) build -o ../../var/plugins/example .
+	$(GO) run ./cmd/mirrord --embedded var/mirrord --plugin-dir var/plugins $(ARGS)
 
 ## generate: regenerate wire_gen.go files and the plugin protocol's gRPC code
 ## (protoc from Debian's protobuf-compiler, installed if missing).
