@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -81,6 +82,10 @@ func (m *managed) launch() (*instance, error) {
 	// told to skip it (SkipHostEnv), and the plugin gets PATH only, to
 	// find the tools it runs.
 	cmd.Env = []string{"PATH=" + cmp.Or(os.Getenv("PATH"), defaultPath)}
+	// A process group of its own: Ctrl-C on the daemon's terminal must not
+	// kill plugins under workers still calling them; the host stops them
+	// itself, after the engine.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.PluginSets(nil),
