@@ -72,14 +72,23 @@ need_bins() {
 conf_of() { printf '%s/site-%s/site-%s.conf' "$D" "$1" "$1"; }
 keyring_of() { printf '%s/site-%s/site-%s.client.admin.keyring' "$D" "$1" "$1"; }
 ip_of() { if [ "$1" = a ]; then printf '%s' "$IP_A"; else printf '%s' "$IP_B"; fi; }
-mon_host_of() { printf '[v2:%s:3300,v1:%s:6789]' "$(ip_of "$1")" "$(ip_of "$1")"; }
+# mon_host_of SITE: from the lab's conf once it exists (IP_A/IP_B only matter to up).
+mon_host_of() {
+  if [ -f "$(conf_of "$1")" ]; then
+    sed -n 's/^mon host = //p' "$(conf_of "$1")"
+  else
+    printf '[v2:%s:3300,v1:%s:6789]' "$(ip_of "$1")" "$(ip_of "$1")"
+  fi
+}
 
 # ceph_s SITE [--to SECONDS] ARGS...: the ceph CLI as client.admin of site-SITE.
 # Every call is bounded: a missing mon would otherwise hang for 5 minutes.
 ceph_s() {
   local s=$1 to=20; shift
   if [ "${1:-}" = --to ]; then to=$2; shift 2; fi
-  timeout "$to" ceph --cluster "site-$s" -c "$(conf_of "$s")" --keyring "$(keyring_of "$s")" "$@"
+  # The keyring goes in through CEPH_ARGS: given as --keyring, the ceph CLI
+  # first complains on stderr that it found no keyring in /etc/ceph.
+  CEPH_ARGS="--keyring $(keyring_of "$s")" timeout "$to" ceph --cluster "site-$s" -c "$(conf_of "$s")" "$@"
 }
 rbd_s() {
   local s=$1 to=30; shift
@@ -146,7 +155,7 @@ write_conf() {
   cat >"$dir/site-$s.conf" <<EOF
 [global]
 fsid = $FSID
-mon host = $(mon_host_of "$s")
+mon host = [v2:$ip:3300,v1:$ip:6789]
 public addr = $ip
 cluster addr = $ip
 ms bind ipv4 = true
@@ -188,6 +197,7 @@ log file = $dir/log/\$cluster-\$name.log
 
 [client.rbd-mirror.local]
 log file = $dir/log/\$cluster-\$name.log
+admin socket = $dir/run/\$cluster-\$name.asok
 rbd mirror pool replayers refresh interval = 5
 rbd mirror image state check interval = 5
 EOF
@@ -546,8 +556,51 @@ io.close(); c.shutdown()
     fi
     [ "$fail" = 0 ] && log "site-$s ok"
   done
+  if [ "$fail" = 0 ] && lab_mirror_running; then
+    selftest_mirror || fail=1
+  fi
   [ "$fail" = 0 ] || die "selftest FAILED"
   log "selftest passed in $((SECONDS - t0)) s"
+}
+
+lab_mirror_running() {
+  local pid site label
+  while read -r pid site label; do
+    [ "$label" = rbd-mirror ] && pid_ok "$pid" && return 0
+  done <"$D/pids"
+  return 1
+}
+
+# selftest_mirror: with `mirror` set up, an image mirrored in snapshot mode
+# reaches B with identical data, and disappears from B when disabled on A.
+selftest_mirror() {
+  local img=selftest-mirror-$$ f=$D/selftest.m.bin want t0=$SECONDS
+  head -c $((8 << 20)) /dev/urandom >"$f"
+  want=$(sha256sum <"$f" | cut -d' ' -f1)
+  rbd_s a import --no-progress "$f" "$POOL/$img" || { log "mirror: import on A failed"; return 1; }
+  rm -f "$f"
+  rbd_s a mirror image enable "$POOL/$img" snapshot >/dev/null || { log "mirror: enable failed"; return 1; }
+  local deadline=$((SECONDS + 40)) ok=0
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if [ "$(rbd_s b export --no-progress "$POOL/$img" - 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$want" ]; then
+      ok=1
+      break
+    fi
+    sleep 0.5
+  done
+  if [ "$ok" = 1 ]; then
+    log "mirror: B identical to A after $((SECONDS - t0)) s"
+  else
+    log "mirror: B's copy did not match A's within 40 s"
+  fi
+  rbd_s a mirror image disable "$POOL/$img" >/dev/null || ok=0
+  deadline=$((SECONDS + 20))
+  while rbd_s b info "$POOL/$img" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "mirror: B's copy still there 20 s after disable"; ok=0; break; }
+    sleep 0.5
+  done
+  rbd_s a rm --no-progress "$POOL/$img" >/dev/null || ok=0
+  [ "$ok" = 1 ] && log "mirror ok"
 }
 
 # ---------------------------------------------------------------- main
