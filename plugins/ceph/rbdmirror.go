@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// asokCommand sends one command to a Ceph admin socket and returns the
+// reply, speaking the admin socket protocol: a JSON command ended by a
+// NUL byte, answered by a big-endian 32-bit length and that many bytes.
+func asokCommand(ctx context.Context, path, command string) ([]byte, error) {
+	d := net.Dialer{Timeout: 3 * time.Second}
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = c.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
+	defer stop()
+	req, _ := json.Marshal(map[string]string{"prefix": command, "format": "json"})
+	if _, err := c.Write(append(req, 0)); err != nil {
+		return nil, err
+	}
+	var n uint32
+	if err := binary.Read(c, binary.BigEndian, &n); err != nil {
+		return nil, err
+	}
+	if n > 64<<20 {
+		return nil, fmt.Errorf("admin socket reply of %d bytes", n)
+	}
+	out := make([]byte, n)
+	if _, err := io.ReadFull(c, out); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return out, nil
+}
+
+// imageReplayerState is what rbd-mirror's admin socket says of one image.
+type imageReplayerState struct {
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Description string `json:"description"`
+}
+
+// mirrorDaemon runs and supervises one rbd-mirror process for an
+// environment's target cluster.
+type mirrorDaemon struct {
+	log     *slog.Logger
+	envID   string
+	runDir  string // <state>/run/<env>
+	asok    string
+	pidFile string
+	args    []string
+	env     []string
+	paused  func() []string // pool/image names that must stay stopped
+
+	mu       sync.Mutex
+	pid      int
+	stopping bool
+	quit     chan struct{}
+	done     chan struct{}
+	starts   int
+}
+
+func (d *mirrorDaemon) running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pid > 0 && pidAlive(d.pid, d.asok)
+}
+
+// pidAlive says whether pid is a live rbd-mirror serving asok (a zombie
+// has an empty cmdline and counts as gone).
+func pidAlive(pid int, asok string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	cmd := string(b)
+	return strings.Contains(cmd, "rbd-mirror") && strings.Contains(cmd, asok)
+}
+
+// readPid reads the pid recorded for the environment, if that process is
+// still our rbd-mirror.
+func (d *mirrorDaemon) readPid() int {
+	b, err := os.ReadFile(d.pidFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !pidAlive(pid, d.asok) {
+		return 0
+	}
+	return pid
+}
+
+// start launches the supervisor; it adopts a live rbd-mirror recorded in
+// the pid file (left by an earlier plugin process).
+func (d *mirrorDaemon) start() {
+	d.quit = make(chan struct{})
+	d.done = make(chan struct{})
+	go d.supervise()
+	go d.reapplyPauses()
+}
+
+func (d *mirrorDaemon) supervise() {
+	defer close(d.done)
+	backoff := time.Second
+	for {
+		if pid := d.readPid(); pid > 0 {
+			d.mu.Lock()
+			d.pid = pid
+			d.mu.Unlock()
+			d.log.Info("adopted a running rbd-mirror", "env", d.envID, "pid", pid)
+			for pidAlive(pid, d.asok) {
+				select {
+				case <-d.quit:
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			d.log.Warn("rbd-mirror died; restarting it", "env", d.envID, "pid", pid)
+		}
+		select {
+		case <-d.quit:
+			return
+		default:
+		}
+		begin := time.Now()
+		cmd := exec.Command("rbd-mirror", d.args...)
+		cmd.Env = d.env
+		cmd.Dir = d.runDir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			d.log.Error("cannot start rbd-mirror", "env", d.envID, "error", err)
+		} else {
+			d.mu.Lock()
+			d.pid = cmd.Process.Pid
+			d.starts++
+			d.mu.Unlock()
+			_ = writePrivate(d.pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"))
+			d.log.Info("started rbd-mirror", "env", d.envID, "pid", cmd.Process.Pid)
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				d.log.Warn("rbd-mirror exited; restarting it", "env", d.envID, "pid", cmd.Process.Pid, "error", err)
+			case <-d.quit:
+				<-exited
+				return
+			}
+		}
+		d.mu.Lock()
+		d.pid = 0
+		d.mu.Unlock()
+		if time.Since(begin) > time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-d.quit:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// reapplyPauses keeps every paused image stopped on rbd-mirror's admin
+// socket: rbd-mirror holds a stop in memory only, so after each restart
+// (and whenever an image replayer appears) the stop is sent again.
+func (d *mirrorDaemon) reapplyPauses() {
+	for {
+		select {
+		case <-d.quit:
+			return
+		case <-time.After(time.Second):
+		}
+		if !d.running() {
+			continue
+		}
+		for _, name := range d.paused() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := d.imageState(ctx, name)
+			if err == nil && st.State != "Stopped" {
+				_, err = asokCommand(ctx, d.asok, "rbd mirror stop "+name)
+				if err == nil {
+					d.log.Info("re-applied a pause on rbd-mirror", "env", d.envID, "image", name)
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+// imageState asks rbd-mirror about one image ("pool/image").
+func (d *mirrorDaemon) imageState(ctx context.Context, name string) (imageReplayerState, error) {
+	var st imageReplayerState
+	out, err := asokCommand(ctx, d.asok, "rbd mirror status "+name)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.State == "" {
+		return st, fmt.Errorf("rbd-mirror does not replay %s yet: %s", name, firstLine(out))
+	}
+	return st, nil
+}
+
+// stop ends the supervisor and the rbd-mirror process: TERM to its
+// process group, KILL after 15 s; it returns once the process is gone.
+func (d *mirrorDaemon) stop(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.stopping {
+		d.stopping = true
+		close(d.quit)
+	}
+	d.mu.Unlock()
+	pid := d.readPid()
+	if pid == 0 {
+		d.mu.Lock()
+		pid = d.pid
+		d.mu.Unlock()
+	}
+	if pid > 0 && pidAlive(pid, d.asok) {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		killAt := time.Now().Add(15 * time.Second)
+		for pidAlive(pid, d.asok) {
+			if time.Now().After(killAt) {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("rbd-mirror (pid %d) still running: %w", pid, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := os.Remove(d.pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func firstLine(b []byte) string {
+	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// pausedSet is the set of paused images of an environment, persisted in
+// the state directory so a pause survives restarts of rbd-mirror and of
+// the plugin.
+type pausedSet struct {
+	mu   sync.Mutex
+	path string
+}
+
+func (p *pausedSet) load() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loadLocked()
+}
+
+func (p *pausedSet) loadLocked() []string {
+	var names []string
+	if b, err := os.ReadFile(p.path); err == nil {
+		_ = json.Unmarshal(b, &names)
+	}
+	return names
+}
+
+func (p *pausedSet) has(name string) bool { return slices.Contains(p.load(), name) }
+
+func (p *pausedSet) set(name string, paused bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := p.loadLocked()
+	i := slices.Index(names, name)
+	switch {
+	case paused && i < 0:
+		names = append(names, name)
+	case !paused && i >= 0:
+		names = slices.Delete(names, i, i+1)
+	default:
+		return nil
+	}
+	if err := ensureDir(filepath.Dir(p.path)); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(names)
+	return writePrivate(p.path, b)
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+func snapName(s sdk.Snapshot) string { return "snapshot-" + s.SnapshotUUID }
+
+func hasSnapshot(img *rbd.Image, name string) (bool, error) {
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		return false, err
+	}
+	for _, s := range snaps {
+		if s.Name == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func checkSnap(s sdk.Snapshot) error {
+	if !uuidPattern.MatchString(s.SnapshotUUID) {
+		return fmt.Errorf("snapshot uuid %q cannot name a snapshot: %w", s.SnapshotUUID, sdk.ErrPrecondition)
+	}
+	return nil
+}
+
+// AddSnapshot implements sdk.Backend: protect the snapshot on the primary.
+func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkSnap(s); err != nil {
+		return err
+	}
+	v, err := b.openVol(ctx, s.Volume)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	name := snapName(s)
+	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
+		ok, err := hasSnapshot(img, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return sdk.ErrNotFound
+		}
+		sn := img.GetSnapshot(name)
+		if p, err := sn.IsProtected(); err != nil || p {
+			return err
+		}
+		return sn.Protect()
+	})
+	if errors.Is(err, rbd.ErrNotFound) || errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("snapshot %s of %s/%s does not exist on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("protect snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	return nil
+}
+
+// SnapshotStatus implements sdk.Backend: ready once the snapshot is on
+// the target copy, protected, so it can be cloned there.
+func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.SnapshotReplication, error) {
+	var r sdk.SnapshotReplication
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+	if err := checkSnap(s); err != nil {
+		return r, err
+	}
+	v, err := b.openVol(ctx, s.Volume)
+	if err != nil {
+		return r, err
+	}
+	defer v.close()
+	name := snapName(s)
+	check := func(dst bool) (exists, prot bool, err error) {
+		io := v.srcIO
+		if dst {
+			io = v.dstIO
+		}
+		err = do(ctx, func() error {
+			img, err := rbd.OpenImageReadOnly(io, v.name, rbd.NoSnapshot)
+			if errors.Is(err, rbd.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			defer img.Close()
+			if exists, err = hasSnapshot(img, name); err != nil || !exists {
+				return err
+			}
+			prot, err = img.GetSnapshot(name).IsProtected()
+			return err
+		})
+		return exists, prot, err
+	}
+	sExists, sProt, err := check(false)
+	if err != nil {
+		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	if !sExists || !sProt {
+		r.State = sdk.SnapshotAbsent
+		if sExists {
+			r.Description = "the snapshot exists on the source but is not protected yet"
+		}
+		return r, nil
+	}
+	dExists, dProt, err := check(true)
+	if err != nil {
+		return r, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
+	}
+	switch {
+	case dExists && dProt:
+		r.State = sdk.SnapshotReady
+		r.Description = "protected on the target copy; it can be cloned there"
+	case dExists:
+		r.State = sdk.SnapshotPending
+		r.Description = "on the target copy, protection not replayed yet"
+	default:
+		r.State = sdk.SnapshotPending
+		r.Description = "protected on the source, not yet on the target copy"
+	}
+	return r, nil
+}
+
+// RemoveSnapshot implements sdk.Backend: unprotect and remove on the
+// source; rbd-mirror removes it from the copy.
+func (b *Backend) RemoveSnapshot(ctx context.Context, s sdk.Snapshot) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkSnap(s); err != nil {
+		return err
+	}
+	v, err := b.openVol(ctx, s.Volume)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	name := snapName(s)
+	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
+		ok, err := hasSnapshot(img, name)
+		if err != nil || !ok {
+			return err
+		}
+		sn := img.GetSnapshot(name)
+		if p, err := sn.IsProtected(); err != nil {
+			return err
+		} else if p {
+			if err := sn.Unprotect(); err != nil {
+				if isErrno(err, syscall.EBUSY) || isErrno(err, syscall.EEXIST) {
+					return fmt.Errorf("%w: %s", sdk.ErrPrecondition, clonesOf(img, name))
+				}
+				return err
+			}
+		}
+		return sn.Remove()
+	})
+	if errors.Is(err, rbd.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	return nil
+}
+
+func clonesOf(img *rbd.Image, snap string) string {
+	if err := img.SetSnapshot(snap); err == nil {
+		defer img.SetSnapshot(rbd.NoSnapshot)
+		if pools, images, err := img.ListChildren(); err == nil && len(images) > 0 {
+			var names []string
+			for i := range images {
+				names = append(names, pools[i]+"/"+images[i])
+			}
+			return "the snapshot has clones: " + strings.Join(names, ", ") + "; flatten or delete them first"
+		}
+	}
+	return "the snapshot is in use (clones); flatten or delete them first"
+}
