@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+// labSite is one cluster of the lab as $CEPH_LAB/lab.json describes it.
+type labSite struct {
+	Name         string `json:"name"`
+	Conf         string `json:"conf"`
+	AdminKeyring string `json:"admin_keyring"`
+	FSID         string `json:"fsid"`
+	Pool         string `json:"pool"`
+}
+
+type lab struct {
+	Sites []labSite `json:"sites"`
+}
+
+// needLab skips without CEPH_LAB and fails when CEPH_LAB is set but the
+// lab is unusable.
+func needLab(t *testing.T) lab {
+	t.Helper()
+	dir := os.Getenv("CEPH_LAB")
+	if dir == "" {
+		t.Skip("CEPH_LAB is not set: no Ceph lab to test against")
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	if err != nil {
+		t.Fatalf("CEPH_LAB=%s: %v", dir, err)
+	}
+	var l lab
+	if err := json.Unmarshal(data, &l); err != nil || len(l.Sites) < 2 {
+		t.Fatalf("CEPH_LAB=%s: lab.json has no two sites (%v)", dir, err)
+	}
+	for i := range l.Sites {
+		if l.Sites[i].Pool == "" {
+			l.Sites[i].Pool = "volumes"
+		}
+	}
+	return l
+}
+
+var keyPattern = regexp.MustCompile(`key\s*=\s*(\S+)`)
+
+// metadata builds a storage's metadata from a lab site.
+func (s labSite) metadata(t *testing.T, extra map[string]string) json.RawMessage {
+	t.Helper()
+	conf, err := os.ReadFile(s.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := os.ReadFile(s.AdminKeyring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := keyPattern.FindSubmatch(kr)
+	if m == nil {
+		t.Fatalf("no key in %s", s.AdminKeyring)
+	}
+	md := map[string]string{
+		"pool": s.Pool, "conf": string(conf), "client": "admin", "keyring": string(m[1]),
+		"admin_client": "admin", "admin_keyring": string(m[1]),
+	}
+	for k, v := range extra {
+		md[k] = v
+	}
+	b, _ := json.Marshal(md)
+	return b
+}
+
+// connect opens a lab site's pool as its admin, with go-ceph.
+func (s labSite) connect(t *testing.T) *rados.IOContext {
+	t.Helper()
+	conn, err := rados.NewConnWithClusterAndUser(s.Name, "client.admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.ReadConfigFile(s.Conf); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetConfigOption("keyring", s.AdminKeyring)
+	_ = conn.SetConfigOption("rados_mon_op_timeout", "10")
+	_ = conn.SetConfigOption("client_mount_timeout", "10")
+	_ = conn.SetConfigOption("admin_socket", "")
+	if err := conn.Connect(); err != nil {
+		t.Fatalf("CEPH_LAB: connect to %s: %v", s.Name, err)
+	}
+	io, err := conn.OpenIOContext(s.Pool)
+	if err != nil {
+		t.Fatalf("CEPH_LAB: open pool %s on %s: %v", s.Pool, s.Name, err)
+	}
+	t.Cleanup(func() { io.Destroy(); conn.Shutdown() })
+	return io
+}
+
+// logBuffer collects the plugin's log to check that no secret is in it.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// labRig is one backend against the lab, shared by the subtests.
+type labRig struct {
+	lab      lab
+	be       *Backend
+	stateDir string
+	logs     *logBuffer
+	srcIO    *rados.IOContext
+	dstIO    *rados.IOContext
+	mode     string
+}
+
+func newRig(t *testing.T, mode string) *labRig {
+	l := needLab(t)
+	dir, err := os.MkdirTemp("/tmp", "cph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	r := &labRig{lab: l, stateDir: dir, logs: logs, mode: mode,
+		be:    New(sdkLoggerTo(logs), filepath.Join(dir, "state")),
+		srcIO: l.Sites[0].connect(t), dstIO: l.Sites[1].connect(t)}
+	t.Cleanup(func() {
+		r.be.Close()
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		} else {
+			t.Logf("state kept in %s", dir)
+		}
+	})
+	return r
+}
+
+func (r *labRig) env(t *testing.T) sdk.Environment {
+	extra := map[string]string{"mirror_mode": r.mode}
+	return sdk.Environment{
+		ID:     "storage.11.13",
+		Source: sdk.Storage{ClusterID: 5, StorageID: 11, Type: StorageType, BackendName: "ceph", Metadata: r.lab.Sites[0].metadata(t, extra)},
+		Target: sdk.Storage{ClusterID: 6, StorageID: 13, Type: StorageType, BackendName: "ceph", Metadata: r.lab.Sites[1].metadata(t, extra)},
+	}
+}
+
+type labHarness struct {
+	r    *labRig
+	env  sdk.Environment
+	vol  sdk.Volume
+	snap sdk.Snapshot
+}
+
+// newHarness creates a fresh source image with a snapshot.
+func (r *labRig) newHarness(t *testing.T) *labHarness {
+	env := r.env(t)
+	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
+	name := "volume-" + volUUID
+	if err := rbd.CreateImage(r.srcIO, name, 16<<20, rbd.NewRbdImageOptions()); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	img, err := rbd.OpenImage(r.srcIO, name, rbd.NoSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt([]byte(strings.Repeat("mirror", 1000)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.CreateSnapshot("snapshot-" + snapUUID); err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	t.Cleanup(func() {
+		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
+			removeImageForTest(io, name)
+		}
+	})
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: volUUID}
+	return &labHarness{r: r, env: env, vol: vol, snap: sdk.Snapshot{Volume: vol, SnapshotID: 21, SnapshotUUID: snapUUID, SnapshotName: "s"}}
+}
+
+func removeImageForTest(io *rados.IOContext, name string) {
+	img, err := rbd.OpenImage(io, name, rbd.NoSnapshot)
+	if err != nil {
+		return
+	}
+	if mi, err := img.GetMirrorImageInfo(); err == nil && mi.State != rbd.MirrorImageDisabled {
+		_ = img.MirrorDisable(true)
+	}
+	snaps, _ := img.GetSnapshotNames()
+	for _, s := range snaps {
+		sn := img.GetSnapshot(s.Name)
+		_ = sn.Unprotect()
+		_ = sn.Remove()
+	}
+	img.Close()
+	_ = rbd.RemoveImage(io, name)
+}
+
+func (h *labHarness) Backend() sdk.Backend         { return h.r.be }
+func (h *labHarness) Environment() sdk.Environment { return h.env }
+func (h *labHarness) Volume() sdk.Volume           { return h.vol }
+func (h *labHarness) Snapshot() sdk.Snapshot       { return h.snap }
+func (h *labHarness) Timeout() time.Duration       { return 90 * time.Second }
+
+func TestConformanceJournal(t *testing.T) {
+	r := newRig(t, modeJournal)
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return r.newHarness(t) })
+	r.checkNoSecrets(t)
+}
+
+// checkNoSecrets: no key of the lab in the plugin's log; every state
+// file private.
+func (r *labRig) checkNoSecrets(t *testing.T) {
+	t.Helper()
+	logs := r.logs.String()
+	for _, s := range r.lab.Sites {
+		kr, _ := os.ReadFile(s.AdminKeyring)
+		if m := keyPattern.FindSubmatch(kr); m != nil && strings.Contains(logs, string(m[1])) {
+			t.Errorf("the plugin's log holds the admin key of %s", s.Name)
+		}
+	}
+	checkPrivate(t, r.be.stateDir)
+}
+
+func checkPrivate(t *testing.T, dir string) {
+	t.Helper()
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		switch {
+		case fi.IsDir() && fi.Mode().Perm() != 0o700:
+			t.Errorf("directory %s has mode %o, want 0700", p, fi.Mode().Perm())
+		case fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600 && !strings.HasSuffix(p, ".log"):
+			t.Errorf("file %s has mode %o, want 0600", p, fi.Mode().Perm())
+		}
+		return nil
+	})
+}
+
+var _ = context.Background
