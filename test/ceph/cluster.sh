@@ -101,7 +101,7 @@ rbd_s() {
 pid_ok() {
   local pid=$1 cmd
   [ -r "/proc/$pid/cmdline" ] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
   [ -n "$cmd" ] || return 1 # zombie
   [[ $cmd == *"$D/"* ]]
 }
@@ -359,7 +359,7 @@ print()
 
 cmd_env() {
   D=$(lab_dir "${1:-}")
-  [ -f "$D/site-a/site-a.conf" ] && [ -f "$D/site-b/site-b.conf" ] || die "no lab in $D (run: $0 up $D)"
+  cluster_alive || die "no running lab in $D (run: $0 up $D)"
   [ -f "$D/env.sh" ] || write_lab_files
   cat "$D/env.sh"
 }
@@ -417,7 +417,7 @@ cmd_mirror() {
 lab_rbd_mirrors() {
   local p cmd exe
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' '\n' 2>/dev/null <"$p/cmdline") || continue
     exe=$(head -n1 <<<"$cmd")
     [ "${exe##*/}" = rbd-mirror ] || continue
     [[ $cmd == *"$D/"* ]] && echo "${p#/proc/}"
@@ -459,6 +459,7 @@ stop_lab() {
   stop_pids ${daemons[@]+"${daemons[@]}"}
   stop_pids ${mons[@]+"${mons[@]}"}
   if [ -f "$D/pids" ]; then mv -f "$D/pids" "$D/pids.stopped"; fi
+  rm -f "$D/lab.json" "$D/env.sh" # tests read these to find a running lab
 }
 
 cmd_down() {
