@@ -44,8 +44,28 @@ func needLab(t *testing.T) lab {
 		t.Fatalf("CEPH_LAB=%s: %v", dir, err)
 	}
 	var l lab
-	if err := json.Unmarshal(data, &l); err != nil || len(l.Sites) < 2 {
-		t.Fatalf("CEPH_LAB=%s: lab.json has no two sites (%v)", dir, err)
+	// test/ceph/cluster.sh writes a flat object of CEPH_* variables
+	// (CEPH_POOL, CEPH_A_CONF, CEPH_A_KEYRING, CEPH_A_FSID, ...); an
+	// older hand-made lab wrote {"sites": [...]}.
+	var flat map[string]any
+	if err := json.Unmarshal(data, &flat); err != nil {
+		t.Fatalf("CEPH_LAB=%s: lab.json: %v", dir, err)
+	}
+	if _, ok := flat["sites"]; ok {
+		if err := json.Unmarshal(data, &l); err != nil {
+			t.Fatalf("CEPH_LAB=%s: lab.json: %v", dir, err)
+		}
+	} else {
+		str := func(k string) string { v, _ := flat[k].(string); return v }
+		for _, s := range []string{"A", "B"} {
+			l.Sites = append(l.Sites, labSite{
+				Name: str("CEPH_" + s + "_CLUSTER"), Conf: str("CEPH_" + s + "_CONF"),
+				AdminKeyring: str("CEPH_" + s + "_KEYRING"), FSID: str("CEPH_" + s + "_FSID"), Pool: str("CEPH_POOL"),
+			})
+		}
+	}
+	if len(l.Sites) < 2 || l.Sites[0].Conf == "" || l.Sites[1].Conf == "" || l.Sites[0].AdminKeyring == "" {
+		t.Fatalf("CEPH_LAB=%s: lab.json does not describe two sites with conf and keyring", dir)
 	}
 	for i := range l.Sites {
 		if l.Sites[i].Pool == "" {

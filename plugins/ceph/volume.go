@@ -489,8 +489,8 @@ func removeTarget(ctx context.Context, v *volConns) error {
 	if err != nil || !dst.exists {
 		return err
 	}
-	if dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary {
-		return nil
+	if dst.mirror.State == rbd.MirrorImageDisabling || (dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary) {
+		return nil // a mirror copy: rbd-mirror deletes it
 	}
 	err = withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
 		if dst.mirror.State != rbd.MirrorImageDisabled {
@@ -518,6 +518,9 @@ func removeTarget(ctx context.Context, v *volConns) error {
 		}
 		return nil
 	})
+	if errors.Is(err, rbd.ErrNotFound) {
+		return nil // gone meanwhile
+	}
 	if err != nil {
 		return fmt.Errorf("delete %s on storage %s: %w", v.spec, v.dst.key(), err)
 	}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+const secret = "AQBsecretsecretsecretsecretsecret=="
+
+func storage(md map[string]any) sdk.Storage {
+	b, _ := json.Marshal(md)
+	return sdk.Storage{ClusterID: 6, StorageID: 13, Type: StorageType, Metadata: b}
+}
+
+func fullMeta() map[string]any {
+	return map[string]any{
+		"pool": "volumes", "conf": "[global]\nmon host = 127.0.0.1\n", "client": "cinder", "keyring": secret,
+		"admin_client": "admin", "admin_keyring": secret, "unknown_field": 42,
+	}
+}
+
+func TestParseMeta(t *testing.T) {
+	m, err := parseMeta(storage(fullMeta()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MirrorMode != modeJournal || m.Client != "cinder" || m.Pool != "volumes" {
+		t.Fatalf("parseMeta = %+v", m)
+	}
+	for _, field := range []string{"pool", "conf", "client", "keyring", "admin_client", "admin_keyring"} {
+		md := fullMeta()
+		delete(md, field)
+		_, err := parseMeta(storage(md))
+		if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), `"`+field+`"`) {
+			t.Errorf("without %s: %v, want ErrPrecondition naming the field", field, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error quotes a secret: %v", err)
+		}
+	}
+	for _, bad := range []map[string]any{
+		{"mirror_mode": "pool"}, {"mirror_snapshot_interval": "5s"}, {"pool": "a/b"}, {"keyring": 5},
+	} {
+		md := fullMeta()
+		for k, v := range bad {
+			md[k] = v
+		}
+		_, err := parseMeta(storage(md))
+		if !errors.Is(err, sdk.ErrPrecondition) {
+			t.Errorf("%v: %v, want ErrPrecondition", bad, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("error quotes a secret: %v", err)
+		}
+	}
+	// A syntax error in the document must not quote it.
+	s := sdk.Storage{ClusterID: 1, StorageID: 2, Metadata: json.RawMessage(`{"keyring": "` + secret + `" x}`)}
+	if _, err := parseMeta(s); !errors.Is(err, sdk.ErrPrecondition) || strings.Contains(err.Error(), secret) {
+		t.Errorf("bad JSON: %v", err)
+	}
+	md := fullMeta()
+	md["mirror_mode"], md["mirror_snapshot_interval"] = "snapshot", "1m"
+	if m, err := parseMeta(storage(md)); err != nil || m.MirrorMode != modeSnapshot {
+		t.Errorf("snapshot mode: %+v, %v", m, err)
+	}
+}
+
+func TestStateFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	b := New(sdkLoggerTo(&logBuffer{}), dir)
+	s := storage(fullMeta())
+	sd, err := b.side(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clusters.6.storages.13.conf", "clusters.6.storages.13.client.cinder.keyring", "clusters.6.storages.13.client.admin.keyring"}
+	for i, p := range []string{sd.files.Conf, sd.files.Keyring, sd.files.AdminKeyring} {
+		if filepath.Base(p) != want[i] {
+			t.Errorf("file %s, want %s", filepath.Base(p), want[i])
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v, want 0600", p, err, fi.Mode())
+		}
+	}
+	kr, _ := os.ReadFile(sd.files.Keyring)
+	if string(kr) != "[client.cinder]\n\tkey = "+secret+"\n" {
+		t.Errorf("keyring file = %q", kr)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state dir mode %v, %v; want 0700", fi.Mode(), err)
+	}
+	// Rewriting keeps 0600, even when someone loosened it.
+	_ = os.Chmod(sd.files.Conf, 0o644)
+	if _, err := b.side(s); err != nil {
+		t.Fatal(err)
+	}
+	checkPrivate(t, dir)
+	if err := b.removeStorageFiles(sd.s, sd.m); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("left after remove: %v", left)
+	}
+}
+
+func TestPausedSet(t *testing.T) {
+	p := &pausedSet{path: filepath.Join(t.TempDir(), "paused", "e.json")}
+	_ = p.set("volumes/a", true)
+	_ = p.set("volumes/b", true)
+	_ = p.set("volumes/a", false)
+	again := &pausedSet{path: p.path} // as after a plugin restart
+	if !again.has("volumes/b") || again.has("volumes/a") {
+		t.Fatalf("paused set = %v", again.load())
+	}
+}
+
+func TestEnvIDChecked(t *testing.T) {
+	if err := checkEnvID(sdk.Environment{ID: "../x"}); !errors.Is(err, sdk.ErrPrecondition) {
+		t.Fatalf("checkEnvID(../x) = %v", err)
+	}
+}
