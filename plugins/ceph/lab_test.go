@@ -275,7 +275,7 @@ func checkPrivate(t *testing.T, dir string) {
 		switch {
 		case fi.IsDir() && fi.Mode().Perm() != 0o700:
 			t.Errorf("directory %s has mode %o, want 0700", p, fi.Mode().Perm())
-		case fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600 && !strings.HasSuffix(p, ".log"):
+		case fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600:
 			t.Errorf("file %s has mode %o, want 0600", p, fi.Mode().Perm())
 		}
 		return nil

@@ -150,7 +150,8 @@ func (d *mirrorDaemon) supervise() {
 		default:
 		}
 		begin := time.Now()
-		cmd := exec.Command("rbd-mirror", d.args...)
+		// umask 077: rbd-mirror's logs and sockets stay private.
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `umask 077; exec rbd-mirror "$@"`, "rbd-mirror"}, d.args...)...)
 		cmd.Env = d.env
 		cmd.Dir = d.runDir
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %v", what, timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// startReplaying prepares the environment, starts the volume and waits
+// for it to replay; cleanup destroys it and tears the environment down.
+func startReplaying(t *testing.T, r *labRig, h *labHarness) {
+	t.Helper()
+	ctx := t.Context()
+	t.Cleanup(func() {
+		_, _ = r.be.DestroyVolume(t.Context(), h.vol)
+		if err := r.be.TeardownEnvironment(t.Context(), h.env); err != nil {
+			t.Errorf("cleanup: teardown: %v", err)
+		}
+	})
+	if err := r.be.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatalf("PrepareEnvironment: %v", err)
+	}
+	if err := r.be.StartVolume(ctx, h.vol); err != nil {
+		t.Fatalf("StartVolume: %v", err)
+	}
+	begin := time.Now()
+	waitFor(t, "replaying", 90*time.Second, func() bool {
+		st, err := r.be.VolumeStatus(ctx, h.vol)
+		return err == nil && st.State == sdk.ReplicationReplaying && st.TargetExists
+	})
+	t.Logf("start → replaying in %v", time.Since(begin).Round(100*time.Millisecond))
+}
+
+func TestMultiplePeerRefused(t *testing.T) {
+	r := newRig(t, modeJournal)
+	env := r.env(t)
+	mode, err := rbd.GetMirrorMode(r.dstIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode == rbd.MirrorModeDisabled {
+		if err := rbd.SetMirrorMode(r.dstIO, rbd.MirrorModeImage); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uuid, err := rbd.AddMirrorPeerSite(r.dstIO, "foreign-site", "client.foreign", rbd.MirrorPeerDirectionRx)
+	if err != nil {
+		t.Fatalf("add a foreign peer: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rbd.RemoveMirrorPeerSite(r.dstIO, uuid); err != nil {
+			t.Errorf("remove the foreign peer: %v", err)
+		}
+	})
+	srcMode, _ := rbd.GetMirrorMode(r.srcIO)
+	err = r.be.PrepareEnvironment(t.Context(), env)
+	if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), uuid) || !strings.Contains(err.Error(), "peer remove") {
+		t.Fatalf("PrepareEnvironment with a foreign peer on the target pool = %v; want ErrPrecondition naming it and how to remove it", err)
+	}
+	t.Logf("refusal: %v", err)
+	peers, _ := rbd.ListMirrorPeerSite(r.dstIO)
+	if len(peers) != 1 || peers[0].UUID != uuid {
+		t.Errorf("peers of the target pool after the refusal: %+v, want only the foreign one", peers)
+	}
+	if m, _ := rbd.GetMirrorMode(r.srcIO); m != srcMode {
+		t.Errorf("source pool mirror mode changed from %v to %v", srcMode, m)
+	}
+	if _, err := os.Stat(filepath.Join(r.be.runDir(env.ID), "rbd-mirror.pid")); err == nil {
+		t.Errorf("an rbd-mirror was started despite the refusal")
+	}
+	if h, err := r.be.EnvironmentStatus(t.Context(), env); err != nil || h.Ready {
+		t.Errorf("EnvironmentStatus = %+v, %v; want not ready", h, err)
+	}
+}
+
+func TestPauseSurvivesRestart(t *testing.T) {
+	r := newRig(t, modeJournal)
+	h := r.newHarness(t)
+	startReplaying(t, r, h)
+	ctx := t.Context()
+	if err := r.be.PauseVolume(ctx, h.vol); err != nil {
+		t.Fatalf("PauseVolume: %v", err)
+	}
+	spec := "volumes/volume-" + h.vol.VolumeUUID
+	d := &mirrorDaemon{asok: r.be.asokPath(h.env.ID)}
+	stopped := func() bool { st, err := d.imageState(ctx, spec); return err == nil && st.State == "Stopped" }
+	waitFor(t, "stopped on the admin socket", 30*time.Second, stopped)
+	pidFile := filepath.Join(r.be.runDir(h.env.ID), "rbd-mirror.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill rbd-mirror %d: %v", pid, err)
+	}
+	begin := time.Now()
+	waitFor(t, "rbd-mirror restarted", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(pidFile)
+		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return p != pid && pidAlive(p, d.asok)
+	})
+	waitFor(t, "stopped again after the restart", 60*time.Second, stopped)
+	t.Logf("rbd-mirror killed; restarted and the image stopped again in %v", time.Since(begin).Round(100*time.Millisecond))
+	// It stays stopped.
+	time.Sleep(6 * time.Second)
+	if !stopped() {
+		t.Fatalf("the paused image replays again after the restart")
+	}
+	if st, err := r.be.VolumeStatus(ctx, h.vol); err != nil || st.State != sdk.ReplicationPaused {
+		t.Fatalf("VolumeStatus = %+v, %v; want paused", st, err)
+	}
+	if err := r.be.ResumeVolume(ctx, h.vol); err != nil {
+		t.Fatalf("ResumeVolume: %v", err)
+	}
+	waitFor(t, "replaying after resume", 60*time.Second, func() bool {
+		st, err := d.imageState(ctx, spec)
+		return err == nil && st.State == "Replaying"
+	})
+	if err := r.be.StopVolume(ctx, h.vol); err != nil {
+		t.Fatalf("StopVolume: %v", err)
+	}
+	r.checkNoSecrets(t)
+}
+
+func TestSnapshotClonableOnTarget(t *testing.T) {
+	r := newRig(t, modeJournal)
+	h := r.newHarness(t)
+	startReplaying(t, r, h)
+	ctx := t.Context()
+	if err := r.be.AddSnapshot(ctx, h.snap); err != nil {
+		t.Fatalf("AddSnapshot: %v", err)
+	}
+	begin := time.Now()
+	waitFor(t, "snapshot ready", 90*time.Second, func() bool {
+		st, err := r.be.SnapshotStatus(ctx, h.snap)
+		return err == nil && st.State == sdk.SnapshotReady
+	})
+	t.Logf("AddSnapshot → ready in %v", time.Since(begin).Round(100*time.Millisecond))
+	clone := "clone-" + plugintest.NewUUID()
+	opts := rbd.NewRbdImageOptions()
+	defer opts.Destroy()
+	if err := opts.SetUint64(rbd.ImageOptionFeatures, rbd.FeatureLayering); err != nil {
+		t.Fatal(err)
+	}
+	name := "volume-" + h.vol.VolumeUUID
+	if err := rbd.CloneImage(r.dstIO, name, "snapshot-"+h.snap.SnapshotUUID, r.dstIO, clone, opts); err != nil {
+		t.Fatalf("clone the snapshot on the target: %v", err)
+	}
+	img, err := rbd.OpenImage(r.dstIO, clone, rbd.NoSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	_, err = img.ReadAt(buf, 0)
+	img.Close()
+	if err != nil || string(buf) != "mirror" {
+		t.Fatalf("clone reads %q, %v; want the source's data", buf, err)
+	}
+	if err := rbd.RemoveImage(r.dstIO, clone); err != nil {
+		t.Errorf("remove clone: %v", err)
+	}
+	if err := r.be.StopVolume(ctx, h.vol); err != nil {
+		t.Fatalf("StopVolume: %v", err)
+	}
+	if err := r.be.RemoveSnapshot(ctx, h.snap); err != nil {
+		t.Fatalf("RemoveSnapshot: %v", err)
+	}
+}
