@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -33,8 +34,10 @@ func startReplaying(t *testing.T, r *labRig, h *labHarness) {
 	t.Helper()
 	ctx := t.Context()
 	t.Cleanup(func() {
-		_, _ = r.be.DestroyVolume(t.Context(), h.vol)
-		if err := r.be.TeardownEnvironment(t.Context(), h.env); err != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(cctx, h.vol)
+		if err := r.be.TeardownEnvironment(cctx, h.env); err != nil {
 			t.Errorf("cleanup: teardown: %v", err)
 		}
 	})
