@@ -283,3 +283,9 @@ func checkPrivate(t *testing.T, dir string) {
 }
 
 var _ = context.Background
+
+func TestConformanceSnapshotMode(t *testing.T) {
+	r := newRig(t, modeSnapshot)
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return r.newHarness(t) })
+	r.checkNoSecrets(t)
+}
