@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -305,13 +306,23 @@ func (e *envConns) mirroredImages(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
+// imageNameByID reads an image's name from the pool's rbd_directory
+// object (key "id_<id>", value a length-prefixed string): an image opened
+// by id does not know its name.
 func imageNameByID(io *rados.IOContext, id string) (string, error) {
-	img, err := rbd.OpenImageByIdReadOnly(io, id, rbd.NoSnapshot)
+	vals, err := io.GetOmapValues("rbd_directory", "", "id_"+id, 1)
 	if err != nil {
 		return "", err
 	}
-	defer img.Close()
-	return img.GetName(), nil
+	v, ok := vals["id_"+id]
+	if !ok || len(v) < 4 {
+		return "", fmt.Errorf("image id %s not in rbd_directory", id)
+	}
+	n := int(binary.LittleEndian.Uint32(v[:4]))
+	if n > len(v)-4 {
+		return "", fmt.Errorf("image id %s: malformed rbd_directory entry", id)
+	}
+	return string(v[4 : 4+n]), nil
 }
 
 // TeardownEnvironment implements sdk.Backend.

@@ -191,3 +191,30 @@ func TestSnapshotClonableOnTarget(t *testing.T) {
 		t.Fatalf("RemoveSnapshot: %v", err)
 	}
 }
+
+// A refused teardown names the images still replicated, so the operator
+// knows what to stop.
+func TestTeardownRefusalNamesImages(t *testing.T) {
+	r := newRig(t, "journal")
+	h := r.newHarness(t)
+	ctx := t.Context()
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(cctx, h.vol)
+		_ = r.be.TeardownEnvironment(cctx, h.env)
+	})
+	if err := r.be.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatalf("PrepareEnvironment: %v", err)
+	}
+	if err := r.be.StartVolume(ctx, h.vol); err != nil {
+		t.Fatalf("StartVolume: %v", err)
+	}
+	err := r.be.TeardownEnvironment(ctx, h.env)
+	if !errors.Is(err, sdk.ErrPrecondition) {
+		t.Fatalf("teardown with a volume replicated: %v, want ErrPrecondition", err)
+	}
+	if !strings.Contains(err.Error(), "volume-"+h.vol.VolumeUUID) {
+		t.Fatalf("refusal does not name the image: %v", err)
+	}
+}

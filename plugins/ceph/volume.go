@@ -390,6 +390,13 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 			r.State = sdk.ReplicationFailed
 			r.Description = st.Description
 			return r, nil
+		case "Stopped":
+			// Stopped, yet not paused by us: a start that raced a stop, or
+			// someone's admin-socket command. Report it as paused, so the
+			// daemon's resume (level-based) starts it again.
+			r.State = sdk.ReplicationPaused
+			r.Description = "replay is stopped on rbd-mirror although no pause asked for it"
+			return r, nil
 		}
 		if strings.Contains(st.Description, "split-brain") {
 			r.State = sdk.ReplicationFailed
