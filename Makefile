@@ -3,10 +3,12 @@
 
 GO      ?= go
 PKGS    ?= ./...
-# The vendor SDK and the plugins are modules of their own.
+# The vendor SDK and the plugins are modules of their own (plugins/ceph too,
+# tested with -tags pacific against CEPH_LAB).
 MODULES ?= plugins/sdk plugins/example
+CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 
-.PHONY: all build test unit deps lint generate check-generate fmt run bench
+.PHONY: all build test unit deps lint generate check-generate fmt run bench ceph-lab-up ceph-lab-down
 
 all: build
 
@@ -15,9 +17,21 @@ build:
 
 ## test: the dependency rule, formatting, fresh wire_gen.go, vet, then every
 ## test with the race detector.
-test: lint
-	$(GO) test -race -count=1 $(PKGS)
-	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done
+test: lint ceph-lab-up
+	@set -e; trap 'test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
+	$(GO) test -race -count=1 $(PKGS); \
+	for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done; \
+	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
+	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 30m ./...
+
+## ceph-lab-up / ceph-lab-down: two single-node Ceph clusters on loopback for
+## the Ceph plugin's tests (Debian packages installed when missing).
+ceph-lab-up:
+	@test/ceph/cluster.sh install
+	@test/ceph/cluster.sh up $(CEPH_LAB)
+
+ceph-lab-down:
+	@test/ceph/cluster.sh down $(CEPH_LAB)
 
 ## unit: the fast tests only (core, app, fakes).
 unit: deps

@@ -443,6 +443,25 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return err
 	}
+	if src.exists && src.mirror.State == rbd.MirrorImageEnabled {
+		// A copy still being made is no copy to keep: wait for it, within
+		// ctx. (An operator who gives up on it destroys the volume.)
+		for {
+			why := b.firstCopyRunning(ctx, vol, v, dst)
+			if why == "" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("stop %s keeping its copy on storage %s: %s; stop completes once the copy is whole (destroy abandons it): %w",
+					v.spec, v.dst.key(), why, ctx.Err())
+			case <-time.After(time.Second):
+			}
+			if dst, err = inspect(ctx, v.dstIO, v.name, false); err != nil {
+				return err
+			}
+		}
+	}
 	if dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary {
 		// Let rbd-mirror release the copy, then promote it.
 		_, _ = asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror stop "+v.spec)
@@ -472,6 +491,11 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	if dst.exists {
+		// rbd-mirror's own sync snapshots are not the user's: a kept copy
+		// is a plain image without them.
+		if err := withImage(ctx, v.dstIO, v.name, removeMirrorDaemonSnapshots); err != nil {
+			return fmt.Errorf("remove rbd-mirror's snapshots from the kept copy %s on storage %s: %w", v.spec, v.dst.key(), err)
+		}
 		// Verify: a plain image we can open for writing.
 		if err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
 			mi, err := img.GetMirrorImageInfo()
@@ -656,4 +680,46 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 	}()
 	wg.Wait()
 	return rep, nil
+}
+
+// firstCopyRunning says why the target copy is not whole yet, or "".
+func (b *Backend) firstCopyRunning(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) string {
+	if !dst.exists {
+		return "the target image does not exist yet"
+	}
+	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := (&mirrorDaemon{asok: b.asokPath(vol.Environment.ID)}).imageState(actx, v.spec)
+	if err != nil {
+		return "" // rbd-mirror cannot say: judge by the image alone
+	}
+	desc := strings.ToLower(st.Description)
+	if st.State == "Starting" || strings.Contains(desc, "syncing") || strings.Contains(desc, "bootstrapping") {
+		return "the first copy is still running (" + st.State + ": " + st.Description + ")"
+	}
+	return ""
+}
+
+// removeMirrorDaemonSnapshots removes the ".rbd-mirror.*" snapshots
+// rbd-mirror made for its image sync.
+func removeMirrorDaemonSnapshots(img *rbd.Image) error {
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if !strings.HasPrefix(s.Name, ".rbd-mirror.") {
+			continue
+		}
+		snap := img.GetSnapshot(s.Name)
+		if p, err := snap.IsProtected(); err == nil && p {
+			if err := snap.Unprotect(); err != nil {
+				return fmt.Errorf("unprotect %s: %w", s.Name, err)
+			}
+		}
+		if err := snap.Remove(); err != nil {
+			return fmt.Errorf("remove %s: %w", s.Name, err)
+		}
+	}
+	return nil
 }
