@@ -28,6 +28,7 @@ type Election struct {
 
 	mu     sync.Mutex
 	before func()
+	dead   bool // Kill was called
 }
 
 // NewElection returns the election of the daemon identity on kv.
@@ -43,6 +44,12 @@ func (e *Election) Identity() string { return e.id }
 // TryCampaign implements ports.Election. A leader key already holding this
 // identity (left by an earlier Election of the same daemon) is taken over.
 func (e *Election) TryCampaign(ctx context.Context, key string) (ports.Leadership, error) {
+	e.mu.Lock()
+	dead := e.dead
+	e.mu.Unlock()
+	if dead {
+		return nil, fmt.Errorf("campaign %q: daemon %s was killed", key, e.id)
+	}
 	var won *Leadership
 	err := e.kv.Txn(ctx, func(tx *Tx) error {
 		cur, ok := tx.Get(key)
@@ -84,6 +91,15 @@ func (e *Election) Expire() {
 		}
 		return nil
 	})
+}
+
+// Kill is a crash: the session expires as with Expire, and this daemon
+// never campaigns again (TryCampaign fails), as a dead process does not.
+func (e *Election) Kill() {
+	e.mu.Lock()
+	e.dead = true
+	e.mu.Unlock()
+	e.Expire()
 }
 
 // BeforeFencedWrite installs fn to run at the start of every fenced Put and

@@ -100,10 +100,10 @@ func (d *Daemon) Stop() error {
 	return d.err
 }
 
-// Crash makes the daemon's session expire (its leaderships are lost at
-// once, as when a daemon dies), then stops its goroutines.
+// Crash kills the daemon's session (its leaderships are lost at once and
+// it campaigns no more, as when a daemon dies), then stops its goroutines.
 func (d *Daemon) Crash() {
-	d.Election.Expire()
+	d.Election.Kill()
 	d.cancel()
 	<-d.done
 }
