@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -216,5 +217,43 @@ func TestTeardownRefusalNamesImages(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "volume-"+h.vol.VolumeUUID) {
 		t.Fatalf("refusal does not name the image: %v", err)
+	}
+}
+
+// Snapshot mode with mirror_snapshot_interval in the storage's metadata:
+// start adds the image's mirror-snapshot schedule (read back from the
+// cluster with the rbd CLI), and stop removes it before disabling.
+func TestSnapshotScheduleFromMetadata(t *testing.T) {
+	r := newRig(t, "snapshot")
+	h := r.newHarness(t)
+	extra := map[string]string{"mirror_mode": "snapshot", "mirror_snapshot_interval": "3m"}
+	h.env.Source.Metadata = r.lab.Sites[0].metadata(t, extra)
+	h.env.Target.Metadata = r.lab.Sites[1].metadata(t, extra)
+	h.vol.Environment = h.env
+	h.snap.Volume = h.vol
+	startReplaying(t, r, h)
+
+	site := r.lab.Sites[0]
+	schedules := func() string {
+		out, err := exec.Command("rbd", "--cluster", site.Name, "-c", site.Conf, "--keyring", site.AdminKeyring, "-n", "client.admin",
+			"mirror", "snapshot", "schedule", "ls", "--pool", site.Pool, "--recursive").CombinedOutput()
+		if err != nil {
+			t.Fatalf("schedule ls: %v %s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "volume-"+h.vol.VolumeUUID) {
+				return line
+			}
+		}
+		return ""
+	}
+	if got := schedules(); !strings.Contains(got, "3m") {
+		t.Fatalf("no 3m schedule on the image after start: %q", got)
+	}
+	if err := r.be.StopVolume(t.Context(), h.vol); err != nil {
+		t.Fatalf("StopVolume: %v", err)
+	}
+	if got := schedules(); strings.Contains(got, "3m") {
+		t.Fatalf("the schedule outlived the mirroring: %q", got)
 	}
 }
