@@ -18,7 +18,7 @@ build:
 ## test: the dependency rule, formatting, fresh wire_gen.go, vet, then every
 ## test with the race detector.
 test: lint ceph-lab-up
-	@set -e; trap 'test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
+	@set -e; trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
 	$(GO) test -race -count=1 $(PKGS); \
 	for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done; \
 	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
@@ -27,11 +27,11 @@ test: lint ceph-lab-up
 ## ceph-lab-up / ceph-lab-down: two single-node Ceph clusters on loopback for
 ## the Ceph plugin's tests (Debian packages installed when missing).
 ceph-lab-up:
-	@test/ceph/cluster.sh install
-	@test/ceph/cluster.sh up $(CEPH_LAB)
+	@$(CURDIR)/test/ceph/cluster.sh install
+	@$(CURDIR)/test/ceph/cluster.sh up $(CEPH_LAB)
 
 ceph-lab-down:
-	@test/ceph/cluster.sh down $(CEPH_LAB)
+	@$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)
 
 ## unit: the fast tests only (core, app, fakes).
 unit: deps
