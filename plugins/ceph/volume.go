@@ -662,7 +662,10 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 		deadline := time.Now().Add(10 * time.Second)
 		for srcOK && time.Now().Before(deadline) {
 			in, err := inspect(ctx, io, name, false)
-			if err != nil || !in.exists {
+			if err != nil {
+				break // tried again below, and reported if it fails again
+			}
+			if !in.exists {
 				return
 			}
 			time.Sleep(500 * time.Millisecond)
