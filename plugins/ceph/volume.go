@@ -232,16 +232,35 @@ func (b *Backend) removeSchedule(ctx context.Context, v *volConns, in imageInfo)
 // resume takes the volume out of the paused set and restarts its replay.
 func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error {
 	ps := b.pausedSet(vol.Environment.ID)
-	if !ps.has(v.spec) {
-		return nil
+	if ps.has(v.spec) {
+		if err := ps.set(v.spec, false); err != nil {
+			return err
+		}
 	}
-	if err := ps.set(v.spec, false); err != nil {
-		return err
+	// Start replay while rbd-mirror holds the image stopped, whoever
+	// stopped it: a start that lands while a stop is still being applied
+	// is lost, so look again until it replays (level, not edge).
+	asok := b.asokPath(vol.Environment.ID)
+	d := &mirrorDaemon{asok: asok}
+	for range 20 {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := d.imageState(sctx, v.spec)
+		cancel()
+		if err != nil || (st.State != "Stopped" && st.State != "Stopping") {
+			return nil // replaying, starting, or no replayer yet: nothing to start
+		}
+		if st.State == "Stopped" {
+			if _, err := asokCommand(ctx, asok, "rbd mirror start "+v.spec); err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	if _, err := asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror start "+v.spec); err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return nil
+	return fmt.Errorf("rbd-mirror keeps %s stopped after repeated starts: %w", v.spec, sdk.ErrRetryable)
 }
 
 // mirrorEnabled is the source image's state for Pause/Resume: ErrNotFound
@@ -443,25 +462,6 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return err
 	}
-	if src.exists && src.mirror.State == rbd.MirrorImageEnabled {
-		// A copy still being made is no copy to keep: wait for it, within
-		// ctx. (An operator who gives up on it destroys the volume.)
-		for {
-			why := b.firstCopyRunning(ctx, vol, v, dst)
-			if why == "" {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("stop %s keeping its copy on storage %s: %s; stop completes once the copy is whole (destroy abandons it): %w",
-					v.spec, v.dst.key(), why, ctx.Err())
-			case <-time.After(time.Second):
-			}
-			if dst, err = inspect(ctx, v.dstIO, v.name, false); err != nil {
-				return err
-			}
-		}
-	}
 	if dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary {
 		// Let rbd-mirror release the copy, then promote it.
 		_, _ = asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror stop "+v.spec)
@@ -491,11 +491,6 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	if dst.exists {
-		// rbd-mirror's own sync snapshots are not the user's: a kept copy
-		// is a plain image without them.
-		if err := withImage(ctx, v.dstIO, v.name, removeMirrorDaemonSnapshots); err != nil {
-			return fmt.Errorf("remove rbd-mirror's snapshots from the kept copy %s on storage %s: %w", v.spec, v.dst.key(), err)
-		}
 		// Verify: a plain image we can open for writing.
 		if err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
 			mi, err := img.GetMirrorImageInfo()
@@ -523,7 +518,35 @@ func removeTarget(ctx context.Context, v *volConns) error {
 	if dst.mirror.State == rbd.MirrorImageDisabling || (dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary) {
 		return nil // a mirror copy: rbd-mirror deletes it
 	}
-	err = withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
+	// Right after a stop, rbd-mirror's replayer may still hold the image's
+	// lock for a few seconds; librbd answers EROFS meanwhile. Try again.
+	for attempt := 0; ; attempt++ {
+		err = removeTargetSnapshots(ctx, v, dst)
+		if err == nil || !isErrno(err, syscall.EROFS) || attempt >= 60 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("delete %s on storage %s: %w (%v)", v.spec, v.dst.key(), ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+	if errors.Is(err, rbd.ErrNotFound) {
+		return nil // gone meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s on storage %s: %w", v.spec, v.dst.key(), err)
+	}
+	if err := do(ctx, func() error { return rbd.RemoveImage(v.dstIO, v.name) }); err != nil && !errors.Is(err, rbd.ErrNotFound) {
+		return fmt.Errorf("delete %s on storage %s: %w", v.spec, v.dst.key(), err)
+	}
+	return nil
+}
+
+// removeTargetSnapshots disables mirroring on a standalone target and
+// removes its snapshots, so the image itself can be removed.
+func removeTargetSnapshots(ctx context.Context, v *volConns, dst imageInfo) error {
+	return withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
 		if dst.mirror.State != rbd.MirrorImageDisabled {
 			if err := img.MirrorDisable(true); err != nil {
 				return err
@@ -549,16 +572,6 @@ func removeTarget(ctx context.Context, v *volConns) error {
 		}
 		return nil
 	})
-	if errors.Is(err, rbd.ErrNotFound) {
-		return nil // gone meanwhile
-	}
-	if err != nil {
-		return fmt.Errorf("delete %s on storage %s: %w", v.spec, v.dst.key(), err)
-	}
-	if err := do(ctx, func() error { return rbd.RemoveImage(v.dstIO, v.name) }); err != nil && !errors.Is(err, rbd.ErrNotFound) {
-		return fmt.Errorf("delete %s on storage %s: %w", v.spec, v.dst.key(), err)
-	}
-	return nil
 }
 
 // DeleteTarget implements sdk.Backend.
@@ -683,46 +696,4 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 	}()
 	wg.Wait()
 	return rep, nil
-}
-
-// firstCopyRunning says why the target copy is not whole yet, or "".
-func (b *Backend) firstCopyRunning(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) string {
-	if !dst.exists {
-		return "the target image does not exist yet"
-	}
-	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	st, err := (&mirrorDaemon{asok: b.asokPath(vol.Environment.ID)}).imageState(actx, v.spec)
-	if err != nil {
-		return "" // rbd-mirror cannot say: judge by the image alone
-	}
-	desc := strings.ToLower(st.Description)
-	if st.State == "Starting" || strings.Contains(desc, "syncing") || strings.Contains(desc, "bootstrapping") {
-		return "the first copy is still running (" + st.State + ": " + st.Description + ")"
-	}
-	return ""
-}
-
-// removeMirrorDaemonSnapshots removes the ".rbd-mirror.*" snapshots
-// rbd-mirror made for its image sync.
-func removeMirrorDaemonSnapshots(img *rbd.Image) error {
-	snaps, err := img.GetSnapshotNames()
-	if err != nil {
-		return err
-	}
-	for _, s := range snaps {
-		if !strings.HasPrefix(s.Name, ".rbd-mirror.") {
-			continue
-		}
-		snap := img.GetSnapshot(s.Name)
-		if p, err := snap.IsProtected(); err == nil && p {
-			if err := snap.Unprotect(); err != nil {
-				return fmt.Errorf("unprotect %s: %w", s.Name, err)
-			}
-		}
-		if err := snap.Remove(); err != nil {
-			return fmt.Errorf("remove %s: %w", s.Name, err)
-		}
-	}
-	return nil
 }
