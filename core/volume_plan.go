@@ -189,7 +189,7 @@ func (in VolumeInput) planPause(cur State) VolumePlan {
 
 func (in VolumeInput) planStop(cur State) VolumePlan {
 	return VolumePlan{
-		Write:     in.status(StateStopping, nil),
+		Write:     in.status(StateStopping, in.stillWaiting(ActStop)),
 		Action:    ActStop,
 		OnSuccess: Outcome{Finish: true},
 		OnFailure: StateError,
@@ -241,17 +241,39 @@ func (in VolumeInput) follow(cur State) VolumePlan {
 }
 
 // Failed is the outcome of a plan whose action failed with err: the
-// failure state with a reason, or, when the backend says the same work is
-// already in progress, nothing (look again later).
+// failure state with a reason, or, when the backend says the work is
+// still under way (a stop waiting for the first copy), the planned state
+// with a waiting reason that says why (look again later).
 func (in VolumeInput) Failed(p VolumePlan, err error) Outcome {
-	if errors.Is(err, ports.ErrInProgress) || p.Action == ActDestroy {
-		return Outcome{Finish: p.Action == ActDestroy}
+	if p.Action == ActDestroy {
+		return Outcome{Finish: true}
+	}
+	if errors.Is(err, ports.ErrInProgress) {
+		if p.Write == nil {
+			return Outcome{}
+		}
+		return Outcome{Write: in.statusUnder(p.Write.StateCode, &Reason{
+			Code:     Code("volume", "waiting", string(p.Action), "in_progress"),
+			Contents: fmt.Sprintf("%s waits: %v", p.Action, err),
+		})}
 	}
 	st := p.OnFailure
 	if st == StateNone {
 		st = StateError
 	}
 	return Outcome{Write: in.statusUnder(st, FailureReason("volume", string(p.Action), err))}
+}
+
+// stillWaiting is the waiting reason a retried action keeps until it
+// goes through, so each retry does not clear and rewrite it.
+func (in VolumeInput) stillWaiting(a VolumeAction) *Reason {
+	if in.Status == nil || in.Status.ErrorReason == nil {
+		return nil
+	}
+	if in.Status.ErrorReason.Code != Code("volume", "waiting", string(a), "in_progress") {
+		return nil
+	}
+	return in.Status.ErrorReason
 }
 
 func (in VolumeInput) observed() (ports.VolumeReplication, bool) {

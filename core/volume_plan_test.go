@@ -378,8 +378,16 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 	if out.Finish {
 		t.Errorf("failed %s finishes", p.Action)
 	}
-	if out := in.Failed(p, fmt.Errorf("x: %w", ports.ErrInProgress)); out != (core.Outcome{}) {
-		t.Errorf("Failed(ErrInProgress) = %+v, want nothing", out)
+	// Work still under way keeps the planned state and says why.
+	out = in.Failed(p, fmt.Errorf("x: %w", ports.ErrInProgress))
+	switch {
+	case out.Finish:
+		t.Errorf("Failed(ErrInProgress) finishes")
+	case p.Write == nil && out.Write != nil:
+		t.Errorf("Failed(ErrInProgress) = %+v, want nothing (nothing was planned to be written)", out)
+	case p.Write != nil:
+		checkStatus(t, "Failed(ErrInProgress).Write", out.Write, p.Write.StateCode,
+			"cdm-dr.mirror.volume.waiting-"+string(p.Action)+"-in_progress", s.op)
 	}
 }
 
@@ -479,26 +487,27 @@ func TestVolumeFailedCause(t *testing.T) {
 		EnvState: mirroring, Observed: &ports.VolumeReplication{State: ports.ReplicationPaused}}
 
 	cases := map[string]struct {
-		in   core.VolumeInput
-		err  error
-		code string // "" = no write
+		in    core.VolumeInput
+		err   error
+		code  string     // "" = no write
+		state core.State // the state written; "" = error
 	}{
-		"start not found":         {waitingStart, fmt.Errorf("image volume-x: %w", ports.ErrNotFound), "cdm-dr.mirror.volume.failure-start-not_found"},
-		"start precondition":      {waitingStart, fmt.Errorf("pool: %w", ports.ErrPrecondition), "cdm-dr.mirror.volume.failure-start-precondition"},
-		"start retryable":         {waitingStart, fmt.Errorf("plugin: %w", ports.ErrRetryable), "cdm-dr.mirror.volume.failure-start-unavailable"},
-		"start deadline":          {waitingStart, fmt.Errorf("rbd: %w", context.DeadlineExceeded), "cdm-dr.mirror.volume.failure-start-timeout"},
-		"start deadline+retry":    {waitingStart, fmt.Errorf("%w: %w", ports.ErrRetryable, context.DeadlineExceeded), "cdm-dr.mirror.volume.failure-start-timeout"},
-		"start malformed":         {waitingStart, fmt.Errorf("metadata: %w", core.ErrMalformed), "cdm-dr.mirror.volume.failure-start-malformed"},
-		"start contradiction":     {waitingStart, fmt.Errorf("x: %w", core.ErrContradiction), "cdm-dr.mirror.volume.failure-start-contradiction"},
-		"start no backend":        {waitingStart, fmt.Errorf("x: %w", ports.ErrNoBackend), "cdm-dr.mirror.volume.failure-start-no_backend"},
-		"start unknown":           {waitingStart, errors.New("boom"), "cdm-dr.mirror.volume.failure-start-unknown"},
-		"start in progress":       {waitingStart, fmt.Errorf("x: %w", ports.ErrInProgress), ""},
-		"start bare in progress":  {waitingStart, ports.ErrInProgress, ""},
-		"stop precondition":       {stopIn, fmt.Errorf("promote: %w", ports.ErrPrecondition), "cdm-dr.mirror.volume.failure-stop-precondition"},
-		"stop in progress":        {stopIn, ports.ErrInProgress, ""},
-		"stop_and_delete timeout": {sadIn, context.DeadlineExceeded, "cdm-dr.mirror.volume.failure-delete_target-timeout"},
-		"pause not found":         {pauseIn, ports.ErrNotFound, "cdm-dr.mirror.volume.failure-pause-not_found"},
-		"resume not found":        {resumeIn, ports.ErrNotFound, "cdm-dr.mirror.volume.failure-resume-not_found"},
+		"start not found":         {waitingStart, fmt.Errorf("image volume-x: %w", ports.ErrNotFound), "cdm-dr.mirror.volume.failure-start-not_found", ""},
+		"start precondition":      {waitingStart, fmt.Errorf("pool: %w", ports.ErrPrecondition), "cdm-dr.mirror.volume.failure-start-precondition", ""},
+		"start retryable":         {waitingStart, fmt.Errorf("plugin: %w", ports.ErrRetryable), "cdm-dr.mirror.volume.failure-start-unavailable", ""},
+		"start deadline":          {waitingStart, fmt.Errorf("rbd: %w", context.DeadlineExceeded), "cdm-dr.mirror.volume.failure-start-timeout", ""},
+		"start deadline+retry":    {waitingStart, fmt.Errorf("%w: %w", ports.ErrRetryable, context.DeadlineExceeded), "cdm-dr.mirror.volume.failure-start-timeout", ""},
+		"start malformed":         {waitingStart, fmt.Errorf("metadata: %w", core.ErrMalformed), "cdm-dr.mirror.volume.failure-start-malformed", ""},
+		"start contradiction":     {waitingStart, fmt.Errorf("x: %w", core.ErrContradiction), "cdm-dr.mirror.volume.failure-start-contradiction", ""},
+		"start no backend":        {waitingStart, fmt.Errorf("x: %w", ports.ErrNoBackend), "cdm-dr.mirror.volume.failure-start-no_backend", ""},
+		"start unknown":           {waitingStart, errors.New("boom"), "cdm-dr.mirror.volume.failure-start-unknown", ""},
+		"start in progress":       {waitingStart, fmt.Errorf("x: %w", ports.ErrInProgress), "", ""},
+		"start bare in progress":  {waitingStart, ports.ErrInProgress, "", ""},
+		"stop precondition":       {stopIn, fmt.Errorf("promote: %w", ports.ErrPrecondition), "cdm-dr.mirror.volume.failure-stop-precondition", ""},
+		"stop in progress":        {stopIn, ports.ErrInProgress, "cdm-dr.mirror.volume.waiting-stop-in_progress", stopping},
+		"stop_and_delete timeout": {sadIn, context.DeadlineExceeded, "cdm-dr.mirror.volume.failure-delete_target-timeout", ""},
+		"pause not found":         {pauseIn, ports.ErrNotFound, "cdm-dr.mirror.volume.failure-pause-not_found", ""},
+		"resume not found":        {resumeIn, ports.ErrNotFound, "cdm-dr.mirror.volume.failure-resume-not_found", ""},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -520,8 +529,12 @@ func TestVolumeFailedCause(t *testing.T) {
 			if out.Write == nil {
 				t.Fatalf("Failed(%v) writes nothing", c.err)
 			}
-			if out.Write.StateCode != errState || out.Write.Operation != c.in.Operation {
-				t.Errorf("Failed wrote %q under %q, want error under %q", out.Write.StateCode, out.Write.Operation, c.in.Operation)
+			want := c.state
+			if want == core.StateNone {
+				want = errState
+			}
+			if out.Write.StateCode != want || out.Write.Operation != c.in.Operation {
+				t.Errorf("Failed wrote %q under %q, want %q under %q", out.Write.StateCode, out.Write.Operation, want, c.in.Operation)
 			}
 			if out.Write.ErrorReason == nil || out.Write.ErrorReason.Code != c.code {
 				t.Errorf("reason = %+v, want code %q", out.Write.ErrorReason, c.code)
@@ -582,5 +595,23 @@ func TestPlanVolumeUnknownOperationRefused(t *testing.T) {
 		if p.Write == nil || p.Write.ErrorReason == nil || !strings.Contains(p.Write.ErrorReason.Code, "refused") {
 			t.Errorf("unknown operation from %+v: Write = %+v, want a refusal", st, p.Write)
 		}
+	}
+}
+
+// TestStopWaitingKeepsItsReason: a stop the backend makes wait keeps its
+// waiting reason across retries instead of clearing and rewriting it.
+func TestStopWaitingKeepsItsReason(t *testing.T) {
+	t.Parallel()
+	in := core.VolumeInput{Operation: stop, Status: &core.Status{StateCode: mirroring, Operation: start},
+		EnvState: mirroring, Observed: &ports.VolumeReplication{State: ports.ReplicationSyncing}}
+	p := core.PlanVolume(in)
+	out := in.Failed(p, fmt.Errorf("first copy at 40%%: %w", ports.ErrInProgress))
+	if out.Write == nil || out.Write.StateCode != stopping || out.Write.ErrorReason == nil {
+		t.Fatalf("Failed(ErrInProgress) = %+v, want stopping with a reason", out)
+	}
+	again := core.VolumeInput{Operation: stop, Status: out.Write, EnvState: mirroring, Observed: in.Observed}
+	p2 := core.PlanVolume(again)
+	if p2.Action != core.ActStop || p2.Write == nil || !p2.Write.Same(*out.Write) {
+		t.Fatalf("retry plan = %+v, want the stop again with the status unchanged (%+v)", p2, *out.Write)
 	}
 }

@@ -21,6 +21,9 @@ import (
 	"time"
 )
 
+// asokTimeout bounds one question to rbd-mirror's admin socket.
+const asokTimeout = 3 * time.Second
+
 // asokCommand sends one command to a Ceph admin socket and returns the
 // reply, speaking the admin socket protocol: a JSON command ended by a
 // NUL byte, answered by a big-endian 32-bit length and that many bytes.

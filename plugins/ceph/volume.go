@@ -243,7 +243,7 @@ func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error
 	asok := b.asokPath(vol.Environment.ID)
 	d := &mirrorDaemon{asok: asok}
 	for range 20 {
-		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, asokTimeout)
 		st, err := d.imageState(sctx, v.spec)
 		cancel()
 		if err != nil || (st.State != "Stopped" && st.State != "Stopping") {
@@ -395,13 +395,21 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	// rbd-mirror's own view is current; the status object lags by up to
 	// 30 s (notes, gotcha 2).
 	targetFollowing := dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary
-	asokCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	asokCtx, cancel := context.WithTimeout(ctx, asokTimeout)
 	st, asokErr := (&mirrorDaemon{asok: b.asokPath(vol.Environment.ID)}).imageState(asokCtx, v.spec)
 	cancel()
+	copied := copyState{progress: -1}
+	if targetFollowing {
+		// rbd-mirror replays a snapshot-mode image while its first mirror
+		// snapshot is still being copied: ask the copy itself.
+		if copied, err = b.firstCopy(ctx, vol, v, dst); err != nil {
+			return r, err
+		}
+	}
 	if asokErr == nil {
 		switch st.State {
 		case "Replaying":
-			if targetFollowing {
+			if targetFollowing && copied.done {
 				r.State = sdk.ReplicationReplaying
 				return r, nil
 			}
@@ -423,7 +431,7 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 			return r, nil
 		}
 	}
-	if ok && rs.Up && rs.State == rbd.MirrorImageStatusStateReplaying && targetFollowing {
+	if ok && rs.Up && rs.State == rbd.MirrorImageStatusStateReplaying && targetFollowing && copied.done {
 		r.State = sdk.ReplicationReplaying
 		return r, nil
 	}
@@ -438,7 +446,13 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	if d, err := rs.DescriptionReplayStatus(); ok && err == nil && d.SyncingPercent > 0 {
 		r.Progress = d.SyncingPercent
 	}
+	if copied.progress > 0 && !copied.done {
+		r.Progress = copied.progress
+	}
 	r.Progress = min(max(r.Progress, 0), 100)
+	if !copied.done && copied.missing != "" {
+		r.Description = "first copy: " + copied.missing
+	}
 	if r.Description == "" {
 		r.Description = desc
 	}
@@ -462,10 +476,26 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return err
 	}
+	if src.exists && src.mirror.State == rbd.MirrorImageEnabled {
+		// A stop keeps a complete copy, never a partial one.
+		cs, err := b.firstCopy(ctx, vol, v, dst)
+		if err != nil {
+			return err
+		}
+		if !cs.done {
+			return b.waitForCopy(ctx, vol, v, cs.missing)
+		}
+	}
 	if dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary {
 		// Let rbd-mirror release the copy, then promote it.
 		_, _ = asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror stop "+v.spec)
-		if err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorPromote(true) }); err != nil {
+		err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorPromote(true) })
+		if isErrno(err, syscall.EINVAL) && dst.mode == rbd.ImageMirrorModeSnapshot {
+			// librbd promotes to the last complete mirror snapshot and
+			// refuses when there is none yet.
+			return b.waitForCopy(ctx, vol, v, "it holds no complete mirror snapshot yet")
+		}
+		if err != nil {
 			return fmt.Errorf("promote %s on storage %s: %w", v.spec, v.dst.key(), err)
 		}
 		b.log.Info("target copy promoted", "env", vol.Environment.ID, "image", v.name)
@@ -484,15 +514,29 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	if dst.exists && dst.mirror.State != rbd.MirrorImageDisabled {
 		if err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorDisable(false) }); err != nil {
-			return fmt.Errorf("disable mirroring of %s on storage %s: %w", v.spec, v.dst.key(), err)
+			return fmt.Errorf("disable mirroring of %s on storage %s (mirroring %s, primary %v): %w",
+				v.spec, v.dst.key(), dst.mirror.State, dst.mirror.Primary, err)
 		}
 	}
 	if err := b.pausedSet(vol.Environment.ID).set(v.spec, false); err != nil {
 		return err
 	}
 	if dst.exists {
-		// Verify: a plain image we can open for writing.
-		if err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
+		if err := verifyKept(ctx, v); err != nil {
+			return fmt.Errorf("the kept copy %s on storage %s is not a standalone writable image: %w", v.spec, v.dst.key(), err)
+		}
+	}
+	return nil
+}
+
+// verifyKept checks the kept copy is a plain image we can write:
+// mirroring disabled, no snapshot of rbd-mirror's left, and its exclusive
+// lock ours to take. rbd-mirror may hold that lock for a few seconds after
+// a stop (librbd answers EROFS meanwhile), so it looks again.
+func verifyKept(ctx context.Context, v *volConns) error {
+	var err error
+	for range 30 {
+		err = withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
 			mi, err := img.GetMirrorImageInfo()
 			if err != nil {
 				return err
@@ -500,9 +544,58 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 			if mi.State != rbd.MirrorImageDisabled {
 				return fmt.Errorf("mirroring is still %s", mi.State)
 			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("the kept copy %s on storage %s is not a standalone image: %w", v.spec, v.dst.key(), err)
+			if err := removeMirrorSnapshots(img); err != nil {
+				return err
+			}
+			if err := img.LockAcquire(rbd.LockModeExclusive); err != nil {
+				if isErrno(err, syscall.EINVAL) {
+					return nil // no exclusive-lock feature: no one can hold it
+				}
+				return fmt.Errorf("take its exclusive lock: %w", err)
+			}
+			return img.LockRelease()
+		})
+		if err == nil || !(isErrno(err, syscall.EROFS) || isErrno(err, syscall.EBUSY)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+	return err
+}
+
+// waitForCopy answers a stop that came before the first copy was
+// complete: the stop supersedes a pause, so replay goes on, and the
+// daemon asks again later.
+func (b *Backend) waitForCopy(ctx context.Context, vol sdk.Volume, v *volConns, missing string) error {
+	if err := b.resume(ctx, vol, v); err != nil {
+		return err
+	}
+	return fmt.Errorf("the copy %s on storage %s is not complete (%s): the stop keeps it once it is; stop_and_delete drops it instead: %w",
+		v.spec, v.dst.key(), missing, sdk.ErrInProgress)
+}
+
+// removeMirrorSnapshots removes what rbd-mirror left on a kept copy: the
+// sync point of a journal-mode image sync, and mirror snapshots (which
+// disabling mirroring normally removes itself).
+func removeMirrorSnapshots(img *rbd.Image) error {
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if !strings.HasPrefix(s.Name, syncPointPrefix) && !strings.HasPrefix(s.Name, mirrorSnapPrefix) {
+			continue
+		}
+		sn := img.GetSnapshot(s.Name)
+		if p, _ := sn.IsProtected(); p {
+			_ = sn.Unprotect()
+		}
+		if err := sn.Remove(); err != nil && !errors.Is(err, rbd.ErrNotFound) {
+			return fmt.Errorf("remove rbd-mirror's snapshot %s: %w", s.Name, err)
 		}
 	}
 	return nil

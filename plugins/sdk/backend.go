@@ -50,7 +50,11 @@ type Backend interface {
 
 	// StopVolume ends replication and keeps the target copy as a usable
 	// standalone volume. It returns nil only once that is verified.
-	// Stopping a volume that is not replicated succeeds.
+	// Stopping a volume that is not replicated succeeds. It never keeps a
+	// partial copy: while the first copy is still running it changes
+	// nothing but letting that copy go on (a pause gives way to the stop)
+	// and returns ErrInProgress, saying how far the copy is; the daemon
+	// calls again later.
 	StopVolume(ctx context.Context, vol Volume) error
 
 	// DeleteTarget ends replication and deletes the target copy (also a

@@ -286,6 +286,13 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if v := b.replicated(vol.VolumeUUID); v != nil {
+		if !v.synced {
+			// Never keep a partial copy; a pause gives way to the stop.
+			if v.rep.State == sdk.ReplicationPaused {
+				v.resume()
+			}
+			return fmt.Errorf("stop volume %s: the first copy is not complete: %w", vol.VolumeUUID, sdk.ErrInProgress)
+		}
 		v.rep = sdk.VolumeReplication{State: sdk.ReplicationAbsent, TargetExists: true}
 	}
 	return nil

@@ -164,15 +164,19 @@ func TestConcurrent(t *testing.T) {
 		wg.Go(func() {
 			vol := sdk.Volume{Environment: env, VolumeID: uint64(i), VolumeUUID: plugintest.NewUUID()}
 			snap := sdk.Snapshot{Volume: vol, SnapshotUUID: plugintest.NewUUID()}
-			for _, err := range []error{
-				b.StartVolume(ctx, vol), b.PauseVolume(ctx, vol), b.ResumeVolume(ctx, vol),
-				b.AddSnapshot(ctx, snap), b.RemoveSnapshot(ctx, snap), b.StopVolume(ctx, vol),
+			for _, op := range []func() error{
+				func() error { return b.StartVolume(ctx, vol) },
+				func() error { _, err := b.VolumeStatus(ctx, vol); return err }, // the copy is done
+				func() error { return b.PauseVolume(ctx, vol) },
+				func() error { return b.ResumeVolume(ctx, vol) },
+				func() error { return b.AddSnapshot(ctx, snap) },
+				func() error { return b.RemoveSnapshot(ctx, snap) },
+				func() error { return b.StopVolume(ctx, vol) },
 			} {
-				if err != nil {
+				if err := op(); err != nil {
 					t.Error(err)
 				}
 			}
-			_, _ = b.VolumeStatus(ctx, vol)
 			_, _ = b.EnvironmentStatus(ctx, env)
 			_, _ = b.DestroyVolume(ctx, vol)
 		})
@@ -180,5 +184,35 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if err := b.TeardownEnvironment(ctx, env); err != nil {
 		t.Fatalf("TeardownEnvironment once every volume is destroyed: %v", err)
+	}
+}
+
+// TestStopWaitsForFirstCopy: a stop never keeps a partial copy; it lets a
+// paused first copy go on and answers ErrInProgress until it is done.
+func TestStopWaitsForFirstCopy(t *testing.T) {
+	ctx := t.Context()
+	b := memstorage.New(memstorage.AutoSource())
+	env := newHarness(b, nil).env
+	if err := b.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	vol := sdk.Volume{Environment: env, VolumeID: 1, VolumeUUID: plugintest.NewUUID()}
+	if err := b.StartVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PauseVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StopVolume(ctx, vol); !errors.Is(err, sdk.ErrInProgress) {
+		t.Fatalf("StopVolume during the first copy = %v, want ErrInProgress", err)
+	}
+	if st, _ := b.VolumeStatus(ctx, vol); st.State != sdk.ReplicationSyncing {
+		t.Fatalf("status after a stop that waits = %+v, want syncing (the pause gave way)", st)
+	}
+	if err := b.StopVolume(ctx, vol); err != nil {
+		t.Fatalf("StopVolume once the copy is done: %v", err)
+	}
+	if st, _ := b.VolumeStatus(ctx, vol); st.State != sdk.ReplicationAbsent || !st.TargetExists {
+		t.Fatalf("status after stop = %+v, want absent with the target kept", st)
 	}
 }

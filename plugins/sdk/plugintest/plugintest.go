@@ -168,6 +168,34 @@ func poll(t *testing.T, timeout time.Duration, done func() bool) bool {
 	}
 }
 
+// stop stops the volume, calling again while the backend answers
+// ErrInProgress (its first copy still running) within the harness's
+// timeout, and then once more, which must succeed too.
+func (f *fixture) stop(t *testing.T) {
+	t.Helper()
+	var err error
+	done := poll(t, f.h.Timeout(), func() bool {
+		err = f.be.StopVolume(t.Context(), f.vol)
+		if errors.Is(err, sdk.ErrInProgress) {
+			// A stop that waits for the copy has ended nothing yet.
+			if st := f.status(t); st.State == sdk.ReplicationAbsent {
+				t.Fatalf("StopVolume = %v, yet the volume is no longer replicated: %+v", err, st)
+			}
+			return false
+		}
+		return true
+	})
+	if !done {
+		t.Fatalf("StopVolume still in progress after %v: %v", f.h.Timeout(), err)
+	}
+	if err != nil {
+		t.Fatalf("StopVolume: %v", err)
+	}
+	if err := f.be.StopVolume(t.Context(), f.vol); err != nil {
+		t.Fatalf("StopVolume (again, once stopped): %v", err)
+	}
+}
+
 func replaying(st sdk.VolumeReplication) bool {
 	return st.State == sdk.ReplicationReplaying && st.TargetExists
 }
@@ -245,7 +273,7 @@ func testVolumeLifecycle(t *testing.T, f *fixture) {
 		f.eventually(t, "replaying after start of a paused volume", replaying)
 	}
 
-	twice(t, "StopVolume", func() error { return f.be.StopVolume(ctx, f.vol) })
+	f.stop(t)
 	st := f.status(t)
 	if st.State != sdk.ReplicationAbsent {
 		t.Fatalf("status after stop = %+v, want absent", st)
@@ -308,9 +336,7 @@ func testDeleteTarget(t *testing.T, f *fixture) {
 	// A standalone copy left by StopVolume is deleted too.
 	f.start(t)
 	f.eventually(t, "replaying after a restart", replaying)
-	if err := f.be.StopVolume(ctx, f.vol); err != nil {
-		t.Fatalf("StopVolume: %v", err)
-	}
+	f.stop(t)
 	if err := f.be.DeleteTarget(ctx, f.vol); err != nil {
 		t.Fatalf("DeleteTarget of a stopped volume: %v", err)
 	}
@@ -336,9 +362,7 @@ func testTeardownRefused(t *testing.T, f *fixture) {
 			t.Fatalf("TeardownEnvironment with a paused volume = %v, want ErrPrecondition", err)
 		}
 	}
-	if err := f.be.StopVolume(ctx, f.vol); err != nil {
-		t.Fatalf("StopVolume: %v", err)
-	}
+	f.stop(t)
 	if err := f.be.TeardownEnvironment(ctx, f.env); err != nil {
 		t.Fatalf("TeardownEnvironment once no volume is replicated: %v", err)
 	}
@@ -461,9 +485,7 @@ func testCancelled(t *testing.T, f *fixture) {
 			t.Fatalf("AddSnapshot after cancelled calls: %v", err)
 		}
 	}
-	if err := f.be.StopVolume(t.Context(), f.vol); err != nil {
-		t.Fatalf("StopVolume: %v", err)
-	}
+	f.stop(t)
 	if err := f.be.TeardownEnvironment(t.Context(), f.env); err != nil {
 		t.Fatalf("TeardownEnvironment: %v", err)
 	}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+// A stop that comes while the first copy runs must neither keep a
+// partial copy nor leave rbd-mirror's snapshots on it: it waits
+// (ErrInProgress) and then keeps a copy equal to the source.
+func TestStopDuringFirstCopyJournal(t *testing.T)  { testStopDuringFirstCopy(t, modeJournal, false) }
+func TestStopDuringFirstCopySnapshot(t *testing.T) { testStopDuringFirstCopy(t, modeSnapshot, false) }
+
+// A pause during the first copy gives way to the stop.
+func TestStopOfPausedFirstCopy(t *testing.T) { testStopDuringFirstCopy(t, modeJournal, true) }
+
+// bigImageSize is large enough for the first copy to take seconds on the
+// lab (about 7 s in journal mode for 512 MiB), small enough for its
+// memstore OSDs.
+const bigImageSize = 512 << 20
+
+func testStopDuringFirstCopy(t *testing.T, mode string, pause bool) {
+	r := newRig(t, mode)
+	ctx := t.Context()
+	env := r.env(t)
+	uuid := plugintest.NewUUID()
+	name := "volume-" + uuid
+	writeBigImage(t, r.srcIO, name)
+	t.Cleanup(func() {
+		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
+			removeImageForTest(io, name)
+		}
+	})
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 9, VolumeUUID: uuid}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(cctx, vol)
+		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
+			t.Errorf("cleanup: teardown: %v", err)
+		}
+	})
+	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatalf("PrepareEnvironment: %v", err)
+	}
+	if err := r.be.StartVolume(ctx, vol); err != nil {
+		t.Fatalf("StartVolume: %v", err)
+	}
+	if pause {
+		if err := r.be.PauseVolume(ctx, vol); err != nil {
+			t.Fatalf("PauseVolume: %v", err)
+		}
+	}
+	begin := time.Now()
+	waited, progress := 0, []int{}
+	var err error
+	for {
+		err = r.be.StopVolume(ctx, vol)
+		if !errors.Is(err, sdk.ErrInProgress) || time.Since(begin) > 2*time.Minute {
+			break
+		}
+		waited++
+		st, serr := r.be.VolumeStatus(ctx, vol)
+		if serr != nil {
+			t.Fatalf("VolumeStatus while the stop waits: %v", serr)
+		}
+		if st.State == sdk.ReplicationAbsent || st.State == sdk.ReplicationPaused {
+			t.Fatalf("a waiting stop left the volume %+v; want it still copying", st)
+		}
+		progress = append(progress, st.Progress)
+		if waited == 1 {
+			t.Logf("the stop waits: %v; status %+v", err, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("StopVolume: %v", err)
+	}
+	t.Logf("the stop waited %d times (%v) for the first copy; progress seen %v", waited, time.Since(begin).Round(100*time.Millisecond), progress)
+	if waited == 0 {
+		t.Fatalf("the first stop went through at once: the first copy of %d MiB cannot be done yet, so it kept a partial copy", bigImageSize>>20)
+	}
+	if err := r.be.StopVolume(ctx, vol); err != nil {
+		t.Fatalf("StopVolume again: %v", err)
+	}
+	checkKeptCopy(t, r, name)
+}
+
+// writeBigImage creates an image of bigImageSize with every 4 MiB block
+// written, so a partial copy shows as blocks of zeros.
+func writeBigImage(t *testing.T, io *rados.IOContext, name string) {
+	t.Helper()
+	if err := rbd.CreateImage(io, name, bigImageSize, rbd.NewRbdImageOptions()); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	img, err := rbd.OpenImage(io, name, rbd.NoSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	block := bytes.Repeat([]byte("mirror!!"), (4<<20)/8)
+	for off := int64(0); off < bigImageSize; off += int64(len(block)) {
+		if _, err := img.WriteAt(block, off); err != nil {
+			t.Fatalf("write %s at %d: %v", name, off, err)
+		}
+	}
+}
+
+// checkKeptCopy: the kept copy is a plain writable image, every block of
+// it copied, with no snapshot of rbd-mirror's left on it.
+func checkKeptCopy(t *testing.T, r *labRig, name string) {
+	t.Helper()
+	img, err := rbd.OpenImage(r.dstIO, name, rbd.NoSnapshot)
+	if err != nil {
+		t.Fatalf("open the kept copy: %v", err)
+	}
+	defer img.Close()
+	mi, err := img.GetMirrorImageInfo()
+	if err != nil || mi.State != rbd.MirrorImageDisabled {
+		t.Fatalf("the kept copy's mirroring = %+v, %v; want disabled", mi, err)
+	}
+	snaps, err := img.GetSnapshotNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps {
+		if strings.HasPrefix(s.Name, ".") {
+			t.Errorf("the kept copy carries rbd-mirror's snapshot %s", s.Name)
+		}
+	}
+	buf := make([]byte, 4<<20)
+	missing := 0
+	for off := int64(0); off < bigImageSize; off += int64(len(buf)) {
+		if _, err := img.ReadAt(buf, off); err != nil {
+			t.Fatalf("read the kept copy at %d: %v", off, err)
+		}
+		if !bytes.HasPrefix(buf, []byte("mirror!!")) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("the kept copy lacks %d of %d blocks: a partial copy was kept", missing, bigImageSize/len(buf))
+	}
+	if _, err := img.WriteAt([]byte("writable"), 0); err != nil {
+		t.Fatalf("the kept copy is not writable: %v", err)
+	}
+}
