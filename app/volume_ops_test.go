@@ -247,6 +247,44 @@ func TestStop(t *testing.T) {
 	}
 }
 
+// TestStopWaitsForFirstCopy: while the backend says the first copy must
+// finish first (ErrInProgress), the volume stays stopping with a reason
+// that says so, written once, and the stop goes through afterwards.
+func TestStopWaitsForFirstCopy(t *testing.T) {
+	h, _ := mirroringEnv(t)
+	seedVolume(h, vol7, seedUUID, "start")
+	h.WaitState(volStatus7, core.StateInitializing)
+	h.Shared.Backend.FailAlways("StopVolume", fmt.Errorf("the copy is 40%% done: %w", ports.ErrInProgress))
+	setOp(h, vol7, "stop")
+	st := h.WaitState(volStatus7, core.StateStopping)
+	h.WaitFor("a waiting reason", func() bool {
+		st, _ = h.Status(volStatus7)
+		return st.ErrorReason != nil
+	})
+	if st.StateCode != core.StateStopping || st.ErrorReason.Code != "cdm-dr.mirror.volume.waiting-stop-in_progress" ||
+		!strings.Contains(st.ErrorReason.Contents, "40% done") {
+		t.Fatalf("status while the stop waits = %+v, want stopping with the backend's reason", st)
+	}
+	h.WaitTicking("StopVolume retried", fastPoll, func() bool { return callsFor(h, "StopVolume", seedUUID) >= 3 })
+	waiting := 0
+	for _, s := range statuses(t, h, volStatus7) {
+		if s.ErrorReason != nil && s.ErrorReason.Code == "cdm-dr.mirror.volume.waiting-stop-in_progress" {
+			waiting++
+		}
+	}
+	if waiting != 1 {
+		t.Fatalf("the waiting status was written %d times over %d retries, want once", waiting, callsFor(h, "StopVolume", seedUUID))
+	}
+	if got := volumeKeys(h, vol7); len(got) == 0 {
+		t.Fatal("keys deleted while the stop waits")
+	}
+
+	h.Shared.Backend.FailAlways("StopVolume", nil)
+	waitVolumeGone(h, vol7)
+	wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
+	waitEvent(h, "cdm-dr.mirror.volume.finished-stop")
+}
+
 func TestStopAndDelete(t *testing.T) {
 	for _, from := range []core.State{core.StateMirroring, core.StatePaused} {
 		t.Run("from "+string(from), func(t *testing.T) {
