@@ -96,6 +96,9 @@ func (b *Backend) markerPath(envID string) string {
 type marker struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
+	// TargetSite is the target cluster's mirror site name: environments
+	// with the same one run their rbd-mirror daemons on one cluster.
+	TargetSite string `json:"target_site,omitempty"`
 }
 
 func (b *Backend) prepared(envID string) bool {
@@ -175,8 +178,9 @@ func (b *Backend) daemon(env sdk.Environment, dst side) (*mirrorDaemon, error) {
 			"-f", "--admin-socket", asok,
 			"--rbd-mirror-pool-replayers-refresh-interval", "5",
 		},
-		env:    environ,
-		paused: paused.load,
+		env:     environ,
+		paused:  paused.load,
+		cluster: func() []string { return b.clusterAsoks(env.ID) },
 	}
 	b.mu.Lock()
 	if old, ok := b.daemons[env.ID]; ok {
@@ -211,6 +215,30 @@ func (b *Backend) existingDaemon(env sdk.Environment, dst side) *mirrorDaemon {
 // asokPath is where the environment's rbd-mirror admin socket lives.
 func (b *Backend) asokPath(envID string) string {
 	return filepath.Join(b.runDir(envID), "rbd-mirror.asok")
+}
+
+// clusterAsoks returns the admin sockets of every rbd-mirror the plugin
+// runs on envID's target cluster, envID's own first. The rbd-mirror
+// daemons of one cluster share out its images among themselves, whichever
+// environment started them, so an image's replayer may live in any.
+func (b *Backend) clusterAsoks(envID string) []string {
+	out := []string{b.asokPath(envID)}
+	var mine marker
+	data, err := os.ReadFile(b.markerPath(envID))
+	if err != nil || json.Unmarshal(data, &mine) != nil || mine.TargetSite == "" {
+		return out
+	}
+	ms, _ := filepath.Glob(filepath.Join(b.stateDir, "*.prepared"))
+	for _, p := range ms {
+		if p == b.markerPath(envID) {
+			continue
+		}
+		var m marker
+		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &m) == nil && m.TargetSite == mine.TargetSite {
+			out = append(out, b.asokPath(strings.TrimSuffix(filepath.Base(p), ".prepared")))
+		}
+	}
+	return out
 }
 
 // siteName is a cluster's mirror site name (its fsid unless set).

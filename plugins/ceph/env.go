@@ -181,7 +181,7 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 			return fmt.Errorf("set the address and key of mirror peer %s on pool %s of storage %s: %w", ours.UUID, e.dst.m.Pool, e.dst.key(), err)
 		}
 	}
-	mk, _ := json.Marshal(marker{Source: e.src.key(), Target: e.dst.key()})
+	mk, _ := json.Marshal(marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite})
 	if err := writePrivate(b.markerPath(env.ID), mk); err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, ds
 		// then its replayer is named after the global image id, not the
 		// image, and the copy may not carry the sync point yet.
 		sctx, cancel := context.WithTimeout(ctx, asokTimeout)
-		_, err := (&mirrorDaemon{asok: b.asokPath(vol.Environment.ID)}).imageState(sctx, v.spec)
+		_, _, err := replayerOf(sctx, b.clusterAsoks(vol.Environment.ID), v.spec)
 		cancel()
 		if err != nil {
 			return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil

@@ -80,6 +80,7 @@ type mirrorDaemon struct {
 	args    []string
 	env     []string
 	paused  func() []string // pool/image names that must stay stopped
+	cluster func() []string // admin sockets of every rbd-mirror on the target cluster
 
 	mu       sync.Mutex
 	pid      int
@@ -207,11 +208,11 @@ func (d *mirrorDaemon) reapplyPauses() {
 		}
 		for _, name := range d.paused() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			st, err := d.imageState(ctx, name)
+			st, asok, err := replayerOf(ctx, d.cluster(), name)
 			if err == nil && st.State != "Stopped" {
-				_, err = asokCommand(ctx, d.asok, "rbd mirror stop "+name)
+				_, err = asokCommand(ctx, asok, "rbd mirror stop "+name)
 				if err == nil {
-					d.log.Info("re-applied a pause on rbd-mirror", "env", d.envID, "image", name)
+					d.log.Info("re-applied a pause on rbd-mirror", "env", d.envID, "image", name, "asok", asok)
 				}
 			}
 			cancel()
@@ -219,10 +220,37 @@ func (d *mirrorDaemon) reapplyPauses() {
 	}
 }
 
-// imageState asks rbd-mirror about one image ("pool/image").
-func (d *mirrorDaemon) imageState(ctx context.Context, name string) (imageReplayerState, error) {
+// replayerOf finds, among the rbd-mirror daemons at asoks, the one that
+// runs the image's replayer ("pool/image"), and what it says of it.
+func replayerOf(ctx context.Context, asoks []string, name string) (imageReplayerState, string, error) {
+	var first error
+	for _, a := range asoks {
+		st, err := imageStateAt(ctx, a, name)
+		if err == nil {
+			return st, a, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return imageReplayerState{}, "", first
+}
+
+// tellAll sends cmd to every rbd-mirror at asoks; only the one running
+// the image acts on it. Only ctx's end is an error.
+func tellAll(ctx context.Context, asoks []string, cmd string) error {
+	for _, a := range asoks {
+		if _, err := asokCommand(ctx, a, cmd); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// imageStateAt asks the rbd-mirror at asok about one image ("pool/image").
+func imageStateAt(ctx context.Context, asok, name string) (imageReplayerState, error) {
 	var st imageReplayerState
-	out, err := asokCommand(ctx, d.asok, "rbd mirror status "+name)
+	out, err := asokCommand(ctx, asok, "rbd mirror status "+name)
 	if err != nil {
 		return st, err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
@@ -68,7 +69,42 @@ func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("protect snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
 	}
+	// In snapshot mode the copy learns of snapshots and their protection
+	// only at the next mirror snapshot: take one now, unless the copy has
+	// it already, so the recovery point does not wait for the schedule.
+	in, err := inspect(ctx, v.srcIO, v.name, false)
+	if err != nil || in.mirror.State != rbd.MirrorImageEnabled || in.mode != rbd.ImageMirrorModeSnapshot {
+		return nil
+	}
+	if exists, prot, err := snapOn(ctx, v.dstIO, v.name, name); err == nil && exists && prot {
+		return nil
+	}
+	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error { _, err := img.CreateMirrorSnapshot(); return err })
+	if err != nil {
+		return fmt.Errorf("take a mirror snapshot of %s/%s on storage %s so the copy gets %s: %w", v.src.m.Pool, v.name, v.src.key(), name, err)
+	}
 	return nil
+}
+
+// snapOn says whether the image in io has the snapshot, and whether it
+// is protected there; a missing image has none.
+func snapOn(ctx context.Context, io *rados.IOContext, image, name string) (exists, prot bool, err error) {
+	err = do(ctx, func() error {
+		img, err := rbd.OpenImageReadOnly(io, image, rbd.NoSnapshot)
+		if errors.Is(err, rbd.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer img.Close()
+		if exists, err = hasSnapshot(img, name); err != nil || !exists {
+			return err
+		}
+		prot, err = img.GetSnapshot(name).IsProtected()
+		return err
+	})
+	return exists, prot, err
 }
 
 // SnapshotStatus implements sdk.Backend: ready once the snapshot is on
@@ -87,29 +123,7 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 	}
 	defer v.close()
 	name := snapName(s)
-	check := func(dst bool) (exists, prot bool, err error) {
-		io := v.srcIO
-		if dst {
-			io = v.dstIO
-		}
-		err = do(ctx, func() error {
-			img, err := rbd.OpenImageReadOnly(io, v.name, rbd.NoSnapshot)
-			if errors.Is(err, rbd.ErrNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			defer img.Close()
-			if exists, err = hasSnapshot(img, name); err != nil || !exists {
-				return err
-			}
-			prot, err = img.GetSnapshot(name).IsProtected()
-			return err
-		})
-		return exists, prot, err
-	}
-	sExists, sProt, err := check(false)
+	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
 	if err != nil {
 		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
 	}
@@ -120,7 +134,7 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 		}
 		return r, nil
 	}
-	dExists, dProt, err := check(true)
+	dExists, dProt, err := snapOn(ctx, v.dstIO, v.name, name)
 	if err != nil {
 		return r, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
 	}

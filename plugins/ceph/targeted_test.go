@@ -107,8 +107,8 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		t.Fatalf("PauseVolume: %v", err)
 	}
 	spec := "volumes/volume-" + h.vol.VolumeUUID
-	d := &mirrorDaemon{asok: r.be.asokPath(h.env.ID)}
-	stopped := func() bool { st, err := d.imageState(ctx, spec); return err == nil && st.State == "Stopped" }
+	asok := r.be.asokPath(h.env.ID)
+	stopped := func() bool { st, err := imageStateAt(ctx, asok, spec); return err == nil && st.State == "Stopped" }
 	waitFor(t, "stopped on the admin socket", 30*time.Second, stopped)
 	pidFile := filepath.Join(r.be.runDir(h.env.ID), "rbd-mirror.pid")
 	b, err := os.ReadFile(pidFile)
@@ -123,7 +123,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	waitFor(t, "rbd-mirror restarted", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(pidFile)
 		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return p != pid && pidAlive(p, d.asok)
+		return p != pid && pidAlive(p, asok)
 	})
 	waitFor(t, "stopped again after the restart", 60*time.Second, stopped)
 	t.Logf("rbd-mirror killed; restarted and the image stopped again in %v", time.Since(begin).Round(100*time.Millisecond))
@@ -139,7 +139,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		t.Fatalf("ResumeVolume: %v", err)
 	}
 	waitFor(t, "replaying after resume", 60*time.Second, func() bool {
-		st, err := d.imageState(ctx, spec)
+		st, err := imageStateAt(ctx, asok, spec)
 		return err == nil && st.State == "Replaying"
 	})
 	if err := r.be.StopVolume(ctx, h.vol); err != nil {

@@ -240,11 +240,10 @@ func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error
 	// Start replay while rbd-mirror holds the image stopped, whoever
 	// stopped it: a start that lands while a stop is still being applied
 	// is lost, so look again until it replays (level, not edge).
-	asok := b.asokPath(vol.Environment.ID)
-	d := &mirrorDaemon{asok: asok}
+	asoks := b.clusterAsoks(vol.Environment.ID)
 	for range 20 {
 		sctx, cancel := context.WithTimeout(ctx, asokTimeout)
-		st, err := d.imageState(sctx, v.spec)
+		st, asok, err := replayerOf(sctx, asoks, v.spec)
 		cancel()
 		if err != nil || (st.State != "Stopped" && st.State != "Stopping") {
 			return nil // replaying, starting, or no replayer yet: nothing to start
@@ -291,8 +290,8 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	// Stop it now if rbd-mirror replays it already; otherwise the
 	// supervisor stops it as soon as its replayer appears.
-	if _, err := asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror stop "+v.spec); err != nil && ctx.Err() != nil {
-		return ctx.Err()
+	if err := tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+v.spec); err != nil {
+		return err
 	}
 	return nil
 }
@@ -396,7 +395,7 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	// 30 s (notes, gotcha 2).
 	targetFollowing := dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary
 	asokCtx, cancel := context.WithTimeout(ctx, asokTimeout)
-	st, asokErr := (&mirrorDaemon{asok: b.asokPath(vol.Environment.ID)}).imageState(asokCtx, v.spec)
+	st, _, asokErr := replayerOf(asokCtx, b.clusterAsoks(vol.Environment.ID), v.spec)
 	cancel()
 	copied := copyState{progress: -1}
 	if targetFollowing {
@@ -488,7 +487,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	if dst.exists && dst.mirror.State == rbd.MirrorImageEnabled && !dst.mirror.Primary {
 		// Let rbd-mirror release the copy, then promote it.
-		_, _ = asokCommand(ctx, b.asokPath(vol.Environment.ID), "rbd mirror stop "+v.spec)
+		_ = tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+v.spec)
 		err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorPromote(true) })
 		if isErrno(err, syscall.EINVAL) && dst.mode == rbd.ImageMirrorModeSnapshot {
 			// librbd promotes to the last complete mirror snapshot and
