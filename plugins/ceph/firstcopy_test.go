@@ -155,3 +155,79 @@ func checkKeptCopy(t *testing.T, r *labRig, name string) {
 		t.Fatalf("the kept copy is not writable: %v", err)
 	}
 }
+
+// In journal mode the first copy is part of rbd-mirror's bootstrap, when
+// the replayer is named after the image's global id: a pause then must
+// still stop it, hold across the time the copy would take, and a resume
+// must let it finish.
+func TestPauseDuringFirstCopy(t *testing.T) {
+	r := newRig(t, modeJournal)
+	ctx := t.Context()
+	env := r.env(t)
+	uuid := plugintest.NewUUID()
+	name := "volume-" + uuid
+	writeBigImage(t, r.srcIO, name)
+	t.Cleanup(func() {
+		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
+			removeImageForTest(io, name)
+		}
+	})
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 10, VolumeUUID: uuid}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(cctx, vol)
+		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
+			t.Errorf("cleanup: teardown: %v", err)
+		}
+	})
+	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatalf("PrepareEnvironment: %v", err)
+	}
+	if err := r.be.StartVolume(ctx, vol); err != nil {
+		t.Fatalf("StartVolume: %v", err)
+	}
+	if err := r.be.PauseVolume(ctx, vol); err != nil {
+		t.Fatalf("PauseVolume: %v", err)
+	}
+	// Unpaused, the copy takes about 7 s here; give it three times that.
+	copied := func() bool {
+		v, err := r.be.openVol(ctx, vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.close()
+		src, _ := inspect(ctx, v.srcIO, v.name, false)
+		dst, _ := inspect(ctx, v.dstIO, v.name, false)
+		v.globalID = src.mirror.GlobalID
+		cs, err := r.be.firstCopy(ctx, vol, v, dst)
+		return err == nil && cs.done
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if copied() {
+			t.Fatal("the first copy completed while the volume was paused")
+		}
+		if st, err := r.be.VolumeStatus(ctx, vol); err != nil || st.State != sdk.ReplicationPaused {
+			t.Fatalf("VolumeStatus while paused = %+v, %v; want paused", st, err)
+		}
+		time.Sleep(time.Second)
+	}
+	if err := r.be.ResumeVolume(ctx, vol); err != nil {
+		t.Fatalf("ResumeVolume: %v", err)
+	}
+	begin := time.Now()
+	waitFor(t, "replaying after resume", 2*time.Minute, func() bool {
+		st, err := r.be.VolumeStatus(ctx, vol)
+		return err == nil && st.State == sdk.ReplicationReplaying
+	})
+	t.Logf("resumed; the first copy finished in %v", time.Since(begin).Round(100*time.Millisecond))
+	waitFor(t, "stopped with its copy kept", time.Minute, func() bool {
+		err := r.be.StopVolume(ctx, vol)
+		if err != nil && !errors.Is(err, sdk.ErrInProgress) {
+			t.Fatalf("StopVolume: %v", err)
+		}
+		return err == nil
+	})
+	checkKeptCopy(t, r, name)
+}

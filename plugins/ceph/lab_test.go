@@ -192,6 +192,9 @@ type labHarness struct {
 	env  sdk.Environment
 	vol  sdk.Volume
 	snap sdk.Snapshot
+	// remote, when set, is the backend under test instead of r.be: the
+	// plugin executable, reached over gRPC.
+	remote sdk.Backend
 }
 
 // newHarness creates a fresh source image with a snapshot.
@@ -240,7 +243,12 @@ func removeImageForTest(io *rados.IOContext, name string) {
 	_ = rbd.RemoveImage(io, name)
 }
 
-func (h *labHarness) Backend() sdk.Backend         { return h.r.be }
+func (h *labHarness) Backend() sdk.Backend {
+	if h.remote != nil {
+		return h.remote
+	}
+	return h.r.be
+}
 func (h *labHarness) Environment() sdk.Environment { return h.env }
 func (h *labHarness) Volume() sdk.Volume           { return h.vol }
 func (h *labHarness) Snapshot() sdk.Snapshot       { return h.snap }

@@ -310,44 +310,67 @@ func firstLine(b []byte) string {
 
 // pausedSet is the set of paused images of an environment, persisted in
 // the state directory so a pause survives restarts of rbd-mirror and of
-// the plugin.
+// the plugin. Each image ("pool/image") keeps the other names its
+// replayer may have (pool/global-id while it bootstraps).
 type pausedSet struct {
 	mu   sync.Mutex
 	path string
 }
 
+// load returns every replayer name that must stay stopped.
 func (p *pausedSet) load() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.loadLocked()
-}
-
-func (p *pausedSet) loadLocked() []string {
 	var names []string
-	if b, err := os.ReadFile(p.path); err == nil {
-		_ = json.Unmarshal(b, &names)
+	for spec, aliases := range p.loadLocked() {
+		names = append(names, spec)
+		names = append(names, aliases...)
 	}
+	slices.Sort(names)
 	return names
 }
 
-func (p *pausedSet) has(name string) bool { return slices.Contains(p.load(), name) }
+func (p *pausedSet) loadLocked() map[string][]string {
+	set := map[string][]string{}
+	b, err := os.ReadFile(p.path)
+	if err != nil {
+		return set
+	}
+	if json.Unmarshal(b, &set) != nil {
+		var specs []string // the first format: a list of images
+		_ = json.Unmarshal(b, &specs)
+		for _, s := range specs {
+			set[s] = nil
+		}
+	}
+	return set
+}
 
-func (p *pausedSet) set(name string, paused bool) error {
+func (p *pausedSet) has(spec string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	names := p.loadLocked()
-	i := slices.Index(names, name)
+	_, ok := p.loadLocked()[spec]
+	return ok
+}
+
+// set pauses or unpauses the image spec; aliases are its replayer's other
+// names.
+func (p *pausedSet) set(spec string, paused bool, aliases ...string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.loadLocked()
+	old, ok := set[spec]
 	switch {
-	case paused && i < 0:
-		names = append(names, name)
-	case !paused && i >= 0:
-		names = slices.Delete(names, i, i+1)
+	case paused && (!ok || !slices.Equal(old, aliases)):
+		set[spec] = aliases
+	case !paused && ok:
+		delete(set, spec)
 	default:
 		return nil
 	}
 	if err := ensureDir(filepath.Dir(p.path)); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(names)
+	b, _ := json.Marshal(set)
 	return writePrivate(p.path, b)
 }

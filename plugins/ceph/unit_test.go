@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -116,9 +117,26 @@ func TestPausedSet(t *testing.T) {
 	_ = p.set("volumes/a", true)
 	_ = p.set("volumes/b", true)
 	_ = p.set("volumes/a", false)
+	_ = p.set("volumes/c", true, "volumes/7f3e-gid")
 	again := &pausedSet{path: p.path} // as after a plugin restart
-	if !again.has("volumes/b") || again.has("volumes/a") {
+	if !again.has("volumes/b") || again.has("volumes/a") || !again.has("volumes/c") {
 		t.Fatalf("paused set = %v", again.load())
+	}
+	if got, want := again.load(), []string{"volumes/7f3e-gid", "volumes/b", "volumes/c"}; !slices.Equal(got, want) {
+		t.Fatalf("names to keep stopped = %v, want %v", got, want)
+	}
+	_ = again.set("volumes/c", false)
+	if got := again.load(); !slices.Equal(got, []string{"volumes/b"}) {
+		t.Fatalf("after resuming c: %v, want its alias gone too", got)
+	}
+
+	// The first format, a list of images, still reads.
+	old := &pausedSet{path: filepath.Join(t.TempDir(), "old.json")}
+	if err := os.WriteFile(old.path, []byte(`["volumes/x"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !old.has("volumes/x") {
+		t.Fatalf("old-format paused set = %v", old.load())
 	}
 }
 

@@ -28,6 +28,17 @@ type volConns struct {
 	srcIO, dstIO *rados.IOContext
 	name         string // volume-{uuid}
 	spec         string // pool/volume-{uuid} as rbd-mirror names it on the target
+	globalID     string // the source image's mirror global id, once read
+}
+
+// replayerNames are the names rbd-mirror may give the image's replayer:
+// pool/image once bootstrapped, pool/global-id while it bootstraps (in
+// journal mode that includes the whole first copy).
+func (v *volConns) replayerNames() []string {
+	if v.globalID == "" {
+		return []string{v.spec}
+	}
+	return []string{v.spec, v.dst.m.Pool + "/" + v.globalID}
 }
 
 func (v *volConns) close() {
@@ -151,6 +162,7 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return fmt.Errorf("image %s/%s on storage %s is a non-primary mirror copy itself; it cannot be a source: %w",
 			v.src.m.Pool, v.name, v.src.key(), sdk.ErrPrecondition)
 	}
+	v.globalID = in.mirror.GlobalID
 	if in.mirror.State != rbd.MirrorImageEnabled {
 		mode := rbd.ImageMirrorModeSnapshot
 		if v.src.m.MirrorMode == modeJournal {
@@ -242,14 +254,21 @@ func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error
 	// is lost, so look again until it replays (level, not edge).
 	asoks := b.clusterAsoks(vol.Environment.ID)
 	for range 20 {
+		var st imageReplayerState
+		var asok, name string
+		err := errors.New("no replayer")
 		sctx, cancel := context.WithTimeout(ctx, asokTimeout)
-		st, asok, err := replayerOf(sctx, asoks, v.spec)
+		for _, name = range v.replayerNames() {
+			if st, asok, err = replayerOf(sctx, asoks, name); err == nil {
+				break
+			}
+		}
 		cancel()
 		if err != nil || (st.State != "Stopped" && st.State != "Stopping") {
 			return nil // replaying, starting, or no replayer yet: nothing to start
 		}
 		if st.State == "Stopped" {
-			if _, err := asokCommand(ctx, asok, "rbd mirror start "+v.spec); err != nil && ctx.Err() != nil {
+			if _, err := asokCommand(ctx, asok, "rbd mirror start "+name); err != nil && ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
@@ -282,16 +301,21 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	if _, err := b.mirrorEnabled(ctx, v); err != nil {
+	in, err := b.mirrorEnabled(ctx, v)
+	if err != nil {
 		return err
 	}
-	if err := b.pausedSet(vol.Environment.ID).set(v.spec, true); err != nil {
+	v.globalID = in.mirror.GlobalID
+	if err := b.pausedSet(vol.Environment.ID).set(v.spec, true, v.replayerNames()[1:]...); err != nil {
 		return fmt.Errorf("record the pause: %w", err)
 	}
-	// Stop it now if rbd-mirror replays it already; otherwise the
-	// supervisor stops it as soon as its replayer appears.
-	if err := tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+v.spec); err != nil {
-		return err
+	// Stop it now wherever rbd-mirror runs it, bootstrapping (the first
+	// copy, in journal mode) or replaying; otherwise the supervisor stops
+	// it as soon as its replayer appears.
+	for _, name := range v.replayerNames() {
+		if err := tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+name); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -307,6 +331,7 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return err
 	}
+	v.globalID = in.mirror.GlobalID
 	if err := b.resume(ctx, vol, v); err != nil {
 		return err
 	}
@@ -475,6 +500,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return err
 	}
+	v.globalID = src.mirror.GlobalID
 	if src.exists && src.mirror.State == rbd.MirrorImageEnabled {
 		// A stop keeps a complete copy, never a partial one.
 		cs, err := b.firstCopy(ctx, vol, v, dst)
