@@ -32,30 +32,7 @@ const bigImageSize = 512 << 20
 func testStopDuringFirstCopy(t *testing.T, mode string, pause bool) {
 	r := newRig(t, mode)
 	ctx := t.Context()
-	env := r.env(t)
-	uuid := plugintest.NewUUID()
-	name := "volume-" + uuid
-	writeBigImage(t, r.srcIO, name)
-	t.Cleanup(func() {
-		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
-			removeImageForTest(io, name)
-		}
-	})
-	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 9, VolumeUUID: uuid}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		_, _ = r.be.DestroyVolume(cctx, vol)
-		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
-			t.Errorf("cleanup: teardown: %v", err)
-		}
-	})
-	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
-	}
-	if err := r.be.StartVolume(ctx, vol); err != nil {
-		t.Fatalf("StartVolume: %v", err)
-	}
+	vol, name := r.startBigVolume(t)
 	if pause {
 		if err := r.be.PauseVolume(ctx, vol); err != nil {
 			t.Fatalf("PauseVolume: %v", err)
@@ -94,6 +71,38 @@ func testStopDuringFirstCopy(t *testing.T, mode string, pause bool) {
 		t.Fatalf("StopVolume again: %v", err)
 	}
 	checkKeptCopy(t, r, name)
+}
+
+// startBigVolume prepares the rig's environment and starts a volume of
+// bigImageSize; cleanup destroys it and tears the environment down.
+func (r *labRig) startBigVolume(t *testing.T) (sdk.Volume, string) {
+	t.Helper()
+	ctx := t.Context()
+	env := r.env(t)
+	uuid := plugintest.NewUUID()
+	name := "volume-" + uuid
+	writeBigImage(t, r.srcIO, name)
+	t.Cleanup(func() {
+		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
+			removeImageForTest(io, name)
+		}
+	})
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 9, VolumeUUID: uuid}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(cctx, vol)
+		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
+			t.Errorf("cleanup: teardown: %v", err)
+		}
+	})
+	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatalf("PrepareEnvironment: %v", err)
+	}
+	if err := r.be.StartVolume(ctx, vol); err != nil {
+		t.Fatalf("StartVolume: %v", err)
+	}
+	return vol, name
 }
 
 // writeBigImage creates an image of bigImageSize with every 4 MiB block
@@ -163,30 +172,7 @@ func checkKeptCopy(t *testing.T, r *labRig, name string) {
 func TestPauseDuringFirstCopy(t *testing.T) {
 	r := newRig(t, modeJournal)
 	ctx := t.Context()
-	env := r.env(t)
-	uuid := plugintest.NewUUID()
-	name := "volume-" + uuid
-	writeBigImage(t, r.srcIO, name)
-	t.Cleanup(func() {
-		for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
-			removeImageForTest(io, name)
-		}
-	})
-	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 10, VolumeUUID: uuid}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		_, _ = r.be.DestroyVolume(cctx, vol)
-		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
-			t.Errorf("cleanup: teardown: %v", err)
-		}
-	})
-	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
-	}
-	if err := r.be.StartVolume(ctx, vol); err != nil {
-		t.Fatalf("StartVolume: %v", err)
-	}
+	vol, name := r.startBigVolume(t)
 	if err := r.be.PauseVolume(ctx, vol); err != nil {
 		t.Fatalf("PauseVolume: %v", err)
 	}

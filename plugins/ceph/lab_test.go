@@ -33,7 +33,7 @@ type lab struct {
 
 // needLab skips without CEPH_LAB and fails when CEPH_LAB is set but the
 // lab is unusable.
-func needLab(t *testing.T) lab {
+func needLab(t testing.TB) lab {
 	t.Helper()
 	dir := os.Getenv("CEPH_LAB")
 	if dir == "" {
@@ -78,7 +78,7 @@ func needLab(t *testing.T) lab {
 var keyPattern = regexp.MustCompile(`key\s*=\s*(\S+)`)
 
 // metadata builds a storage's metadata from a lab site.
-func (s labSite) metadata(t *testing.T, extra map[string]string) json.RawMessage {
+func (s labSite) metadata(t testing.TB, extra map[string]string) json.RawMessage {
 	t.Helper()
 	conf, err := os.ReadFile(s.Conf)
 	if err != nil {
@@ -104,7 +104,7 @@ func (s labSite) metadata(t *testing.T, extra map[string]string) json.RawMessage
 }
 
 // connect opens a lab site's pool as its admin, with go-ceph.
-func (s labSite) connect(t *testing.T) *rados.IOContext {
+func (s labSite) connect(t testing.TB) *rados.IOContext {
 	t.Helper()
 	conn, err := rados.NewConnWithClusterAndUser(s.Name, "client.admin")
 	if err != nil {
@@ -157,7 +157,7 @@ type labRig struct {
 	mode     string
 }
 
-func newRig(t *testing.T, mode string) *labRig {
+func newRig(t testing.TB, mode string) *labRig {
 	l := needLab(t)
 	dir, err := os.MkdirTemp("/tmp", "cph")
 	if err != nil {
@@ -178,7 +178,7 @@ func newRig(t *testing.T, mode string) *labRig {
 	return r
 }
 
-func (r *labRig) env(t *testing.T) sdk.Environment {
+func (r *labRig) env(t testing.TB) sdk.Environment {
 	extra := map[string]string{"mirror_mode": r.mode}
 	return sdk.Environment{
 		ID:     "storage.11.13",
@@ -198,7 +198,7 @@ type labHarness struct {
 }
 
 // newHarness creates a fresh source image with a snapshot.
-func (r *labRig) newHarness(t *testing.T) *labHarness {
+func (r *labRig) newHarness(t testing.TB) *labHarness {
 	env := r.env(t)
 	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
 	name := "volume-" + volUUID

@@ -18,7 +18,7 @@ import (
 	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 )
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {
@@ -31,7 +31,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 
 // startReplaying prepares the environment, starts the volume and waits
 // for it to replay; cleanup destroys it and tears the environment down.
-func startReplaying(t *testing.T, r *labRig, h *labHarness) {
+func startReplaying(t testing.TB, r *labRig, h *labHarness) {
 	t.Helper()
 	ctx := t.Context()
 	t.Cleanup(func() {

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+// BenchmarkCephVolumeStatus is the storage's own answer time behind each
+// status poll of a replicating volume (docs/benchmarks.md): the plugin
+// in-process, so no process boundary is counted.
+//
+//	CEPH_LAB=$PWD/var/ceph-lab go test -tags pacific -run '^$' -bench CephVolumeStatus ./plugins/ceph/
+func BenchmarkCephVolumeStatus(b *testing.B) {
+	for _, mode := range []string{modeJournal, modeSnapshot} {
+		b.Run(mode, func(b *testing.B) {
+			r := newRig(b, mode)
+			h := r.newHarness(b)
+			startReplaying(b, r, h)
+			ctx := b.Context()
+			var lat []time.Duration
+			for b.Loop() {
+				begin := time.Now()
+				st, err := r.be.VolumeStatus(ctx, h.vol)
+				lat = append(lat, time.Since(begin))
+				if err != nil || st.State != sdk.ReplicationReplaying {
+					b.Fatalf("VolumeStatus = %+v, %v; want replaying", st, err)
+				}
+			}
+			p50, p99 := percentiles(lat)
+			b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+			b.ReportMetric(float64(p99.Microseconds()), "p99-µs")
+		})
+	}
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	if len(d) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2], s[len(s)*99/100]
+}
