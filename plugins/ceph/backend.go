@@ -32,6 +32,7 @@ type Backend struct {
 	conns   map[string]cachedConn
 	daemons map[string]*mirrorDaemon
 	paused  map[string]*pausedSet
+	copied  sync.Map // target image id → its first copy was seen complete
 }
 
 var _ sdk.Backend = (*Backend)(nil)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
-	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
@@ -20,64 +20,52 @@ type copyState struct {
 	missing  string // what is still missing, when not done
 }
 
-// firstCopy looks at the target copy of a volume whose source image is
-// mirrored. A copy already promoted (a stop that got that far, or a split
-// brain) is done: there is nothing more to wait for. A copy without
-// mirroring is one rbd-mirror is still creating.
+// firstCopy looks at the target copy (dst, as inspect read it) of a
+// volume whose source image is mirrored. A copy already promoted (a stop
+// that got that far, or a split brain) is done: there is nothing more to
+// wait for. A copy without mirroring is one rbd-mirror is still creating.
 func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) (copyState, error) {
-	if !dst.exists {
+	switch {
+	case !dst.exists:
 		return copyState{progress: 0, missing: "rbd-mirror has not created it yet"}, nil
-	}
-	if dst.mirror.State != rbd.MirrorImageEnabled {
+	case dst.mirror.State != rbd.MirrorImageEnabled:
 		return copyState{progress: 0, missing: "rbd-mirror is still creating it"}, nil
+	case dst.mirror.Primary:
+		return copyState{done: true, progress: 100}, nil
+	case dst.mode == rbd.ImageMirrorModeSnapshot:
+		return b.snapshotCopy(ctx, v, dst)
 	}
-	if dst.mirror.Primary {
+	// Journal mode: the copy carries rbd-mirror's sync point until the
+	// image sync ends, and the replayer is named after the global image id,
+	// not the image, until it replays.
+	for _, s := range dst.snaps {
+		if strings.HasPrefix(s.Name, syncPointPrefix) {
+			return copyState{progress: -1, missing: "rbd-mirror's image sync is still copying it"}, nil
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, asokTimeout)
+	_, _, err := replayerOf(sctx, b.clusterAsoks(vol.Environment.ID), v.spec)
+	cancel()
+	if err != nil {
+		return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil
+	}
+	return copyState{done: true, progress: 100}, nil
+}
+
+// snapshotCopy: in snapshot mode the first copy is done once a
+// non-primary mirror snapshot is complete. A copy seen done stays done
+// (until rbd-mirror re-creates it, under a new image id), which spares
+// the status poll a second open of the image.
+func (b *Backend) snapshotCopy(ctx context.Context, v *volConns, dst imageInfo) (copyState, error) {
+	if _, ok := b.copied.Load(dst.id); ok {
 		return copyState{done: true, progress: 100}, nil
 	}
-	cs, err := call(ctx, func() (copyState, error) { return inspectCopy(v.dstIO, v.name, dst.mode) })
-	if errors.Is(err, rbd.ErrNotFound) {
+	ms, err := call(ctx, func() ([]mirrorSnapshot, error) { return mirrorSnapshots(v.dstIO, v.name, dst.snaps) })
+	if errors.Is(err, syscall.ENOENT) {
 		return copyState{progress: 0, missing: "rbd-mirror is re-creating it"}, nil
 	}
 	if err != nil {
-		return cs, fmt.Errorf("read the copy %s on storage %s: %w", v.spec, v.dst.key(), err)
-	}
-	if cs.done && dst.mode == rbd.ImageMirrorModeJournal {
-		// The image sync is over once rbd-mirror replays the journal; until
-		// then its replayer is named after the global image id, not the
-		// image, and the copy may not carry the sync point yet.
-		sctx, cancel := context.WithTimeout(ctx, asokTimeout)
-		_, _, err := replayerOf(sctx, b.clusterAsoks(vol.Environment.ID), v.spec)
-		cancel()
-		if err != nil {
-			return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil
-		}
-	}
-	return cs, nil
-}
-
-// inspectCopy reads the copy's snapshots: in snapshot mode a complete
-// non-primary mirror snapshot, in journal mode no sync point left.
-func inspectCopy(io *rados.IOContext, name string, mode rbd.ImageMirrorMode) (copyState, error) {
-	img, err := rbd.OpenImageReadOnly(io, name, rbd.NoSnapshot)
-	if err != nil {
-		return copyState{}, err
-	}
-	defer img.Close()
-	snaps, err := img.GetSnapshotNames()
-	if err != nil {
-		return copyState{}, err
-	}
-	if mode == rbd.ImageMirrorModeJournal {
-		for _, s := range snaps {
-			if strings.HasPrefix(s.Name, syncPointPrefix) {
-				return copyState{progress: -1, missing: "rbd-mirror's image sync is still copying it"}, nil
-			}
-		}
-		return copyState{done: true, progress: 100}, nil
-	}
-	ms, err := mirrorSnapshots(io, name, snaps)
-	if err != nil {
-		return copyState{}, err
+		return copyState{}, fmt.Errorf("read the copy %s on storage %s: %w", v.spec, v.dst.key(), err)
 	}
 	cs := copyState{progress: 0, missing: "rbd-mirror has not begun the first mirror snapshot"}
 	for _, s := range ms {
@@ -85,10 +73,11 @@ func inspectCopy(io *rados.IOContext, name string, mode rbd.ImageMirrorMode) (co
 			continue
 		}
 		if s.complete {
+			b.copied.Store(dst.id, true)
 			return copyState{done: true, progress: 100}, nil
 		}
-		if info, err := img.Stat(); err == nil && info.Num_objs > 0 {
-			cs.progress = int(min(s.lastCopiedObject*100/info.Num_objs, 99))
+		if dst.objects > 0 {
+			cs.progress = int(min(s.lastCopiedObject*100/dst.objects, 99))
 		}
 		cs.missing = fmt.Sprintf("the first mirror snapshot is %d%% copied", cs.progress)
 	}

@@ -84,6 +84,9 @@ func (b *Backend) openVol(ctx context.Context, vol sdk.Volume) (*volConns, error
 // imageInfo is what one side says about the volume's image.
 type imageInfo struct {
 	exists   bool
+	id       string         // the image id: a re-created image has a new one
+	snaps    []rbd.SnapInfo // every snapshot, rbd-mirror's included
+	objects  uint64         // how many objects the image spans
 	mirror   rbd.MirrorImageInfo
 	mode     rbd.ImageMirrorMode
 	features uint64
@@ -106,6 +109,15 @@ func inspect(ctx context.Context, io *rados.IOContext, name string, withStatus b
 		in.exists = true
 		if in.features, err = img.GetFeatures(); err != nil {
 			return in, err
+		}
+		if in.id, err = img.GetId(); err != nil {
+			return in, err
+		}
+		if in.snaps, err = img.GetSnapshotNames(); err != nil {
+			return in, err
+		}
+		if st, err := img.Stat(); err == nil {
+			in.objects = st.Num_objs
 		}
 		mi, err := img.GetMirrorImageInfo()
 		if err != nil {
