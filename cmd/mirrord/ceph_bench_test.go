@@ -79,9 +79,16 @@ func BenchmarkCephStartToMirroring(b *testing.B) {
 
 	// By hand: the lab's own peer and rbd-mirror (cluster.sh mirror), then
 	// the per-image steps an operator runs.
-	if out, err := exec.Command("bash", filepath.Join("..", "..", "test", "ceph", "cluster.sh"), "mirror", os.Getenv("CEPH_LAB")).CombinedOutput(); err != nil {
+	script := filepath.Join("..", "..", "test", "ceph", "cluster.sh")
+	if out, err := exec.Command("bash", script, "mirror", os.Getenv("CEPH_LAB")).CombinedOutput(); err != nil {
 		b.Fatalf("cluster.sh mirror: %v %s", err, out)
 	}
+	// Leave the plugin the only rbd-mirror on the target again.
+	b.Cleanup(func() {
+		if out, err := exec.Command("bash", script, "unmirror", os.Getenv("CEPH_LAB")).CombinedOutput(); err != nil {
+			b.Errorf("cluster.sh unmirror: %v %s", err, out)
+		}
+	})
 	image2 := "volume-" + uuidFor(uint64(time.Now().UnixNano()%1e9+1))
 	fill(image2)
 	asok := filepath.Join(os.Getenv("CEPH_LAB"), "site-b", "run", "site-b-client.rbd-mirror.local.asok")

@@ -269,6 +269,10 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 	d, err := b.daemon(env, e.dst)
 	if err != nil || !d.running() {
 		missing = append(missing, fmt.Sprintf("rbd-mirror for storage %s is not running (log under %s/log)", e.dst.key(), b.stateDir))
+	} else if foreign := foreignInstances(ctx, b.clusterAsoks(env.ID), e.dst.m.Pool); len(foreign) > 0 {
+		missing = append(missing, fmt.Sprintf("rbd-mirror instances this plugin does not run (ids %s) replicate pool %s on storage %s: "+
+			"they take some of its images, where the plugin can neither pause nor watch them; stop those rbd-mirror daemons "+
+			"(the plugin runs its own for this environment)", strings.Join(foreign, ", "), e.dst.m.Pool, e.dst.key()))
 	}
 	if len(missing) > 0 {
 		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; ")}, nil

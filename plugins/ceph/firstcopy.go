@@ -24,7 +24,7 @@ type copyState struct {
 // volume whose source image is mirrored. A copy already promoted (a stop
 // that got that far, or a split brain) is done: there is nothing more to
 // wait for. A copy without mirroring is one rbd-mirror is still creating.
-func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) (copyState, error) {
+func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, src, dst imageInfo) (copyState, error) {
 	switch {
 	case !dst.exists:
 		return copyState{progress: 0, missing: "rbd-mirror has not created it yet"}, nil
@@ -46,10 +46,16 @@ func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, ds
 	sctx, cancel := context.WithTimeout(ctx, asokTimeout)
 	_, _, err := replayerOf(sctx, b.clusterAsoks(vol.Environment.ID), v.spec)
 	cancel()
-	if err != nil {
-		return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil
+	if err == nil {
+		return copyState{done: true, progress: 100}, nil
 	}
-	return copyState{done: true, progress: 100}, nil
+	// None of our rbd-mirror daemons runs it (yet): the cluster's mirror
+	// status, which any rbd-mirror writes but lags up to 30 s, says
+	// "replaying" only once the image sync is over.
+	if rs, ok := remoteStatus(src); ok && rs.Up && rs.State == rbd.MirrorImageStatusStateReplaying {
+		return copyState{done: true, progress: 100}, nil
+	}
+	return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil
 }
 
 // snapshotCopy: in snapshot mode the first copy is done once a

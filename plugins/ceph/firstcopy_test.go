@@ -183,10 +183,10 @@ func TestPauseDuringFirstCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer v.close()
-		src, _ := inspect(ctx, v.srcIO, v.name, false)
+		src, _ := inspect(ctx, v.srcIO, v.name, true)
 		dst, _ := inspect(ctx, v.dstIO, v.name, false)
 		v.globalID = src.mirror.GlobalID
-		cs, err := r.be.firstCopy(ctx, vol, v, dst)
+		cs, err := r.be.firstCopy(ctx, vol, v, src, dst)
 		return err == nil && cs.done
 	}
 	deadline := time.Now().Add(20 * time.Second)

@@ -125,6 +125,12 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		return p != pid && pidAlive(p, asok)
 	})
+	// The killed rbd-mirror stays the pool's leader until its lock times
+	// out; it was ours, so the environment must not call it foreign.
+	time.Sleep(8 * time.Second)
+	if h, err := r.be.EnvironmentStatus(ctx, h.env); err != nil || !h.Ready {
+		t.Fatalf("EnvironmentStatus right after rbd-mirror restarted = %+v, %v; want ready", h, err)
+	}
 	waitFor(t, "stopped again after the restart", 60*time.Second, stopped)
 	t.Logf("rbd-mirror killed; restarted and the image stopped again in %v", time.Since(begin).Round(100*time.Millisecond))
 	// It stays stopped.

@@ -438,7 +438,7 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	if targetFollowing {
 		// rbd-mirror replays a snapshot-mode image while its first mirror
 		// snapshot is still being copied: ask the copy itself.
-		if copied, err = b.firstCopy(ctx, vol, v, dst); err != nil {
+		if copied, err = b.firstCopy(ctx, vol, v, src, dst); err != nil {
 			return r, err
 		}
 	}
@@ -504,7 +504,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	src, err := inspect(ctx, v.srcIO, v.name, false)
+	src, err := inspect(ctx, v.srcIO, v.name, true)
 	if err != nil {
 		return err
 	}
@@ -515,7 +515,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	v.globalID = src.mirror.GlobalID
 	if src.exists && src.mirror.State == rbd.MirrorImageEnabled {
 		// A stop keeps a complete copy, never a partial one.
-		cs, err := b.firstCopy(ctx, vol, v, dst)
+		cs, err := b.firstCopy(ctx, vol, v, src, dst)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@
 #   cluster.sh up DIR           site-a + site-b: 1 mon, 1 memstore OSD, 1 mgr each,
 #                               cephx, pool "volumes" (rbd) on both; HEALTH_OK
 #   cluster.sh mirror DIR       optional: image-mode mirroring A -> B, peer, rbd-mirror on B
+#   cluster.sh unmirror DIR     undo mirror: stop that rbd-mirror, remove its peer
 #   cluster.sh env DIR          shell exports for tests (also in DIR/lab.json)
 #   cluster.sh status DIR       daemons and health
 #   cluster.sh selftest DIR     quick check that both clusters work (< 60 s)
@@ -35,7 +36,7 @@ log() { printf '%s cluster.sh: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '7,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -410,6 +411,26 @@ cmd_mirror() {
   log "mirroring A -> B ready in $((SECONDS - t0)) s; asok $(mirror_asok)"
 }
 
+# cmd_unmirror: undo cmd_mirror: stop the lab's rbd-mirror and remove its
+# site-a peer, so the plugin under test is again the only rbd-mirror on B.
+cmd_unmirror() {
+  D=$(lab_dir "${1:-}")
+  lock_lab
+  cluster_alive || die "lab in $D is not up"
+  local mirrors=() kept=() pid site label
+  while read -r pid site label; do
+    if [ "$label" = rbd-mirror ]; then mirrors+=("$pid"); else kept+=("$pid $site $label"); fi
+  done <"$D/pids"
+  stop_pids ${mirrors[@]+"${mirrors[@]}"}
+  local line
+  for line in ${kept[@]+"${kept[@]}"}; do echo "$line"; done >"$D/pids"
+  local uuid
+  uuid=$(rbd_s b mirror pool info "$POOL" --format json |
+    "$PY" -c 'import json,sys; print(next((p["uuid"] for p in json.load(sys.stdin).get("peers",[]) if p.get("site_name")=="site-a"),""))')
+  [ -z "$uuid" ] || rbd_s b mirror pool peer remove "$POOL" "$uuid"
+  log "unmirrored: the lab's rbd-mirror stopped, its peer removed"
+}
+
 # ---------------------------------------------------------------- down / purge
 
 # lab_rbd_mirrors: pids of rbd-mirror processes whose command line names DIR/
@@ -613,6 +634,7 @@ main() {
     install) cmd_install ;;
     up) cmd_up "$@" ;;
     mirror) cmd_mirror "$@" ;;
+    unmirror) cmd_unmirror "$@" ;;
     env) cmd_env "$@" ;;
     status) cmd_status "$@" ;;
     selftest) cmd_selftest "$@" ;;
