@@ -81,7 +81,10 @@ func (b *Bus) logCore(reason string) {
 		"consequence", "events published while no daemon runs are lost, a failed event is not redelivered; snapshots are then only reconciled periodically")
 }
 
-// ensureStream creates or updates the stream capturing cfg.StreamSubjects.
+// ensureStream creates the stream capturing cfg.StreamSubjects, or
+// updates it when its settings differ. A stream already as asked is left
+// alone: daemons starting together would otherwise update it at once,
+// which races inside the server (seen with -race on nats-server 2.15).
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	sc := jetstream.StreamConfig{
 		Name:        cfg.Stream,
@@ -92,18 +95,41 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config) error
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      cfg.MaxAge,
 	}
-	old, err := js.Stream(ctx, cfg.Stream)
-	switch {
-	case err == nil:
-		oc := old.CachedInfo().Config
-		sc.Replicas, sc.Placement = oc.Replicas, oc.Placement
-	case !errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("look up stream %s: %w", cfg.Stream, err)
+	for range 3 {
+		old, err := js.Stream(ctx, cfg.Stream)
+		switch {
+		case err == nil:
+			oc := old.CachedInfo().Config
+			if sameStream(oc, sc) {
+				return nil
+			}
+			sc.Replicas, sc.Placement = oc.Replicas, oc.Placement
+			if _, err := js.UpdateStream(ctx, sc); err != nil {
+				return fmt.Errorf("update stream %s for %v: %w", cfg.Stream, cfg.StreamSubjects, err)
+			}
+			return nil
+		case !errors.Is(err, jetstream.ErrStreamNotFound):
+			return fmt.Errorf("look up stream %s: %w", cfg.Stream, err)
+		}
+		_, err = js.CreateStream(ctx, sc)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err != nil {
+				return fmt.Errorf("create stream %s for %v: %w", cfg.Stream, cfg.StreamSubjects, err)
+			}
+			return nil
+		}
+		// Another daemon created it meanwhile: look again.
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-		return fmt.Errorf("create or update stream %s for %v: %w", cfg.Stream, cfg.StreamSubjects, err)
-	}
-	return nil
+	return fmt.Errorf("stream %s: created and deleted under us repeatedly", cfg.Stream)
+}
+
+// sameStream says whether the stream's settings are those mirrord asks.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	hs, ws := slices.Clone(have.Subjects), slices.Clone(want.Subjects)
+	slices.Sort(hs)
+	slices.Sort(ws)
+	return slices.Equal(hs, ws) && have.Description == want.Description && have.Retention == want.Retention &&
+		have.Storage == want.Storage && have.Discard == want.Discard && have.MaxAge == want.MaxAge
 }
 
 // Mode returns ModeJetStream or ModeCore.

@@ -200,15 +200,22 @@ func TestSubscribeCtxEnds(t *testing.T) {
 	srv := natstest.Start(t, true)
 	b := newBus(t, testConfig(srv.URL()))
 	for _, durable := range []string{"", "d"} {
+		// A subject of its own per case: the stream keeps what the first
+		// case publishes, and a durable consumer of the same subject would
+		// be handed it at once, before its ctx ends.
+		subject := "test.ctx.plain"
+		if durable != "" {
+			subject = "test.ctx.durable"
+		}
 		ctx, cancel := context.WithCancel(t.Context())
 		in := newRecorder()
-		s, err := b.Subscribe(ctx, "test.ctx", durable, in.handle)
+		s, err := b.Subscribe(ctx, subject, durable, in.handle)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cancel()
 		_ = s.Stop() // waits for the stop the ctx started
-		if err := b.Publish(t.Context(), "test.ctx", []byte("m")); err != nil {
+		if err := b.Publish(t.Context(), subject, []byte("m")); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -104,3 +104,27 @@ func TestStreamUpdated(t *testing.T) {
 	rawPublish(t, srv.URL(), "more.x", "m")
 	in.waitFor(t, "delivery on the added subject", func(got []string) bool { return len(got) == 1 })
 }
+
+// Daemons starting together all find or create the one stream.
+func TestStreamCreatedByDaemonsAtOnce(t *testing.T) {
+	srv := natstest.Start(t, true)
+	cfg := testConfig(srv.URL())
+	log := natstest.Logger()
+	errs := make(chan error, 6)
+	for range cap(errs) {
+		nc := connect(t, cfg, log)
+		go func() {
+			_, err := mnats.NewBus(t.Context(), nc, cfg, log)
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatalf("NewBus of a daemon starting with others: %v", err)
+		}
+	}
+	b := newBus(t, cfg)
+	if b.Mode() != mnats.ModeJetStream {
+		t.Fatalf("mode = %s, want jetstream", b.Mode())
+	}
+}
