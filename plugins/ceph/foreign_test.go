@@ -10,11 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ceph/go-ceph/rados"
-	"github.com/ceph/go-ceph/rbd"
-
 	"github.com/cdmdr/mirror/plugins/sdk"
-	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 )
 
 // An rbd-mirror the plugin does not run (an operator's, a cephadm or Rook
@@ -53,20 +49,7 @@ func TestForeignRbdMirrorReported(t *testing.T) {
 	t.Logf("environment while a foreign rbd-mirror runs: %s", h.Description)
 
 	for i := range 4 {
-		v := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: uint64(200 + i), VolumeUUID: plugintest.NewUUID()}
-		name := imageName(v)
-		if err := rbd.CreateImage(r.srcIO, name, 16<<20, rbd.NewRbdImageOptions()); err != nil {
-			t.Fatalf("create %s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			for _, io := range []*rados.IOContext{r.srcIO, r.dstIO} {
-				removeImageForTest(io, name)
-			}
-		})
-		vols = append(vols, v)
-		if err := r.be.StartVolume(ctx, v); err != nil {
-			t.Fatalf("StartVolume %s: %v", name, err)
-		}
+		vols = append(vols, r.startSmallVolume(t, env, uint64(200+i), r.srcIO, r.dstIO))
 	}
 	ours := 0
 	for _, v := range vols {

@@ -71,20 +71,7 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 		if i%2 == 1 {
 			env, srcIO, dstIO = env2, srcIO2, dstIO2
 		}
-		v := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: uint64(100 + i), VolumeUUID: plugintest.NewUUID()}
-		name := imageName(v)
-		if err := rbd.CreateImage(srcIO, name, 16<<20, rbd.NewRbdImageOptions()); err != nil {
-			t.Fatalf("create %s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			for _, io := range []*rados.IOContext{srcIO, dstIO} {
-				removeImageForTest(io, name)
-			}
-		})
-		vols = append(vols, v)
-		if err := r.be.StartVolume(ctx, v); err != nil {
-			t.Fatalf("StartVolume %s: %v", name, err)
-		}
+		vols = append(vols, r.startSmallVolume(t, env, uint64(100+i), srcIO, dstIO))
 	}
 	spec := func(v sdk.Volume) string {
 		m, _ := parseMeta(v.Environment.Target)
@@ -197,4 +184,24 @@ func instancesSeen(ctx context.Context, asoks []string) int {
 		}
 	}
 	return n
+}
+
+// startSmallVolume creates a 16 MiB source image for a new volume of env
+// and starts it; cleanup removes the images on both sides.
+func (r *labRig) startSmallVolume(t *testing.T, env sdk.Environment, id uint64, srcIO, dstIO *rados.IOContext) sdk.Volume {
+	t.Helper()
+	v := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: id, VolumeUUID: plugintest.NewUUID()}
+	name := imageName(v)
+	if err := rbd.CreateImage(srcIO, name, 16<<20, rbd.NewRbdImageOptions()); err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		for _, io := range []*rados.IOContext{srcIO, dstIO} {
+			removeImageForTest(io, name)
+		}
+	})
+	if err := r.be.StartVolume(t.Context(), v); err != nil {
+		t.Fatalf("StartVolume %s: %v", name, err)
+	}
+	return v
 }
