@@ -130,10 +130,12 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 			"If that peer is stale, remove it on the target cluster with `rbd mirror pool peer remove %s %s`: %w",
 			e.dst.m.Pool, e.dst.key(), foreign.SiteName, foreign.UUID, foreign.ClientName, e.dst.m.Pool, foreign.UUID, sdk.ErrPrecondition)
 	}
-	for _, sd := range []struct {
-		s  side
-		io *rados.IOContext
-	}{{e.src, e.srcIO}, {e.dst, e.dstIO}} {
+	pools := []struct {
+		s    side
+		io   *rados.IOContext
+		mode rbd.MirrorMode
+	}{{s: e.src, io: e.srcIO}, {s: e.dst, io: e.dstIO}}
+	for i, sd := range pools {
 		mode, err := call(ctx, func() (rbd.MirrorMode, error) { return rbd.GetMirrorMode(sd.io) })
 		if err != nil {
 			return fmt.Errorf("mirror mode of pool %s on storage %s: %w", sd.s.m.Pool, sd.s.key(), err)
@@ -143,16 +145,11 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 				"Switch it with `rbd mirror pool enable %s image` once you know no image relies on pool mode: %w",
 				sd.s.m.Pool, sd.s.key(), sd.s.m.Pool, sdk.ErrPrecondition)
 		}
+		pools[i].mode = mode
 	}
-	for _, sd := range []struct {
-		s  side
-		io *rados.IOContext
-	}{{e.src, e.srcIO}, {e.dst, e.dstIO}} {
-		mode, err := call(ctx, func() (rbd.MirrorMode, error) { return rbd.GetMirrorMode(sd.io) })
-		if err != nil {
-			return fmt.Errorf("mirror mode of pool %s on storage %s: %w", sd.s.m.Pool, sd.s.key(), err)
-		}
-		if mode == rbd.MirrorModeDisabled {
+	// Nothing refused: now change what needs changing.
+	for _, sd := range pools {
+		if sd.mode == rbd.MirrorModeDisabled {
 			if err := do(ctx, func() error { return rbd.SetMirrorMode(sd.io, rbd.MirrorModeImage) }); err != nil {
 				return fmt.Errorf("enable image mirroring on pool %s of storage %s: %w", sd.s.m.Pool, sd.s.key(), err)
 			}

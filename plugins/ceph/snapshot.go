@@ -35,20 +35,29 @@ func checkSnap(s sdk.Snapshot) error {
 	return nil
 }
 
-// AddSnapshot implements sdk.Backend: protect the snapshot on the primary.
-func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
+// openSnap opens the volume of snapshot s and names the snapshot; the
+// caller closes the connections.
+func (b *Backend) openSnap(ctx context.Context, s sdk.Snapshot) (*volConns, string, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := checkSnap(s); err != nil {
-		return err
+		return nil, "", err
 	}
 	v, err := b.openVol(ctx, s.Volume)
+	if err != nil {
+		return nil, "", err
+	}
+	return v, snapName(s), nil
+}
+
+// AddSnapshot implements sdk.Backend: protect the snapshot on the primary.
+func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
+	v, name, err := b.openSnap(ctx, s)
 	if err != nil {
 		return err
 	}
 	defer v.close()
-	name := snapName(s)
 	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
 		ok, err := hasSnapshot(img, name)
 		if err != nil {
@@ -111,18 +120,11 @@ func snapOn(ctx context.Context, io *rados.IOContext, image, name string) (exist
 // the target copy, protected, so it can be cloned there.
 func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.SnapshotReplication, error) {
 	var r sdk.SnapshotReplication
-	if err := ctx.Err(); err != nil {
-		return r, err
-	}
-	if err := checkSnap(s); err != nil {
-		return r, err
-	}
-	v, err := b.openVol(ctx, s.Volume)
+	v, name, err := b.openSnap(ctx, s)
 	if err != nil {
 		return r, err
 	}
 	defer v.close()
-	name := snapName(s)
 	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
 	if err != nil {
 		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
@@ -155,18 +157,11 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 // RemoveSnapshot implements sdk.Backend: unprotect and remove on the
 // source; rbd-mirror removes it from the copy.
 func (b *Backend) RemoveSnapshot(ctx context.Context, s sdk.Snapshot) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkSnap(s); err != nil {
-		return err
-	}
-	v, err := b.openVol(ctx, s.Volume)
+	v, name, err := b.openSnap(ctx, s)
 	if err != nil {
 		return err
 	}
 	defer v.close()
-	name := snapName(s)
 	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
 		ok, err := hasSnapshot(img, name)
 		if err != nil || !ok {

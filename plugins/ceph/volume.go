@@ -293,31 +293,33 @@ func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error
 	return fmt.Errorf("rbd-mirror keeps %s stopped after repeated starts: %w", v.spec, sdk.ErrRetryable)
 }
 
-// mirrorEnabled is the source image's state for Pause/Resume: ErrNotFound
-// unless it is replicated.
-func (b *Backend) mirrorEnabled(ctx context.Context, v *volConns) (imageInfo, error) {
+// openReplicated opens a volume for Pause/Resume: ErrNotFound unless its
+// source image is replicated. The caller closes the connections.
+func (b *Backend) openReplicated(ctx context.Context, vol sdk.Volume) (*volConns, imageInfo, error) {
+	v, err := b.openVol(ctx, vol)
+	if err != nil {
+		return nil, imageInfo{}, err
+	}
 	in, err := inspect(ctx, v.srcIO, v.name, true)
 	if err != nil {
-		return in, fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+		v.close()
+		return nil, in, fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
 	}
 	if !in.exists || in.mirror.State != rbd.MirrorImageEnabled {
-		return in, fmt.Errorf("image %s/%s on storage %s is not replicated: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+		v.close()
+		return nil, in, fmt.Errorf("image %s/%s on storage %s is not replicated: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
 	}
-	return in, nil
+	v.globalID = in.mirror.GlobalID
+	return v, in, nil
 }
 
 // PauseVolume implements sdk.Backend.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
-	v, err := b.openVol(ctx, vol)
+	v, _, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err
 	}
 	defer v.close()
-	in, err := b.mirrorEnabled(ctx, v)
-	if err != nil {
-		return err
-	}
-	v.globalID = in.mirror.GlobalID
 	if err := b.pausedSet(vol.Environment.ID).set(v.spec, true, v.replayerNames()[1:]...); err != nil {
 		return fmt.Errorf("record the pause: %w", err)
 	}
@@ -334,16 +336,11 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 
 // ResumeVolume implements sdk.Backend.
 func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
-	v, err := b.openVol(ctx, vol)
+	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err
 	}
 	defer v.close()
-	in, err := b.mirrorEnabled(ctx, v)
-	if err != nil {
-		return err
-	}
-	v.globalID = in.mirror.GlobalID
 	if err := b.resume(ctx, vol, v); err != nil {
 		return err
 	}
