@@ -28,6 +28,18 @@ const (
 	maxResumeDelay = 30 * time.Second
 )
 
+// A pull request lives pullExpiry and the server sends a heartbeat every
+// pullHeartbeat while one waits. Two missed heartbeats make the client
+// library pull again and make run look whether the consumer is gone. The
+// library's defaults (30 s, 15 s) leave a subscription idle for 30 s when
+// a pull is lost: nats.go v1.55 skips the next pull when a message arrives
+// before its own previous pull request was marked sent (seen under load
+// with one message per pull), and a deleted stream answers nothing.
+const (
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
+
 // coreSub is a plain or queue-group subscription.
 type coreSub struct {
 	sub     *nats.Subscription
@@ -147,7 +159,9 @@ func (s *durableSub) start(ctx context.Context) (jetstream.ConsumeContext, error
 	if err != nil {
 		return nil, fmt.Errorf("create or update consumer %s on %s: %w", s.consumer, s.subject, err)
 	}
-	cc, err := c.Consume(s.handle, jetstream.PullMaxMessages(1), jetstream.ConsumeErrHandler(s.consumeErr))
+	cc, err := c.Consume(s.handle, jetstream.PullMaxMessages(1),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat),
+		jetstream.ConsumeErrHandler(s.consumeErr))
 	if err != nil {
 		return nil, fmt.Errorf("consume %s on %s: %w", s.consumer, s.subject, err)
 	}
