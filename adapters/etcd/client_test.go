@@ -18,7 +18,9 @@ func TestNewClientAuth(t *testing.T) {
 	defer cancel()
 	enableAuth(ctx, t, s.Client(t), "cdm", "correct-horse-battery")
 
-	cfg := etcd.Config{Endpoints: s.Endpoints(), Username: "cdm", Password: "correct-horse-battery"}
+	// etcd checks each password with bcrypt, slow under -race on a busy
+	// machine: a dial that times out first would hide the auth error.
+	cfg := etcd.Config{Endpoints: s.Endpoints(), Username: "cdm", Password: "correct-horse-battery", DialTimeout: 30 * time.Second}
 	c, closeClient, err := etcd.NewClient(cfg, quiet())
 	if err != nil {
 		t.Fatalf("NewClient with the right password: %v", err)
