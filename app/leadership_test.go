@@ -134,8 +134,9 @@ func TestSessionExpiresDuringAWrite(t *testing.T) {
 	expired := make(chan int64, 1)
 	d1.Election.BeforeFencedWrite(func() {
 		once.Do(func() {
+			rev := h.Shared.KV.Revision()
 			d1.Election.Expire()
-			expired <- h.Shared.KV.Revision()
+			expired <- rev
 		})
 	})
 	setOp(h, vol7, "pause")
@@ -145,12 +146,20 @@ func TestSessionExpiresDuringAWrite(t *testing.T) {
 	if h.Shared.Backend.Calls("PauseVolume") < 1 {
 		t.Fatal("PauseVolume never called")
 	}
-	for _, ev := range history(t, h, volStatus7) {
-		if ev.KV.ModRevision > rev {
+	// Every paused was written after the session expired (the first
+	// attempt is what expired it), so under a lead won after that: d1 may
+	// win again, but its write under the expired lead must not land.
+	leader := core.LeaderKey(core.DefaultLeaderPrefix, core.VolumeKey(vol7))
+	var leadRev int64
+	for _, ev := range history(t, h, "") {
+		if ev.KV.Key == leader && ev.Type == ports.EventPut {
+			leadRev = ev.KV.ModRevision
+		}
+		if ev.KV.Key != volStatus7 || ev.Type != ports.EventPut {
 			continue
 		}
-		if s, _ := core.DecodeStatus(ev.KV.Value); s.StateCode == core.StatePaused {
-			t.Fatalf("d1's refused write landed: %+v", s)
+		if s, _ := core.DecodeStatus(ev.KV.Value); s.StateCode == core.StatePaused && leadRev <= rev {
+			t.Fatalf("paused written under the lead won at revision %d, which expired after revision %d: %+v", leadRev, rev, s)
 		}
 	}
 	if st.Owner != leaderOf(h, core.VolumeKey(vol7)) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/cdmdr/mirror/app/harness"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
 )
@@ -11,9 +12,8 @@ import (
 func TestResyncCatchesAMissedOperation(t *testing.T) {
 	h, _ := mirroringEnv(t)
 	bringUp(h, vol7, seedUUID)
-	t0 := h.Shared.Clock.Now()
 
-	h.Shared.KV.DropNextEvents(1)
+	h.Shared.KV.DropNextEvents(core.VolumeKey(vol7)+"/operation", 1)
 	setOp(h, vol7, "pause")
 	settle()
 	h.Tick(poll) // a poll reads the (stale) cache: still nothing
@@ -24,8 +24,10 @@ func TestResyncCatchesAMissedOperation(t *testing.T) {
 	}
 
 	st := h.TickState(volStatus7, core.StatePaused, poll/3)
-	if elapsed := st.UpdatedAt.Sub(t0); elapsed < resync {
-		t.Fatalf("paused after %v, before any resync (%v)", elapsed, resync)
+	// The first resync comes one interval after the engine started, at
+	// the fake clock's epoch (bringUp may have moved the clock on since).
+	if elapsed := st.UpdatedAt.Sub(harness.Epoch); elapsed < resync {
+		t.Fatalf("paused %v after the engine started, before its first resync (%v)", elapsed, resync)
 	}
 	wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
 }
@@ -35,7 +37,7 @@ func TestResyncCatchesAMissedEnvironmentStart(t *testing.T) {
 	leader := core.LeaderKey(core.DefaultLeaderPrefix, envKey)
 	h.WaitFor("d1 to lead the environment", func() bool { return h.Get(leader) == "d1" })
 	settle() // and to have read its keys
-	h.Shared.KV.DropNextEvents(1)
+	h.Shared.KV.DropNextEvents(envKey+"/operation", 1)
 	setEnvOp(h, "start")
 	settle()
 	if _, ok := h.Status(envStatus); ok {
@@ -57,7 +59,7 @@ func TestResyncCatchesMissedDeletion(t *testing.T) {
 	if h.Get(leader) != "d1" {
 		t.Fatalf("leader key %s = %q", leader, h.Get(leader))
 	}
-	h.Shared.KV.DropNextEvents(3) // record, operation, status: one range delete
+	h.Shared.KV.DropNextEvents(core.VolumeKey(vol7), 3) // record, operation, status: one range delete
 	if err := h.Shared.KV.DeletePrefix(t.Context(), core.VolumeKey(vol7)); err != nil {
 		t.Fatal(err)
 	}

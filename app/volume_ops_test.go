@@ -170,8 +170,20 @@ func TestResume(t *testing.T) {
 		h.TickState(volStatus7, core.StatePaused, fastPoll)
 		h.Shared.Backend.FailNext("ResumeVolume", fmt.Errorf("plugin restarting: %w", ports.ErrRetryable))
 		setOp(h, vol7, "resume")
-		h.WaitState(volStatus7, core.StateError)
-		wantStatus(t, h, volStatus7, core.StateError, "cdm-dr.mirror.volume.failure-resume-unavailable")
+		// The error may already be followed by the retry's status (a nudge
+		// queued while the failing reconcile ran retries at once), so look
+		// for it among the statuses written, not only the current one.
+		h.WaitFor("the failed resume's error written", func() bool {
+			for _, st := range statuses(t, h, volStatus7) {
+				if st.StateCode == core.StateError {
+					if st.ErrorReason == nil || st.ErrorReason.Code != "cdm-dr.mirror.volume.failure-resume-unavailable" {
+						t.Fatalf("error status %+v, want reason cdm-dr.mirror.volume.failure-resume-unavailable", st)
+					}
+					return true
+				}
+			}
+			return false
+		})
 		h.TickState(volStatus7, core.StateMirroring, fastPoll)
 		wantStates(t, h, volStatus7, core.StatePaused, core.StateError, core.StateInitializing, core.StateMirroring)
 		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)

@@ -32,8 +32,11 @@ type KV struct {
 	// them to notice a deleted leader key in the same step as the delete.
 	hooks []func([]ports.WatchEvent)
 	fail  error
-	drop  int
-	calls int
+	// dropUnder and drop: the next drop events under dropUnder reach no
+	// watcher.
+	dropUnder string
+	drop      int
+	calls     int
 }
 
 // NewKV returns an empty store at revision 1.
@@ -222,13 +225,15 @@ func (kv *KV) SetFailure(err error) {
 }
 
 // DropNextEvents makes every running and future watcher miss the next n
-// events (they stay in the history, so a watch from an older revision still
-// sees them). It breaks the Watch contract on purpose, to test that a
-// periodic resync repairs what a lost event left behind.
-func (kv *KV) DropNextEvents(n int) {
+// events on keys under prefix (they stay in the history, so a watch from an
+// older revision still sees them). It breaks the Watch contract on purpose,
+// to test that a periodic resync repairs what a lost event left behind.
+// Only keys under prefix count, so a write the daemon happens to make at
+// that moment is not the one lost.
+func (kv *KV) DropNextEvents(prefix string, n int) {
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	kv.drop = n
+	kv.dropUnder, kv.drop = prefix, n
 }
 
 // Dump returns every key with its value as a string.
@@ -316,7 +321,7 @@ func (kv *KV) commit(tx *Tx) {
 		h(events)
 	}
 	for _, ev := range events {
-		if kv.drop > 0 {
+		if kv.drop > 0 && strings.HasPrefix(ev.KV.Key, kv.dropUnder) {
 			kv.drop--
 			continue
 		}

@@ -86,17 +86,19 @@ func TestKVDropNextEvents(t *testing.T) {
 	ctx := t.Context()
 	kv := fake.NewKV()
 	live := kv.Watch(ctx, "", 0)
-	kv.DropNextEvents(2)
-	for _, k := range []string{"a", "b", "c"} {
+	kv.DropNextEvents("d/", 2)
+	for _, k := range []string{"d/a", "x", "d/b", "d/c"} {
 		_, _ = kv.Put(ctx, k, []byte("v"))
 	}
-	if ev := recv(t, live); ev.KV.Key != "c" {
-		t.Fatalf("live watcher got %q first, want c (a and b dropped)", ev.KV.Key)
+	for _, want := range []string{"x", "d/c"} {
+		if ev := recv(t, live); ev.KV.Key != want {
+			t.Fatalf("live watcher got %q, want %q (d/a and d/b dropped, x kept)", ev.KV.Key, want)
+		}
 	}
 	// The history still has them.
 	replay := kv.Watch(ctx, "", 2)
-	if ev := recv(t, replay); ev.KV.Key != "a" {
-		t.Fatalf("replay starts with %q, want a", ev.KV.Key)
+	if ev := recv(t, replay); ev.KV.Key != "d/a" {
+		t.Fatalf("replay starts with %q, want d/a", ev.KV.Key)
 	}
 }
 
