@@ -85,6 +85,14 @@ func (b *Bus) subscribeCore(ctx context.Context, subject, durable string, h port
 	}
 	s.sub.SetClosedHandler(func(string) { close(s.closed) })
 	s.unwatch = context.AfterFunc(ctx, func() { _ = s.Stop() })
+	// A round trip, so the server has the subscription once Subscribe
+	// returns: core NATS keeps nothing for a subscription not yet there.
+	// Disconnected, it fails; the client subscribes again on reconnect.
+	fctx, fcancel := context.WithTimeout(ctx, closeWait)
+	defer fcancel()
+	if err := b.nc.FlushWithContext(fctx); err != nil {
+		log.Debug("subscribe: flush", "err", err)
+	}
 	return s, nil
 }
 
