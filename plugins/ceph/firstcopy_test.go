@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -88,17 +87,8 @@ func (r *labRig) startBigVolume(t *testing.T) (sdk.Volume, string) {
 		}
 	})
 	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 9, VolumeUUID: uuid}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		_, _ = r.be.DestroyVolume(cctx, vol)
-		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
-			t.Errorf("cleanup: teardown: %v", err)
-		}
-	})
-	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
-	}
+	r.prepareEnvironments(t, env)
+	r.destroyAtEnd(t, vol)
 	if err := r.be.StartVolume(ctx, vol); err != nil {
 		t.Fatalf("StartVolume: %v", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,20 +20,7 @@ func TestForeignRbdMirrorReported(t *testing.T) {
 	r := newRig(t, modeJournal)
 	ctx := t.Context()
 	env := r.env(t)
-	var vols []sdk.Volume
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		for _, v := range vols {
-			_, _ = r.be.DestroyVolume(cctx, v)
-		}
-		if err := r.be.TeardownEnvironment(cctx, env); err != nil {
-			t.Errorf("cleanup: teardown: %v", err)
-		}
-	})
-	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
-	}
+	r.prepareEnvironments(t, env)
 	if h, err := r.be.EnvironmentStatus(ctx, env); err != nil || !h.Ready {
 		t.Fatalf("EnvironmentStatus = %+v, %v; want ready", h, err)
 	}
@@ -48,6 +34,7 @@ func TestForeignRbdMirrorReported(t *testing.T) {
 	})
 	t.Logf("environment while a foreign rbd-mirror runs: %s", h.Description)
 
+	var vols []sdk.Volume
 	for i := range 4 {
 		vols = append(vols, r.startSmallVolume(t, env, uint64(200+i), r.srcIO, r.dstIO))
 	}

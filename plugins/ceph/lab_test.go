@@ -187,6 +187,35 @@ func (r *labRig) env(t testing.TB) sdk.Environment {
 	}
 }
 
+// prepareEnvironments prepares envs. Each is torn down when the test ends,
+// after what the test registers later (its volumes) is cleaned up; the
+// teardown is registered first, so a prepare that fails halfway is undone.
+func (r *labRig) prepareEnvironments(t testing.TB, envs ...sdk.Environment) {
+	t.Helper()
+	for _, env := range envs {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := r.be.TeardownEnvironment(ctx, env); err != nil {
+				t.Errorf("cleanup: teardown %s: %v", env.ID, err)
+			}
+		})
+		if err := r.be.PrepareEnvironment(t.Context(), env); err != nil {
+			t.Fatalf("PrepareEnvironment %s: %v", env.ID, err)
+		}
+	}
+}
+
+// destroyAtEnd destroys v when the test ends, before the environment
+// teardowns registered earlier.
+func (r *labRig) destroyAtEnd(t testing.TB, v sdk.Volume) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		_, _ = r.be.DestroyVolume(ctx, v)
+	})
+}
+
 type labHarness struct {
 	r    *labRig
 	env  sdk.Environment

@@ -39,24 +39,7 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 	}
 	srcIO2, dstIO2 := second(r.lab.Sites[0]).connect(t), second(r.lab.Sites[1]).connect(t)
 
-	var vols []sdk.Volume
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		for _, v := range vols {
-			_, _ = r.be.DestroyVolume(cctx, v)
-		}
-		for _, e := range []sdk.Environment{env1, env2} {
-			if err := r.be.TeardownEnvironment(cctx, e); err != nil {
-				t.Errorf("cleanup: teardown %s: %v", e.ID, err)
-			}
-		}
-	})
-	for _, e := range []sdk.Environment{env1, env2} {
-		if err := r.be.PrepareEnvironment(ctx, e); err != nil {
-			t.Fatalf("PrepareEnvironment %s: %v", e.ID, err)
-		}
-	}
+	r.prepareEnvironments(t, env1, env2)
 	asoks := r.be.clusterAsoks(env1.ID)
 	if len(asoks) != 2 {
 		t.Fatalf("rbd-mirror daemons known on the target cluster = %q, want both environments'", asoks)
@@ -66,6 +49,7 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 	waitFor(t, "both rbd-mirror daemons in each pool's instance list", 60*time.Second, func() bool {
 		return instancesSeen(ctx, asoks) >= 2
 	})
+	var vols []sdk.Volume
 	for i := range 6 {
 		env, srcIO, dstIO := env1, r.srcIO, r.dstIO
 		if i%2 == 1 {
@@ -187,7 +171,8 @@ func instancesSeen(ctx context.Context, asoks []string) int {
 }
 
 // startSmallVolume creates a 16 MiB source image for a new volume of env
-// and starts it; cleanup removes the images on both sides.
+// and starts it; cleanup destroys the volume and removes the images on
+// both sides.
 func (r *labRig) startSmallVolume(t *testing.T, env sdk.Environment, id uint64, srcIO, dstIO *rados.IOContext) sdk.Volume {
 	t.Helper()
 	v := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: id, VolumeUUID: plugintest.NewUUID()}
@@ -200,6 +185,7 @@ func (r *labRig) startSmallVolume(t *testing.T, env sdk.Environment, id uint64, 
 			removeImageForTest(io, name)
 		}
 	})
+	r.destroyAtEnd(t, v)
 	if err := r.be.StartVolume(t.Context(), v); err != nil {
 		t.Fatalf("StartVolume %s: %v", name, err)
 	}

@@ -34,17 +34,8 @@ func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 func startReplaying(t testing.TB, r *labRig, h *labHarness) {
 	t.Helper()
 	ctx := t.Context()
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		_, _ = r.be.DestroyVolume(cctx, h.vol)
-		if err := r.be.TeardownEnvironment(cctx, h.env); err != nil {
-			t.Errorf("cleanup: teardown: %v", err)
-		}
-	})
-	if err := r.be.PrepareEnvironment(ctx, h.env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
-	}
+	r.prepareEnvironments(t, h.env)
+	r.destroyAtEnd(t, h.vol)
 	if err := r.be.StartVolume(ctx, h.vol); err != nil {
 		t.Fatalf("StartVolume: %v", err)
 	}
