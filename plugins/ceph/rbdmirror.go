@@ -268,22 +268,11 @@ func foreignInstances(ctx context.Context, asoks []string, pool string) []string
 		for _, id := range knownInstances(a) {
 			ours[id] = true
 		}
-		out, err := asokCommand(ctx, a, "rbd mirror status")
+		replayers, err := poolReplayersAt(ctx, a)
 		if err != nil {
 			continue
 		}
-		var st struct {
-			PoolReplayers []struct {
-				Pool       string   `json:"pool"`
-				InstanceID string   `json:"instance_id"`
-				LeaderID   string   `json:"leader_instance_id"`
-				Instances  []string `json:"instances"`
-			} `json:"pool_replayers"`
-		}
-		if json.Unmarshal(out, &st) != nil {
-			continue
-		}
-		for _, p := range st.PoolReplayers {
+		for _, p := range replayers {
 			if p.InstanceID != "" {
 				ours[p.InstanceID] = true
 				rememberInstance(a, p.InstanceID)
@@ -309,26 +298,43 @@ func foreignInstances(ctx context.Context, asoks []string, pool string) []string
 	return foreign
 }
 
+// poolReplayer is one pool as the rbd-mirror daemon's status shows it:
+// its own instance id there, the pool's leader and the instances the
+// leader shares images out to (listed by the leader only).
+type poolReplayer struct {
+	Pool       string   `json:"pool"`
+	InstanceID string   `json:"instance_id"`
+	LeaderID   string   `json:"leader_instance_id"`
+	Instances  []string `json:"instances"`
+}
+
+// poolReplayersAt asks the rbd-mirror at asok for its pool replayers.
+func poolReplayersAt(ctx context.Context, asok string) ([]poolReplayer, error) {
+	out, err := asokCommand(ctx, asok, "rbd mirror status")
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		PoolReplayers []poolReplayer `json:"pool_replayers"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("rbd-mirror status at %s: %w", asok, err)
+	}
+	return st.PoolReplayers, nil
+}
+
 // rememberInstances records the instance ids of the running rbd-mirror
 // (one per pool it replicates), so foreignInstances still knows them as
 // ours after it dies; false until it has joined a pool.
 func (d *mirrorDaemon) rememberInstances() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), asokTimeout)
 	defer cancel()
-	out, err := asokCommand(ctx, d.asok, "rbd mirror status")
+	replayers, err := poolReplayersAt(ctx, d.asok)
 	if err != nil {
 		return false
 	}
-	var st struct {
-		PoolReplayers []struct {
-			InstanceID string `json:"instance_id"`
-		} `json:"pool_replayers"`
-	}
-	if json.Unmarshal(out, &st) != nil {
-		return false
-	}
 	found := false
-	for _, p := range st.PoolReplayers {
+	for _, p := range replayers {
 		if p.InstanceID != "" {
 			rememberInstance(d.asok, p.InstanceID)
 			found = true
