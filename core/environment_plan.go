@@ -1,21 +1,10 @@
 package core
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/cdmdr/mirror/ports"
-)
-
-// EnvironmentAction is the backend call an environment plan asks for.
-type EnvironmentAction string
-
-// Environment actions.
-const (
-	EnvActNone     EnvironmentAction = ""
-	EnvActPrepare  EnvironmentAction = "prepare"
-	EnvActTeardown EnvironmentAction = "teardown"
 )
 
 // EnvironmentInput is everything the environment rules look at.
@@ -30,60 +19,52 @@ type EnvironmentInput struct {
 	Volumes []string
 }
 
-// EnvironmentPlan is the decision for one reconcile of one environment:
-// write Write, then run Action; on success apply OnSuccess.
-type EnvironmentPlan struct {
-	Write     *Status
-	Action    EnvironmentAction
-	OnSuccess Outcome
-}
-
 // PlanEnvironment decides what to do for one environment (SPEC §3).
-func PlanEnvironment(in EnvironmentInput) EnvironmentPlan {
+func PlanEnvironment(in EnvironmentInput) Plan {
 	switch in.Operation {
 	case OpStart:
+		if in.Observed == nil && in.ObserveErr == nil {
+			return observeFirst
+		}
 		if in.Observed == nil {
-			return EnvironmentPlan{Write: in.status(StateError, FailureReason("environment", "observe", in.observeErr()))}
+			return in.write(in.status(StateError, FailureReason(SubjectEnvironment, "observe", in.ObserveErr)))
 		}
 		if in.Observed.Ready {
-			return EnvironmentPlan{Write: in.status(StateMirroring, nil)}
+			return in.write(in.status(StateMirroring, nil))
 		}
 		// Not ready: prepare (idempotent), showing initializing meanwhile.
 		// An environment in error stays in error while it retries, so the
 		// reason stays visible.
-		write := in.status(StateInitializing, nil)
-		if in.Status != nil && in.Status.StateCode == StateError {
-			write = nil
+		p := in.act(ActPrepare, Outcome{Write: in.status(StateMirroring, nil)})
+		if in.Status == nil || in.Status.StateCode != StateError {
+			p.Write = in.status(StateInitializing, nil)
 		}
-		return EnvironmentPlan{Write: write, Action: EnvActPrepare, OnSuccess: Outcome{Write: in.status(StateMirroring, nil)}}
+		return p
 	case OpStop:
 		if n := len(in.Volumes); n > 0 {
-			return EnvironmentPlan{Write: in.status(StateStopping, &Reason{
-				Code:     Code("environment", "waiting", "stop", "volumes_remain"),
+			return in.write(in.status(StateStopping, &Reason{
+				Code:     Code(SubjectEnvironment, "waiting", "stop", "volumes_remain"),
 				Contents: fmt.Sprintf("%d volume(s) of this environment are still replicated: %s; stop them first", n, sample(in.Volumes, 5)),
-			})}
+			}))
 		}
-		return EnvironmentPlan{Write: in.status(StateStopping, nil), Action: EnvActTeardown, OnSuccess: Outcome{Finish: true}}
+		p := in.act(ActTeardown, Outcome{Finish: true})
+		p.Write = in.status(StateStopping, nil)
+		return p
 	}
-	return EnvironmentPlan{Write: in.status(StateError, &Reason{
-		Code:     Code("environment", "refused", "operation", "unknown_operation"),
+	return in.write(in.status(StateError, &Reason{
+		Code:     Code(SubjectEnvironment, "refused", "operation", "unknown_operation"),
 		Contents: fmt.Sprintf("operation %q is not an environment operation (start, stop)", in.Operation),
-	})}
+	}))
 }
 
-// Failed is the outcome of a plan whose action failed with err.
-func (in EnvironmentInput) Failed(p EnvironmentPlan, err error) Outcome {
-	if errors.Is(err, ports.ErrInProgress) {
-		return Outcome{}
-	}
-	return Outcome{Write: in.status(StateError, FailureReason("environment", string(p.Action), err))}
+func (in EnvironmentInput) write(st *Status) Plan {
+	return Plan{subject: SubjectEnvironment, Write: st}
 }
 
-func (in EnvironmentInput) observeErr() error {
-	if in.ObserveErr != nil {
-		return in.ObserveErr
-	}
-	return errors.New("the backend was not asked")
+// act runs a; a failure is an error status, and the backend saying the
+// work is under way changes nothing.
+func (in EnvironmentInput) act(a Action, success Outcome) Plan {
+	return Plan{subject: SubjectEnvironment, Action: a, OnSuccess: success, OnFailure: in.status(StateError, nil)}
 }
 
 func (in EnvironmentInput) status(state State, reason *Reason) *Status {

@@ -18,9 +18,10 @@ func TestPlanEnvironment(t *testing.T) {
 	type want struct {
 		write   core.State // none = no write
 		code    string     // substring of the reason code, "" = no reason
-		action  core.EnvironmentAction
+		action  core.Action
 		success core.State
 		finish  bool // OnSuccess.Finish
+		observe bool // the plan only asks for the report
 	}
 	cases := map[string]struct {
 		in   core.EnvironmentInput
@@ -28,17 +29,17 @@ func TestPlanEnvironment(t *testing.T) {
 	}{
 		"start, no status, not ready: prepare": {
 			core.EnvironmentInput{Operation: core.OpStart, Observed: notReady},
-			want{write: initializing, action: core.EnvActPrepare, success: mirroring}},
+			want{write: initializing, action: core.ActPrepare, success: mirroring}},
 		"start, initializing, not ready: prepare again": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(initializing, start), Observed: notReady},
-			want{write: initializing, action: core.EnvActPrepare, success: mirroring}},
+			want{write: initializing, action: core.ActPrepare, success: mirroring}},
 		"start, mirroring, not ready any more: prepare": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(mirroring, start), Observed: notReady},
-			want{write: initializing, action: core.EnvActPrepare, success: mirroring}},
+			want{write: initializing, action: core.ActPrepare, success: mirroring}},
 		"start, error, not ready: prepare keeping the error": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: &core.Status{StateCode: errState, Operation: start,
 				ErrorReason: &core.Reason{Code: "x", Contents: "y"}}, Observed: notReady},
-			want{action: core.EnvActPrepare, success: mirroring}},
+			want{action: core.ActPrepare, success: mirroring}},
 		"start, ready: mirroring": {
 			core.EnvironmentInput{Operation: core.OpStart, Observed: ready},
 			want{write: mirroring}},
@@ -48,15 +49,15 @@ func TestPlanEnvironment(t *testing.T) {
 		"start, observe error": {
 			core.EnvironmentInput{Operation: core.OpStart, ObserveErr: fmt.Errorf("ceph: %w", ports.ErrRetryable)},
 			want{write: errState, code: "cdm-dr.mirror.environment.failure-observe-unavailable"}},
-		"start, not observed": {
+		"start, not observed: ask first": {
 			core.EnvironmentInput{Operation: core.OpStart},
-			want{write: errState, code: "cdm-dr.mirror.environment.failure-observe-"}},
+			want{observe: true}},
 		"stop, no volumes: teardown then finish": {
 			core.EnvironmentInput{Operation: core.OpStop, Status: st(mirroring, start), Observed: ready},
-			want{write: stopping, action: core.EnvActTeardown, finish: true}},
+			want{write: stopping, action: core.ActTeardown, finish: true}},
 		"stop, no volumes, nothing observed": {
 			core.EnvironmentInput{Operation: core.OpStop, ObserveErr: ports.ErrRetryable},
-			want{write: stopping, action: core.EnvActTeardown, finish: true}},
+			want{write: stopping, action: core.ActTeardown, finish: true}},
 		"stop, volumes remain: wait": {
 			core.EnvironmentInput{Operation: core.OpStop, Status: st(mirroring, start), Observed: ready,
 				Volumes: []string{"mirror_volume/storage.11.13/volume.7"}},
@@ -70,6 +71,9 @@ func TestPlanEnvironment(t *testing.T) {
 			t.Parallel()
 			p := core.PlanEnvironment(c.in)
 			w := c.want
+			if p.Observe != w.observe {
+				t.Errorf("Observe = %v, want %v", p.Observe, w.observe)
+			}
 			checkEnvStatus(t, "Write", p.Write, w.write, w.code, c.in.Operation)
 			if p.Action != w.action {
 				t.Errorf("Action = %q, want %q", p.Action, w.action)
@@ -128,7 +132,7 @@ func TestPlanEnvironmentStopNamesRemainingVolumes(t *testing.T) {
 			t.Parallel()
 			p := core.PlanEnvironment(core.EnvironmentInput{Operation: core.OpStop, Volumes: c.volumes,
 				Observed: &ports.EnvironmentHealth{Ready: true}})
-			if p.Action != core.EnvActNone || p.OnSuccess.Finish {
+			if p.Action != core.ActNone || p.OnSuccess.Finish {
 				t.Fatalf("stop with volumes acts: %+v", p)
 			}
 			if p.Write == nil || p.Write.StateCode != stopping || p.Write.ErrorReason == nil {
@@ -174,7 +178,7 @@ func TestEnvironmentFailed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			p := core.PlanEnvironment(c.in)
-			out := c.in.Failed(p, c.err)
+			out := p.Failed(c.err)
 			if out.Finish {
 				t.Errorf("failure finishes")
 			}

@@ -14,7 +14,9 @@ const CodePrefix = "cdm-dr.mirror."
 
 // Code builds a stable dotted code: cdm-dr.mirror.{subject}.{kind}-{step}-{cause}.
 // subject is volume, environment or snapshot; kind is failure, waiting or
-// refused; step names what was being done; cause is one word.
+// refused in statuses; step names what was being done; cause is one word.
+// Events carry the same codes, and two of their own: FinishedCode and
+// LeftoversCode.
 func Code(subject, kind, step, cause string) string {
 	return CodePrefix + subject + "." + kind + "-" + step + "-" + cause
 }
@@ -50,3 +52,13 @@ func Cause(err error) string {
 func FailureReason(subject, step string, err error) *Reason {
 	return &Reason{Code: Code(subject, "failure", step, Cause(err)), Contents: fmt.Sprintf("%s failed: %v", step, err)}
 }
+
+// FinishedCode is the event code of an operation that ended with its
+// resource's keys deleted: cdm-dr.mirror.{subject}.finished-{operation}.
+func FinishedCode(subject string, op Operation) string {
+	return CodePrefix + subject + ".finished-" + string(op)
+}
+
+// LeftoversCode is the event code of a destroy that left something on a
+// storage: cdm-dr.mirror.volume.destroy-leftovers-found.
+func LeftoversCode() string { return Code(SubjectVolume, "destroy", "leftovers", "found") }

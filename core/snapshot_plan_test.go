@@ -21,10 +21,10 @@ func TestPlanSnapshot(t *testing.T) {
 	type want struct {
 		write   core.State
 		code    string
-		action  core.SnapshotAction
+		action  core.Action
 		success core.State
 		finish  bool
-		observe bool // SnapshotNeedsObservation
+		observe bool // without a report, the plan asks for one
 	}
 	cases := map[string]struct {
 		in   core.SnapshotInput
@@ -37,7 +37,7 @@ func TestPlanSnapshot(t *testing.T) {
 			in   core.SnapshotInput
 			want want
 		}{core.SnapshotInput{Record: del, Status: mirroringSt, VolumeState: vs, Observed: obs(ports.SnapshotReady)},
-			want{write: core.SnapshotDeleting, action: core.SnapActRemove, finish: true}}
+			want{write: core.SnapshotDeleting, action: core.ActRemoveSnapshot, finish: true}}
 	}
 	// Not replicating: recorded only.
 	for _, vs := range []core.State{none, waiting, stopping, deleting, errState} {
@@ -62,9 +62,9 @@ func TestPlanSnapshot(t *testing.T) {
 			}{in, w}
 		}
 		add("absent: protect", core.SnapshotInput{Observed: obs(ports.SnapshotAbsent)},
-			want{write: core.SnapshotMirroring, action: core.SnapActAdd, success: core.SnapshotMirroring})
+			want{write: core.SnapshotMirroring, action: core.ActAddSnapshot, success: core.SnapshotMirroring})
 		add("absent, recorded: protect", core.SnapshotInput{Status: mirroringSt, Observed: obs(ports.SnapshotAbsent)},
-			want{write: core.SnapshotMirroring, action: core.SnapActAdd, success: core.SnapshotMirroring})
+			want{write: core.SnapshotMirroring, action: core.ActAddSnapshot, success: core.SnapshotMirroring})
 		add("pending", core.SnapshotInput{Status: mirroringSt, Observed: obs(ports.SnapshotPending)},
 			want{write: core.SnapshotMirroring})
 		add("ready", core.SnapshotInput{Status: mirroringSt, Observed: obs(ports.SnapshotReady)},
@@ -73,8 +73,6 @@ func TestPlanSnapshot(t *testing.T) {
 			want{write: core.SnapshotMirrored})
 		add("observe error", core.SnapshotInput{Status: mirroringSt, ObserveErr: fmt.Errorf("rbd: %w", ports.ErrRetryable)},
 			want{write: core.SnapshotError, code: "cdm-dr.mirror.snapshot.failure-observe-unavailable"})
-		add("not observed", core.SnapshotInput{},
-			want{write: core.SnapshotError, code: "cdm-dr.mirror.snapshot.failure-observe-"})
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -89,8 +87,15 @@ func TestPlanSnapshot(t *testing.T) {
 			if p.OnSuccess.Finish != w.finish {
 				t.Errorf("OnSuccess.Finish = %v, want %v", p.OnSuccess.Finish, w.finish)
 			}
-			if got := core.SnapshotNeedsObservation(c.in); got != w.observe {
-				t.Errorf("SnapshotNeedsObservation = %v, want %v", got, w.observe)
+			if p.Observe {
+				t.Errorf("plan asks to observe although the input has the backend's report")
+			}
+			blind := c.in
+			blind.Observed, blind.ObserveErr = nil, nil
+			if got := core.PlanSnapshot(blind); got.Observe != w.observe {
+				t.Errorf("without a report, Observe = %v, want %v", got.Observe, w.observe)
+			} else if got.Observe && (got.Write != nil || got.Action != core.ActNone) {
+				t.Errorf("a plan asking to observe also acts: %+v", got)
 			}
 		})
 	}
@@ -139,7 +144,7 @@ func TestSnapshotFailed(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			p := core.PlanSnapshot(c.in)
-			out := c.in.Failed(p, c.err)
+			out := p.Failed(c.err)
 			if out.Finish {
 				t.Errorf("failure finishes")
 			}

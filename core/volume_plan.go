@@ -1,24 +1,9 @@
 package core
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cdmdr/mirror/ports"
-)
-
-// VolumeAction is the one backend call a plan asks for.
-type VolumeAction string
-
-// Volume actions.
-const (
-	ActNone         VolumeAction = ""
-	ActStart        VolumeAction = "start"
-	ActResume       VolumeAction = "resume"
-	ActPause        VolumeAction = "pause"
-	ActStop         VolumeAction = "stop"
-	ActDeleteTarget VolumeAction = "delete_target"
-	ActDestroy      VolumeAction = "destroy"
 )
 
 // VolumeInput is everything the volume rules look at. The caller observes
@@ -35,26 +20,6 @@ type VolumeInput struct {
 	ObserveErr error
 }
 
-// Outcome is what follows an action: a status to write, or the end of the
-// operation (delete the volume's keys), or nothing.
-type Outcome struct {
-	Write  *Status
-	Finish bool
-}
-
-// VolumePlan is the decision for one reconcile of one volume: write Write
-// (if set), then run Action (if any); on success apply OnSuccess, on
-// failure the status from VolumeInput.Failed. With no action, Finish says
-// whether to delete the keys right away.
-type VolumePlan struct {
-	Write     *Status
-	Action    VolumeAction
-	OnSuccess Outcome
-	// OnFailure is the state to take when Action fails.
-	OnFailure State
-	Finish    bool
-}
-
 // current returns the volume's state and whether op is only now entering.
 func (in VolumeInput) current() (State, bool) {
 	if in.Status == nil {
@@ -66,20 +31,20 @@ func (in VolumeInput) current() (State, bool) {
 // PlanVolume decides what to do for one volume. It never plans a move the
 // tables of SPEC §4 do not allow: an operation asked for in a state it
 // cannot start from keeps the state and gets a refusal reason.
-func PlanVolume(in VolumeInput) VolumePlan {
+func PlanVolume(in VolumeInput) Plan {
 	cur, _ := in.current()
 	if in.Operation == OpDestroy {
-		return VolumePlan{Action: ActDestroy, OnSuccess: Outcome{Finish: true}}
+		return Plan{subject: SubjectVolume, Action: ActDestroy, OnSuccess: Outcome{Finish: true}, Forced: true}
 	}
 	if _, known := volumeTables[in.Operation]; !known && cur == StateNone {
 		// Nothing to keep: the first status of a volume is never empty.
-		return VolumePlan{Write: &Status{StateCode: StateError, ErrorReason: &Reason{
-			Code:     Code("volume", "failure", "decode_operation", "unknown_operation"),
+		return in.write(&Status{StateCode: StateError, ErrorReason: &Reason{
+			Code:     Code(SubjectVolume, "failure", "decode_operation", "unknown_operation"),
 			Contents: fmt.Sprintf("operation %q is not one of start, resume, pause, stop, stop_and_delete, destroy", in.Operation),
-		}}}
+		}})
 	}
 	if !CanStartFrom(in.Operation, cur) {
-		return VolumePlan{Write: in.refused(cur)}
+		return in.write(in.refused(cur))
 	}
 	switch in.Operation {
 	case OpStart:
@@ -89,14 +54,14 @@ func PlanVolume(in VolumeInput) VolumePlan {
 	case OpPause:
 		return in.planPause(cur)
 	case OpStop:
-		return in.planStop(cur)
+		return in.planStop()
 	case OpStopAndDelete:
 		return in.planStopAndDelete(cur)
 	}
-	return VolumePlan{Write: in.refused(cur)}
+	return in.write(in.refused(cur))
 }
 
-func (in VolumeInput) planStart(cur State) VolumePlan {
+func (in VolumeInput) planStart(cur State) Plan {
 	switch cur {
 	case StateInitializing, StateMirroring:
 		return in.follow(cur)
@@ -104,27 +69,27 @@ func (in VolumeInput) planStart(cur State) VolumePlan {
 	// no status, waiting or error: the start process runs once the
 	// environment is ready.
 	if in.EnvState != StateMirroring {
-		return VolumePlan{Write: in.status(StateWaiting, in.waitingReason())}
+		return in.write(in.status(StateWaiting, in.waitingReason()))
 	}
-	obs, ok := in.observed()
-	if !ok {
-		return VolumePlan{Write: in.observeFailed()}
+	obs, next := in.report()
+	if next != nil {
+		return *next
 	}
 	switch obs.State {
 	case ports.ReplicationReplaying:
 		if cur == StateWaiting { // waiting → mirroring is no arrow: pass through initializing
-			return VolumePlan{Write: in.status(StateInitializing, nil)}
+			return in.write(in.status(StateInitializing, nil))
 		}
-		return VolumePlan{Write: in.status(StateMirroring, nil)}
+		return in.write(in.status(StateMirroring, nil))
 	case ports.ReplicationSyncing:
-		return VolumePlan{Write: in.status(StateInitializing, nil)}
+		return in.write(in.status(StateInitializing, nil))
 	case ports.ReplicationFailed:
-		return VolumePlan{Write: in.status(StateError, in.backendFailedReason(obs))}
+		return in.write(in.status(StateError, in.backendFailedReason(obs)))
 	}
-	return VolumePlan{Action: ActStart, OnSuccess: Outcome{Write: in.status(StateInitializing, nil)}, OnFailure: StateError}
+	return in.act(ActStart, Outcome{Write: in.status(StateInitializing, nil)})
 }
 
-func (in VolumeInput) planResume(cur State) VolumePlan {
+func (in VolumeInput) planResume(cur State) Plan {
 	switch cur {
 	case StateInitializing, StateMirroring:
 		return in.follow(cur)
@@ -132,163 +97,157 @@ func (in VolumeInput) planResume(cur State) VolumePlan {
 	// no status, paused or error
 	if in.EnvState != StateMirroring {
 		if cur == StateNone {
-			return VolumePlan{} // resume has no waiting state; look again later
+			return Plan{} // resume has no waiting state; look again later
 		}
-		return VolumePlan{Write: in.status(cur, in.waitingReason())}
+		return in.write(in.status(cur, in.waitingReason()))
 	}
-	obs, ok := in.observed()
-	if !ok {
-		return VolumePlan{Write: in.observeFailed()}
+	obs, next := in.report()
+	if next != nil {
+		return *next
 	}
 	switch obs.State {
 	case ports.ReplicationReplaying:
 		if cur == StateNone {
-			return VolumePlan{Write: in.status(StateMirroring, nil)}
+			return in.write(in.status(StateMirroring, nil))
 		}
-		return VolumePlan{Write: in.status(StateInitializing, nil)}
+		return in.write(in.status(StateInitializing, nil))
 	case ports.ReplicationSyncing:
-		return VolumePlan{Write: in.status(StateInitializing, nil)}
+		return in.write(in.status(StateInitializing, nil))
 	case ports.ReplicationFailed:
 		if cur == StateError {
 			// An explicit resume of a failed replication asks the backend
 			// to restart replay (it may have to resync: the operator asked
 			// for it). start never does this on its own: a split brain
 			// waits for a person.
-			return VolumePlan{Action: ActResume, OnSuccess: Outcome{Write: in.status(StateInitializing, nil)}, OnFailure: StateError}
+			return in.act(ActResume, Outcome{Write: in.status(StateInitializing, nil)})
 		}
-		return VolumePlan{Write: in.status(StateError, in.backendFailedReason(obs))}
+		return in.write(in.status(StateError, in.backendFailedReason(obs)))
 	case ports.ReplicationAbsent:
 		// Nothing left to resume: set replication up again.
-		return VolumePlan{Action: ActStart, OnSuccess: Outcome{Write: in.status(StateInitializing, nil)}, OnFailure: StateError}
+		return in.act(ActStart, Outcome{Write: in.status(StateInitializing, nil)})
 	}
-	return VolumePlan{Action: ActResume, OnSuccess: Outcome{Write: in.status(StateInitializing, nil)}, OnFailure: StateError}
+	return in.act(ActResume, Outcome{Write: in.status(StateInitializing, nil)})
 }
 
-func (in VolumeInput) planPause(cur State) VolumePlan {
-	obs, ok := in.observed()
-	if !ok {
-		return VolumePlan{Write: in.observeFailed()}
+func (in VolumeInput) planPause(cur State) Plan {
+	obs, next := in.report()
+	if next != nil {
+		return *next
 	}
 	switch obs.State {
 	case ports.ReplicationPaused:
-		return VolumePlan{Write: in.status(StatePaused, nil)}
+		return in.write(in.status(StatePaused, nil))
 	case ports.ReplicationAbsent:
-		return VolumePlan{Write: in.status(StateError, &Reason{
-			Code:     Code("volume", "failure", "pause", "not_replicated"),
+		return in.write(in.status(StateError, &Reason{
+			Code:     Code(SubjectVolume, "failure", "pause", "not_replicated"),
 			Contents: "the volume is not replicated on the backend, so there is nothing to pause; start it first",
-		})}
+		}))
 	case ports.ReplicationFailed:
 		if cur == StatePaused {
-			return VolumePlan{Write: in.status(StateError, in.backendFailedReason(obs))}
+			return in.write(in.status(StateError, in.backendFailedReason(obs)))
 		}
 	}
 	// Replaying or syncing (a pause the backend forgot, for example after
 	// a restart, is applied again), or failed while not yet paused.
-	return VolumePlan{Action: ActPause, OnSuccess: Outcome{Write: in.status(StatePaused, nil)}, OnFailure: StateError}
+	return in.act(ActPause, Outcome{Write: in.status(StatePaused, nil)})
 }
 
-func (in VolumeInput) planStop(cur State) VolumePlan {
-	return VolumePlan{
-		Write:     in.status(StateStopping, in.stillWaiting(ActStop)),
-		Action:    ActStop,
-		OnSuccess: Outcome{Finish: true},
-		OnFailure: StateError,
+// planStop stops, keeping the target. It looks at the backend first on
+// every pass, even though the stop itself does not depend on the report:
+// a stop that waits for the first copy keeps observing the copy (its
+// progress shows in the status, and a backend may advance only when
+// watched). A failed look does not hold the stop back.
+func (in VolumeInput) planStop() Plan {
+	if !in.asked() {
+		return observeFirst
 	}
+	p := in.act(ActStop, Outcome{Finish: true})
+	p.Write = in.status(StateStopping, in.stillWaiting(ActStop))
+	p.OnInProgress = p.Write // the stop waits for the first copy, saying so
+	return p
 }
 
-func (in VolumeInput) planStopAndDelete(cur State) VolumePlan {
+func (in VolumeInput) planStopAndDelete(cur State) Plan {
 	if cur != StateDeleting {
-		return VolumePlan{
-			Write:     in.status(StateStopping, nil),
-			Action:    ActDeleteTarget,
-			OnSuccess: Outcome{Write: in.statusUnder(StateDeleting, nil)},
-			OnFailure: StateError,
-		}
+		p := in.act(ActDeleteTarget, Outcome{Write: in.statusUnder(StateDeleting, nil)})
+		p.Write = in.status(StateStopping, nil)
+		p.OnInProgress = p.Write
+		return p
 	}
-	obs, ok := in.observed()
-	if !ok {
-		return VolumePlan{Write: in.observeFailed()}
+	obs, next := in.report()
+	if next != nil {
+		return *next
 	}
 	if obs.State == ports.ReplicationAbsent && !obs.TargetExists {
-		return VolumePlan{Finish: true}
+		return Plan{OnSuccess: Outcome{Finish: true}}
 	}
 	// The target is still there: ask again (idempotent) and keep waiting.
-	return VolumePlan{Action: ActDeleteTarget, OnSuccess: Outcome{Write: in.status(StateDeleting, nil)}, OnFailure: StateError}
+	return in.act(ActDeleteTarget, Outcome{Write: in.status(StateDeleting, nil)})
 }
 
 // follow tracks a volume whose start or resume already ran.
-func (in VolumeInput) follow(cur State) VolumePlan {
-	obs, ok := in.observed()
-	if !ok {
-		return VolumePlan{Write: in.observeFailed()}
+func (in VolumeInput) follow(cur State) Plan {
+	obs, next := in.report()
+	if next != nil {
+		return *next
 	}
 	switch obs.State {
 	case ports.ReplicationReplaying:
-		return VolumePlan{Write: in.status(StateMirroring, nil)}
+		return in.write(in.status(StateMirroring, nil))
 	case ports.ReplicationSyncing:
 		// A resync after mirroring stays "mirroring" (there is no arrow
 		// back to initializing); its progress shows in the status.
-		return VolumePlan{Write: in.status(cur, nil)}
+		return in.write(in.status(cur, nil))
 	case ports.ReplicationFailed:
-		return VolumePlan{Write: in.status(StateError, in.backendFailedReason(obs))}
+		return in.write(in.status(StateError, in.backendFailedReason(obs)))
 	case ports.ReplicationPaused:
-		return VolumePlan{Action: ActResume, OnSuccess: Outcome{Write: in.status(cur, nil)}, OnFailure: StateError}
+		return in.act(ActResume, Outcome{Write: in.status(cur, nil)})
 	}
-	return VolumePlan{Write: in.status(StateError, &Reason{
-		Code:     Code("volume", "failure", "replication", "lost"),
+	return in.write(in.status(StateError, &Reason{
+		Code:     Code(SubjectVolume, "failure", "replication", "lost"),
 		Contents: "the backend no longer replicates this volume; it will be started again",
-	})}
+	}))
 }
 
-// Failed is the outcome of a plan whose action failed with err: the
-// failure state with a reason, or, when the backend says the work is
-// still under way (a stop waiting for the first copy), the planned state
-// with a waiting reason that says why (look again later).
-func (in VolumeInput) Failed(p VolumePlan, err error) Outcome {
-	if p.Action == ActDestroy {
-		return Outcome{Finish: true}
-	}
-	if errors.Is(err, ports.ErrInProgress) {
-		if p.Write == nil {
-			return Outcome{}
-		}
-		return Outcome{Write: in.statusUnder(p.Write.StateCode, &Reason{
-			Code:     Code("volume", "waiting", string(p.Action), "in_progress"),
-			Contents: fmt.Sprintf("%s waits: %v", p.Action, err),
-		})}
-	}
-	st := p.OnFailure
-	if st == StateNone {
-		st = StateError
-	}
-	return Outcome{Write: in.statusUnder(st, FailureReason("volume", string(p.Action), err))}
+// write is the plan that only writes st.
+func (in VolumeInput) write(st *Status) Plan {
+	return Plan{subject: SubjectVolume, Write: st}
+}
+
+// act is the plan that runs a and then follows success; a failure is an
+// error status, and the backend saying the work is under way changes
+// nothing (unless the caller sets OnInProgress).
+func (in VolumeInput) act(a Action, success Outcome) Plan {
+	return Plan{subject: SubjectVolume, Action: a, OnSuccess: success, OnFailure: in.statusUnder(StateError, nil)}
 }
 
 // stillWaiting is the waiting reason a retried action keeps until it
 // goes through, so each retry does not clear and rewrite it.
-func (in VolumeInput) stillWaiting(a VolumeAction) *Reason {
+func (in VolumeInput) stillWaiting(a Action) *Reason {
 	if in.Status == nil || in.Status.ErrorReason == nil {
 		return nil
 	}
-	if in.Status.ErrorReason.Code != Code("volume", "waiting", string(a), "in_progress") {
+	if in.Status.ErrorReason.Code != Code(SubjectVolume, "waiting", string(a), "in_progress") {
 		return nil
 	}
 	return in.Status.ErrorReason
 }
 
-func (in VolumeInput) observed() (ports.VolumeReplication, bool) {
-	if in.Observed == nil {
-		return ports.VolumeReplication{}, false
-	}
-	return *in.Observed, true
-}
+// asked reports whether the backend was asked for its report.
+func (in VolumeInput) asked() bool { return in.Observed != nil || in.ObserveErr != nil }
 
-func (in VolumeInput) observeFailed() *Status {
-	err := in.ObserveErr
-	if err == nil {
-		err = errors.New("the backend was not asked")
+// report returns the backend's report. When there is none yet, or the
+// backend could not answer, it returns the plan to follow instead:
+// observe first, or write the error.
+func (in VolumeInput) report() (ports.VolumeReplication, *Plan) {
+	if !in.asked() {
+		return ports.VolumeReplication{}, &observeFirst
 	}
-	return in.status(StateError, FailureReason("volume", "observe", err))
+	if in.Observed == nil {
+		p := in.write(in.status(StateError, FailureReason(SubjectVolume, "observe", in.ObserveErr)))
+		return ports.VolumeReplication{}, &p
+	}
+	return *in.Observed, nil
 }
 
 func (in VolumeInput) waitingReason() *Reason {
@@ -297,7 +256,7 @@ func (in VolumeInput) waitingReason() *Reason {
 		state = "not yet started"
 	}
 	return &Reason{
-		Code:     Code("volume", "waiting", "environment", "not_ready"),
+		Code:     Code(SubjectVolume, "waiting", "environment", "not_ready"),
 		Contents: fmt.Sprintf("waiting for the environment to be mirroring; it is %s", state),
 	}
 }
@@ -307,12 +266,12 @@ func (in VolumeInput) backendFailedReason(obs ports.VolumeReplication) *Reason {
 	if desc == "" {
 		desc = "no description given"
 	}
-	return &Reason{Code: Code("volume", "failure", "replication", "backend_error"), Contents: "the backend reports a replication error: " + desc}
+	return &Reason{Code: Code(SubjectVolume, "failure", "replication", "backend_error"), Contents: "the backend reports a replication error: " + desc}
 }
 
 func (in VolumeInput) refused(cur State) *Status {
 	st := Status{StateCode: cur, ErrorReason: &Reason{
-		Code: Code("volume", "refused", "operation", string(in.Operation)),
+		Code: Code(SubjectVolume, "refused", "operation", string(in.Operation)),
 		Contents: fmt.Sprintf("operation %s is not allowed while the volume is %s (allowed from: %s)",
 			in.Operation, cur, listStates(volumeTables[in.Operation].startFrom)),
 	}}
@@ -338,7 +297,7 @@ func (in VolumeInput) status(state State, reason *Reason) *Status {
 // state: used for the outcome of an action, which follows a Write.
 func (in VolumeInput) statusUnder(state State, reason *Reason) *Status {
 	st := &Status{StateCode: state, ErrorReason: reason, Operation: in.Operation}
-	if obs, ok := in.observed(); ok {
+	if obs := in.Observed; obs != nil {
 		if obs.State == ports.ReplicationSyncing && (state == StateInitializing || state == StateMirroring) {
 			p := obs.Progress
 			st.Progress = &p
@@ -361,19 +320,4 @@ func listStates(states []State) string {
 		s += string(x)
 	}
 	return s
-}
-
-// NeedsObservation reports whether PlanVolume will look at the backend's
-// report for this input, so the caller can skip asking when it will not.
-func NeedsObservation(in VolumeInput) bool {
-	cur, _ := in.current()
-	switch in.Operation {
-	case OpDestroy, OpStop:
-		return false
-	case OpStopAndDelete:
-		return cur == StateDeleting
-	case OpStart, OpResume:
-		return CanStartFrom(in.Operation, cur) && (in.EnvState == StateMirroring || cur == StateInitializing || cur == StateMirroring)
-	}
-	return CanStartFrom(in.Operation, cur)
 }

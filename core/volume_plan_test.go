@@ -48,7 +48,7 @@ func observe(k obsKind) (*ports.VolumeReplication, error) {
 type expect struct {
 	write     core.State
 	writeCode string // substring of the written error_reason code; "" = no reason
-	action    core.VolumeAction
+	action    core.Action
 	success   core.State // OnSuccess.Write state
 	succFin   bool       // OnSuccess.Finish
 	failure   core.State // OnFailure
@@ -66,7 +66,7 @@ const (
 )
 
 func wWrite(s core.State, code string) expect { return expect{write: s, writeCode: code} }
-func wAct(a core.VolumeAction, success core.State) expect {
+func wAct(a core.Action, success core.State) expect {
 	return expect{action: a, success: success, failure: errState}
 }
 
@@ -313,7 +313,7 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 	if !specCanStart(s.op, from) {
 		// "an operation asked for in a state that has no transition for
 		// it gets a clear error_reason": the state is kept.
-		if p.Action != core.ActNone || p.Finish {
+		if p.Action != core.ActNone || p.OnSuccess.Finish {
 			t.Fatalf("refused plan acts: %+v", p)
 		}
 		if p.Write == nil {
@@ -335,7 +335,7 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 	}
 
 	if w.empty {
-		if p.Write != nil || p.Action != core.ActNone || p.Finish || p.OnSuccess != (core.Outcome{}) {
+		if p.Write != nil || p.Action != core.ActNone || p.OnSuccess != (core.Outcome{}) {
 			t.Fatalf("plan = %+v, want an empty plan", p)
 		}
 		return
@@ -344,12 +344,14 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 	if p.Action != w.action {
 		t.Errorf("Action = %q, want %q", p.Action, w.action)
 	}
-	if p.Finish != w.finish {
-		t.Errorf("Finish = %v, want %v", p.Finish, w.finish)
+	if p.Observe {
+		t.Fatalf("plan asks to observe although the input has the backend's report: %+v", p)
 	}
 	if w.action == core.ActNone {
-		if p.OnSuccess != (core.Outcome{}) {
-			t.Errorf("OnSuccess = %+v without an action", p.OnSuccess)
+		// Without an action, OnSuccess follows at once: it may only
+		// finish the operation.
+		if p.OnSuccess != (core.Outcome{Finish: w.finish}) {
+			t.Errorf("OnSuccess = %+v without an action, want Finish %v only", p.OnSuccess, w.finish)
 		}
 		return
 	}
@@ -357,15 +359,15 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 	if p.OnSuccess.Finish != w.succFin {
 		t.Errorf("OnSuccess.Finish = %v, want %v", p.OnSuccess.Finish, w.succFin)
 	}
-	if p.Action != core.ActDestroy && p.OnFailure != w.failure {
-		t.Errorf("OnFailure = %q, want %q", p.OnFailure, w.failure)
+	if p.Action != core.ActDestroy && stateOf(p.OnFailure) != w.failure {
+		t.Errorf("OnFailure = %q, want %q", stateOf(p.OnFailure), w.failure)
 	}
 	if s.op == core.OpStart && (from == initializing || from == mirroring) && p.Action == core.ActStart {
 		t.Errorf("start process run again in %s", from)
 	}
 
 	// What the failure of that action leads to.
-	out := in.Failed(p, fmt.Errorf("backend: %w", ports.ErrPrecondition))
+	out := p.Failed(fmt.Errorf("backend: %w", ports.ErrPrecondition))
 	if p.Action == core.ActDestroy {
 		// "never left in error: the volume's keys are always removed"
 		if !out.Finish || out.Write != nil {
@@ -379,7 +381,7 @@ func checkScenario(t *testing.T, s scenario, from core.State, prev core.Operatio
 		t.Errorf("failed %s finishes", p.Action)
 	}
 	// Work still under way keeps the planned state and says why.
-	out = in.Failed(p, fmt.Errorf("x: %w", ports.ErrInProgress))
+	out = p.Failed(fmt.Errorf("x: %w", ports.ErrInProgress))
 	switch {
 	case out.Finish:
 		t.Errorf("Failed(ErrInProgress) finishes")
@@ -516,7 +518,7 @@ func TestVolumeFailedCause(t *testing.T) {
 			if p.Action == core.ActNone {
 				t.Fatalf("plan %+v has no action", p)
 			}
-			out := c.in.Failed(p, c.err)
+			out := p.Failed(c.err)
 			if out.Finish {
 				t.Errorf("Failed finishes: %+v", out)
 			}
@@ -589,7 +591,7 @@ func TestPlanVolumeUnknownOperationRefused(t *testing.T) {
 	for _, st := range []*core.Status{{StateCode: mirroring, Operation: start}} {
 		p := core.PlanVolume(core.VolumeInput{Operation: "restart", Status: st, EnvState: mirroring,
 			Observed: &ports.VolumeReplication{State: ports.ReplicationReplaying}})
-		if p.Action != core.ActNone || p.Finish {
+		if p.Action != core.ActNone || p.OnSuccess.Finish {
 			t.Errorf("unknown operation acts: %+v", p)
 		}
 		if p.Write == nil || p.Write.ErrorReason == nil || !strings.Contains(p.Write.ErrorReason.Code, "refused") {
@@ -605,7 +607,7 @@ func TestStopWaitingKeepsItsReason(t *testing.T) {
 	in := core.VolumeInput{Operation: stop, Status: &core.Status{StateCode: mirroring, Operation: start},
 		EnvState: mirroring, Observed: &ports.VolumeReplication{State: ports.ReplicationSyncing}}
 	p := core.PlanVolume(in)
-	out := in.Failed(p, fmt.Errorf("first copy at 40%%: %w", ports.ErrInProgress))
+	out := p.Failed(fmt.Errorf("first copy at 40%%: %w", ports.ErrInProgress))
 	if out.Write == nil || out.Write.StateCode != stopping || out.Write.ErrorReason == nil {
 		t.Fatalf("Failed(ErrInProgress) = %+v, want stopping with a reason", out)
 	}
@@ -613,5 +615,34 @@ func TestStopWaitingKeepsItsReason(t *testing.T) {
 	p2 := core.PlanVolume(again)
 	if p2.Action != core.ActStop || p2.Write == nil || !p2.Write.Same(*out.Write) {
 		t.Fatalf("retry plan = %+v, want the stop again with the status unchanged (%+v)", p2, *out.Write)
+	}
+}
+
+// stateOf is the state of a planned status, none if nothing is written.
+func stateOf(st *core.Status) core.State {
+	if st == nil {
+		return none
+	}
+	return st.StateCode
+}
+
+// TestStopKeepsObserving: a stop asks for the backend's report on every
+// pass, so a stop waiting for the first copy keeps watching it (a backend
+// may advance the copy only when asked, and the status shows how far it
+// is); a failed look does not hold the stop back.
+func TestStopKeepsObserving(t *testing.T) {
+	t.Parallel()
+	for _, cur := range []*core.Status{
+		{StateCode: mirroring, Operation: start},
+		{StateCode: stopping, Operation: stop, ErrorReason: &core.Reason{Code: "cdm-dr.mirror.volume.waiting-stop-in_progress"}},
+	} {
+		in := core.VolumeInput{Operation: stop, Status: cur, EnvState: mirroring}
+		if p := core.PlanVolume(in); !p.Observe || p.Write != nil || p.Action != core.ActNone {
+			t.Errorf("stop from %s without a report = %+v, want a plan that only asks for one", cur.StateCode, p)
+		}
+		in.ObserveErr = fmt.Errorf("rbd: %w", ports.ErrRetryable)
+		if p := core.PlanVolume(in); p.Observe || p.Action != core.ActStop {
+			t.Errorf("stop from %s with a failed look = %+v, want the stop", cur.StateCode, p)
+		}
 	}
 }

@@ -118,18 +118,17 @@ func runVolumeSim(t *rapid.T, initial *core.Status) {
 			Observed: obs, ObserveErr: oerr}
 		p := core.PlanVolume(in)
 		step := fmt.Sprintf("#%d env=%q obs=%s", i, in.EnvState, k)
-		sim.trace = append(sim.trace, fmt.Sprintf("%s plan: write=%v action=%q finish=%v", step, p.Write != nil, p.Action, p.Finish))
+		sim.trace = append(sim.trace, fmt.Sprintf("%s plan: write=%v action=%q finish=%v", step, p.Write != nil, p.Action, p.OnSuccess.Finish))
 
-		if p.Finish && p.Action != core.ActNone {
-			sim.fail("plan both finishes and acts: %+v", p)
+		if p.Observe {
+			sim.fail("plan asks to observe although the input has the backend's report: %+v", p)
 		}
 		if p.Write != nil {
 			sim.write(op, p.Write, step+" write")
 		}
 		if p.Action == core.ActNone {
-			if p.Finish {
-				sim.finish(op, step)
-			}
+			// Without an action, OnSuccess follows at once.
+			sim.apply(op, p.OnSuccess, step)
 			continue
 		}
 		if op == core.OpDestroy && p.Write != nil {
@@ -141,7 +140,7 @@ func runVolumeSim(t *rapid.T, initial *core.Status) {
 			step += " " + string(p.Action) + " ok"
 		} else {
 			err := genActErr.Draw(t, "action_err")
-			out = in.Failed(p, fmt.Errorf("%s: %w", p.Action, err))
+			out = p.Failed(fmt.Errorf("%s: %w", p.Action, err))
 			step += fmt.Sprintf(" %s failed (%v)", p.Action, err)
 			if op == core.OpDestroy && !out.Finish {
 				sim.fail("destroy failure does not finish")

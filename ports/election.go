@@ -29,13 +29,16 @@ type Leadership interface {
 	Lost() <-chan struct{}
 
 	// Put writes key=value only while still leading, atomically with the
-	// check; otherwise it returns ErrNotLeader and writes nothing.
-	Put(ctx context.Context, key string, value []byte) error
+	// check; otherwise it returns ErrNotLeader and writes nothing. It
+	// returns the store revision of the write (the key's new ModRevision),
+	// so a cache can hold the write before the watch brings it back.
+	Put(ctx context.Context, key string, value []byte) (int64, error)
 
 	// Delete removes the given keys, and every key under the given
 	// prefixes, in one atomic step, only while still leading; otherwise it
-	// returns ErrNotLeader and removes nothing. Missing keys are fine.
-	Delete(ctx context.Context, keys []string, prefixes []string) error
+	// returns ErrNotLeader and removes nothing. Missing keys are fine. It
+	// returns a store revision at or after the removal.
+	Delete(ctx context.Context, keys []string, prefixes []string) (int64, error)
 
 	// Resign gives the leadership up and removes the leader key. Resigning
 	// a lost leadership succeeds.

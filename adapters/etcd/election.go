@@ -440,14 +440,14 @@ func (l *Leadership) Lost() <-chan struct{} { return l.lost }
 
 // Put implements ports.Leadership. Writing the leader key itself through
 // it ends the leadership.
-func (l *Leadership) Put(ctx context.Context, key string, value []byte) error {
+func (l *Leadership) Put(ctx context.Context, key string, value []byte) (int64, error) {
 	return l.fenced(ctx, "put "+key, clientv3.OpPut(key, string(value)))
 }
 
 // Delete implements ports.Leadership. All the deletions are one etcd
 // transaction, so they count against the server's --max-txn-ops (128 by
 // default).
-func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) error {
+func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) (int64, error) {
 	ops := make([]clientv3.Op, 0, len(keys)+len(prefixes))
 	for _, k := range keys {
 		ops = append(ops, clientv3.OpDelete(k))
@@ -476,20 +476,20 @@ func (l *Leadership) Resign(ctx context.Context) error {
 }
 
 // fenced applies ops only while the leader key is the one this leadership
-// created, untouched since.
-func (l *Leadership) fenced(ctx context.Context, what string, ops ...clientv3.Op) error {
+// created, untouched since, and returns the transaction's revision.
+func (l *Leadership) fenced(ctx context.Context, what string, ops ...clientv3.Op) (int64, error) {
 	if l.isLost() {
-		return fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
+		return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
 	}
 	resp, err := l.e.c.Txn(ctx).If(l.fence()...).Then(ops...).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd %s under %q: %w", what, l.key, err)
+		return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, err)
 	}
 	if !resp.Succeeded {
 		l.e.lose(l, "fenced write refused")
-		return fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
+		return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
 	}
-	return nil
+	return resp.Header.Revision, nil
 }
 
 func (l *Leadership) fence() []clientv3.Cmp {

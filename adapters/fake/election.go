@@ -141,14 +141,14 @@ func (l *Leadership) Key() string { return l.key }
 func (l *Leadership) Lost() <-chan struct{} { return l.lost }
 
 // Put implements ports.Leadership.
-func (l *Leadership) Put(ctx context.Context, key string, value []byte) error {
+func (l *Leadership) Put(ctx context.Context, key string, value []byte) (int64, error) {
 	return l.fenced(ctx, func(tx *Tx) {
 		tx.Put(key, value)
 	})
 }
 
 // Delete implements ports.Leadership.
-func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) error {
+func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) (int64, error) {
 	return l.fenced(ctx, func(tx *Tx) {
 		for _, k := range keys {
 			tx.Delete(k)
@@ -170,14 +170,14 @@ func (l *Leadership) Resign(ctx context.Context) error {
 	})
 }
 
-func (l *Leadership) fenced(ctx context.Context, write func(tx *Tx)) error {
+func (l *Leadership) fenced(ctx context.Context, write func(tx *Tx)) (int64, error) {
 	l.e.mu.Lock()
 	before := l.e.before
 	l.e.mu.Unlock()
 	if before != nil {
 		before()
 	}
-	return l.e.kv.Txn(ctx, func(tx *Tx) error {
+	return l.e.kv.txnRev(ctx, func(tx *Tx) error {
 		if !l.stillLeads(tx) {
 			return fmt.Errorf("write under %q: %w", l.key, ports.ErrNotLeader)
 		}

@@ -175,6 +175,21 @@ func (kv *KV) Txn(ctx context.Context, fn func(tx *Tx) error) error {
 	return kv.txnLocked(fn)
 }
 
+// txnRev is Txn returning the store's revision right after it, as
+// etcd's response header does: the write's revision, or the current one
+// when the transaction changed nothing.
+func (kv *KV) txnRev(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if err := kv.begin(ctx); err != nil {
+		return 0, err
+	}
+	if err := kv.txnLocked(fn); err != nil {
+		return 0, err
+	}
+	return kv.rev, nil
+}
+
 // txn is Txn for the fakes' own bookkeeping (session expiry): no failure
 // injection, not counted as a request.
 func (kv *KV) txn(fn func(tx *Tx) error) error {

@@ -130,7 +130,7 @@ func testElectionCampaignAgain(t *testing.T, h ElectionHarness) {
 	}
 	wantElsewhere(t, ds[1], key)
 	// The leadership returned the second time writes too.
-	if err := l2.Put(t.Context(), prefix(t)+"data", []byte("v")); err != nil {
+	if _, err := l2.Put(t.Context(), prefix(t)+"data", []byte("v")); err != nil {
 		t.Fatalf("Put through the second leadership: %v", err)
 	}
 	wantLeaderKey(t, h.KV(t), key, ds[0].Identity())
@@ -141,17 +141,31 @@ func testElectionFencedWrites(t *testing.T, h ElectionHarness) {
 	d := daemons(t, h, 1)[0]
 	kv := h.KV(t)
 	l := campaign(t, d, p+"leader")
+	var last int64
 	for _, k := range []string{"data/a", "data/b/1", "data/b/2", "data/bc", "other"} {
-		if err := l.Put(ctx, p+k, []byte(k)); err != nil {
+		rev, err := l.Put(ctx, p+k, []byte(k))
+		if err != nil {
 			t.Fatalf("fenced Put(%s): %v", k, err)
 		}
+		// A cache holds its own write by this revision until the watch
+		// brings it back: it must be the key's ModRevision.
+		if got := mustGet(t, kv, p+k); got.ModRevision != rev {
+			t.Fatalf("fenced Put(%s) returned revision %d, the key's ModRevision is %d", k, rev, got.ModRevision)
+		}
+		if rev <= last {
+			t.Fatalf("fenced Put(%s) returned revision %d, not after the previous write's %d", k, rev, last)
+		}
+		last = rev
 	}
 	if got := mustGet(t, kv, p+"data/a"); string(got.Value) != "data/a" {
 		t.Fatalf("fenced Put wrote %q", got.Value)
 	}
-	err := l.Delete(ctx, []string{p + "data/a", p + "missing"}, []string{p + "data/b/", p + "nothing/"})
+	rev, err := l.Delete(ctx, []string{p + "data/a", p + "missing"}, []string{p + "data/b/", p + "nothing/"})
 	if err != nil {
 		t.Fatalf("fenced Delete: %v", err)
+	}
+	if rev <= last {
+		t.Fatalf("fenced Delete returned revision %d, not after the last Put's %d", rev, last)
 	}
 	if got := listKeys(t, kv, p); !slices.Equal(got, []string{"data/bc", "leader", "other"}) {
 		t.Fatalf("keys after fenced Delete = %q, want data/bc, leader, other", got)
@@ -175,7 +189,7 @@ func testElectionResign(t *testing.T, h ElectionHarness) {
 	if _, err := kv.Get(ctx, key); !errors.Is(err, ports.ErrNotFound) {
 		t.Fatalf("leader key after Resign: %v, want ErrNotFound", err)
 	}
-	if err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("Put after Resign = %v, want ErrNotLeader", err)
 	}
 	if err := l.Resign(ctx); err != nil {
@@ -208,10 +222,10 @@ func testElectionExpire(t *testing.T, h ElectionHarness) {
 	h.Expire(t, ds[0])
 	for i, l := range ls {
 		waitClosed(t, l.Lost(), fmt.Sprintf("Lost of %s after Expire", keys[i]))
-		if err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
+		if _, err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
 			t.Fatalf("Put after Expire = %v, want ErrNotLeader", err)
 		}
-		if err := l.Delete(ctx, []string{keys[i]}, nil); !errors.Is(err, ports.ErrNotLeader) {
+		if _, err := l.Delete(ctx, []string{keys[i]}, nil); !errors.Is(err, ports.ErrNotLeader) {
 			t.Fatalf("Delete after Expire = %v, want ErrNotLeader", err)
 		}
 	}
@@ -233,20 +247,20 @@ func testElectionStaleLeader(t *testing.T, h ElectionHarness) {
 	kv := h.KV(t)
 	key, data := p+"leader", p+"data/"
 	old := campaign(t, ds[0], key)
-	if err := old.Put(ctx, data+"k", []byte("old")); err != nil {
+	if _, err := old.Put(ctx, data+"k", []byte("old")); err != nil {
 		t.Fatal(err)
 	}
 	h.Expire(t, ds[0])
 	nl := campaign(t, ds[1], key)
-	if err := nl.Put(ctx, data+"k", []byte("new")); err != nil {
+	if _, err := nl.Put(ctx, data+"k", []byte("new")); err != nil {
 		t.Fatal(err)
 	}
 	// The old leader may not have noticed yet; its writes must bounce
 	// whether or not it has.
-	if err := old.Put(ctx, data+"k", []byte("stale")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := old.Put(ctx, data+"k", []byte("stale")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("stale leader's Put = %v, want ErrNotLeader", err)
 	}
-	if err := old.Delete(ctx, []string{data + "k"}, []string{data}); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := old.Delete(ctx, []string{data + "k"}, []string{data}); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("stale leader's Delete = %v, want ErrNotLeader", err)
 	}
 	if got := mustGet(t, kv, data+"k"); string(got.Value) != "new" {
@@ -269,7 +283,7 @@ func testElectionKeyDeleted(t *testing.T, h ElectionHarness) {
 		t.Fatal(err)
 	}
 	waitClosed(t, l.Lost(), "Lost after the leader key was deleted")
-	if err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := l.Put(ctx, p+"data", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("Put after the leader key was deleted = %v, want ErrNotLeader", err)
 	}
 	campaign(t, ds[1], key)
@@ -289,10 +303,10 @@ func testElectionIndependentKeys(t *testing.T, h ElectionHarness) {
 	if isClosed(lb.Lost()) || isClosed(la2.Lost()) {
 		t.Fatal("resigning one key lost another")
 	}
-	if err := la2.Put(ctx, p+"data", []byte("v")); err != nil {
+	if _, err := la2.Put(ctx, p+"data", []byte("v")); err != nil {
 		t.Fatalf("Put under a still-held key: %v", err)
 	}
-	if err := lb.Put(ctx, p+"data", []byte("w")); err != nil {
+	if _, err := lb.Put(ctx, p+"data", []byte("w")); err != nil {
 		t.Fatalf("Put under another daemon's key: %v", err)
 	}
 }
