@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,8 +13,14 @@ import (
 )
 
 // cache mirrors the watched keys in memory so reconciles read without
-// asking the store. Each prefix is written by one goroutine only (its
-// watcher), which replaces it wholesale after every listing.
+// asking the store. It owns coherence, as an informer does: each prefix
+// is fed by one watcher (listings and events), and the leaders' own
+// writes go in at once with the revision the store gave them, so a
+// reconcile reads what it wrote before the watch brings it back. Every
+// key keeps its ModRevision, and a change older than what the cache holds
+// is ignored: a late watch event cannot undo a newer write, and a key
+// this daemon deleted stays deleted (tombstones) until the watch has
+// passed the deletion.
 type cache struct {
 	mu   sync.RWMutex
 	keys map[string]ports.KeyValue
@@ -24,11 +32,14 @@ type cache struct {
 	// revs is, per watched prefix, the store revision the cache reflects
 	// at least: the last listing's, or the last event's.
 	revs map[string]int64
+	// tombstones are keys deleted here ahead of the watch, with the
+	// revision of the deletion: an older put arriving late is ignored.
+	tombstones map[string]int64
 }
 
 func newCache() *cache {
 	return &cache{keys: make(map[string]ports.KeyValue), revs: make(map[string]int64),
-		children: make(map[string]map[string]struct{})}
+		children: make(map[string]map[string]struct{}), tombstones: make(map[string]int64)}
 }
 
 // replace makes the keys under prefix exactly kvs, listed at revision rev,
@@ -37,18 +48,31 @@ func (c *cache) replace(prefix string, kvs []ports.KeyValue, rev int64) []ports.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.revs[prefix] = rev
+	changed := c.merge(func(k string) bool { return strings.HasPrefix(k, prefix) }, kvs, rev)
+	c.forgetTombstones(prefix)
+	return changed
+}
+
+// merge makes the keys matching in exactly kvs, read from the store at
+// revision rev, except where the cache holds something newer (a write or
+// deletion of this daemon's the read did not see yet). It returns the
+// keys that changed.
+func (c *cache) merge(in func(key string) bool, kvs []ports.KeyValue, rev int64) []ports.WatchEvent {
 	var changed []ports.WatchEvent
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
 		seen[kv.Key] = true
 		old, ok := c.keys[kv.Key]
+		if c.stale(kv.Key, kv.ModRevision) {
+			continue
+		}
 		if !ok || old.ModRevision != kv.ModRevision || !bytes.Equal(old.Value, kv.Value) {
 			changed = append(changed, ports.WatchEvent{Type: ports.EventPut, KV: kv})
 		}
 		c.set(kv)
 	}
 	for k, old := range c.keys {
-		if strings.HasPrefix(k, prefix) && !seen[k] {
+		if in(k) && !seen[k] && old.ModRevision <= rev {
 			c.remove(k)
 			changed = append(changed, ports.WatchEvent{Type: ports.EventDelete, KV: ports.KeyValue{Key: k, CreateRevision: old.CreateRevision}})
 		}
@@ -56,17 +80,107 @@ func (c *cache) replace(prefix string, kvs []ports.KeyValue, rev int64) []ports.
 	return changed
 }
 
+// stale reports whether a change of key at revision rev is older than
+// what the cache holds.
+func (c *cache) stale(key string, rev int64) bool {
+	if old, ok := c.keys[key]; ok && old.ModRevision > rev {
+		return true
+	}
+	return c.tombstones[key] >= rev && c.tombstones[key] > 0
+}
+
+// forgetTombstones drops the tombstones under prefix that the prefix's
+// watch has passed: nothing older can arrive after.
+func (c *cache) forgetTombstones(prefix string) {
+	for k, rev := range c.tombstones {
+		if strings.HasPrefix(k, prefix) && rev <= c.revs[prefix] {
+			delete(c.tombstones, k)
+		}
+	}
+}
+
 // apply records one watch event of the watch on prefix.
 func (c *cache) apply(prefix string, ev ports.WatchEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.revs[prefix] = max(c.revs[prefix], ev.KV.ModRevision)
+	if len(c.tombstones) > 0 {
+		c.forgetTombstones(prefix)
+	}
+	if c.stale(ev.KV.Key, ev.KV.ModRevision) {
+		return
+	}
 	switch ev.Type {
 	case ports.EventPut:
 		c.set(ev.KV)
 	case ports.EventDelete:
 		c.remove(ev.KV.Key)
 	}
+}
+
+// wrote records this daemon's own write of key=value at revision rev.
+func (c *cache) wrote(key string, value []byte, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stale(key, rev) {
+		return
+	}
+	kv := ports.KeyValue{Key: key, Value: value, ModRevision: rev, CreateRevision: rev}
+	if old, ok := c.keys[key]; ok {
+		kv.CreateRevision = old.CreateRevision
+	}
+	c.set(kv)
+}
+
+// deleted records this daemon's own deletion, at revision rev, of keys
+// and of every key under prefixes.
+func (c *cache) deleted(keys, prefixes []string, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gone := func(k string) {
+		if old, ok := c.keys[k]; ok && old.ModRevision > rev {
+			return // written again since
+		}
+		c.remove(k)
+		c.tombstones[k] = rev
+	}
+	for _, k := range keys {
+		gone(k)
+	}
+	for _, p := range prefixes {
+		// A resource's keys are indexed under its record key: no scan.
+		if kids, ok := c.children[strings.TrimSuffix(p, "/")]; ok && strings.HasSuffix(p, "/") {
+			for k := range kids {
+				gone(k)
+			}
+			continue
+		}
+		for k := range c.keys {
+			if strings.HasPrefix(k, p) {
+				gone(k)
+			}
+		}
+	}
+}
+
+// refresh merges what the store holds for resource (its record and every
+// key below it), read at revision rev, and returns the keys that changed.
+func (c *cache) refresh(resource string, kvs []ports.KeyValue, rev int64) []ports.WatchEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	own := kvs[:0:0]
+	for _, kv := range kvs {
+		if under(kv.Key, resource) {
+			own = append(own, kv)
+		}
+	}
+	changed := c.merge(func(k string) bool { return under(k, resource) }, own, rev)
+	for _, ev := range changed {
+		if ev.Type == ports.EventDelete {
+			c.tombstones[ev.KV.Key] = rev // an older put may still be on its way
+		}
+	}
+	return changed
 }
 
 func (c *cache) set(kv ports.KeyValue) {
@@ -176,4 +290,20 @@ func (c *cache) revision(prefix string) int64 {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.revs[prefix]
+}
+
+// resource returns the keys of the resource whose record key is key: the
+// record and the keys below it. whole is false when keys below exist
+// without the record.
+func (c *cache) resource(key string) (kvs []ports.KeyValue, whole bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	rec, ok := c.keys[key]
+	if ok {
+		kvs = append(kvs, rec)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.children[key])) {
+		kvs = append(kvs, c.keys[k])
+	}
+	return kvs, ok || len(kvs) == 0
 }

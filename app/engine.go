@@ -184,12 +184,12 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 	}
 }
 
-// dispatch tells the monitor which environments and volumes a changed key
-// concerns.
+// dispatch tells the monitor which environment or volume a changed key
+// concerns, parsing the key once.
 func (e *Engine) dispatch(ev ports.WatchEvent) {
 	key := ev.KV.Key
-	if res, ok := strings.CutPrefix(key, e.cfg.LeaderPrefix); ok {
-		if ev.Type == ports.EventDelete {
+	if leaderOf, ok := strings.CutPrefix(key, e.cfg.LeaderPrefix); ok {
+		if res, err := core.ParseResource(leaderOf); err == nil && ev.Type == ports.EventDelete {
 			e.monitor.touch(res) // leaderless: campaign
 		}
 		return
@@ -198,27 +198,29 @@ func (e *Engine) dispatch(ev ports.WatchEvent) {
 	if err != nil {
 		return // not ours (other cluster data, foreign keys)
 	}
-	switch pk.Kind {
-	case core.KindEnvironment, core.KindEnvironmentOperation:
-		e.monitor.touch(core.EnvironmentKey(pk.Env))
-	case core.KindEnvironmentStatus:
-		e.monitor.touchUnlessLed(core.EnvironmentKey(pk.Env))
-		for _, kv := range e.cache.under(core.VolumePrefix + pk.Env.String()) {
-			if p, err := core.ParseKey(kv.Key); err == nil && p.Kind == core.KindVolume {
-				e.monitor.touch(kv.Key) // waiting volumes move on
-			}
-		}
-	case core.KindVolume:
-		e.monitor.touch(core.VolumeKey(pk.Volume))
-		if ev.Type == ports.EventDelete {
-			e.monitor.touch(core.EnvironmentKey(pk.Env)) // a stopping environment may go on
-		}
-	case core.KindVolumeOperation, core.KindSnapshot:
-		e.monitor.touch(core.VolumeKey(pk.Volume))
-	case core.KindVolumeStatus, core.KindSnapshotStatus:
-		e.monitor.touchUnlessLed(core.VolumeKey(pk.Volume))
-	case core.KindStorage, core.KindStorageMetadata:
+	if pk.Kind == core.KindStorage || pk.Kind == core.KindStorageMetadata {
 		e.touchEnvironmentsOf(pk.Storage)
+		return
+	}
+	res, ok := pk.Resource()
+	if !ok {
+		return
+	}
+	switch pk.Kind {
+	case core.KindEnvironmentStatus:
+		e.monitor.touchUnlessLed(res)
+		for _, v := range e.volumesIn(pk.Env) {
+			e.monitor.touch(v) // waiting volumes move on
+		}
+	case core.KindVolumeStatus, core.KindSnapshotStatus:
+		e.monitor.touchUnlessLed(res)
+	case core.KindVolume:
+		e.monitor.touch(res)
+		if ev.Type == ports.EventDelete {
+			e.monitor.touch(core.EnvironmentResource(pk.Env)) // a stopping environment may go on
+		}
+	default:
+		e.monitor.touch(res)
 	}
 }
 
@@ -232,7 +234,7 @@ func (e *Engine) touchEnvironmentsOf(s core.StorageRef) {
 		}
 		spec, err := core.DecodeEnvironment(pk.Env, kv.Value)
 		if err == nil && (spec.Source == s || spec.Target == s) {
-			e.monitor.touch(kv.Key)
+			e.monitor.touch(core.EnvironmentResource(pk.Env))
 			for _, v := range e.volumesIn(pk.Env) {
 				e.monitor.touch(v)
 			}

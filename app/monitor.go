@@ -21,7 +21,7 @@ const resignTimeout = 5 * time.Second
 type monitor struct {
 	e       *Engine
 	mu      sync.Mutex
-	workers map[string]*worker
+	workers map[core.Resource]*worker
 	stopped bool
 	// open is false until every watched prefix was listed once: a worker
 	// started earlier would find its environment or storages missing from
@@ -37,13 +37,13 @@ type monitor struct {
 
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &monitor{e: e, workers: make(map[string]*worker), ctx: ctx, cancel: cancel,
+	return &monitor{e: e, workers: make(map[core.Resource]*worker), ctx: ctx, cancel: cancel,
 		campaigns: make(chan struct{}, e.cfg.CampaignConcurrency)}
 }
 
-// touch nudges the worker of resource (an environment or volume key), or
-// starts one if the resource exists and nobody else leads it.
-func (m *monitor) touch(resource string) {
+// touch nudges the worker of resource, or starts one if the resource
+// exists and nobody else leads it.
+func (m *monitor) touch(resource core.Resource) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped || !m.open {
@@ -81,7 +81,7 @@ func (m *monitor) touch(resource string) {
 // (statuses are written by the leader only): a local worker needs no
 // nudge for its own write, but a resource nobody here leads still gets
 // campaigned for.
-func (m *monitor) touchUnlessLed(resource string) {
+func (m *monitor) touchUnlessLed(resource core.Resource) {
 	m.mu.Lock()
 	_, led := m.workers[resource]
 	m.mu.Unlock()
@@ -94,12 +94,12 @@ func (m *monitor) touchUnlessLed(resource string) {
 // listing), and every resource of every listing of the leader prefix, so
 // leaderless resources are campaigned for.
 func (m *monitor) ensureAll(prefix string) {
-	var resources []string
+	var resources []core.Resource
 	switch prefix {
 	case core.EnvironmentPrefix, core.VolumePrefix:
 		for _, kv := range m.e.cache.list(prefix) {
-			if pk, err := core.ParseKey(kv.Key); err == nil && (pk.Kind == core.KindEnvironment || pk.Kind == core.KindVolume) {
-				resources = append(resources, kv.Key)
+			if r, err := core.ParseResource(kv.Key); err == nil {
+				resources = append(resources, r)
 			}
 		}
 	case m.e.cfg.LeaderPrefix:
@@ -123,16 +123,16 @@ func (m *monitor) start() {
 }
 
 // exists reports whether the cache holds the resource or anything under it.
-func (m *monitor) exists(resource string) bool {
-	if _, ok := m.e.cache.get(resource); ok {
+func (m *monitor) exists(resource core.Resource) bool {
+	if _, ok := m.e.cache.get(resource.Key()); ok {
 		return true
 	}
-	return m.e.cache.hasChildren(resource)
+	return m.e.cache.hasChildren(resource.Key())
 }
 
 // ledElsewhere reports whether the cache shows another daemon's leader key.
-func (m *monitor) ledElsewhere(resource string) bool {
-	v, ok := m.e.cache.get(core.LeaderKey(m.e.cfg.LeaderPrefix, resource))
+func (m *monitor) ledElsewhere(resource core.Resource) bool {
+	v, ok := m.e.cache.get(core.LeaderKey(m.e.cfg.LeaderPrefix, resource.Key()))
 	return ok && string(v) != m.e.election.Identity()
 }
 
@@ -148,8 +148,7 @@ func (m *monitor) stopAll() {
 // worker drives one environment or volume while this daemon leads it.
 type worker struct {
 	e        *Engine
-	resource string
-	kind     core.KeyKind
+	resource core.Resource
 	wake     chan struct{}
 
 	mu   sync.Mutex
@@ -157,12 +156,8 @@ type worker struct {
 	done bool
 }
 
-func newWorker(e *Engine, resource string) *worker {
-	kind := core.KindUnknown
-	if pk, err := core.ParseKey(resource); err == nil {
-		kind = pk.Kind
-	}
-	return &worker{e: e, resource: resource, kind: kind, wake: make(chan struct{}, 1)}
+func newWorker(e *Engine, resource core.Resource) *worker {
+	return &worker{e: e, resource: resource, wake: make(chan struct{}, 1)}
 }
 
 func (w *worker) nudge() {
@@ -184,24 +179,18 @@ func (w *worker) finished() bool {
 	return w.done
 }
 
-// result is what one reconcile asks of its worker.
-type result struct {
-	// requeue is when to reconcile again if nothing else happens.
-	requeue time.Duration
-	// finished: the resource's keys are gone; resign and exit.
-	finished bool
-}
-
-// reconciler is one resource's reconcile logic, with whatever it keeps
-// between reconciles while leading.
-type reconciler interface {
-	reconcile(ctx context.Context, lead ports.Leadership) (result, error)
+// reconcile runs the resource's reconciler once.
+func (w *worker) reconcile(ctx context.Context, lead ports.Leadership, fresh bool) (result, error) {
+	if w.resource.Kind == core.ResourceEnvironment {
+		return w.e.reconcileEnvironment(ctx, lead, w.resource.Env, fresh)
+	}
+	return w.e.reconcileVolume(ctx, lead, w.resource.Volume, fresh)
 }
 
 // run campaigns for the resource, then reconciles it until the lead is
 // lost, the resource is finished, or ctx ends (then it resigns).
 func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
-	leaderKey := core.LeaderKey(w.e.cfg.LeaderPrefix, w.resource)
+	leaderKey := core.LeaderKey(w.e.cfg.LeaderPrefix, w.resource.Key())
 	select {
 	case campaigns <- struct{}{}:
 	case <-ctx.Done():
@@ -218,7 +207,7 @@ func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
 		w.mu.Unlock()
 		return
 	}
-	log := w.e.log.With("resource", w.resource)
+	log := w.e.log.With("resource", w.resource.Key())
 	log.Debug("leading")
 
 	lctx, cancel := context.WithCancel(ctx)
@@ -231,15 +220,11 @@ func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
 		}
 	}()
 
-	var r reconciler
-	switch w.kind {
-	case core.KindEnvironment:
-		r = newEnvironmentReconciler(w.e, w.resource)
-	default:
-		r = newVolumeReconciler(w.e, w.resource)
-	}
+	// The first reconcile after winning reads the store: the previous
+	// leader's last writes may not have reached the cache yet.
+	fresh, attempt := true, 0
 	for {
-		res, err := r.reconcile(lctx, lead)
+		res, err := w.reconcile(lctx, lead, fresh)
 		if errors.Is(err, ports.ErrNotLeader) || isClosed(lead.Lost()) {
 			log.Info("leadership lost; worker stopped", "err", err)
 			w.mu.Lock()
@@ -252,6 +237,8 @@ func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
 		}
 		if err != nil {
 			log.Warn("reconcile failed", "err", err)
+		} else {
+			fresh = false
 		}
 		if res.finished {
 			w.mu.Lock()
@@ -259,7 +246,14 @@ func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
 			w.mu.Unlock()
 			break
 		}
-		t := w.e.clock.NewTimer(res.requeue)
+		wait := res.requeue
+		if res.failed {
+			attempt++
+			wait = w.e.cfg.Backoff.Delay(attempt)
+		} else {
+			attempt = 0
+		}
+		t := w.e.clock.NewTimer(wait)
 		select {
 		case <-w.wake:
 		case <-t.C():
@@ -283,6 +277,9 @@ func isClosed(ch <-chan struct{}) bool {
 		return false
 	}
 }
+
+// isInProgress says the backend's work is under way: not a failure.
+func isInProgress(err error) bool { return errors.Is(err, ports.ErrInProgress) }
 
 // under reports whether key is resource itself or below it.
 func under(key, resource string) bool {

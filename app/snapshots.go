@@ -3,7 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -46,7 +47,7 @@ func (e *Engine) onSnapshotEvent(deleted bool) ports.Handler {
 		rec, err := core.DecodeSnapshotEvent(msg.Data)
 		if err != nil {
 			e.log.Warn("snapshot event dropped", "subject", msg.Subject, "err", err)
-			e.report(ctx, ports.LevelWarn, core.Code("snapshot", "failure", "decode_event", core.Cause(err)), msg.Subject, "snapshot event dropped: %v", err)
+			e.report(ctx, ports.LevelWarn, core.Code(core.SubjectSnapshot, "failure", "decode_event", core.Cause(err)), msg.Subject, "snapshot event dropped: %v", err)
 			return nil
 		}
 		vols := e.volumesOf(rec)
@@ -90,41 +91,39 @@ func (e *Engine) volumesOf(rec core.SnapshotRecord) []core.VolumeRef {
 	return out
 }
 
-// reconcileSnapshots drives each snapshot record of the volume.
-func (r *volumeReconciler) reconcileSnapshots(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, v volumeView) {
-	ids := make([]uint64, 0, len(v.snapshots))
-	for id := range v.snapshots {
-		ids = append(ids, id)
+// reconcileSnapshots drives each snapshot record of the volume, whose
+// status is now volStatus.
+func (e *Engine) reconcileSnapshots(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.VolumeRef, snaps map[uint64]snapshotKeys, volStatus *core.Status) {
+	volState := core.StateNone
+	if volStatus != nil {
+		volState = volStatus.StateCode
 	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(snaps)) {
 		if ctx.Err() != nil {
 			return
 		}
-		sv := v.snapshots[id]
-		if sv.record == nil {
+		sk := snaps[id]
+		if sk.record == nil {
 			continue // a status without its record: left by a removal in progress
 		}
-		ref := core.SnapshotRef{Volume: r.ref, SnapshotID: id}
-		if err := r.reconcileSnapshot(ctx, lead, b, vol, ref, sv); err != nil {
-			r.log.Warn("snapshot reconcile failed", "snapshot", core.SnapshotKey(ref), "err", err)
+		sref := core.SnapshotRef{Volume: ref, SnapshotID: id}
+		if err := e.reconcileSnapshot(ctx, lead, b, vol, sref, sk, volState); err != nil {
+			e.log.Warn("snapshot reconcile failed", "snapshot", core.SnapshotKey(sref), "err", err)
 		}
 	}
 }
 
-func (r *volumeReconciler) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.SnapshotRef, sv snapshotView) error {
-	rec, err := core.DecodeSnapshotRecord(ref, sv.record)
+func (e *Engine) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.SnapshotRef, sk snapshotKeys, volState core.State) error {
+	to := &statusTarget{key: core.SnapshotStatusKey(ref), subject: core.SubjectSnapshot, event: core.SnapshotKey(ref), current: sk.status}
+	rec, err := core.DecodeSnapshotRecord(ref, sk.record)
 	if err != nil {
-		return r.writeSnapshot(ctx, lead, ref, core.Status{StateCode: core.SnapshotError, ErrorReason: core.FailureReason("snapshot", "decode_snapshot", err)})
+		return e.writeStatus(ctx, lead, to, core.Status{StateCode: core.SnapshotError, ErrorReason: core.FailureReason(core.SubjectSnapshot, "decode_snapshot", err)})
 	}
-	volState := core.StateNone
-	if r.status != nil {
-		volState = r.status.StateCode
-	}
-	in := core.SnapshotInput{Record: rec, Status: sv.status, VolumeState: volState}
+	in := core.SnapshotInput{Record: rec, Status: sk.status, VolumeState: volState}
 	snap := core.BackendSnapshot(vol, rec)
-	if core.SnapshotNeedsObservation(in) {
-		octx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
+	plan := core.PlanSnapshot(in)
+	if plan.Observe {
+		octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
 		obs, err := b.SnapshotStatus(octx, snap)
 		cancel()
 		if err != nil {
@@ -132,63 +131,22 @@ func (r *volumeReconciler) reconcileSnapshot(ctx context.Context, lead ports.Lea
 		} else {
 			in.Observed = &obs
 		}
+		plan = core.PlanSnapshot(in)
 	}
-	plan := core.PlanSnapshot(in)
-	if plan.Write != nil {
-		if err := r.writeSnapshot(ctx, lead, ref, *plan.Write); err != nil {
-			return err
+	out, _, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {
+		if plan.Action == core.ActAddSnapshot {
+			return b.AddSnapshot(ctx, snap)
 		}
-	}
-	out := core.Outcome{}
-	if plan.Action != core.SnapActNone {
-		actx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
-		if plan.Action == core.SnapActAdd {
-			err = b.AddSnapshot(actx, snap)
-		} else {
-			err = b.RemoveSnapshot(actx, snap)
-		}
-		cancel()
-		if err != nil {
-			out = in.Failed(plan, err)
-		} else {
-			out = plan.OnSuccess
-		}
-	}
-	if out.Write != nil {
-		if err := r.writeSnapshot(ctx, lead, ref, *out.Write); err != nil {
-			return err
-		}
+		return b.RemoveSnapshot(ctx, snap)
+	})
+	if err != nil {
+		return err
 	}
 	if out.Finish {
-		if err := lead.Delete(ctx, []string{core.SnapshotKey(ref), core.SnapshotStatusKey(ref)}, nil); err != nil {
+		if err := e.deleteKeys(ctx, lead, []string{core.SnapshotKey(ref), core.SnapshotStatusKey(ref)}, nil); err != nil {
 			return fmt.Errorf("delete snapshot keys: %w", err)
 		}
-		delete(r.snaps, ref.SnapshotID)
-		// Until the cache has seen the removal, read the store.
-		if _, rev, err := r.e.kv.List(ctx, core.SnapshotStatusKey(ref)); err == nil {
-			r.removedRev = rev
-		} else {
-			r.loaded = false
-		}
-		r.log.Info("snapshot removed", "snapshot", core.SnapshotKey(ref))
-	}
-	return nil
-}
-
-// writeSnapshot puts a snapshot status (fenced) unless it says nothing new.
-func (r *volumeReconciler) writeSnapshot(ctx context.Context, lead ports.Leadership, ref core.SnapshotRef, st core.Status) error {
-	st.Owner = r.e.election.Identity()
-	if old := r.snaps[ref.SnapshotID]; old != nil && old.Same(st) {
-		return nil
-	}
-	now := r.e.clock.Now().UTC()
-	st.UpdatedAt = &now
-	if err := lead.Put(ctx, core.SnapshotStatusKey(ref), st.Encode()); err != nil {
-		return fmt.Errorf("write snapshot status: %w", err)
-	}
-	r.snaps[ref.SnapshotID] = &st
-	if st.ErrorReason != nil {
-		r.e.report(ctx, ports.LevelError, st.ErrorReason.Code, core.SnapshotKey(ref), "%s", st.ErrorReason.Contents)
+		e.log.Info("snapshot removed", "snapshot", core.SnapshotKey(ref))
 	}
 	return nil
 }

@@ -4,87 +4,38 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
 )
 
-// volumeReconciler drives one mirror volume while this daemon leads it.
-type volumeReconciler struct {
-	key string
-	ref core.VolumeRef
-
-	statusWriter
-	loaded bool
-	// storeRev is the revision of the last read from the store: a cache
-	// older than that would show what we already saw change.
-	storeRev int64
-	// removedRev is a revision at or after our last snapshot removal: the
-	// keys left are older than the removal, so they cannot tell whether
-	// the cache has seen it.
-	removedRev int64
-	snaps      map[uint64]*core.Status
-}
-
-func newVolumeReconciler(e *Engine, key string) *volumeReconciler {
-	pk, _ := core.ParseKey(key)
-	return &volumeReconciler{key: key, ref: pk.Volume, snaps: map[uint64]*core.Status{},
-		statusWriter: statusWriter{e: e, resource: key, statusKey: core.VolumeStatusKey(pk.Volume), subject: "volume", log: e.log.With("volume", key)}}
-}
-
-// volumeView is a volume's keys at one moment.
-type volumeView struct {
-	volume, operation []byte
+// volumeKeys is a volume's keys at one moment.
+type volumeKeys struct {
+	record, operation []byte
 	status            *core.Status
-	snapshots         map[uint64]snapshotView
+	snapshots         map[uint64]snapshotKeys
 }
 
-type snapshotView struct {
+type snapshotKeys struct {
 	record []byte
 	status *core.Status
 }
 
-// load reads the volume's keys: from the store on the first reconcile
-// after winning the lead (the cache may lag behind the previous leader's
-// last writes) and again whenever the cache is older than that read (or
-// after we removed a snapshot), from the cache otherwise, with our own
-// status writes taking precedence over the cache's copy.
-func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
-	var kvs []ports.KeyValue
-	if r.loaded && r.e.cache.revision(core.VolumePrefix) < max(r.storeRev, r.removedRev) {
-		r.loaded = false // the cache lags behind the store: read the store again
-	}
-	if !r.loaded {
-		all, _, err := r.e.kv.List(ctx, r.key)
-		if err != nil {
-			return volumeView{}, fmt.Errorf("read volume keys: %w", err)
-		}
-		// The floor is the newest revision among the volume's own keys,
-		// not the listing's: the volume prefix's watch reaches that one,
-		// while the store's revision moves with every key of every prefix.
-		r.storeRev = 0
-		for _, kv := range all {
-			if under(kv.Key, r.key) {
-				kvs = append(kvs, kv)
-				r.storeRev = max(r.storeRev, kv.ModRevision)
-			}
-		}
-	} else {
-		if v, ok := r.e.cache.get(r.key); ok {
-			kvs = append(kvs, ports.KeyValue{Key: r.key, Value: v})
-		}
-		kvs = append(kvs, r.e.cache.under(r.key)...)
-	}
-	v := volumeView{snapshots: map[uint64]snapshotView{}}
+func (v volumeKeys) empty() bool {
+	return v.record == nil && v.operation == nil && v.status == nil && len(v.snapshots) == 0
+}
+
+// decodeVolumeKeys sorts a volume's keys.
+func decodeVolumeKeys(ref core.VolumeRef, kvs []ports.KeyValue) volumeKeys {
+	v := volumeKeys{snapshots: map[uint64]snapshotKeys{}}
 	for _, kv := range kvs {
 		pk, err := core.ParseKey(kv.Key)
-		if err != nil || pk.Volume != r.ref {
+		if err != nil || pk.Volume != ref {
 			continue
 		}
 		switch pk.Kind {
 		case core.KindVolume:
-			v.volume = kv.Value
+			v.record = kv.Value
 		case core.KindVolumeOperation:
 			v.operation = kv.Value
 		case core.KindVolumeStatus:
@@ -106,69 +57,57 @@ func (r *volumeReconciler) load(ctx context.Context) (volumeView, error) {
 			v.snapshots[pk.Snapshot.SnapshotID] = s
 		}
 	}
-	if r.loaded && v.volume == nil {
-		// The record is gone from the cache, which applies a multi-key
-		// delete one key at a time: ask the store, which changes all at
-		// once, and drop our copy of a status deleted with the record.
-		r.loaded = false
-		return r.load(ctx)
-	}
-	if !r.loaded {
-		r.loaded = true
-		r.status = v.status
-		for id, s := range v.snapshots {
-			r.snaps[id] = s.status
-		}
-	}
-	v.status = r.status
-	for id, s := range v.snapshots {
-		s.status = r.snaps[id]
-		v.snapshots[id] = s
-	}
-	return v, nil
+	return v
 }
 
-func (r *volumeReconciler) reconcile(ctx context.Context, lead ports.Leadership) (result, error) {
-	v, err := r.load(ctx)
+// reconcileVolume drives one mirror volume while this daemon leads it: a
+// function of its keys and the backend's report. fresh asks for the keys
+// from the store (the first reconcile after winning the lead).
+func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref core.VolumeRef, fresh bool) (result, error) {
+	res := core.VolumeResource(ref)
+	kvs, err := e.load(ctx, res, fresh)
 	if err != nil {
-		return r.retry(), err
+		return result{failed: true}, err
 	}
-	if v.volume == nil && v.operation == nil && v.status == nil && len(v.snapshots) == 0 {
+	v := decodeVolumeKeys(ref, kvs)
+	if v.empty() {
 		return result{finished: true}, nil // gone: nothing to lead
 	}
 	if v.operation == nil {
-		return result{requeue: r.e.cfg.PollInterval}, nil // nothing asked yet
+		return result{requeue: e.cfg.PollInterval}, nil // nothing asked yet
 	}
+	to := &statusTarget{key: res.StatusKey(), subject: core.SubjectVolume, event: res.Key(), current: v.status}
 	op, err := core.DecodeVolumeOperation(v.operation)
 	if err != nil {
-		return r.badInput(ctx, lead, "decode_operation", fmt.Errorf("%s: %w", core.VolumeOperationKey(r.ref), err))
+		return e.badInput(ctx, lead, to, "decode_operation", fmt.Errorf("%s: %w", res.OperationKey(), err))
 	}
 	if op == core.OpDestroy {
-		return r.destroy(ctx, lead, v)
+		return e.finishVolume(ctx, lead, ref, op, e.destroyOnBackend(ctx, ref, v))
 	}
-	if v.volume == nil {
-		return r.badInput(ctx, lead, "get_volume", fmt.Errorf("operation %s names volume %s, which does not exist: %w", op, r.key, ports.ErrNotFound))
+	if v.record == nil {
+		return e.badInput(ctx, lead, to, "get_volume", fmt.Errorf("operation %s names volume %s, which does not exist: %w", op, res, ports.ErrNotFound))
 	}
-	mv, err := core.DecodeMirrorVolume(r.ref, v.volume)
+	mv, err := core.DecodeMirrorVolume(ref, v.record)
 	if err != nil {
-		return r.badInput(ctx, lead, "decode_volume", err)
+		return e.badInput(ctx, lead, to, "decode_volume", err)
 	}
-	envData, ok := r.e.cache.get(core.EnvironmentKey(r.ref.Env))
+	envData, ok := e.cache.get(core.EnvironmentKey(ref.Env))
 	if !ok {
-		return r.badInput(ctx, lead, "get_environment", fmt.Errorf("environment %s of this volume does not exist: %w", core.EnvironmentKey(r.ref.Env), ports.ErrNotFound))
+		return e.badInput(ctx, lead, to, "get_environment", fmt.Errorf("environment %s of this volume does not exist: %w", core.EnvironmentKey(ref.Env), ports.ErrNotFound))
 	}
-	if _, err := core.DecodeEnvironment(r.ref.Env, envData); err != nil {
-		return r.badInput(ctx, lead, "get_environment", err)
+	if _, err := core.DecodeEnvironment(ref.Env, envData); err != nil {
+		return e.badInput(ctx, lead, to, "get_environment", err)
 	}
-	env, backend, err := r.e.resolve(ctx, r.ref.Env, mv.Source, mv.Target)
+	env, backend, err := e.resolve(ctx, ref.Env, mv.Source, mv.Target)
 	if err != nil {
-		return r.badInput(ctx, lead, stepOf(err, "create_storage"), err)
+		return e.badInput(ctx, lead, to, stepOf(err, "create_storage"), err)
 	}
 	vol := core.BackendVolume(env, mv)
 
-	in := core.VolumeInput{Operation: op, Status: v.status, EnvState: r.e.environmentState(r.ref.Env)}
-	if core.NeedsObservation(in) {
-		octx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
+	in := core.VolumeInput{Operation: op, Status: v.status, EnvState: e.environmentState(ref.Env)}
+	plan := core.PlanVolume(in)
+	if plan.Observe {
+		octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
 		obs, err := backend.VolumeStatus(octx, vol)
 		cancel()
 		if err != nil {
@@ -176,34 +115,27 @@ func (r *volumeReconciler) reconcile(ctx context.Context, lead ports.Leadership)
 		} else {
 			in.Observed = &obs
 		}
+		plan = core.PlanVolume(in)
 	}
-	plan := core.PlanVolume(in)
-	out, failed, err := r.carryOut(ctx, lead, step{
-		write: plan.Write, action: string(plan.Action), onSuccess: plan.OnSuccess,
-		run:       func(ctx context.Context) error { return r.act(ctx, backend, vol, plan.Action) },
-		onFailure: func(err error) core.Outcome { return in.Failed(plan, err) },
+	out, failed, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {
+		return volumeAction(ctx, backend, vol, plan.Action)
 	})
 	if err != nil {
-		return r.retry(), err
-	}
-	if plan.Action == core.ActNone {
-		out.Finish = plan.Finish
+		return result{failed: true}, err
 	}
 	if out.Finish {
-		return r.finish(ctx, lead, op, nil)
+		return e.finishVolume(ctx, lead, ref, op, nil)
 	}
-	r.reconcileSnapshots(ctx, lead, backend, vol, v)
+	e.reconcileSnapshots(ctx, lead, backend, vol, ref, v.snapshots, to.current)
 
-	if failed || (r.status != nil && r.status.StateCode == core.StateError) || in.ObserveErr != nil {
-		return r.retry(), nil
+	if failed || (to.current != nil && to.current.StateCode == core.StateError) || in.ObserveErr != nil {
+		return result{failed: true}, nil
 	}
-	return r.settled(), nil
+	return result{requeue: e.pollFor(to.current)}, nil
 }
 
-// act runs one backend action, bounded by the action timeout.
-func (r *volumeReconciler) act(ctx context.Context, b ports.StorageBackend, vol ports.Volume, a core.VolumeAction) error {
-	ctx, cancel := context.WithTimeout(ctx, r.e.cfg.ActionTimeout)
-	defer cancel()
+// volumeAction runs one volume action on the backend.
+func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume, a core.Action) error {
 	switch a {
 	case core.ActStart:
 		return b.StartVolume(ctx, vol)
@@ -219,44 +151,47 @@ func (r *volumeReconciler) act(ctx context.Context, b ports.StorageBackend, vol 
 	return fmt.Errorf("action %q is not a volume action", a)
 }
 
-// destroy is the forced teardown: best effort on the backend, bounded in
-// time, and the keys are removed whatever happened (SPEC §4 Decision).
-func (r *volumeReconciler) destroy(ctx context.Context, lead ports.Leadership, v volumeView) (result, error) {
-	var leftovers []string
-	if v.volume == nil {
-		leftovers = append(leftovers, "the backend was not called: the mirror volume record does not exist")
-	} else if mv, err := core.DecodeMirrorVolume(r.ref, v.volume); err != nil {
-		leftovers = append(leftovers, "the backend was not called: "+err.Error())
-	} else if env, backend, err := r.e.resolve(ctx, r.ref.Env, mv.Source, mv.Target); err != nil {
-		leftovers = append(leftovers, "the backend was not called: "+err.Error())
-	} else {
-		dctx, cancel := context.WithTimeout(ctx, r.e.cfg.DestroyTimeout)
-		rep, err := backend.DestroyVolume(dctx, core.BackendVolume(env, mv))
-		cancel()
-		if ctx.Err() != nil {
-			return result{}, ctx.Err()
-		}
-		leftovers = append(leftovers, rep.Leftovers...)
-		if err != nil {
-			leftovers = append(leftovers, "destroy failed: "+err.Error())
-		}
+// destroyOnBackend is the forced teardown (SPEC §4 Decision): best effort
+// on the backend, bounded in time; it returns what was left behind.
+func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v volumeKeys) []string {
+	if v.record == nil {
+		return []string{"the backend was not called: the mirror volume record does not exist"}
 	}
-	return r.finish(ctx, lead, core.OpDestroy, leftovers)
+	mv, err := core.DecodeMirrorVolume(ref, v.record)
+	if err != nil {
+		return []string{"the backend was not called: " + err.Error()}
+	}
+	env, backend, err := e.resolve(ctx, ref.Env, mv.Source, mv.Target)
+	if err != nil {
+		return []string{"the backend was not called: " + err.Error()}
+	}
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.DestroyTimeout)
+	defer cancel()
+	rep, err := backend.DestroyVolume(dctx, core.BackendVolume(env, mv))
+	leftovers := rep.Leftovers
+	if err != nil {
+		leftovers = append(leftovers, "destroy failed: "+err.Error())
+	}
+	return leftovers
 }
 
-// finish deletes the volume's keys (its record, operation, status and
-// snapshot records), the end of stop, stop_and_delete and destroy.
-func (r *volumeReconciler) finish(ctx context.Context, lead ports.Leadership, op core.Operation, leftovers []string) (result, error) {
-	if err := lead.Delete(ctx, []string{r.key}, []string{core.VolumeChildrenPrefix(r.ref)}); err != nil {
-		return r.retry(), fmt.Errorf("delete volume keys: %w", err)
+// finishVolume deletes the volume's keys (its record, operation, status
+// and snapshot records): the end of stop, stop_and_delete and destroy.
+func (e *Engine) finishVolume(ctx context.Context, lead ports.Leadership, ref core.VolumeRef, op core.Operation, leftovers []string) (result, error) {
+	if ctx.Err() != nil {
+		return result{}, ctx.Err() // a destroy cut short by a lost lead or a stop: the next leader does it again
+	}
+	key := core.VolumeKey(ref)
+	if err := e.deleteKeys(ctx, lead, []string{key}, []string{core.VolumeChildrenPrefix(ref)}); err != nil {
+		return result{failed: true}, fmt.Errorf("delete volume keys: %w", err)
 	}
 	if len(leftovers) > 0 {
-		msg := fmt.Sprintf("volume %s destroyed; left behind: %s", r.key, strings.Join(leftovers, "; "))
-		r.log.Warn("volume destroyed with leftovers", "leftovers", leftovers)
-		r.e.report(ctx, ports.LevelWarn, core.Code("volume", "destroy", "leftovers", "found"), r.key, "%s", msg)
+		msg := fmt.Sprintf("volume %s destroyed; left behind: %s", key, strings.Join(leftovers, "; "))
+		e.log.Warn("volume destroyed with leftovers", "volume", key, "leftovers", leftovers)
+		e.report(ctx, ports.LevelWarn, core.LeftoversCode(), key, "%s", msg)
 	} else {
-		r.log.Info("volume finished; keys deleted", "operation", op)
-		r.e.report(ctx, ports.LevelInfo, core.CodePrefix+"volume.finished-"+string(op), r.key, "volume %s: %s done, keys deleted", r.key, op)
+		e.log.Info("volume finished; keys deleted", "volume", key, "operation", op)
+		e.report(ctx, ports.LevelInfo, core.FinishedCode(core.SubjectVolume, op), key, "volume %s: %s done, keys deleted", key, op)
 	}
 	return result{finished: true}, nil
 }
@@ -272,16 +207,4 @@ func (e *Engine) environmentState(id core.EnvironmentID) core.State {
 		return core.StateNone
 	}
 	return st.StateCode
-}
-
-// pollFor is how long a settled resource waits before looking again.
-func (e *Engine) pollFor(st *core.Status) time.Duration {
-	if st == nil {
-		return e.cfg.FastPollInterval
-	}
-	switch st.StateCode {
-	case core.StateInitializing, core.StateStopping, core.StateDeleting:
-		return e.cfg.FastPollInterval
-	}
-	return e.cfg.PollInterval
 }

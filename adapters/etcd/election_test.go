@@ -118,10 +118,10 @@ func TestElectionOneLeasePerDaemon(t *testing.T) {
 			t.Fatalf("leadership %d not lost after its session expired", i)
 		}
 	}
-	if err := ls[7].Put(ctx, "data/x", []byte("stale")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := ls[7].Put(ctx, "data/x", []byte("stale")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("Put after expiry = %v, want ErrNotLeader", err)
 	}
-	if err := ls[8].Delete(ctx, []string{"data/x"}, []string{"data/"}); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := ls[8].Delete(ctx, []string{"data/x"}, []string{"data/"}); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("Delete after expiry = %v, want ErrNotLeader", err)
 	}
 	kvs, _, err := kv.List(ctx, "leader/")
@@ -134,7 +134,7 @@ func TestElectionOneLeasePerDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatalf("other daemon after expiry: %v", err)
 	}
-	if err := l2.Put(ctx, "data/x", []byte("new")); err != nil {
+	if _, err := l2.Put(ctx, "data/x", []byte("new")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d1.TryCampaign(ctx, "leader/vol-0007"); !errors.Is(err, ports.ErrLeaderElsewhere) {
@@ -196,7 +196,7 @@ func TestElectionSurvivesRestart(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := l.Put(dctx, "data/a", []byte("v"))
+		_, err := l.Put(dctx, "data/a", []byte("v"))
 		cancel()
 		if err == nil {
 			break
@@ -237,7 +237,7 @@ func TestElectionSessionEndsWhenEtcdIsGone(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("leadership kept while etcd was unreachable beyond the session TTL")
 	}
-	if err := l.Put(ctx, "data/a", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := l.Put(ctx, "data/a", []byte("v")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("Put after the session ended = %v, want ErrNotLeader", err)
 	}
 
@@ -298,7 +298,7 @@ func TestElectionRechecksAfterCompaction(t *testing.T) {
 		t.Fatal("leadership whose key is intact lost after the compaction")
 	default:
 	}
-	if err := lb.Put(ctx, "data/b", []byte("v")); err != nil {
+	if _, err := lb.Put(ctx, "data/b", []byte("v")); err != nil {
 		t.Fatalf("fenced put under the intact key: %v", err)
 	}
 }

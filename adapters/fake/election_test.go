@@ -40,11 +40,11 @@ func TestElectionFencedWriteRacesExpiry(t *testing.T) {
 			t.Errorf("b campaign: %v", err)
 			return
 		}
-		if err := lb.Put(ctx, "status/v1", []byte("b")); err != nil {
+		if _, err := lb.Put(ctx, "status/v1", []byte("b")); err != nil {
 			t.Errorf("b put: %v", err)
 		}
 	})
-	if err := la.Put(ctx, "status/v1", []byte("a")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := la.Put(ctx, "status/v1", []byte("a")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("stale Put = %v, want ErrNotLeader", err)
 	}
 	if got := kv.Dump(); got["status/v1"] != "b" || got["leader/v1"] != "b" {
@@ -70,10 +70,10 @@ func TestElectionExpireThenCampaignAgain(t *testing.T) {
 	if err != nil || l2 == l1 {
 		t.Fatalf("campaign after Expire = %v, %v; want a fresh leadership", l2, err)
 	}
-	if err := l2.Put(ctx, "k", []byte("v")); err != nil {
+	if _, err := l2.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	if err := l1.Put(ctx, "k", []byte("old")); !errors.Is(err, ports.ErrNotLeader) {
+	if _, err := l1.Put(ctx, "k", []byte("old")); !errors.Is(err, ports.ErrNotLeader) {
 		t.Fatalf("old leadership Put = %v, want ErrNotLeader", err)
 	}
 }
@@ -90,7 +90,7 @@ func TestElectionSameIdentityTakesOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Put(ctx, "k", []byte("v")); err != nil {
+	if _, err := l.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -102,7 +102,7 @@ func TestElectionFailure(t *testing.T) {
 	l, _ := a.TryCampaign(ctx, "leader/x")
 	boom := errors.New("boom")
 	kv.SetFailure(boom)
-	if err := l.Put(ctx, "k", []byte("v")); !errors.Is(err, boom) {
+	if _, err := l.Put(ctx, "k", []byte("v")); !errors.Is(err, boom) {
 		t.Fatalf("Put with a failing store = %v, want boom", err)
 	}
 	if _, err := fake.NewElection(kv, "b").TryCampaign(ctx, "leader/y"); !errors.Is(err, boom) {
