@@ -30,9 +30,9 @@ func TestBackendErrorIsRetriedWithBackoff(t *testing.T) {
 		}
 		// Retries wait for the backoff (the nudges of the seed's own writes
 		// aside), and come when it is over.
-		settle()
+		h.WaitIdle()
 		n0 := h.Shared.Backend.Calls("StartVolume")
-		settle()
+		h.WaitIdle()
 		if n := h.Shared.Backend.Calls("StartVolume"); n != n0 {
 			t.Fatalf("StartVolume called %d times, then %d without the clock moving", n0, n)
 		}
@@ -89,6 +89,7 @@ func TestResumeRepairsFailedReplication(t *testing.T) {
 		h := mirroringVolume(t)
 		h.Shared.Backend.SetReplication(seedUUID, ports.VolumeReplication{State: ports.ReplicationFailed, TargetExists: true, Description: "split-brain detected"})
 		h.TickState(volStatus7, core.StateError, 30*time.Second)
+		h.WaitIdle()
 		if n := h.Shared.Backend.Calls("ResumeVolume"); n != 0 {
 			t.Fatalf("start resumed a split brain on its own (%d ResumeVolume calls)", n)
 		}

@@ -169,7 +169,7 @@ func TestBadInput(t *testing.T) {
 				calls := len(h.Shared.Backend.CallLog())
 				for range 3 {
 					h.Tick(poll)
-					settle()
+					h.WaitIdle()
 				}
 				for _, b := range bad {
 					wantStatus(t, h, b.key, core.StateError, b.code)

@@ -54,7 +54,7 @@ func TestEnvironmentStopWaitsForItsVolumes(t *testing.T) {
 			t.Fatalf("stopping status = %+v, want a reason naming volumes 7 and 8", st)
 		}
 		h.Tick(poll)
-		settle()
+		h.WaitIdle()
 		if n := h.Shared.Backend.Calls("TeardownEnvironment"); n != 0 {
 			t.Fatalf("TeardownEnvironment called %d times while volumes remain", n)
 		}
@@ -72,6 +72,7 @@ func TestEnvironmentStopWaitsForItsVolumes(t *testing.T) {
 			return st.ErrorReason != nil && !strings.Contains(st.ErrorReason.Contents, core.VolumeKey(vol7)) &&
 				strings.Contains(st.ErrorReason.Contents, core.VolumeKey(vol8)) && strings.Contains(st.ErrorReason.Contents, "1 volume")
 		})
+		h.WaitIdle()
 		wantStatus(t, h, envStatus, core.StateStopping, "volumes_remain")
 		if n := h.Shared.Backend.Calls("TeardownEnvironment"); n != 0 {
 			t.Fatalf("TeardownEnvironment called %d times while volume 8 remains", n)
@@ -139,7 +140,7 @@ func TestEnvironmentPrepareFails(t *testing.T) {
 
 		// Retries keep the reason visible; once the backend accepts, all moves on.
 		h.Tick(fastPoll)
-		settle()
+		h.WaitIdle()
 		wantStatus(t, h, envStatus, core.StateError, "failure-prepare-precondition")
 		h.Shared.Backend.FailAlways("PrepareEnvironment", nil)
 		h.TickState(envStatus, core.StateMirroring, fastPoll)

@@ -17,9 +17,9 @@ func TestResyncCatchesAMissedOperation(t *testing.T) {
 
 		h.Shared.KV.DropNextEvents(core.VolumeKey(vol7)+"/operation", 1)
 		setOp(h, vol7, "pause")
-		settle()
+		h.WaitIdle()
 		h.Tick(poll) // a poll reads the (stale) cache: still nothing
-		settle()
+		h.WaitIdle()
 		wantStatus(t, h, volStatus7, core.StateMirroring, "")
 		if n := h.Shared.Backend.Calls("PauseVolume"); n != 0 {
 			t.Fatalf("PauseVolume called %d times before the resync", n)
@@ -40,10 +40,10 @@ func TestResyncCatchesAMissedEnvironmentStart(t *testing.T) {
 		h := idleEnv(t)
 		leader := core.LeaderKey(core.DefaultLeaderPrefix, envKey)
 		h.WaitFor("d1 to lead the environment", func() bool { return h.Get(leader) == "d1" })
-		settle() // and to have read its keys
+		h.WaitIdle() // and to have read its keys
 		h.Shared.KV.DropNextEvents(envKey+"/operation", 1)
 		setEnvOp(h, "start")
-		settle()
+		h.WaitIdle()
 		if _, ok := h.Status(envStatus); ok {
 			t.Fatal("environment status written from a dropped event")
 		}
@@ -70,6 +70,7 @@ func TestResyncCatchesMissedDeletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.WaitTicking("the volume's leader key resigned", poll/3, func() bool { return h.Get(leader) == "" })
+		h.WaitIdle()
 		if keys := volumeKeys(h, vol7); len(keys) != 0 {
 			t.Fatalf("keys written back after the deletion: %v", keys)
 		}
@@ -89,7 +90,7 @@ func TestVolumeKeysDeletedByHand(t *testing.T) {
 		}
 		h.WaitFor("the volume's leader key resigned", func() bool { return h.Get(leader) == "" })
 		h.Tick(poll)
-		settle()
+		h.WaitIdle()
 		if keys := volumeKeys(h, vol7); len(keys) != 0 {
 			t.Fatalf("keys written back after the deletion: %v", keys)
 		}
@@ -113,7 +114,7 @@ func TestEnvironmentKeysDeletedByHand(t *testing.T) {
 		}
 		h.WaitFor("the environment's leader key resigned", func() bool { return h.Get(leader) == "" })
 		h.Tick(poll)
-		settle()
+		h.WaitIdle()
 		if st := h.Get(envStatus); st != "" {
 			t.Fatalf("environment status written back: %s", st)
 		}

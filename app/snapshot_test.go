@@ -94,6 +94,7 @@ func TestSnapshotCreatedThenDeleted(t *testing.T) {
 		// A redelivered created event changes nothing.
 		publish(t, h, app.DefaultSnapshotCreatedSubject, snapshotEvent(7, seedUUID))
 		waitAcked(h)
+		h.WaitIdle() // and whatever the record's rewrite set off is done
 		wantStatus(t, h, snapStatus21, core.SnapshotMirrored, "")
 
 		publish(t, h, app.DefaultSnapshotDeletedSubject, snapshotEvent(7, seedUUID))
@@ -122,7 +123,7 @@ func TestSnapshotEventForVolumeNotReplicated(t *testing.T) {
 		publish(t, h, app.DefaultSnapshotCreatedSubject, other)
 		publish(t, h, app.DefaultSnapshotDeletedSubject, snapshotEvent(99, "99999999-9999-4999-8999-999999999999"))
 		waitAcked(h)
-		settle()
+		h.WaitIdle()
 		if keys := snapshotKeys(h); len(keys) != 0 {
 			t.Fatalf("snapshot keys written for volumes not replicated: %v", keys)
 		}
@@ -188,7 +189,7 @@ func TestSnapshotEventsWhileNoDaemonRuns(t *testing.T) {
 			}
 			h.Shared.Backend.AddSourceSnapshot(seedUUID, snapUUID)
 			publish(t, h, app.DefaultSnapshotCreatedSubject, snapshotEvent(7, seedUUID))
-			settle()
+			h.WaitIdle()
 			if h.Get(snapKey21) != "" {
 				t.Fatal("snapshot recorded with no daemon running")
 			}

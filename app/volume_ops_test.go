@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -67,7 +68,7 @@ func TestStartWaitsForEnvironment(t *testing.T) {
 			!strings.Contains(st.ErrorReason.Contents, "environment") {
 			t.Fatalf("waiting status = %+v, want a reason about the environment", st)
 		}
-		settle()
+		h.WaitIdle()
 		if n := h.Shared.Backend.Calls("StartVolume"); n != 0 {
 			t.Fatalf("StartVolume called %d times while the environment is not ready", n)
 		}
@@ -300,6 +301,7 @@ func TestStopWaitsForFirstCopy(t *testing.T) {
 			t.Fatalf("status while the stop waits = %+v, want stopping with the backend's reason", st)
 		}
 		h.WaitTicking("StopVolume retried", fastPoll, func() bool { return callsFor(h, "StopVolume", seedUUID) >= 3 })
+		h.WaitIdle() // the last retry's reconcile has written what it writes
 		waiting := 0
 		for _, s := range statuses(t, h, volStatus7) {
 			if s.ErrorReason != nil && s.ErrorReason.Code == "cdm-dr.mirror.volume.waiting-stop-in_progress" {
@@ -386,8 +388,8 @@ func TestDestroy(t *testing.T) {
 		}, true},
 		{"with the storage record missing", func(h *harness.Harness) string {
 			bringUp(h, vol7, seedUUID)
-			if err := h.Shared.KV.Delete(t.Context(), core.StorageKey(tgt)); err != nil {
-				t.Fatal(err)
+			if err := h.Shared.KV.Delete(context.Background(), core.StorageKey(tgt)); err != nil {
+				h.T.Fatal(err)
 			}
 			// Once the volume says so, the daemon knows the storage is gone.
 			h.WaitState(volStatus7, core.StateError)
@@ -485,7 +487,7 @@ func TestRefusedOperation(t *testing.T) {
 			}
 			for range 3 {
 				h.Tick(poll)
-				settle()
+				h.WaitIdle()
 			}
 			wantStatus(t, h, volStatus7, core.StatePaused, "refused-operation-start")
 			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
@@ -513,7 +515,7 @@ func TestRefusedOperation(t *testing.T) {
 				})
 				wantStatus(t, h, volStatus7, core.StateWaiting, "cdm-dr.mirror.volume.refused-operation-"+op)
 				h.Tick(poll)
-				settle()
+				h.WaitIdle()
 				wantStatus(t, h, volStatus7, core.StateWaiting, "refused-operation-"+op)
 				if len(volumeKeys(h, vol7)) != 3 {
 					t.Fatalf("keys = %v", volumeKeys(h, vol7))
