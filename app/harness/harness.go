@@ -9,10 +9,10 @@
 // the test's bubble, which gives the harness a sound notion of "nothing
 // is left to do":
 //
-// [Harness.WaitIdle] returns once every goroutine of the bubble but the
-// test's own is durably blocked (on a channel or select made in the
-// bubble, a sync.Cond, a WaitGroup, a sleep) and stays so while the
-// bubble's own time runs on by [IdleWindow]. The runtime, not the
+// [Harness.WaitIdle] lets the bubble's own time run on by [IdleWindow],
+// then returns once every goroutine of the bubble but the test's own is
+// durably blocked (on a channel or select made in the bubble, a
+// sync.Cond, a WaitGroup, a sleep). The runtime, not the
 // harness, counts the goroutines, so there is nothing to keep in step
 // with the engine as it changes: a worker reconciling, a watch event on
 // its way from the store to the cache, a message in the bus's queue, a
@@ -284,10 +284,10 @@ func (h *Harness) Tick(d time.Duration) { h.Shared.Clock.Advance(d) }
 const IdleWindow = time.Second
 
 // WaitIdle returns once the daemons have nothing left to do until the
-// test acts or moves the fake clock: every goroutine of the bubble but
-// the caller's is durably blocked, and stays so across IdleWindow of the
-// bubble's time (see the package comment for why that is sound). Make
-// negative checks after it.
+// test acts or moves the fake clock: IdleWindow of the bubble's time has
+// passed and every goroutine of the bubble but the caller's is durably
+// blocked (see the package comment for why that is sound). Make negative
+// checks after it.
 func (h *Harness) WaitIdle() {
 	time.Sleep(IdleWindow) // returns once all else is blocked at its end
 	synctest.Wait()        // and whatever its end woke is done too
