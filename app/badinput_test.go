@@ -3,6 +3,7 @@ package app_test
 import (
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/cdmdr/mirror/app/harness"
 	"github.com/cdmdr/mirror/core"
@@ -144,56 +145,58 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h, _ := mirroringEnv(t)
-			bringUp(h, vol8, uuid8)
-			bad := c.setup(h)
-			for _, b := range bad {
-				// Wait for the code: records written together may reach
-				// the daemon's cache one watched prefix at a time.
-				var st core.Status
-				h.WaitFor(b.key+" in error with "+b.code, func() bool {
-					st, _ = h.Status(b.key)
-					return st.StateCode == core.StateError && st.ErrorReason != nil && st.ErrorReason.Code == b.code
-				})
-				if !strings.Contains(st.ErrorReason.Contents, b.says) {
-					t.Fatalf("%s: reason %q does not mention %q", b.key, st.ErrorReason.Contents, b.says)
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := mirroringEnv(t)
+				bringUp(h, vol8, uuid8)
+				bad := c.setup(h)
+				for _, b := range bad {
+					// Wait for the code: records written together may reach
+					// the daemon's cache one watched prefix at a time.
+					var st core.Status
+					h.WaitFor(b.key+" in error with "+b.code, func() bool {
+						st, _ = h.Status(b.key)
+						return st.StateCode == core.StateError && st.ErrorReason != nil && st.ErrorReason.Code == b.code
+					})
+					if !strings.Contains(st.ErrorReason.Contents, b.says) {
+						t.Fatalf("%s: reason %q does not mention %q", b.key, st.ErrorReason.Contents, b.says)
+					}
+					if ev := waitEvent(h, b.code); ev.Key == "" || ev.Message != st.ErrorReason.Contents {
+						t.Fatalf("event = %+v, want the reason of %s", ev, b.key)
+					}
 				}
-				if ev := waitEvent(h, b.code); ev.Key == "" || ev.Message != st.ErrorReason.Contents {
-					t.Fatalf("event = %+v, want the reason of %s", ev, b.key)
+				// Time passes; nothing else is disturbed and the bad entries
+				// stay in error without stirring the backend.
+				calls := len(h.Shared.Backend.CallLog())
+				for range 3 {
+					h.Tick(poll)
+					h.WaitIdle()
 				}
-			}
-			// Time passes; nothing else is disturbed and the bad entries
-			// stay in error without stirring the backend.
-			calls := len(h.Shared.Backend.CallLog())
-			for range 3 {
-				h.Tick(poll)
-				settle()
-			}
-			for _, b := range bad {
-				wantStatus(t, h, b.key, core.StateError, b.code)
-			}
-			for _, call := range h.Shared.Backend.CallLog()[calls:] {
-				if !strings.HasPrefix(call, "VolumeStatus "+uuid8) && !strings.HasPrefix(call, "EnvironmentStatus "+envID.String()) {
-					t.Fatalf("backend called for bad input: %s", call)
+				for _, b := range bad {
+					wantStatus(t, h, b.key, core.StateError, b.code)
 				}
-			}
-			st := wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
-			if st.Owner != "d1" {
-				t.Fatalf("volume 8 = %+v", st)
-			}
-			wantNoError(t, h, core.VolumeStatusKey(vol8))
-			wantNoError(t, h, envStatus)
-			wantStatus(t, h, envStatus, core.StateMirroring, "")
-			for _, call := range h.Shared.Backend.CallLog() {
-				if strings.HasSuffix(call, " "+uuid8) && !strings.HasPrefix(call, "VolumeStatus ") && call != "StartVolume "+uuid8 {
-					t.Fatalf("volume 8 touched: %s", call)
+				for _, call := range h.Shared.Backend.CallLog()[calls:] {
+					if !strings.HasPrefix(call, "VolumeStatus "+uuid8) && !strings.HasPrefix(call, "EnvironmentStatus "+envID.String()) {
+						t.Fatalf("backend called for bad input: %s", call)
+					}
 				}
-			}
-			if n := callsFor(h, "StartVolume", uuid8); n != 1 {
-				t.Fatalf("StartVolume of volume 8 called %d times", n)
-			}
-			wantReplication(t, h, uuid8, "replaying", true)
-			wantNoSecret(t, h)
+				st := wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+				if st.Owner != "d1" {
+					t.Fatalf("volume 8 = %+v", st)
+				}
+				wantNoError(t, h, core.VolumeStatusKey(vol8))
+				wantNoError(t, h, envStatus)
+				wantStatus(t, h, envStatus, core.StateMirroring, "")
+				for _, call := range h.Shared.Backend.CallLog() {
+					if strings.HasSuffix(call, " "+uuid8) && !strings.HasPrefix(call, "VolumeStatus ") && call != "StartVolume "+uuid8 {
+						t.Fatalf("volume 8 touched: %s", call)
+					}
+				}
+				if n := callsFor(h, "StartVolume", uuid8); n != 1 {
+					t.Fatalf("StartVolume of volume 8 called %d times", n)
+				}
+				wantReplication(t, h, uuid8, "replaying", true)
+				wantNoSecret(t, h)
+			})
 		})
 	}
 }

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cdmdr/mirror/app/harness"
@@ -23,9 +24,11 @@ func mirroringVolume(t *testing.T) *harness.Harness {
 }
 
 func TestStartReachesMirroring(t *testing.T) {
-	h := mirroringVolume(t)
-	st, _ := h.Status(core.VolumeStatusKey(vol7))
-	if st.Owner != "d1" || st.Operation != core.OpStart || st.ErrorReason != nil {
-		t.Fatalf("status = %+v, want owner d1, operation start, no error", st)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := mirroringVolume(t)
+		st, _ := h.Status(core.VolumeStatusKey(vol7))
+		if st.Owner != "d1" || st.Operation != core.OpStart || st.ErrorReason != nil {
+			t.Fatalf("status = %+v, want owner d1, operation start, no error", st)
+		}
+	})
 }

@@ -216,10 +216,6 @@ func wantStatus(t *testing.T, h *harness.Harness, key string, state core.State, 
 	return st
 }
 
-// settle gives the daemons a moment of real time in which nothing is
-// expected to happen (the clock does not move).
-func settle() { time.Sleep(50 * time.Millisecond) }
-
 // wantNoError checks that no error status was ever written at key.
 func wantNoError(t *testing.T, h *harness.Harness, key string) {
 	t.Helper()

@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cdmdr/mirror/app/harness"
@@ -38,44 +40,48 @@ func wantReplication(t *testing.T, h *harness.Harness, uuid string, state ports.
 }
 
 func TestStartFromNoStatus(t *testing.T) {
-	h, _ := mirroringEnv(t)
-	seedVolume(h, vol7, seedUUID, "start")
-	st := h.WaitState(volStatus7, core.StateInitializing)
-	if st.Operation != core.OpStart || st.Owner != "d1" {
-		t.Fatalf("status = %+v, want operation start, owner d1", st)
-	}
-	wantReplication(t, h, seedUUID, ports.ReplicationSyncing, true)
-	h.Shared.Backend.Sync(seedUUID)
-	h.TickState(volStatus7, core.StateMirroring, fastPoll)
-	wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring)
-	wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
-	if n := callsFor(h, "StartVolume", seedUUID); n != 1 {
-		t.Fatalf("StartVolume called %d times, want 1", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		seedVolume(h, vol7, seedUUID, "start")
+		st := h.WaitState(volStatus7, core.StateInitializing)
+		if st.Operation != core.OpStart || st.Owner != "d1" {
+			t.Fatalf("status = %+v, want operation start, owner d1", st)
+		}
+		wantReplication(t, h, seedUUID, ports.ReplicationSyncing, true)
+		h.Shared.Backend.Sync(seedUUID)
+		h.TickState(volStatus7, core.StateMirroring, fastPoll)
+		wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring)
+		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+		if n := callsFor(h, "StartVolume", seedUUID); n != 1 {
+			t.Fatalf("StartVolume called %d times, want 1", n)
+		}
+	})
 }
 
 func TestStartWaitsForEnvironment(t *testing.T) {
-	h := idleEnv(t)
-	h.Shared.Backend.Sync(seedUUID)
-	seedVolume(h, vol7, seedUUID, "start")
-	st := wantStatusEventually(t, h, volStatus7, core.StateWaiting)
-	if st.ErrorReason == nil || st.ErrorReason.Code != "cdm-dr.mirror.volume.waiting-environment-not_ready" ||
-		!strings.Contains(st.ErrorReason.Contents, "environment") {
-		t.Fatalf("waiting status = %+v, want a reason about the environment", st)
-	}
-	settle()
-	if n := h.Shared.Backend.Calls("StartVolume"); n != 0 {
-		t.Fatalf("StartVolume called %d times while the environment is not ready", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := idleEnv(t)
+		h.Shared.Backend.Sync(seedUUID)
+		seedVolume(h, vol7, seedUUID, "start")
+		st := wantStatusEventually(t, h, volStatus7, core.StateWaiting)
+		if st.ErrorReason == nil || st.ErrorReason.Code != "cdm-dr.mirror.volume.waiting-environment-not_ready" ||
+			!strings.Contains(st.ErrorReason.Contents, "environment") {
+			t.Fatalf("waiting status = %+v, want a reason about the environment", st)
+		}
+		h.WaitIdle()
+		if n := h.Shared.Backend.Calls("StartVolume"); n != 0 {
+			t.Fatalf("StartVolume called %d times while the environment is not ready", n)
+		}
 
-	h.Put(core.EnvironmentOperationKey(envID), map[string]string{"operation": "start"})
-	h.TickState(envStatus, core.StateMirroring, fastPoll)
-	st = h.TickState(volStatus7, core.StateMirroring, fastPoll)
-	if st.ErrorReason != nil {
-		t.Fatalf("mirroring status keeps a reason: %+v", st)
-	}
-	wantStates(t, h, volStatus7, core.StateWaiting, core.StateInitializing, core.StateMirroring)
-	wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+		h.Put(core.EnvironmentOperationKey(envID), map[string]string{"operation": "start"})
+		h.TickState(envStatus, core.StateMirroring, fastPoll)
+		st = h.TickState(volStatus7, core.StateMirroring, fastPoll)
+		if st.ErrorReason != nil {
+			t.Fatalf("mirroring status keeps a reason: %+v", st)
+		}
+		wantStates(t, h, volStatus7, core.StateWaiting, core.StateInitializing, core.StateMirroring)
+		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+	})
 }
 
 // wantStatusEventually waits for state at key without moving the clock.
@@ -85,122 +91,136 @@ func wantStatusEventually(t *testing.T, h *harness.Harness, key string, s core.S
 }
 
 func TestStartFromErrorOfFailedStart(t *testing.T) {
-	h, _ := mirroringEnv(t)
-	h.Shared.Backend.FailAlways("StartVolume", fmt.Errorf("pool volumes: mirroring disabled: %w", ports.ErrPrecondition))
-	h.Shared.Backend.Sync(seedUUID)
-	seedVolume(h, vol7, seedUUID, "start")
-	h.WaitState(volStatus7, core.StateError)
-	wantStatus(t, h, volStatus7, core.StateError, "cdm-dr.mirror.volume.failure-start-precondition")
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		h.Shared.Backend.FailAlways("StartVolume", fmt.Errorf("pool volumes: mirroring disabled: %w", ports.ErrPrecondition))
+		h.Shared.Backend.Sync(seedUUID)
+		seedVolume(h, vol7, seedUUID, "start")
+		h.WaitState(volStatus7, core.StateError)
+		wantStatus(t, h, volStatus7, core.StateError, "cdm-dr.mirror.volume.failure-start-precondition")
 
-	h.Shared.Backend.FailAlways("StartVolume", nil)
-	h.TickState(volStatus7, core.StateMirroring, fastPoll)
-	wantStates(t, h, volStatus7, core.StateError, core.StateInitializing, core.StateMirroring)
-	wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+		h.Shared.Backend.FailAlways("StartVolume", nil)
+		h.TickState(volStatus7, core.StateMirroring, fastPoll)
+		wantStates(t, h, volStatus7, core.StateError, core.StateInitializing, core.StateMirroring)
+		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+	})
 }
 
 func TestStartFromErrorOfOtherOperation(t *testing.T) {
-	h, _ := mirroringEnv(t)
-	bringUp(h, vol7, seedUUID)
-	h.Shared.Backend.FailAlways("PauseVolume", fmt.Errorf("rbd: %w", ports.ErrRetryable))
-	setOp(h, vol7, "pause")
-	h.WaitState(volStatus7, core.StateError)
-	wantStatus(t, h, volStatus7, core.StateError, "failure-pause-unavailable")
-
-	setOp(h, vol7, "start")
-	st := h.TickState(volStatus7, core.StateMirroring, fastPoll)
-	if st.Operation != core.OpStart || st.ErrorReason != nil {
-		t.Fatalf("status = %+v, want mirroring under start without a reason", st)
-	}
-	wantStates(t, h, volStatus7, core.StateMirroring, core.StateError, core.StateMirroring)
-	wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
-	if n := callsFor(h, "StartVolume", seedUUID); n != 1 {
-		t.Fatalf("StartVolume called %d times, want 1: the volume was replicating all along", n)
-	}
-}
-
-func TestPause(t *testing.T) {
-	t.Run("from mirroring", func(t *testing.T) {
-		h, _ := mirroringEnv(t)
-		bringUp(h, vol7, seedUUID)
-		setOp(h, vol7, "pause")
-		st := h.TickState(volStatus7, core.StatePaused, fastPoll)
-		if st.Operation != core.OpPause || st.ErrorReason != nil {
-			t.Fatalf("status = %+v", st)
-		}
-		wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring, core.StatePaused)
-		wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
-		h.WaitTicking("a few polls", poll, func() bool { return h.Shared.Backend.Calls("VolumeStatus") > 6 })
-		if n := callsFor(h, "PauseVolume", seedUUID); n != 1 {
-			t.Fatalf("PauseVolume called %d times, want 1", n)
-		}
-		wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
-	})
-	t.Run("from initializing", func(t *testing.T) {
-		h, _ := mirroringEnv(t)
-		seedVolume(h, vol7, seedUUID, "start") // never synced: stays initializing
-		h.WaitState(volStatus7, core.StateInitializing)
-		setOp(h, vol7, "pause")
-		h.TickState(volStatus7, core.StatePaused, fastPoll)
-		wantStates(t, h, volStatus7, core.StateInitializing, core.StatePaused)
-		wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
-	})
-}
-
-func TestResume(t *testing.T) {
-	t.Run("from paused", func(t *testing.T) {
-		h, _ := mirroringEnv(t)
-		bringUp(h, vol7, seedUUID)
-		setOp(h, vol7, "pause")
-		h.TickState(volStatus7, core.StatePaused, fastPoll)
-		setOp(h, vol7, "resume")
-		st := h.TickState(volStatus7, core.StateMirroring, fastPoll)
-		if st.Operation != core.OpResume {
-			t.Fatalf("status = %+v, want operation resume", st)
-		}
-		wantStates(t, h, volStatus7, core.StatePaused, core.StateInitializing, core.StateMirroring)
-		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
-		if n := callsFor(h, "ResumeVolume", seedUUID); n != 1 {
-			t.Fatalf("ResumeVolume called %d times, want 1", n)
-		}
-	})
-	t.Run("from error of a failed resume", func(t *testing.T) {
-		h, _ := mirroringEnv(t)
-		bringUp(h, vol7, seedUUID)
-		setOp(h, vol7, "pause")
-		h.TickState(volStatus7, core.StatePaused, fastPoll)
-		h.Shared.Backend.FailNext("ResumeVolume", fmt.Errorf("plugin restarting: %w", ports.ErrRetryable))
-		setOp(h, vol7, "resume")
-		// The error may already be followed by the retry's status (a nudge
-		// queued while the failing reconcile ran retries at once), so look
-		// for it among the statuses written, not only the current one.
-		h.WaitFor("the failed resume's error written", func() bool {
-			for _, st := range statuses(t, h, volStatus7) {
-				if st.StateCode == core.StateError {
-					if st.ErrorReason == nil || st.ErrorReason.Code != "cdm-dr.mirror.volume.failure-resume-unavailable" {
-						t.Fatalf("error status %+v, want reason cdm-dr.mirror.volume.failure-resume-unavailable", st)
-					}
-					return true
-				}
-			}
-			return false
-		})
-		h.TickState(volStatus7, core.StateMirroring, fastPoll)
-		wantStates(t, h, volStatus7, core.StatePaused, core.StateError, core.StateInitializing, core.StateMirroring)
-		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
-		if n := callsFor(h, "ResumeVolume", seedUUID); n != 2 {
-			t.Fatalf("ResumeVolume called %d times, want 2 (the failure, the retry)", n)
-		}
-	})
-	t.Run("from error of a failed pause", func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		h, _ := mirroringEnv(t)
 		bringUp(h, vol7, seedUUID)
 		h.Shared.Backend.FailAlways("PauseVolume", fmt.Errorf("rbd: %w", ports.ErrRetryable))
 		setOp(h, vol7, "pause")
 		h.WaitState(volStatus7, core.StateError)
-		setOp(h, vol7, "resume")
-		h.TickState(volStatus7, core.StateMirroring, fastPoll)
-		wantStates(t, h, volStatus7, core.StateError, core.StateInitializing, core.StateMirroring)
+		wantStatus(t, h, volStatus7, core.StateError, "failure-pause-unavailable")
+
+		setOp(h, vol7, "start")
+		st := h.TickState(volStatus7, core.StateMirroring, fastPoll)
+		if st.Operation != core.OpStart || st.ErrorReason != nil {
+			t.Fatalf("status = %+v, want mirroring under start without a reason", st)
+		}
+		wantStates(t, h, volStatus7, core.StateMirroring, core.StateError, core.StateMirroring)
 		wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+		if n := callsFor(h, "StartVolume", seedUUID); n != 1 {
+			t.Fatalf("StartVolume called %d times, want 1: the volume was replicating all along", n)
+		}
+	})
+}
+
+func TestPause(t *testing.T) {
+	t.Run("from mirroring", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol7, seedUUID)
+			setOp(h, vol7, "pause")
+			st := h.TickState(volStatus7, core.StatePaused, fastPoll)
+			if st.Operation != core.OpPause || st.ErrorReason != nil {
+				t.Fatalf("status = %+v", st)
+			}
+			wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring, core.StatePaused)
+			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
+			h.WaitTicking("a few polls", poll, func() bool { return h.Shared.Backend.Calls("VolumeStatus") > 6 })
+			if n := callsFor(h, "PauseVolume", seedUUID); n != 1 {
+				t.Fatalf("PauseVolume called %d times, want 1", n)
+			}
+			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
+		})
+	})
+	t.Run("from initializing", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			seedVolume(h, vol7, seedUUID, "start") // never synced: stays initializing
+			h.WaitState(volStatus7, core.StateInitializing)
+			setOp(h, vol7, "pause")
+			h.TickState(volStatus7, core.StatePaused, fastPoll)
+			wantStates(t, h, volStatus7, core.StateInitializing, core.StatePaused)
+			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
+		})
+	})
+}
+
+func TestResume(t *testing.T) {
+	t.Run("from paused", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol7, seedUUID)
+			setOp(h, vol7, "pause")
+			h.TickState(volStatus7, core.StatePaused, fastPoll)
+			setOp(h, vol7, "resume")
+			st := h.TickState(volStatus7, core.StateMirroring, fastPoll)
+			if st.Operation != core.OpResume {
+				t.Fatalf("status = %+v, want operation resume", st)
+			}
+			wantStates(t, h, volStatus7, core.StatePaused, core.StateInitializing, core.StateMirroring)
+			wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+			if n := callsFor(h, "ResumeVolume", seedUUID); n != 1 {
+				t.Fatalf("ResumeVolume called %d times, want 1", n)
+			}
+		})
+	})
+	t.Run("from error of a failed resume", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol7, seedUUID)
+			setOp(h, vol7, "pause")
+			h.TickState(volStatus7, core.StatePaused, fastPoll)
+			h.Shared.Backend.FailNext("ResumeVolume", fmt.Errorf("plugin restarting: %w", ports.ErrRetryable))
+			setOp(h, vol7, "resume")
+			// The error may already be followed by the retry's status (a nudge
+			// queued while the failing reconcile ran retries at once), so look
+			// for it among the statuses written, not only the current one.
+			h.WaitFor("the failed resume's error written", func() bool {
+				for _, st := range statuses(t, h, volStatus7) {
+					if st.StateCode == core.StateError {
+						if st.ErrorReason == nil || st.ErrorReason.Code != "cdm-dr.mirror.volume.failure-resume-unavailable" {
+							t.Fatalf("error status %+v, want reason cdm-dr.mirror.volume.failure-resume-unavailable", st)
+						}
+						return true
+					}
+				}
+				return false
+			})
+			h.TickState(volStatus7, core.StateMirroring, fastPoll)
+			wantStates(t, h, volStatus7, core.StatePaused, core.StateError, core.StateInitializing, core.StateMirroring)
+			wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+			if n := callsFor(h, "ResumeVolume", seedUUID); n != 2 {
+				t.Fatalf("ResumeVolume called %d times, want 2 (the failure, the retry)", n)
+			}
+		})
+	})
+	t.Run("from error of a failed pause", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol7, seedUUID)
+			h.Shared.Backend.FailAlways("PauseVolume", fmt.Errorf("rbd: %w", ports.ErrRetryable))
+			setOp(h, vol7, "pause")
+			h.WaitState(volStatus7, core.StateError)
+			setOp(h, vol7, "resume")
+			h.TickState(volStatus7, core.StateMirroring, fastPoll)
+			wantStates(t, h, volStatus7, core.StateError, core.StateInitializing, core.StateMirroring)
+			wantReplication(t, h, seedUUID, ports.ReplicationReplaying, true)
+		})
 	})
 }
 
@@ -234,27 +254,29 @@ func TestStop(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run("from "+string(c.from), func(t *testing.T) {
-			h, _ := mirroringEnv(t)
-			c.setup(h)
-			addSnapshotRecord(h, vol7, seedUUID)
-			h.WaitFor("snapshot status", func() bool {
-				_, ok := h.Status(core.SnapshotStatusKey(core.SnapshotRef{Volume: vol7, SnapshotID: 21}))
-				return ok
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := mirroringEnv(t)
+				c.setup(h)
+				addSnapshotRecord(h, vol7, seedUUID)
+				h.WaitFor("snapshot status", func() bool {
+					_, ok := h.Status(core.SnapshotStatusKey(core.SnapshotRef{Volume: vol7, SnapshotID: 21}))
+					return ok
+				})
+				if got := volumeKeys(h, vol7); len(got) < 5 {
+					t.Fatalf("volume keys before stop = %v, want record, operation, status, snapshot and its status", got)
+				}
+				setOp(h, vol7, "stop")
+				waitVolumeGone(h, vol7)
+				wantStates(t, h, volStatus7, c.from, core.StateStopping)
+				wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
+				if n := callsFor(h, "StopVolume", seedUUID); n != 1 {
+					t.Fatalf("StopVolume called %d times, want 1", n)
+				}
+				if n := h.Shared.Backend.Calls("DeleteTarget") + h.Shared.Backend.Calls("DestroyVolume"); n != 0 {
+					t.Fatalf("stop deleted the target (%d calls)", n)
+				}
+				waitEvent(h, "cdm-dr.mirror.volume.finished-stop")
 			})
-			if got := volumeKeys(h, vol7); len(got) < 5 {
-				t.Fatalf("volume keys before stop = %v, want record, operation, status, snapshot and its status", got)
-			}
-			setOp(h, vol7, "stop")
-			waitVolumeGone(h, vol7)
-			wantStates(t, h, volStatus7, c.from, core.StateStopping)
-			wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
-			if n := callsFor(h, "StopVolume", seedUUID); n != 1 {
-				t.Fatalf("StopVolume called %d times, want 1", n)
-			}
-			if n := h.Shared.Backend.Calls("DeleteTarget") + h.Shared.Backend.Calls("DestroyVolume"); n != 0 {
-				t.Fatalf("stop deleted the target (%d calls)", n)
-			}
-			waitEvent(h, "cdm-dr.mirror.volume.finished-stop")
 		})
 	}
 }
@@ -263,68 +285,73 @@ func TestStop(t *testing.T) {
 // finish first (ErrInProgress), the volume stays stopping with a reason
 // that says so, written once, and the stop goes through afterwards.
 func TestStopWaitsForFirstCopy(t *testing.T) {
-	h, _ := mirroringEnv(t)
-	seedVolume(h, vol7, seedUUID, "start")
-	h.WaitState(volStatus7, core.StateInitializing)
-	h.Shared.Backend.FailAlways("StopVolume", fmt.Errorf("the copy is 40%% done: %w", ports.ErrInProgress))
-	setOp(h, vol7, "stop")
-	st := h.WaitState(volStatus7, core.StateStopping)
-	h.WaitFor("a waiting reason", func() bool {
-		st, _ = h.Status(volStatus7)
-		return st.ErrorReason != nil
-	})
-	if st.StateCode != core.StateStopping || st.ErrorReason.Code != "cdm-dr.mirror.volume.waiting-stop-in_progress" ||
-		!strings.Contains(st.ErrorReason.Contents, "40% done") {
-		t.Fatalf("status while the stop waits = %+v, want stopping with the backend's reason", st)
-	}
-	h.WaitTicking("StopVolume retried", fastPoll, func() bool { return callsFor(h, "StopVolume", seedUUID) >= 3 })
-	waiting := 0
-	for _, s := range statuses(t, h, volStatus7) {
-		if s.ErrorReason != nil && s.ErrorReason.Code == "cdm-dr.mirror.volume.waiting-stop-in_progress" {
-			waiting++
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		seedVolume(h, vol7, seedUUID, "start")
+		h.WaitState(volStatus7, core.StateInitializing)
+		h.Shared.Backend.FailAlways("StopVolume", fmt.Errorf("the copy is 40%% done: %w", ports.ErrInProgress))
+		setOp(h, vol7, "stop")
+		st := h.WaitState(volStatus7, core.StateStopping)
+		h.WaitFor("a waiting reason", func() bool {
+			st, _ = h.Status(volStatus7)
+			return st.ErrorReason != nil
+		})
+		if st.StateCode != core.StateStopping || st.ErrorReason.Code != "cdm-dr.mirror.volume.waiting-stop-in_progress" ||
+			!strings.Contains(st.ErrorReason.Contents, "40% done") {
+			t.Fatalf("status while the stop waits = %+v, want stopping with the backend's reason", st)
 		}
-	}
-	if waiting != 1 {
-		t.Fatalf("the waiting status was written %d times over %d retries, want once", waiting, callsFor(h, "StopVolume", seedUUID))
-	}
-	if got := volumeKeys(h, vol7); len(got) == 0 {
-		t.Fatal("keys deleted while the stop waits")
-	}
+		h.WaitTicking("StopVolume retried", fastPoll, func() bool { return callsFor(h, "StopVolume", seedUUID) >= 3 })
+		h.WaitIdle() // the last retry's reconcile has written what it writes
+		waiting := 0
+		for _, s := range statuses(t, h, volStatus7) {
+			if s.ErrorReason != nil && s.ErrorReason.Code == "cdm-dr.mirror.volume.waiting-stop-in_progress" {
+				waiting++
+			}
+		}
+		if waiting != 1 {
+			t.Fatalf("the waiting status was written %d times over %d retries, want once", waiting, callsFor(h, "StopVolume", seedUUID))
+		}
+		if got := volumeKeys(h, vol7); len(got) == 0 {
+			t.Fatal("keys deleted while the stop waits")
+		}
 
-	h.Shared.Backend.FailAlways("StopVolume", nil)
-	waitVolumeGone(h, vol7)
-	wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
-	waitEvent(h, "cdm-dr.mirror.volume.finished-stop")
+		h.Shared.Backend.FailAlways("StopVolume", nil)
+		waitVolumeGone(h, vol7)
+		wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
+		waitEvent(h, "cdm-dr.mirror.volume.finished-stop")
+	})
 }
 
 func TestStopAndDelete(t *testing.T) {
 	for _, from := range []core.State{core.StateMirroring, core.StatePaused} {
 		t.Run("from "+string(from), func(t *testing.T) {
-			h, _ := mirroringEnv(t)
-			bringUp(h, vol7, seedUUID)
-			if from == core.StatePaused {
-				setOp(h, vol7, "pause")
-				h.TickState(volStatus7, core.StatePaused, fastPoll)
-			}
-			addSnapshotRecord(h, vol7, seedUUID)
-			h.Shared.Backend.DeleteDelay(3)
-			setOp(h, vol7, "stop_and_delete")
-			h.WaitState(volStatus7, core.StateDeleting)
-			if rep := h.Shared.Backend.Replication(seedUUID); !rep.TargetExists {
-				t.Fatalf("deleting while the backend says the target is gone: %+v", rep)
-			}
-			if got := volumeKeys(h, vol7); len(got) == 0 {
-				t.Fatal("keys deleted while the target still exists")
-			}
-			waitVolumeGone(h, vol7)
-			wantStates(t, h, volStatus7, from, core.StateStopping, core.StateDeleting)
-			wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
-			if n := callsFor(h, "DeleteTarget", seedUUID); n < 1 {
-				t.Fatal("DeleteTarget never called")
-			}
-			if n := callsFor(h, "StopVolume", seedUUID); n != 0 {
-				t.Fatalf("stop_and_delete called StopVolume %d times", n)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := mirroringEnv(t)
+				bringUp(h, vol7, seedUUID)
+				if from == core.StatePaused {
+					setOp(h, vol7, "pause")
+					h.TickState(volStatus7, core.StatePaused, fastPoll)
+				}
+				addSnapshotRecord(h, vol7, seedUUID)
+				h.Shared.Backend.DeleteDelay(3)
+				setOp(h, vol7, "stop_and_delete")
+				h.WaitState(volStatus7, core.StateDeleting)
+				if rep := h.Shared.Backend.Replication(seedUUID); !rep.TargetExists {
+					t.Fatalf("deleting while the backend says the target is gone: %+v", rep)
+				}
+				if got := volumeKeys(h, vol7); len(got) == 0 {
+					t.Fatal("keys deleted while the target still exists")
+				}
+				waitVolumeGone(h, vol7)
+				wantStates(t, h, volStatus7, from, core.StateStopping, core.StateDeleting)
+				wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
+				if n := callsFor(h, "DeleteTarget", seedUUID); n < 1 {
+					t.Fatal("DeleteTarget never called")
+				}
+				if n := callsFor(h, "StopVolume", seedUUID); n != 0 {
+					t.Fatalf("stop_and_delete called StopVolume %d times", n)
+				}
+			})
 		})
 	}
 }
@@ -361,8 +388,8 @@ func TestDestroy(t *testing.T) {
 		}, true},
 		{"with the storage record missing", func(h *harness.Harness) string {
 			bringUp(h, vol7, seedUUID)
-			if err := h.Shared.KV.Delete(t.Context(), core.StorageKey(tgt)); err != nil {
-				t.Fatal(err)
+			if err := h.Shared.KV.Delete(context.Background(), core.StorageKey(tgt)); err != nil {
+				h.T.Fatal(err)
 			}
 			// Once the volume says so, the daemon knows the storage is gone.
 			h.WaitState(volStatus7, core.StateError)
@@ -386,109 +413,117 @@ func TestDestroy(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			h, _ := mirroringEnv(t)
-			leftover := c.setup(h)
-			setOp(h, vol7, "destroy")
-			waitVolumeGone(h, vol7)
-			if got, want := callsFor(h, "DestroyVolume", seedUUID), map[bool]int{true: 1, false: 0}[c.backendAsked]; got != want {
-				t.Fatalf("DestroyVolume called %d times, want %d", got, want)
-			}
-			if c.backendAsked && leftover == "" {
-				wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
-			}
-			for _, st := range statuses(t, h, volStatus7) {
-				if st.StateCode == core.StateError && st.Operation == core.OpDestroy {
-					t.Fatalf("destroy left an error status: %+v", st)
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := mirroringEnv(t)
+				leftover := c.setup(h)
+				setOp(h, vol7, "destroy")
+				waitVolumeGone(h, vol7)
+				if got, want := callsFor(h, "DestroyVolume", seedUUID), map[bool]int{true: 1, false: 0}[c.backendAsked]; got != want {
+					t.Fatalf("DestroyVolume called %d times, want %d", got, want)
 				}
-			}
-			if leftover == "" {
-				waitEvent(h, "cdm-dr.mirror.volume.finished-destroy") // reported after the keys are gone
-				if leftovers := eventsWith(h, "destroy-leftovers"); len(leftovers) != 0 {
-					t.Fatalf("unexpected leftovers events: %+v", leftovers)
+				if c.backendAsked && leftover == "" {
+					wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
 				}
-				return
-			}
-			ev := waitEvent(h, "destroy-leftovers")
-			if n := len(eventsWith(h, "destroy")); n != 1 {
-				t.Fatalf("destroy events = %+v, want one", eventsWith(h, "destroy"))
-			}
-			if !strings.Contains(ev.Code, "destroy") || ev.Key != core.VolumeKey(vol7) || ev.Level != ports.LevelWarn ||
-				!strings.Contains(ev.Message, leftover) {
-				t.Fatalf("leftovers event = %+v, want key %s and a message saying %q", ev, core.VolumeKey(vol7), leftover)
-			}
+				for _, st := range statuses(t, h, volStatus7) {
+					if st.StateCode == core.StateError && st.Operation == core.OpDestroy {
+						t.Fatalf("destroy left an error status: %+v", st)
+					}
+				}
+				if leftover == "" {
+					waitEvent(h, "cdm-dr.mirror.volume.finished-destroy") // reported after the keys are gone
+					if leftovers := eventsWith(h, "destroy-leftovers"); len(leftovers) != 0 {
+						t.Fatalf("unexpected leftovers events: %+v", leftovers)
+					}
+					return
+				}
+				ev := waitEvent(h, "destroy-leftovers")
+				if n := len(eventsWith(h, "destroy")); n != 1 {
+					t.Fatalf("destroy events = %+v, want one", eventsWith(h, "destroy"))
+				}
+				if !strings.Contains(ev.Code, "destroy") || ev.Key != core.VolumeKey(vol7) || ev.Level != ports.LevelWarn ||
+					!strings.Contains(ev.Message, leftover) {
+					t.Fatalf("leftovers event = %+v, want key %s and a message saying %q", ev, core.VolumeKey(vol7), leftover)
+				}
+			})
 		})
 	}
 }
 
 func TestDestroyIsBoundedInTime(t *testing.T) {
-	h := harness.New(t)
-	h.Config.DestroyTimeout = 50 * time.Millisecond
-	seedStorages(h)
-	seedEnvironment(h, "start")
-	h.Start("d1")
-	h.TickState(envStatus, core.StateMirroring, fastPoll)
-	bringUp(h, vol7, seedUUID)
-	release := h.Shared.Backend.Block("DestroyVolume")
-	defer release()
-	setOp(h, vol7, "destroy")
-	waitVolumeGone(h, vol7)
-	ev := waitEvent(h, "destroy-leftovers")
-	if !strings.Contains(ev.Message, "destroy failed") {
-		t.Fatalf("leftovers event = %+v, want it to say the destroy failed", ev)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := harness.New(t)
+		h.Config.DestroyTimeout = 50 * time.Millisecond
+		seedStorages(h)
+		seedEnvironment(h, "start")
+		h.Start("d1")
+		h.TickState(envStatus, core.StateMirroring, fastPoll)
+		bringUp(h, vol7, seedUUID)
+		release := h.Shared.Backend.Block("DestroyVolume")
+		defer release()
+		setOp(h, vol7, "destroy")
+		waitVolumeGone(h, vol7)
+		ev := waitEvent(h, "destroy-leftovers")
+		if !strings.Contains(ev.Message, "destroy failed") {
+			t.Fatalf("leftovers event = %+v, want it to say the destroy failed", ev)
+		}
+	})
 }
 
 func TestRefusedOperation(t *testing.T) {
 	t.Run("start while paused", func(t *testing.T) {
-		h, _ := mirroringEnv(t)
-		bringUp(h, vol7, seedUUID)
-		setOp(h, vol7, "pause")
-		h.TickState(volStatus7, core.StatePaused, fastPoll)
-		setOp(h, vol7, "start")
-		h.WaitFor("a refusal", func() bool {
-			st, _ := h.Status(volStatus7)
-			return st.ErrorReason != nil
+		synctest.Test(t, func(t *testing.T) {
+			h, _ := mirroringEnv(t)
+			bringUp(h, vol7, seedUUID)
+			setOp(h, vol7, "pause")
+			h.TickState(volStatus7, core.StatePaused, fastPoll)
+			setOp(h, vol7, "start")
+			h.WaitFor("a refusal", func() bool {
+				st, _ := h.Status(volStatus7)
+				return st.ErrorReason != nil
+			})
+			st := wantStatus(t, h, volStatus7, core.StatePaused, "refused")
+			if st.ErrorReason.Code != "cdm-dr.mirror.volume.refused-operation-start" || !strings.Contains(st.ErrorReason.Contents, "paused") {
+				t.Fatalf("reason = %+v", st.ErrorReason)
+			}
+			for range 3 {
+				h.Tick(poll)
+				h.WaitIdle()
+			}
+			wantStatus(t, h, volStatus7, core.StatePaused, "refused-operation-start")
+			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
+			if n := callsFor(h, "StartVolume", seedUUID) + callsFor(h, "ResumeVolume", seedUUID); n != 1 {
+				t.Fatalf("start/resume called %d times, want 1 (the first start)", n)
+			}
+			// Asking for what is allowed clears the refusal.
+			setOp(h, vol7, "resume")
+			st = h.TickState(volStatus7, core.StateMirroring, fastPoll)
+			if st.ErrorReason != nil {
+				t.Fatalf("status after resume = %+v", st)
+			}
 		})
-		st := wantStatus(t, h, volStatus7, core.StatePaused, "refused")
-		if st.ErrorReason.Code != "cdm-dr.mirror.volume.refused-operation-start" || !strings.Contains(st.ErrorReason.Contents, "paused") {
-			t.Fatalf("reason = %+v", st.ErrorReason)
-		}
-		for range 3 {
-			h.Tick(poll)
-			settle()
-		}
-		wantStatus(t, h, volStatus7, core.StatePaused, "refused-operation-start")
-		wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
-		if n := callsFor(h, "StartVolume", seedUUID) + callsFor(h, "ResumeVolume", seedUUID); n != 1 {
-			t.Fatalf("start/resume called %d times, want 1 (the first start)", n)
-		}
-		// Asking for what is allowed clears the refusal.
-		setOp(h, vol7, "resume")
-		st = h.TickState(volStatus7, core.StateMirroring, fastPoll)
-		if st.ErrorReason != nil {
-			t.Fatalf("status after resume = %+v", st)
-		}
 	})
 	for _, op := range []string{"pause", "stop"} {
 		t.Run(op+" while waiting", func(t *testing.T) {
-			h := idleEnv(t)
-			seedVolume(h, vol7, seedUUID, "start")
-			h.WaitState(volStatus7, core.StateWaiting)
-			setOp(h, vol7, op)
-			h.WaitFor("a refusal", func() bool {
-				st, _ := h.Status(volStatus7)
-				return st.ErrorReason != nil && strings.Contains(st.ErrorReason.Code, "refused")
+			synctest.Test(t, func(t *testing.T) {
+				h := idleEnv(t)
+				seedVolume(h, vol7, seedUUID, "start")
+				h.WaitState(volStatus7, core.StateWaiting)
+				setOp(h, vol7, op)
+				h.WaitFor("a refusal", func() bool {
+					st, _ := h.Status(volStatus7)
+					return st.ErrorReason != nil && strings.Contains(st.ErrorReason.Code, "refused")
+				})
+				wantStatus(t, h, volStatus7, core.StateWaiting, "cdm-dr.mirror.volume.refused-operation-"+op)
+				h.Tick(poll)
+				h.WaitIdle()
+				wantStatus(t, h, volStatus7, core.StateWaiting, "refused-operation-"+op)
+				if len(volumeKeys(h, vol7)) != 3 {
+					t.Fatalf("keys = %v", volumeKeys(h, vol7))
+				}
+				if n := len(h.Shared.Backend.CallLog()); n != 0 {
+					t.Fatalf("backend called: %v", h.Shared.Backend.CallLog())
+				}
 			})
-			wantStatus(t, h, volStatus7, core.StateWaiting, "cdm-dr.mirror.volume.refused-operation-"+op)
-			h.Tick(poll)
-			settle()
-			wantStatus(t, h, volStatus7, core.StateWaiting, "refused-operation-"+op)
-			if len(volumeKeys(h, vol7)) != 3 {
-				t.Fatalf("keys = %v", volumeKeys(h, vol7))
-			}
-			if n := len(h.Shared.Backend.CallLog()); n != 0 {
-				t.Fatalf("backend called: %v", h.Shared.Backend.CallLog())
-			}
 		})
 	}
 }

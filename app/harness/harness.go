@@ -1,6 +1,47 @@
 // Package harness assembles mirrord's engine on fake ports with wire, so a
 // test drives whole daemons deterministically: one in-memory store, bus,
 // storage backend and clock shared by any number of daemons.
+//
+// # Bubbles and idleness
+//
+// Every test using the harness runs inside testing/synctest's Test: New
+// fails the test otherwise. The daemons and all the fakes then live in
+// the test's bubble, which gives the harness a sound notion of "nothing
+// is left to do":
+//
+// [Harness.WaitIdle] lets the bubble's own time run on by [IdleWindow],
+// then returns once every goroutine of the bubble but the test's own is
+// durably blocked (on a channel or select made in the bubble, a
+// sync.Cond, a WaitGroup, a sleep). The runtime, not the
+// harness, counts the goroutines, so there is nothing to keep in step
+// with the engine as it changes: a worker reconciling, a watch event on
+// its way from the store to the cache, a message in the bus's queue, a
+// call into the fake backend, a goroutine waiting for a mutex — each is
+// a goroutine that is running, runnable or not durably blocked, and
+// WaitIdle waits for it. A negative check made after WaitIdle ("no
+// second StartVolume", "no status written") therefore holds for as long
+// as the test neither acts nor moves the fake clock, however slow the
+// machine: before, a real 50 ms sleep passed whenever the engine was
+// merely late.
+//
+// What could make WaitIdle report idle wrongly:
+//   - a goroutine outside the bubble that would wake the daemons: the
+//     fakes are built by New inside the bubble, so nothing of theirs is
+//     outside; a bubble goroutine blocked on something from outside
+//     (I/O, a mutex, a channel made outside) is not durably blocked, and
+//     WaitIdle waits for it rather than returning early;
+//   - work scheduled on the bubble's time (time.Sleep, time.After,
+//     context deadlines) further ahead than IdleWindow: the engine takes
+//     its time from the fake ports.Clock, which moves only when the test
+//     ticks it, and its real-time deadlines bound backend calls that the
+//     fake backend answers at once, unless a test holds them with Block.
+//
+// Time in the bubble moves only while every goroutine is durably
+// blocked, so the 10 s bound of WaitFor and WaitTicking counts how long
+// the daemons sat quiet, never how fast the machine is. The other side of
+// that: a daemon that never blocks (a busy loop) stops the bubble's time,
+// and the test then fails only at go test's -timeout, whose goroutine
+// dump shows the loop.
 package harness
 
 //go:generate go tool wire
@@ -11,6 +52,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cdmdr/mirror/adapters/fake"
@@ -64,13 +106,21 @@ type Harness struct {
 // Epoch is the fake clock's start.
 var Epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
-// New returns a harness whose daemons stop at the end of the test.
+// New returns a harness whose daemons stop at the end of the test. t
+// must be the *testing.T of a synctest.Test bubble (see the package
+// comment).
 func New(t testing.TB) *Harness {
+	t.Helper()
+	if !inBubble() {
+		t.Fatal("harness.New outside a synctest bubble: run the test body in synctest.Test")
+	}
+	clock := fake.NewClock(Epoch)
 	b := fake.NewBackend(CephType)
+	b.SetNow(clock.Now) // sync times on the test's clock, not the bubble's
 	h := &Harness{T: t, Shared: &Shared{
 		KV: fake.NewKV(), Bus: fake.NewBus(), Backend: b,
 		Backends: fake.NewBackends(map[string]ports.StorageBackend{CephType: b}),
-		Clock:    fake.NewClock(Epoch), Events: fake.NewEvents(),
+		Clock:    clock, Events: fake.NewEvents(),
 	}, Config: app.Config{ResyncInterval: time.Minute, PollInterval: 30 * time.Second, FastPollInterval: 2 * time.Second}}
 	t.Cleanup(h.StopAll)
 	return h
@@ -161,8 +211,10 @@ func (h *Harness) Status(key string) (core.Status, bool) {
 	return st, true
 }
 
-// WaitFor polls cond (in real time, since daemons run in goroutines)
-// until it holds, or fails the test after 10 s saying what it waited for.
+// WaitFor polls cond until it holds, or fails the test after 10 s of the
+// bubble's time saying what it waited for. The bubble's time moves only
+// while every daemon is blocked, so cond is looked at each time they went
+// quiet, however loaded the machine.
 func (h *Harness) WaitFor(what string, cond func() bool) {
 	h.T.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -222,6 +274,33 @@ func (h *Harness) WaitGone(key string) {
 
 // Tick advances the fake clock by d, firing due timers (requeues, resyncs).
 func (h *Harness) Tick(d time.Duration) { h.Shared.Clock.Advance(d) }
+
+// IdleWindow is how long WaitIdle lets the bubble's time run while the
+// daemons are blocked: anything they would do on their own within it
+// (on real-time APIs, which the bubble fakes), they do before WaitIdle
+// returns. Far below every real-time bound of the engine and the fakes
+// that a test does not mean to reach (action, destroy and resign
+// timeouts), far above a stray sleep or retry on real time.
+const IdleWindow = time.Second
+
+// WaitIdle returns once the daemons have nothing left to do until the
+// test acts or moves the fake clock: IdleWindow of the bubble's time has
+// passed and every goroutine of the bubble but the caller's is durably
+// blocked (see the package comment for why that is sound). Make negative
+// checks after it.
+func (h *Harness) WaitIdle() {
+	time.Sleep(IdleWindow) // returns once all else is blocked at its end
+	synctest.Wait()        // and whatever its end woke is done too
+}
+
+// inBubble reports whether the caller runs in a synctest bubble:
+// synctest.Wait panics outside one (and inside one only waits for the
+// bubble's other goroutines to block, harmless at New).
+func inBubble() (ok bool) {
+	defer func() { ok = recover() == nil }()
+	synctest.Wait()
+	return true
+}
 
 func (h *Harness) dump() string {
 	s := ""
