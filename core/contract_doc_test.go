@@ -208,6 +208,7 @@ func docMoves(t *testing.T, at, cell string) []string {
 // TestContractVolumeRules: the table of §4.2 is core's volume rules, row
 // by row and column by column.
 func TestContractVolumeRules(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	rows := d.table(t, "table", "volume-rules")
 	var ops []string
@@ -251,6 +252,7 @@ func TestContractVolumeRules(t *testing.T) {
 // checkStateRules compares an environment or snapshot table with what the
 // plans do.
 func checkStateRules(t *testing.T, table string, want map[string]stateRules) {
+	t.Helper()
 	d := loadContract(t)
 	rows := d.table(t, "table", table)
 	seen := map[string]bool{}
@@ -279,12 +281,14 @@ func checkStateRules(t *testing.T, table string, want map[string]stateRules) {
 // TestContractEnvironmentRules: §3.2's table is every change of state
 // PlanEnvironment and its outcomes can write.
 func TestContractEnvironmentRules(t *testing.T) {
+	t.Parallel()
 	checkStateRules(t, "environment-rules", environmentRules())
 }
 
 // TestContractSnapshotRules: §5.4's table is every change of state
 // PlanSnapshot and its outcomes can write.
 func TestContractSnapshotRules(t *testing.T) {
+	t.Parallel()
 	checkStateRules(t, "snapshot-rules", snapshotRules())
 }
 
@@ -321,6 +325,7 @@ func docCodes(t *testing.T, rows []docRow) []string {
 // core.ReasonCodes lists; the rules table of §7.3 lists exactly the codes
 // core's plans can write; §7.4 writes core.ReasonCodes out.
 func TestContractReasonCodes(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	input := d.table(t, "table", "codes-input")
 	rules := d.table(t, "table", "codes-rules")
@@ -366,6 +371,7 @@ func TestContractReasonCodes(t *testing.T) {
 
 // TestContractEventCodes: §5.5's table lists exactly core.EventCodes().
 func TestContractEventCodes(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	rows := d.table(t, "table", "event-codes")
 	var codes []string
@@ -386,6 +392,7 @@ func TestContractEventCodes(t *testing.T) {
 // original daemon's older form (§7.1: its subjects name routines, such as
 // volume_worker_run) are read, never written, and are left out.
 func TestContractCodesInSources(t *testing.T) {
+	t.Parallel()
 	known := append(core.ReasonCodes(), core.EventCodes()...)
 	ours := func(s string) bool {
 		subject, _, _ := strings.Cut(strings.TrimPrefix(s, core.CodePrefix), ".")
@@ -490,6 +497,7 @@ func buildKey(p core.ParsedKey) string {
 // filled in; every kind of key core knows has a row, and so do the leader
 // keys of environments and volumes.
 func TestContractKeys(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	rows := d.table(t, "table", "keys")
 	kinds := map[string]bool{}
@@ -570,6 +578,7 @@ func jsonType(t reflect.Type) string {
 // its Go type, with their JSON type; a field the type may leave out
 // (omitempty) is not said to be required.
 func TestContractRecords(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	tables := d.markers("record")
 	compareSets(t, "docs/contract.md", "record tables", sortedKeys(tables), sortedKeys(contractRecords))
@@ -682,6 +691,7 @@ func checkExample(label string, data []byte) error {
 // TestContractExamples: every JSON example decodes as the record it is an
 // example of, with the decoder mirrord uses, checked against its key.
 func TestContractExamples(t *testing.T) {
+	t.Parallel()
 	d := loadContract(t)
 	n := 0
 	for i, l := range d.lines {
@@ -699,4 +709,49 @@ func TestContractExamples(t *testing.T) {
 	if n == 0 {
 		t.Fatal("docs/contract.md has no <!-- example: ... --> blocks")
 	}
+}
+
+// TestContractSubjects: §5.1 lists the default subjects the engine
+// declares (app's Default*Subject constants, read from its source, since
+// core may not import app).
+func TestContractSubjects(t *testing.T) {
+	t.Parallel()
+	d := loadContract(t)
+	rows := d.table(t, "table", "subjects")
+	var docSubjects []string
+	for _, r := range rows {
+		docSubjects = append(docSubjects, r.cells[0])
+	}
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("../app/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("find app's sources: %v (%d files)", err, len(files))
+	}
+	var code []string
+	for _, path := range files {
+		if strings.HasSuffix(path, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatalf("parse %s: %v", path, err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			spec, ok := n.(*ast.ValueSpec)
+			if !ok {
+				return true
+			}
+			for i, name := range spec.Names {
+				if !strings.HasPrefix(name.Name, "Default") || !strings.HasSuffix(name.Name, "Subject") || i >= len(spec.Values) {
+					continue
+				}
+				if lit, ok := spec.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					s, _ := strconv.Unquote(lit.Value)
+					code = append(code, s)
+				}
+			}
+			return true
+		})
+	}
+	compareSets(t, rows[0].at(), "§5.1 subjects against app's Default*Subject constants", docSubjects, code)
 }
