@@ -82,7 +82,7 @@ func volumeCodes(codes ruleCodes) {
 					}
 					codes.add(p.OnSuccess.Write, how+", "+string(p.Action)+" ok")
 					for _, err := range contractErrs {
-						codes.add(in.Failed(p, err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
+						codes.add(p.Failed(err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
 					}
 				}
 			}
@@ -128,12 +128,12 @@ func environmentCodes(codes ruleCodes) {
 		how := fmt.Sprintf("environment %+v", in)
 		p := core.PlanEnvironment(in)
 		codes.add(p.Write, how)
-		if p.Action == core.EnvActNone {
+		if p.Action == core.ActNone {
 			continue
 		}
 		codes.add(p.OnSuccess.Write, how)
 		for _, err := range contractErrs {
-			codes.add(in.Failed(p, err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
+			codes.add(p.Failed(err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
 		}
 	}
 }
@@ -172,12 +172,12 @@ func snapshotCodes(codes ruleCodes) {
 			how := fmt.Sprintf("snapshot %+v", in)
 			p := core.PlanSnapshot(in)
 			codes.add(p.Write, how)
-			if p.Action == core.SnapActNone {
+			if p.Action == core.ActNone {
 				continue
 			}
 			codes.add(p.OnSuccess.Write, how)
 			for _, err := range contractErrs {
-				codes.add(in.Failed(p, err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
+				codes.add(p.Failed(err).Write, fmt.Sprintf("%s, %s failed: %v", how, p.Action, err))
 			}
 		}
 	}
@@ -231,7 +231,7 @@ func environmentRules() map[string]stateRules {
 		for _, in := range environmentInputs([]core.Operation{op}) {
 			p := core.PlanEnvironment(in)
 			mid := r.move(stateOf(in.Status), p.Write)
-			if p.Action == core.EnvActNone {
+			if p.Action == core.ActNone {
 				if p.OnSuccess.Finish {
 					r.ends[mid] = true
 				}
@@ -242,7 +242,7 @@ func environmentRules() map[string]stateRules {
 				r.ends[mid] = true
 			}
 			for _, err := range contractErrs {
-				out := in.Failed(p, err)
+				out := p.Failed(err)
 				r.move(mid, out.Write)
 				if out.Finish {
 					r.ends[mid] = true
@@ -263,7 +263,7 @@ func snapshotRules() map[string]stateRules {
 		for _, in := range snapshotInputs(deleted) {
 			p := core.PlanSnapshot(in)
 			mid := r.move(stateOf(in.Status), p.Write)
-			if p.Action == core.SnapActNone {
+			if p.Action == core.ActNone {
 				if p.OnSuccess.Finish {
 					r.ends[mid] = true
 				}
@@ -274,7 +274,7 @@ func snapshotRules() map[string]stateRules {
 				r.ends[mid] = true
 			}
 			for _, err := range contractErrs {
-				out := in.Failed(p, err)
+				out := p.Failed(err)
 				r.move(mid, out.Write)
 				if out.Finish {
 					r.ends[mid] = true

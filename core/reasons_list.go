@@ -99,11 +99,11 @@ func ReasonCodes() []string {
 // reported as an event as well.
 func EventCodes() []string {
 	codes := []string{
-		CodePrefix + "volume.finished-" + string(OpStop),
-		CodePrefix + "volume.finished-" + string(OpStopAndDelete),
-		CodePrefix + "volume.finished-" + string(OpDestroy),
-		CodePrefix + "environment.finished-" + string(OpStop),
-		Code("volume", "destroy", "leftovers", "found"),
+		FinishedCode(SubjectVolume, OpStop),
+		FinishedCode(SubjectVolume, OpStopAndDelete),
+		FinishedCode(SubjectVolume, OpDestroy),
+		FinishedCode(SubjectEnvironment, OpStop),
+		LeftoversCode(),
 		Code("snapshot", "failure", "decode_event", "malformed"),
 	}
 	sort.Strings(codes)

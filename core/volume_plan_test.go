@@ -617,32 +617,3 @@ func TestStopWaitingKeepsItsReason(t *testing.T) {
 		t.Fatalf("retry plan = %+v, want the stop again with the status unchanged (%+v)", p2, *out.Write)
 	}
 }
-
-// stateOf is the state of a planned status, none if nothing is written.
-func stateOf(st *core.Status) core.State {
-	if st == nil {
-		return none
-	}
-	return st.StateCode
-}
-
-// TestStopKeepsObserving: a stop asks for the backend's report on every
-// pass, so a stop waiting for the first copy keeps watching it (a backend
-// may advance the copy only when asked, and the status shows how far it
-// is); a failed look does not hold the stop back.
-func TestStopKeepsObserving(t *testing.T) {
-	t.Parallel()
-	for _, cur := range []*core.Status{
-		{StateCode: mirroring, Operation: start},
-		{StateCode: stopping, Operation: stop, ErrorReason: &core.Reason{Code: "cdm-dr.mirror.volume.waiting-stop-in_progress"}},
-	} {
-		in := core.VolumeInput{Operation: stop, Status: cur, EnvState: mirroring}
-		if p := core.PlanVolume(in); !p.Observe || p.Write != nil || p.Action != core.ActNone {
-			t.Errorf("stop from %s without a report = %+v, want a plan that only asks for one", cur.StateCode, p)
-		}
-		in.ObserveErr = fmt.Errorf("rbd: %w", ports.ErrRetryable)
-		if p := core.PlanVolume(in); p.Observe || p.Action != core.ActStop {
-			t.Errorf("stop from %s with a failed look = %+v, want the stop", cur.StateCode, p)
-		}
-	}
-}
