@@ -77,7 +77,7 @@ func (e *Engine) writeStatus(ctx context.Context, lead ports.Leadership, to *sta
 	value := st.Encode()
 	rev, err := lead.Put(ctx, to.key, value)
 	if err != nil {
-		return fmt.Errorf("write %s status: %w", to.subject, err)
+		return fmt.Errorf("write status: %w", err)
 	}
 	e.cache.wrote(to.key, value, rev)
 	prev := core.StateNone
