@@ -104,10 +104,11 @@ func (c *cache) apply(prefix string, ev ports.WatchEvent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.revs[prefix] = max(c.revs[prefix], ev.KV.ModRevision)
-	if len(c.tombstones) > 0 {
-		c.forgetTombstones(prefix)
+	stale := c.stale(ev.KV.Key, ev.KV.ModRevision)
+	if tomb, ok := c.tombstones[ev.KV.Key]; ok && ev.KV.ModRevision >= tomb {
+		delete(c.tombstones, ev.KV.Key) // the watch has passed our deletion of this key
 	}
-	if c.stale(ev.KV.Key, ev.KV.ModRevision) {
+	if stale {
 		return
 	}
 	switch ev.Type {
