@@ -25,7 +25,7 @@ var _ ports.StorageBackend = (*Backend)(nil)
 // e.g. "StartVolume".
 type Backend struct {
 	mu   sync.Mutex
-	info ports.BackendInfo
+	info ports.Info
 	now  func() time.Time
 
 	envs        map[string]*envState  // by Environment.ID
@@ -77,7 +77,7 @@ func NewBackend(types ...string) *Backend {
 		types = []string{"openstack.storage.type.ceph"}
 	}
 	return &Backend{
-		info: ports.BackendInfo{
+		info: ports.Info{
 			Name:         "fake",
 			Version:      "0.0.0",
 			StorageTypes: types,
@@ -100,9 +100,9 @@ func NewBackend(types ...string) *Backend {
 }
 
 // Info implements ports.StorageBackend.
-func (b *Backend) Info(ctx context.Context) (ports.BackendInfo, error) {
+func (b *Backend) Info(ctx context.Context) (ports.Info, error) {
 	if err := b.enter(ctx, "Info", ""); err != nil {
-		return ports.BackendInfo{}, err
+		return ports.Info{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -473,7 +473,7 @@ func (b *Backend) SetLeftovers(volumeUUID string, leftovers ...string) {
 }
 
 // SetInfo replaces what Info returns.
-func (b *Backend) SetInfo(info ports.BackendInfo) {
+func (b *Backend) SetInfo(info ports.Info) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.info = info

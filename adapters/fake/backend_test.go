@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/adapters/fake"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 	"github.com/cdmdr/mirror/ports"
-	"github.com/cdmdr/mirror/ports/porttest"
 )
 
 var (
@@ -23,14 +23,15 @@ var (
 	snap = ports.Snapshot{Volume: vol, SnapshotID: 21, SnapshotUUID: "5e1f0a52-8d0b-4c1e-9a57-0c7f3f0b2a11", SnapshotName: "daily"}
 )
 
-// backendHarness drives the simulator so every eventual state of the
-// conformance suite takes a few polls, as on a real storage.
+// backendHarness is the conformance kit's fixture: every eventual state
+// of the suite takes a few polls, as on a real storage.
 type backendHarness struct{ b *fake.Backend }
 
-func newBackendHarness(*testing.T) porttest.BackendHarness {
+func newBackendHarness(*testing.T) backendHarness {
 	b := fake.NewBackend()
 	b.AddSourceVolume(vol.VolumeUUID)
 	b.AddSourceSnapshot(vol.VolumeUUID, snap.SnapshotUUID)
+	b.AutoSync(true)
 	b.DeleteDelay(2)
 	b.SnapshotDelay(2)
 	return backendHarness{b: b}
@@ -40,17 +41,15 @@ func (h backendHarness) Backend() ports.StorageBackend  { return h.b }
 func (h backendHarness) Environment() ports.Environment { return env }
 func (h backendHarness) Volume() ports.Volume           { return vol }
 func (h backendHarness) Snapshot() ports.Snapshot       { return snap }
-func (h backendHarness) Settle()                        { h.b.Sync(vol.VolumeUUID) }
 func (h backendHarness) Timeout() time.Duration         { return 5 * time.Second }
 
 func TestBackendConformance(t *testing.T) {
-	porttest.RunBackend(t, newBackendHarness)
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return newBackendHarness(t) })
 }
 
-func TestBackendConformanceAutoSync(t *testing.T) {
-	porttest.RunBackend(t, func(t *testing.T) porttest.BackendHarness {
-		h := newBackendHarness(t).(backendHarness)
-		h.b.AutoSync(true)
+func TestBackendConformanceNoDelays(t *testing.T) {
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness {
+		h := newBackendHarness(t)
 		h.b.DeleteDelay(0)
 		h.b.SnapshotDelay(0)
 		return h
