@@ -43,6 +43,10 @@ func (h backendHarness) Volume() ports.Volume           { return vol }
 func (h backendHarness) Snapshot() ports.Snapshot       { return snap }
 func (h backendHarness) Timeout() time.Duration         { return 5 * time.Second }
 
+func (h backendHarness) HoldFirstCopy(*testing.T) (release func()) {
+	return h.b.HoldFirstCopy(vol.VolumeUUID)
+}
+
 func TestBackendConformance(t *testing.T) {
 	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return newBackendHarness(t) })
 }
@@ -140,6 +144,31 @@ func TestBackendScripting(t *testing.T) {
 	}
 	if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationAbsent || st.TargetExists {
 		t.Fatalf("after destroy = %+v", st)
+	}
+}
+
+// TestBackendStopDuringFirstCopy: a stop lets a copy waiting for Sync
+// complete; a copy held with HoldFirstCopy makes it wait (ErrInProgress),
+// changing nothing, as on a real storage.
+func TestBackendStopDuringFirstCopy(t *testing.T) {
+	ctx := t.Context()
+	b := newStarted(t)
+	release := b.HoldFirstCopy(vol.VolumeUUID)
+	for range 2 {
+		if err := b.StopVolume(ctx, vol); !errors.Is(err, ports.ErrInProgress) {
+			t.Fatalf("StopVolume with the first copy held = %v, want ErrInProgress", err)
+		}
+		if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationSyncing {
+			t.Fatalf("after a stop that waits = %+v, want syncing", st)
+		}
+		b.Sync(vol.VolumeUUID) // does not end a held copy
+	}
+	release()
+	if err := b.StopVolume(ctx, vol); err != nil {
+		t.Fatalf("StopVolume once released = %v", err)
+	}
+	if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationAbsent || !st.TargetExists {
+		t.Fatalf("after StopVolume = %+v, want absent with the target kept", st)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
 	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 	"github.com/cdmdr/mirror/ports"
 )
@@ -22,10 +23,21 @@ import (
 // harness is the conformance kit's fixture: the host's port over a real
 // plugin process, a fresh environment and volume per subtest.
 type harness struct {
-	be   ports.StorageBackend
-	env  ports.Environment
-	vol  ports.Volume
-	snap ports.Snapshot
+	be       ports.StorageBackend
+	env      ports.Environment
+	vol      ports.Volume
+	snap     ports.Snapshot
+	holdFile memstorage.HoldFile
+}
+
+// HoldFirstCopy implements plugintest.FirstCopyHolder through the file
+// the source storage's metadata names to the plugin process.
+func (h *harness) HoldFirstCopy(t *testing.T) (release func()) {
+	release, err := h.holdFile.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
 }
 
 func (h *harness) Backend() ports.StorageBackend  { return h.be }
@@ -59,8 +71,9 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, vol, snap := fixture(exampleType)
-		return &harness{be: be, env: env, vol: vol, snap: snap}
+		holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+		env, vol, snap := fixture(exampleType, "hold_first_copy", holdFile)
+		return &harness{be: be, env: env, vol: vol, snap: snap, holdFile: holdFile}
 	})
 }
 
