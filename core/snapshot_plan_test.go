@@ -15,7 +15,7 @@ func TestPlanSnapshot(t *testing.T) {
 	del := rec
 	del.Deleted = true
 	mirroringSt := &core.Status{StateCode: core.SnapshotMirroring}
-	obs := func(s ports.SnapshotReplicationState) *ports.SnapshotReplication {
+	obs := func(s ports.SnapshotState) *ports.SnapshotReplication {
 		return &ports.SnapshotReplication{State: s}
 	}
 	type want struct {

@@ -1,14 +1,20 @@
 package ports
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/cdmdr/mirror/plugins/sdk/contract"
+)
 
 // Sentinel errors shared by every port. Implementations wrap them with
 // context (fmt.Errorf("...: %w", ports.ErrNotFound)); callers test with
 // errors.Is.
 var (
-	// ErrNotFound means the thing asked for does not exist. Deleting
-	// something that does not exist is not an error and does not return it.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound means the thing asked for does not exist: a key, or
+	// what a storage backend was asked about. Deleting something that does
+	// not exist is not an error and does not return it. It is the storage
+	// contract's own value, so a backend's error needs no translation.
+	ErrNotFound = contract.ErrNotFound
 
 	// ErrConflict means a compare-and-swap lost: the key's revision was not
 	// the one expected.
@@ -29,17 +35,12 @@ var (
 	// ErrNoBackend means no storage backend serves the requested storage type.
 	ErrNoBackend = errors.New("no backend for storage type")
 
-	// ErrPrecondition means the backend refused because the storage is not in
-	// a state that allows the call (for example an environment teardown while
-	// images are still mirrored, or a pool already peered elsewhere). Retrying
-	// the same call unchanged will not help.
-	ErrPrecondition = errors.New("precondition failed")
-
-	// ErrInProgress means the same operation is already running on the
-	// backend; the caller should look again later.
-	ErrInProgress = errors.New("already in progress")
-
-	// ErrRetryable marks a transient failure (a plugin restarting, a cluster
-	// briefly unreachable). The caller retries with backoff.
-	ErrRetryable = errors.New("retryable")
+	// ErrPrecondition, ErrInProgress and ErrRetryable are the storage
+	// contract's (contract.ErrPrecondition, ...): a backend refusing a call
+	// the storage's state does not allow, work that must wait for other
+	// work (a stop during the first copy), a transient failure (a plugin
+	// restarting, a cluster briefly unreachable; retried with backoff).
+	ErrPrecondition = contract.ErrPrecondition
+	ErrInProgress   = contract.ErrInProgress
+	ErrRetryable    = contract.ErrRetryable
 )

@@ -2,42 +2,50 @@ package fake
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
-	"time"
 
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
 	"github.com/cdmdr/mirror/ports"
 )
 
 var _ ports.StorageBackend = (*Backend)(nil)
 
-// Backend is a scriptable ports.StorageBackend simulator.
+// Backend is the daemon's scripted storage backend: memstorage, the SDK's
+// in-memory storage (the one model of a storage in the repository, which
+// passes the conformance kit), under a layer of scripting for tests.
 //
 // Volumes and snapshots must exist on the source (AddSourceVolume,
-// AddSourceSnapshot) before they can be replicated. A started volume is
-// syncing until Sync (or AutoSync) lets the next VolumeStatus report it
-// replaying; a deleted target disappears after DeleteDelay more
-// VolumeStatus calls; an added snapshot is pending for SnapshotDelay
-// SnapshotStatus calls, then ready. Every method can be made to fail
-// (FailNext, FailAlways) or to hang (Block), and every call is recorded
-// (Calls, CallLog). Method names in these helpers are the Go method names,
-// e.g. "StartVolume".
+// AddSourceSnapshot) before they can be replicated. A started volume's
+// first copy (and a full resync) is held, so the volume is syncing, until
+// Sync lets it complete (AutoSync: every copy completes at once), or a
+// StopVolume comes: a stop lets the copy complete first, so that a test
+// stopping an initializing volume needs no Sync. To see a stop wait for
+// the copy (ErrInProgress, as memstorage and a real storage answer while
+// it runs), hold it with HoldFirstCopy, which neither Sync nor a stop
+// releases. The layer
+// adds: a deleted target that still exists for DeleteDelay more
+// VolumeStatus calls, an added snapshot pending for SnapshotDelay
+// SnapshotStatus calls, forced environment health and destroy leftovers,
+// failures (FailNext, FailAlways), calls held (Block), and a record of
+// every call (Calls, CallLog). Method names in these helpers are the Go
+// method names, e.g. "StartVolume".
 type Backend struct {
+	mem *memstorage.Backend
+
 	mu   sync.Mutex
-	info ports.BackendInfo
-	now  func() time.Time
+	info ports.Info
 
-	envs        map[string]*envState  // by Environment.ID
-	sourceVols  map[string]bool       // volume UUIDs on the source
-	sourceSnaps map[string]string     // snapshot UUID → volume UUID on the source
-	vols        map[string]*volState  // by volume UUID
-	snaps       map[string]*snapState // by snapshot UUID
-	leftovers   map[string][]string   // by volume UUID
+	autoSync bool
+	held     map[string]func() // our holds of first copies, released by Sync, by volume UUID
+	syncNext map[string]bool   // Sync came before the copy started: do not hold it
 
-	autoSync      bool
 	deleteDelay   int
+	deleting      map[string]int // VolumeStatus calls still showing a deleted target
 	snapshotDelay int
+	snapWait      map[string]int // SnapshotStatus calls still reporting pending
+	health        map[string]ports.EnvironmentHealth
+	leftovers     map[string][]string
 
 	failNext   map[string][]error
 	failAlways map[string]error
@@ -47,29 +55,6 @@ type Backend struct {
 	log        []string
 }
 
-type envState struct {
-	prepared bool
-	health   *ports.EnvironmentHealth // forced by SetEnvironmentHealth
-}
-
-type volState struct {
-	env    string
-	rep    ports.VolumeReplication
-	synced bool // the first copy finished once: resume goes back to replaying
-	// syncNow makes the next VolumeStatus of a syncing volume report
-	// replaying (set by Sync).
-	syncNow bool
-	// deleting counts down the VolumeStatus calls before a deleted target
-	// is gone; -1 when no delete is under way.
-	deleting int
-}
-
-type snapState struct {
-	volume string
-	rep    ports.SnapshotReplication
-	wait   int // SnapshotStatus calls still reporting pending
-}
-
 // NewBackend returns a backend serving the given storage types, by default
 // "openstack.storage.type.ceph" so the specification's examples route to it.
 func NewBackend(types ...string) *Backend {
@@ -77,32 +62,32 @@ func NewBackend(types ...string) *Backend {
 		types = []string{"openstack.storage.type.ceph"}
 	}
 	return &Backend{
-		info: ports.BackendInfo{
+		mem: memstorage.New(memstorage.Types(types...)),
+		info: ports.Info{
 			Name:         "fake",
 			Version:      "0.0.0",
 			StorageTypes: types,
 			Capabilities: ports.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true,
 				SnapshotModes: []string{"journal", "snapshot"}},
 		},
-		now:         time.Now,
-		envs:        map[string]*envState{},
-		sourceVols:  map[string]bool{},
-		sourceSnaps: map[string]string{},
-		vols:        map[string]*volState{},
-		snaps:       map[string]*snapState{},
-		leftovers:   map[string][]string{},
-		failNext:    map[string][]error{},
-		failAlways:  map[string]error{},
-		gates:       map[string]chan struct{}{},
-		blocked:     map[string]int{},
-		calls:       map[string]int{},
+		held:       map[string]func(){},
+		syncNext:   map[string]bool{},
+		deleting:   map[string]int{},
+		snapWait:   map[string]int{},
+		health:     map[string]ports.EnvironmentHealth{},
+		leftovers:  map[string][]string{},
+		failNext:   map[string][]error{},
+		failAlways: map[string]error{},
+		gates:      map[string]chan struct{}{},
+		blocked:    map[string]int{},
+		calls:      map[string]int{},
 	}
 }
 
 // Info implements ports.StorageBackend.
-func (b *Backend) Info(ctx context.Context) (ports.BackendInfo, error) {
+func (b *Backend) Info(ctx context.Context) (ports.Info, error) {
 	if err := b.enter(ctx, "Info", ""); err != nil {
-		return ports.BackendInfo{}, err
+		return ports.Info{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -118,9 +103,9 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env ports.Environment)
 		return err
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.envs[env.ID] = &envState{prepared: true}
-	return nil
+	delete(b.health, env.ID)
+	b.mu.Unlock()
+	return b.mem.PrepareEnvironment(ctx, env)
 }
 
 // EnvironmentStatus implements ports.StorageBackend.
@@ -129,17 +114,12 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env ports.Environment) 
 		return ports.EnvironmentHealth{}, err
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.envs[env.ID]
-	switch {
-	case e == nil:
-		return ports.EnvironmentHealth{Description: "environment not prepared"}, nil
-	case e.health != nil:
-		return *e.health, nil
-	case !e.prepared:
-		return ports.EnvironmentHealth{Description: "environment not prepared"}, nil
+	h, forced := b.health[env.ID]
+	b.mu.Unlock()
+	if forced {
+		return h, nil
 	}
-	return ports.EnvironmentHealth{Ready: true}, nil
+	return b.mem.EnvironmentStatus(ctx, env)
 }
 
 // TeardownEnvironment implements ports.StorageBackend.
@@ -147,19 +127,12 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment
 	if err := b.enter(ctx, "TeardownEnvironment", env.ID); err != nil {
 		return err
 	}
+	if err := b.mem.TeardownEnvironment(ctx, env); err != nil {
+		return err
+	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	var busy []string
-	for uuid, v := range b.vols {
-		if v.env == env.ID && v.rep.State != ports.ReplicationAbsent {
-			busy = append(busy, uuid)
-		}
-	}
-	if len(busy) > 0 {
-		slices.Sort(busy)
-		return fmt.Errorf("teardown %s: volumes still replicated %v: %w", env.ID, busy, ports.ErrPrecondition)
-	}
-	delete(b.envs, env.ID)
+	delete(b.health, env.ID)
+	b.mu.Unlock()
 	return nil
 }
 
@@ -170,56 +143,33 @@ func (b *Backend) StartVolume(ctx context.Context, vol ports.Volume) error {
 	if err := b.enter(ctx, "StartVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
+	b.holdCopy(vol.VolumeUUID)
+	if err := b.mem.StartVolume(ctx, vol); err != nil {
+		return err
+	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.sourceVols[vol.VolumeUUID] {
-		return fmt.Errorf("start volume %s: source volume: %w", vol.VolumeUUID, ports.ErrNotFound)
-	}
-	if e := b.envs[vol.Environment.ID]; e == nil || !e.prepared {
-		return fmt.Errorf("start volume %s: environment %s not prepared: %w",
-			vol.VolumeUUID, vol.Environment.ID, ports.ErrPrecondition)
-	}
-	v := b.vol(vol.VolumeUUID)
-	v.env = vol.Environment.ID
-	switch v.rep.State {
-	case ports.ReplicationAbsent:
-		v.synced = false
-		v.deleting = -1
-		v.rep = ports.VolumeReplication{State: ports.ReplicationSyncing, TargetExists: true}
-		v.syncNow = v.syncNow || b.autoSync
-	case ports.ReplicationPaused:
-		b.resume(v)
-	}
+	delete(b.deleting, vol.VolumeUUID)
+	b.mu.Unlock()
 	return nil
 }
 
-// VolumeStatus implements ports.StorageBackend. This is where scripted
-// progress happens: a synced volume turns replaying, a deleted target
-// counts down to gone.
+// VolumeStatus implements ports.StorageBackend. A deleted target counts
+// down its DeleteDelay here.
 func (b *Backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.VolumeReplication, error) {
 	if err := b.enter(ctx, "VolumeStatus", vol.VolumeUUID); err != nil {
 		return ports.VolumeReplication{}, err
 	}
+	rep, err := b.mem.VolumeStatus(ctx, vol)
+	if err != nil {
+		return rep, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil {
-		return ports.VolumeReplication{State: ports.ReplicationAbsent}, nil
+	if b.deleting[vol.VolumeUUID] > 0 {
+		b.deleting[vol.VolumeUUID]--
+		rep.TargetExists = true
 	}
-	if v.rep.State == ports.ReplicationSyncing && (v.syncNow || b.autoSync) {
-		v.syncNow = false
-		v.synced = true
-		v.rep.State = ports.ReplicationReplaying
-		v.rep.Progress = 100
-		v.rep.LastSyncTime = b.now()
-	}
-	if v.deleting == 0 {
-		v.deleting = -1
-		v.rep.TargetExists = false
-	} else if v.deleting > 0 {
-		v.deleting--
-	}
-	return v.rep, nil
+	return rep, nil
 }
 
 // PauseVolume implements ports.StorageBackend.
@@ -227,14 +177,7 @@ func (b *Backend) PauseVolume(ctx context.Context, vol ports.Volume) error {
 	if err := b.enter(ctx, "PauseVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil || v.rep.State == ports.ReplicationAbsent {
-		return fmt.Errorf("pause volume %s: not replicated: %w", vol.VolumeUUID, ports.ErrNotFound)
-	}
-	v.rep.State = ports.ReplicationPaused
-	return nil
+	return b.mem.PauseVolume(ctx, vol)
 }
 
 // ResumeVolume implements ports.StorageBackend. A failed volume restarts
@@ -243,70 +186,53 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
 	if err := b.enter(ctx, "ResumeVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil || v.rep.State == ports.ReplicationAbsent {
-		return fmt.Errorf("resume volume %s: not replicated: %w", vol.VolumeUUID, ports.ErrNotFound)
-	}
-	b.resume(v)
-	return nil
+	b.holdCopy(vol.VolumeUUID)
+	return b.mem.ResumeVolume(ctx, vol)
 }
 
-// StopVolume implements ports.StorageBackend.
+// StopVolume implements ports.StorageBackend. It lets a first copy held
+// for want of Sync complete first.
 func (b *Backend) StopVolume(ctx context.Context, vol ports.Volume) error {
 	if err := b.enter(ctx, "StopVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil || v.rep.State == ports.ReplicationAbsent {
-		return nil
-	}
-	v.rep = ports.VolumeReplication{State: ports.ReplicationAbsent, TargetExists: true}
-	return nil
+	b.releaseCopy(vol.VolumeUUID)
+	return b.mem.StopVolume(ctx, vol)
 }
 
-// DeleteTarget implements ports.StorageBackend.
+// DeleteTarget implements ports.StorageBackend. The target still shows
+// for DeleteDelay VolumeStatus calls.
 func (b *Backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
 	if err := b.enter(ctx, "DeleteTarget", vol.VolumeUUID); err != nil {
 		return err
 	}
+	had := b.mem.Replication(vol.VolumeUUID).TargetExists
+	if err := b.mem.DeleteTarget(ctx, vol); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil {
-		return nil
+	if had && b.deleting[vol.VolumeUUID] == 0 {
+		b.deleting[vol.VolumeUUID] = b.deleteDelay
 	}
-	v.rep.State = ports.ReplicationAbsent
-	v.rep.Progress, v.rep.Lag, v.rep.Description = 0, "", ""
-	if !v.rep.TargetExists || v.deleting >= 0 {
-		return nil // gone, or already on its way
-	}
-	if b.deleteDelay == 0 {
-		v.rep.TargetExists = false
-		return nil
-	}
-	v.deleting = b.deleteDelay
 	return nil
 }
 
-// DestroyVolume implements ports.StorageBackend. It forgets the volume and
-// its snapshots and reports the leftovers scripted with SetLeftovers.
+// DestroyVolume implements ports.StorageBackend. It reports the leftovers
+// scripted with SetLeftovers.
 func (b *Backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.DestroyReport, error) {
 	if err := b.enter(ctx, "DestroyVolume", vol.VolumeUUID); err != nil {
 		return ports.DestroyReport{}, err
 	}
+	rep, err := b.mem.DestroyVolume(ctx, vol)
+	if err != nil {
+		return rep, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.vols, vol.VolumeUUID)
-	for id, s := range b.snaps {
-		if s.volume == vol.VolumeUUID {
-			delete(b.snaps, id)
-		}
-	}
-	return ports.DestroyReport{Leftovers: slices.Clone(b.leftovers[vol.VolumeUUID])}, nil
+	delete(b.deleting, vol.VolumeUUID)
+	rep.Leftovers = append(rep.Leftovers, b.leftovers[vol.VolumeUUID]...)
+	return rep, nil
 }
 
 // AddSnapshot implements ports.StorageBackend.
@@ -314,18 +240,14 @@ func (b *Backend) AddSnapshot(ctx context.Context, snap ports.Snapshot) error {
 	if err := b.enter(ctx, "AddSnapshot", snap.SnapshotUUID); err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if _, ok := b.sourceSnaps[snap.SnapshotUUID]; !ok {
-		return fmt.Errorf("add snapshot %s: source snapshot: %w", snap.SnapshotUUID, ports.ErrNotFound)
+	before, _ := b.mem.SnapshotStatus(context.WithoutCancel(ctx), snap)
+	if err := b.mem.AddSnapshot(ctx, snap); err != nil {
+		return err
 	}
-	if _, ok := b.snaps[snap.SnapshotUUID]; ok {
-		return nil
-	}
-	b.snaps[snap.SnapshotUUID] = &snapState{
-		volume: snap.Volume.VolumeUUID,
-		rep:    ports.SnapshotReplication{State: ports.SnapshotPending},
-		wait:   b.snapshotDelay,
+	if before.State == ports.SnapshotAbsent {
+		b.mu.Lock()
+		b.snapWait[snap.SnapshotUUID] = b.snapshotDelay
+		b.mu.Unlock()
 	}
 	return nil
 }
@@ -336,64 +258,98 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, snap ports.Snapshot) error
 	if err := b.enter(ctx, "RemoveSnapshot", snap.SnapshotUUID); err != nil {
 		return err
 	}
+	if err := b.mem.RemoveSnapshot(ctx, snap); err != nil {
+		return err
+	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.snaps, snap.SnapshotUUID)
-	delete(b.sourceSnaps, snap.SnapshotUUID)
+	delete(b.snapWait, snap.SnapshotUUID)
+	b.mu.Unlock()
 	return nil
 }
 
-// SnapshotStatus implements ports.StorageBackend.
+// SnapshotStatus implements ports.StorageBackend. An added snapshot counts
+// down its SnapshotDelay here.
 func (b *Backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (ports.SnapshotReplication, error) {
 	if err := b.enter(ctx, "SnapshotStatus", snap.SnapshotUUID); err != nil {
 		return ports.SnapshotReplication{}, err
 	}
+	rep, err := b.mem.SnapshotStatus(ctx, snap)
+	if err != nil || rep.State == ports.SnapshotAbsent {
+		return rep, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := b.snaps[snap.SnapshotUUID]
-	if s == nil {
-		return ports.SnapshotReplication{State: ports.SnapshotAbsent}, nil
+	if b.snapWait[snap.SnapshotUUID] > 0 {
+		b.snapWait[snap.SnapshotUUID]--
+		return ports.SnapshotReplication{State: ports.SnapshotPending, Description: "copying to the target"}, nil
 	}
-	if s.rep.State == ports.SnapshotPending {
-		if s.wait <= 0 {
-			s.rep = ports.SnapshotReplication{State: ports.SnapshotReady}
-		} else {
-			s.wait--
-		}
-	}
-	return s.rep, nil
+	return rep, nil
 }
 
 // AddSourceVolume makes volumeUUID exist on the source storage.
-func (b *Backend) AddSourceVolume(volumeUUID string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.sourceVols[volumeUUID] = true
-}
+func (b *Backend) AddSourceVolume(volumeUUID string) { b.mem.AddSourceVolume(volumeUUID) }
 
 // AddSourceSnapshot makes snapshotUUID of volumeUUID exist on the source
 // storage (and the volume too).
 func (b *Backend) AddSourceSnapshot(volumeUUID, snapshotUUID string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.sourceVols[volumeUUID] = true
-	b.sourceSnaps[snapshotUUID] = volumeUUID
+	b.mem.AddSourceSnapshot(volumeUUID, snapshotUUID)
 }
 
-// Sync ends the first copy of a syncing volume: its next VolumeStatus
-// reports replaying.
+// Sync lets the volume's running first copy (or resync) complete: its
+// next VolumeStatus reports replaying. Called before the copy starts, it
+// lets that copy complete at once. A later resync is held again.
 func (b *Backend) Sync(volumeUUID string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.vol(volumeUUID).syncNow = true
+	if !b.releaseCopy(volumeUUID) {
+		b.mu.Lock()
+		b.syncNext[volumeUUID] = true
+		b.mu.Unlock()
+	}
 }
 
-// AutoSync makes every syncing volume report replaying on its next
-// VolumeStatus, as if Sync were called after every start and resume.
+// releaseCopy releases our hold of the volume's copy, if there is one.
+func (b *Backend) releaseCopy(volumeUUID string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	release, ok := b.held[volumeUUID]
+	if ok {
+		delete(b.held, volumeUUID)
+		release()
+	}
+	return ok
+}
+
+// AutoSync makes every first copy and resync complete at once, as if Sync
+// were called after every start and resume.
 func (b *Backend) AutoSync(on bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.autoSync = on
+	if on {
+		for uuid, release := range b.held {
+			delete(b.held, uuid)
+			release()
+		}
+	}
+}
+
+// HoldFirstCopy keeps the volume's first copy from completing, whatever
+// Sync and AutoSync say, until release is called.
+func (b *Backend) HoldFirstCopy(volumeUUID string) (release func()) {
+	return b.mem.HoldFirstCopy(volumeUUID)
+}
+
+// holdCopy holds the copy a start or resume of the volume may begin,
+// unless Sync or AutoSync let it complete.
+func (b *Backend) holdCopy(volumeUUID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.autoSync:
+	case b.syncNext[volumeUUID]:
+		delete(b.syncNext, volumeUUID)
+	case b.held[volumeUUID] == nil:
+		b.held[volumeUUID] = b.mem.HoldFirstCopy(volumeUUID)
+	}
 }
 
 // DeleteDelay makes a deleted target still exist for n more VolumeStatus
@@ -405,42 +361,31 @@ func (b *Backend) DeleteDelay(n int) {
 }
 
 // SnapshotDelay makes an added snapshot report pending for n SnapshotStatus
-// calls before ready (default 0: the first SnapshotStatus reports ready).
+// calls before the storage's own answer (default 0: ready at the first
+// SnapshotStatus once the volume's first copy is complete).
 func (b *Backend) SnapshotDelay(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.snapshotDelay = n
 }
 
-// SetReplication forces what VolumeStatus observes for volumeUUID (for
-// example State failed with Description "split-brain"). Later calls move on
-// from it as from any other state.
+// SetReplication forces what the storage reports for volumeUUID (for
+// example State failed with Description "split-brain"). Later calls move
+// on from it as from any other state.
 func (b *Backend) SetReplication(volumeUUID string, rep ports.VolumeReplication) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.vol(volumeUUID)
-	v.rep = rep
-	if rep.State == ports.ReplicationReplaying {
-		v.synced = true
-	}
+	b.mem.SetReplication(volumeUUID, rep)
 }
 
 // Replication returns the volume's state without counting a call or
-// moving the simulation on.
+// moving a DeleteDelay on.
 func (b *Backend) Replication(volumeUUID string) ports.VolumeReplication {
+	rep := b.mem.Replication(volumeUUID)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if v := b.vols[volumeUUID]; v != nil {
-		return v.rep
+	if b.deleting[volumeUUID] > 0 {
+		rep.TargetExists = true
 	}
-	return ports.VolumeReplication{State: ports.ReplicationAbsent}
-}
-
-// SetSnapshot forces what SnapshotStatus observes for snapshotUUID.
-func (b *Backend) SetSnapshot(volumeUUID, snapshotUUID string, rep ports.SnapshotReplication) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.snaps[snapshotUUID] = &snapState{volume: volumeUUID, rep: rep}
+	return rep
 }
 
 // SetEnvironmentHealth forces what EnvironmentStatus reports for envID
@@ -448,20 +393,13 @@ func (b *Backend) SetSnapshot(volumeUUID, snapshotUUID string, rep ports.Snapsho
 func (b *Backend) SetEnvironmentHealth(envID string, h ports.EnvironmentHealth) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.envs[envID]
-	if e == nil {
-		e = &envState{}
-		b.envs[envID] = e
-	}
-	e.health = &h
+	b.health[envID] = h
 }
 
 // Prepared reports whether envID is prepared (and not torn down).
 func (b *Backend) Prepared(envID string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.envs[envID]
-	return e != nil && e.prepared
+	h, err := b.mem.EnvironmentStatus(context.Background(), ports.Environment{ID: envID})
+	return err == nil && h.Ready
 }
 
 // SetLeftovers scripts what DestroyVolume of volumeUUID reports it could
@@ -470,20 +408,6 @@ func (b *Backend) SetLeftovers(volumeUUID string, leftovers ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.leftovers[volumeUUID] = leftovers
-}
-
-// SetInfo replaces what Info returns.
-func (b *Backend) SetInfo(info ports.BackendInfo) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.info = info
-}
-
-// SetNow sets the time source for LastSyncTime (time.Now by default).
-func (b *Backend) SetNow(now func() time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.now = now
 }
 
 // FailNext makes the next call of method return err. Several FailNext
@@ -582,33 +506,4 @@ func (b *Backend) enter(ctx context.Context, method, subject string) error {
 		return errs[0]
 	}
 	return b.failAlways[method]
-}
-
-// vol returns the state of volumeUUID, creating an absent one. Callers hold
-// mu.
-func (b *Backend) vol(volumeUUID string) *volState {
-	v := b.vols[volumeUUID]
-	if v == nil {
-		v = &volState{rep: ports.VolumeReplication{State: ports.ReplicationAbsent}, deleting: -1}
-		b.vols[volumeUUID] = v
-	}
-	return v
-}
-
-// resume restarts replay of a paused or failed volume. Callers hold mu.
-func (b *Backend) resume(v *volState) {
-	switch v.rep.State {
-	case ports.ReplicationPaused:
-		if v.synced {
-			v.rep.State = ports.ReplicationReplaying
-			return
-		}
-	case ports.ReplicationFailed:
-		v.synced = false
-	default:
-		return
-	}
-	v.rep.State = ports.ReplicationSyncing
-	v.rep.Progress, v.rep.Description = 0, ""
-	v.syncNow = v.syncNow || b.autoSync
 }

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/adapters/fake"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 	"github.com/cdmdr/mirror/ports"
-	"github.com/cdmdr/mirror/ports/porttest"
 )
 
 var (
@@ -23,14 +23,15 @@ var (
 	snap = ports.Snapshot{Volume: vol, SnapshotID: 21, SnapshotUUID: "5e1f0a52-8d0b-4c1e-9a57-0c7f3f0b2a11", SnapshotName: "daily"}
 )
 
-// backendHarness drives the simulator so every eventual state of the
-// conformance suite takes a few polls, as on a real storage.
+// backendHarness is the conformance kit's fixture: every eventual state
+// of the suite takes a few polls, as on a real storage.
 type backendHarness struct{ b *fake.Backend }
 
-func newBackendHarness(*testing.T) porttest.BackendHarness {
+func newBackendHarness(*testing.T) backendHarness {
 	b := fake.NewBackend()
 	b.AddSourceVolume(vol.VolumeUUID)
 	b.AddSourceSnapshot(vol.VolumeUUID, snap.SnapshotUUID)
+	b.AutoSync(true)
 	b.DeleteDelay(2)
 	b.SnapshotDelay(2)
 	return backendHarness{b: b}
@@ -40,17 +41,19 @@ func (h backendHarness) Backend() ports.StorageBackend  { return h.b }
 func (h backendHarness) Environment() ports.Environment { return env }
 func (h backendHarness) Volume() ports.Volume           { return vol }
 func (h backendHarness) Snapshot() ports.Snapshot       { return snap }
-func (h backendHarness) Settle()                        { h.b.Sync(vol.VolumeUUID) }
 func (h backendHarness) Timeout() time.Duration         { return 5 * time.Second }
 
-func TestBackendConformance(t *testing.T) {
-	porttest.RunBackend(t, newBackendHarness)
+func (h backendHarness) HoldFirstCopy(*testing.T) (release func()) {
+	return h.b.HoldFirstCopy(vol.VolumeUUID)
 }
 
-func TestBackendConformanceAutoSync(t *testing.T) {
-	porttest.RunBackend(t, func(t *testing.T) porttest.BackendHarness {
-		h := newBackendHarness(t).(backendHarness)
-		h.b.AutoSync(true)
+func TestBackendConformance(t *testing.T) {
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return newBackendHarness(t) })
+}
+
+func TestBackendConformanceNoDelays(t *testing.T) {
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness {
+		h := newBackendHarness(t)
 		h.b.DeleteDelay(0)
 		h.b.SnapshotDelay(0)
 		return h
@@ -141,6 +144,31 @@ func TestBackendScripting(t *testing.T) {
 	}
 	if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationAbsent || st.TargetExists {
 		t.Fatalf("after destroy = %+v", st)
+	}
+}
+
+// TestBackendStopDuringFirstCopy: a stop lets a copy waiting for Sync
+// complete; a copy held with HoldFirstCopy makes it wait (ErrInProgress),
+// changing nothing, as on a real storage.
+func TestBackendStopDuringFirstCopy(t *testing.T) {
+	ctx := t.Context()
+	b := newStarted(t)
+	release := b.HoldFirstCopy(vol.VolumeUUID)
+	for range 2 {
+		if err := b.StopVolume(ctx, vol); !errors.Is(err, ports.ErrInProgress) {
+			t.Fatalf("StopVolume with the first copy held = %v, want ErrInProgress", err)
+		}
+		if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationSyncing {
+			t.Fatalf("after a stop that waits = %+v, want syncing", st)
+		}
+		b.Sync(vol.VolumeUUID) // does not end a held copy
+	}
+	release()
+	if err := b.StopVolume(ctx, vol); err != nil {
+		t.Fatalf("StopVolume once released = %v", err)
+	}
+	if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationAbsent || !st.TargetExists {
+		t.Fatalf("after StopVolume = %+v, want absent with the target kept", st)
 	}
 }
 

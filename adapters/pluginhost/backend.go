@@ -10,7 +10,8 @@ import (
 
 // backend is a plugin as the daemon's port: each call is bounded by the
 // call timeout, goes to the plugin's running process (started again if it
-// exited), and its error is mapped to the port's. It never logs what it
+// exited), and its error is mapped to the port's. The port and the SDK
+// share the storage contract's types, so values pass through as they are. It never logs what it
 // passes: storage metadata holds keyrings.
 type backend struct {
 	m *managed
@@ -49,42 +50,39 @@ func (b *backend) invalid(method, what string) error {
 	return &callError{msg: fmt.Sprintf("plugin %s: %s: answered %s", b.m.displayName(), method, what)}
 }
 
-func (b *backend) Info(ctx context.Context) (ports.BackendInfo, error) {
-	return call(b, ctx, "Info", func(ctx context.Context, be sdk.Backend) (ports.BackendInfo, error) {
-		i, err := be.Info(ctx)
-		return infoFromSDK(i), err
+func (b *backend) Info(ctx context.Context) (ports.Info, error) {
+	return call(b, ctx, "Info", func(ctx context.Context, be sdk.Backend) (ports.Info, error) {
+		return be.Info(ctx)
 	})
 }
 
 func (b *backend) PrepareEnvironment(ctx context.Context, env ports.Environment) error {
 	return do(b, ctx, "PrepareEnvironment", func(ctx context.Context, be sdk.Backend) error {
-		return be.PrepareEnvironment(ctx, environmentToSDK(env))
+		return be.PrepareEnvironment(ctx, env)
 	})
 }
 
 func (b *backend) EnvironmentStatus(ctx context.Context, env ports.Environment) (ports.EnvironmentHealth, error) {
 	return call(b, ctx, "EnvironmentStatus", func(ctx context.Context, be sdk.Backend) (ports.EnvironmentHealth, error) {
-		h, err := be.EnvironmentStatus(ctx, environmentToSDK(env))
-		return healthFromSDK(h), err
+		return be.EnvironmentStatus(ctx, env)
 	})
 }
 
 func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment) error {
 	return do(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) error {
-		return be.TeardownEnvironment(ctx, environmentToSDK(env))
+		return be.TeardownEnvironment(ctx, env)
 	})
 }
 
 func (b *backend) StartVolume(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "StartVolume", func(ctx context.Context, be sdk.Backend) error {
-		return be.StartVolume(ctx, volumeToSDK(vol))
+		return be.StartVolume(ctx, vol)
 	})
 }
 
 func (b *backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.VolumeReplication, error) {
 	r, err := call(b, ctx, "VolumeStatus", func(ctx context.Context, be sdk.Backend) (ports.VolumeReplication, error) {
-		r, err := be.VolumeStatus(ctx, volumeToSDK(vol))
-		return replicationFromSDK(r), err
+		return be.VolumeStatus(ctx, vol)
 	})
 	if err != nil {
 		return r, err
@@ -98,51 +96,49 @@ func (b *backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.Vol
 
 func (b *backend) PauseVolume(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "PauseVolume", func(ctx context.Context, be sdk.Backend) error {
-		return be.PauseVolume(ctx, volumeToSDK(vol))
+		return be.PauseVolume(ctx, vol)
 	})
 }
 
 func (b *backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "ResumeVolume", func(ctx context.Context, be sdk.Backend) error {
-		return be.ResumeVolume(ctx, volumeToSDK(vol))
+		return be.ResumeVolume(ctx, vol)
 	})
 }
 
 func (b *backend) StopVolume(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) error {
-		return be.StopVolume(ctx, volumeToSDK(vol))
+		return be.StopVolume(ctx, vol)
 	})
 }
 
 func (b *backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "DeleteTarget", func(ctx context.Context, be sdk.Backend) error {
-		return be.DeleteTarget(ctx, volumeToSDK(vol))
+		return be.DeleteTarget(ctx, vol)
 	})
 }
 
 func (b *backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.DestroyReport, error) {
 	return call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.DestroyReport, error) {
-		r, err := be.DestroyVolume(ctx, volumeToSDK(vol))
-		return destroyReportFromSDK(r), err
+		return be.DestroyVolume(ctx, vol)
 	})
 }
 
 func (b *backend) AddSnapshot(ctx context.Context, snap ports.Snapshot) error {
 	return do(b, ctx, "AddSnapshot", func(ctx context.Context, be sdk.Backend) error {
-		return be.AddSnapshot(ctx, snapshotToSDK(snap))
+		return be.AddSnapshot(ctx, snap)
 	})
 }
 
 func (b *backend) RemoveSnapshot(ctx context.Context, snap ports.Snapshot) error {
 	return do(b, ctx, "RemoveSnapshot", func(ctx context.Context, be sdk.Backend) error {
-		return be.RemoveSnapshot(ctx, snapshotToSDK(snap))
+		return be.RemoveSnapshot(ctx, snap)
 	})
 }
 
 func (b *backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (ports.SnapshotReplication, error) {
 	r, err := call(b, ctx, "SnapshotStatus", func(ctx context.Context, be sdk.Backend) (ports.SnapshotReplication, error) {
-		r, err := be.SnapshotStatus(ctx, snapshotToSDK(snap))
-		return snapshotReplicationFromSDK(r), err
+		return be.SnapshotStatus(ctx, snap)
 	})
 	if err != nil {
 		return r, err

@@ -57,14 +57,13 @@ func BenchmarkPluginCall(b *testing.B) {
 		defer conn.Close()
 		be := sdk.NewGRPCClient(conn)
 		env, vol, _ := fixture(exampleType)
-		svol := volumeToSDK(vol)
-		if err := be.PrepareEnvironment(b.Context(), environmentToSDK(env)); err != nil {
+		if err := be.PrepareEnvironment(b.Context(), env); err != nil {
 			b.Fatal(err)
 		}
-		if err := be.StartVolume(b.Context(), svol); err != nil {
+		if err := be.StartVolume(b.Context(), vol); err != nil {
 			b.Fatal(err)
 		}
-		measure(b, func(ctx context.Context) error { _, err := be.VolumeStatus(ctx, svol); return err })
+		measure(b, func(ctx context.Context) error { _, err := be.VolumeStatus(ctx, vol); return err })
 	})
 }
 

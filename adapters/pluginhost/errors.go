@@ -31,20 +31,17 @@ type errPluginDown struct{ msg string }
 
 func (e *errPluginDown) Error() string { return e.msg }
 
-// kindOf maps the SDK error a plugin's error stands for to the daemon's.
-// A context error the caller's context does not explain (the plugin's own
+// kindOf is the error the port promises for the contract error a
+// plugin's error stands for (the port's sentinels are the contract's). A
+// context error the caller's context does not explain (the plugin's own
 // context ended, or the connection was closed under the call) is
 // retryable.
 func kindOf(kind error) []error {
-	switch {
-	case kind == nil:
+	switch kind {
+	case nil:
 		return nil
-	case errors.Is(kind, sdk.ErrNotFound):
-		return []error{ports.ErrNotFound}
-	case errors.Is(kind, sdk.ErrPrecondition):
-		return []error{ports.ErrPrecondition}
-	case errors.Is(kind, sdk.ErrInProgress):
-		return []error{ports.ErrInProgress}
+	case ports.ErrNotFound, ports.ErrPrecondition, ports.ErrInProgress:
+		return []error{kind}
 	default:
 		return []error{ports.ErrRetryable}
 	}

@@ -103,12 +103,17 @@ func alive(pid int) bool {
 var ids atomic.Uint64
 
 // fixture is a fresh environment of storageType with one volume and one
-// snapshot listed on its source (memstorage reads them from the metadata).
-func fixture(storageType string) (ports.Environment, ports.Volume, ports.Snapshot) {
+// snapshot listed on its source (memstorage reads them from the metadata),
+// and the source's other metadata fields.
+func fixture(storageType string, metadata ...any) (ports.Environment, ports.Volume, ports.Snapshot) {
 	n := ids.Add(1)
 	volUUID := fmt.Sprintf("vol-%d", n)
 	snapUUID := fmt.Sprintf("snap-%d", n)
-	meta, _ := json.Marshal(map[string]any{"volumes": []string{volUUID}, "snapshots": map[string]string{snapUUID: volUUID}})
+	fields := map[string]any{"volumes": []string{volUUID}, "snapshots": map[string]string{snapUUID: volUUID}}
+	for i := 0; i+1 < len(metadata); i += 2 {
+		fields[metadata[i].(string)] = metadata[i+1]
+	}
+	meta, _ := json.Marshal(fields)
 	env := ports.Environment{
 		ID:     fmt.Sprintf("storage.%d.%d", 2*n, 2*n+1),
 		Source: ports.Storage{ClusterID: 1, StorageID: 2 * n, Type: storageType, BackendName: "example", Metadata: meta},

@@ -15,28 +15,39 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 	"github.com/cdmdr/mirror/ports"
-	"github.com/cdmdr/mirror/ports/porttest"
 )
 
-// harness is porttest's fixture: the host's port over a real plugin
-// process, a fresh environment and volume per subtest.
+// harness is the conformance kit's fixture: the host's port over a real
+// plugin process, a fresh environment and volume per subtest.
 type harness struct {
-	be   ports.StorageBackend
-	env  ports.Environment
-	vol  ports.Volume
-	snap ports.Snapshot
+	be       ports.StorageBackend
+	env      ports.Environment
+	vol      ports.Volume
+	snap     ports.Snapshot
+	holdFile memstorage.HoldFile
+}
+
+// HoldFirstCopy implements plugintest.FirstCopyHolder through the file
+// the source storage's metadata names to the plugin process.
+func (h *harness) HoldFirstCopy(t *testing.T) (release func()) {
+	release, err := h.holdFile.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
 }
 
 func (h *harness) Backend() ports.StorageBackend  { return h.be }
 func (h *harness) Environment() ports.Environment { return h.env }
 func (h *harness) Volume() ports.Volume           { return h.vol }
 func (h *harness) Snapshot() ports.Snapshot       { return h.snap }
-func (h *harness) Settle()                        { time.Sleep(time.Millisecond) }
 func (h *harness) Timeout() time.Duration         { return 5 * time.Second }
 
-// TestConformance runs the StorageBackend contract suite against the
-// host's wrapper of the example plugin running as its own process, over
+// TestConformance runs the storage contract's kit against the host's
+// wrapper of the example plugin running as its own process, over
 // go-plugin with mutual TLS, its checksum pinned in SHA256SUMS.
 func TestConformance(t *testing.T) {
 	dir := t.TempDir()
@@ -55,13 +66,14 @@ func TestConformance(t *testing.T) {
 	if st := status(t, host, path); st.State != StateRunning || st.Name != "memstorage" {
 		t.Fatalf("example plugin: %+v", st)
 	}
-	porttest.RunBackend(t, func(t *testing.T) porttest.BackendHarness {
+	plugintest.Run(t, func(t *testing.T) plugintest.Harness {
 		be, err := host.For(t.Context(), exampleType)
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, vol, snap := fixture(exampleType)
-		return &harness{be: be, env: env, vol: vol, snap: snap}
+		holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+		env, vol, snap := fixture(exampleType, "hold_first_copy", holdFile)
+		return &harness{be: be, env: env, vol: vol, snap: snap, holdFile: holdFile}
 	})
 }
 

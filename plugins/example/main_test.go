@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
 	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
 )
 
@@ -41,23 +42,27 @@ func TestConformance(t *testing.T) {
 var storageIDs atomic.Uint64
 
 // harness is one subtest's fixture. The test cannot reach into the plugin
-// process to create source volumes, so the source storage's metadata
-// lists the volume and snapshot that exist on it (memstorage reads
-// {"volumes": [...], "snapshots": {snapshot: volume}}); a real plugin's
-// harness creates them on its real source storage instead.
+// process, so the source storage's metadata lists the volume and snapshot
+// that exist on it and names the file that holds its first copies
+// (memstorage reads {"volumes": [...], "snapshots": {snapshot: volume},
+// "hold_first_copy": path}); a real plugin's harness creates them on its
+// real source storage instead, and holds a first copy there.
 type harness struct {
-	b    sdk.Backend
-	env  sdk.Environment
-	vol  sdk.Volume
-	snap sdk.Snapshot
+	b        sdk.Backend
+	env      sdk.Environment
+	vol      sdk.Volume
+	snap     sdk.Snapshot
+	holdFile memstorage.HoldFile
 }
 
 func newHarness(t *testing.T, b sdk.Backend) plugintest.Harness {
 	src, dst := storageIDs.Add(1), storageIDs.Add(1)
 	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
+	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
 	source, err := json.Marshal(map[string]any{
-		"volumes":   []string{volUUID},
-		"snapshots": map[string]string{snapUUID: volUUID},
+		"volumes":         []string{volUUID},
+		"snapshots":       map[string]string{snapUUID: volUUID},
+		"hold_first_copy": holdFile,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +73,7 @@ func newHarness(t *testing.T, b sdk.Backend) plugintest.Harness {
 		Target: sdk.Storage{ClusterID: 2, StorageID: dst, Type: StorageType, BackendName: "example-dr"},
 	}
 	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: volUUID}
-	return &harness{b: b, env: env, vol: vol, snap: sdk.Snapshot{
+	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, snap: sdk.Snapshot{
 		Volume: vol, SnapshotID: src, SnapshotUUID: snapUUID, SnapshotName: "snapshot-" + snapUUID,
 	}}
 }
@@ -78,3 +83,13 @@ func (h *harness) Environment() sdk.Environment { return h.env }
 func (h *harness) Volume() sdk.Volume           { return h.vol }
 func (h *harness) Snapshot() sdk.Snapshot       { return h.snap }
 func (h *harness) Timeout() time.Duration       { return 10 * time.Second }
+
+// HoldFirstCopy implements plugintest.FirstCopyHolder: while the file
+// exists, the plugin's first copy of the volume does not complete.
+func (h *harness) HoldFirstCopy(t *testing.T) (release func()) {
+	release, err := h.holdFile.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
+}

@@ -1,7 +1,8 @@
 // Package sdk is everything a storage vendor imports to add an OpenStack
 // storage type to mirror: the Backend interface a plugin implements, in
-// plain Go types, the errors the daemon acts on, and Serve, which a
-// plugin's main calls.
+// plain Go types, the errors the daemon acts on (all given again from
+// package contract, where the daemon reads the same text), and Serve,
+// which a plugin's main calls.
 //
 //	func main() { sdk.Serve(mybackend.New()) }
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,10 +51,21 @@ func (l *logging) Info(ctx context.Context) (sdk.Info, error) {
 var storageIDs atomic.Uint64
 
 type harness struct {
-	b    sdk.Backend
-	env  sdk.Environment
-	vol  sdk.Volume
-	snap sdk.Snapshot
+	b        sdk.Backend
+	env      sdk.Environment
+	vol      sdk.Volume
+	snap     sdk.Snapshot
+	holdFile memstorage.HoldFile
+}
+
+// HoldFirstCopy implements plugintest.FirstCopyHolder through the file
+// the source storage's metadata names: the backend is in another process.
+func (h *harness) HoldFirstCopy(t *testing.T) (release func()) {
+	release, err := h.holdFile.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release
 }
 
 func (h *harness) Backend() sdk.Backend         { return h.b }
@@ -64,18 +76,21 @@ func (h *harness) Timeout() time.Duration       { return 5 * time.Second }
 
 // newHarness returns a fresh environment of memstorage's default type
 // whose source storage lists one volume and one snapshot in its
-// metadata: how a harness makes them exist inside a plugin process.
-func newHarness(b sdk.Backend) *harness {
+// metadata, and names the file that holds its first copies: how a
+// harness reaches inside a plugin process.
+func newHarness(t *testing.T, b sdk.Backend) *harness {
 	src, dst := storageIDs.Add(1), storageIDs.Add(1)
 	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
+	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
 	env := sdk.Environment{
 		ID: fmt.Sprintf("storage.%d.%d", src, dst),
 		Source: sdk.Storage{ClusterID: 1, StorageID: src, Type: memstorage.DefaultType, BackendName: "memory",
-			Metadata: json.RawMessage(fmt.Sprintf(`{"volumes": [%q], "snapshots": {%q: %q}}`, volUUID, snapUUID, volUUID))},
+			Metadata: json.RawMessage(fmt.Sprintf(`{"volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q}`,
+				volUUID, snapUUID, volUUID, holdFile))},
 		Target: sdk.Storage{ClusterID: 2, StorageID: dst, Type: memstorage.DefaultType, BackendName: "memory"},
 	}
 	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: volUUID}
-	return &harness{b: b, env: env, vol: vol, snap: sdk.Snapshot{
+	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, snap: sdk.Snapshot{
 		Volume: vol, SnapshotID: src, SnapshotUUID: snapUUID, SnapshotName: "snapshot-" + snapUUID,
 	}}
 }
@@ -92,5 +107,5 @@ func self(t *testing.T) string {
 // TestConformanceBinary runs the kit against this test binary serving as
 // a plugin, over go-plugin's real process handshake and mutual TLS.
 func TestConformanceBinary(t *testing.T) {
-	plugintest.RunBinary(t, self(t), func(t *testing.T, b sdk.Backend) plugintest.Harness { return newHarness(b) })
+	plugintest.RunBinary(t, self(t), func(t *testing.T, b sdk.Backend) plugintest.Harness { return newHarness(t, b) })
 }

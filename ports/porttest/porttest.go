@@ -1,7 +1,10 @@
 // Package porttest holds one conformance suite per port. Every
 // implementation runs the suite of its port from its own tests: the
-// in-memory fakes, the etcd and NATS adapters, and each storage plugin, so
-// they all honour the same contracts (the doc comments in package ports).
+// in-memory fakes and the etcd and NATS adapters, so they all honour the
+// same contracts (the doc comments in package ports). The storage
+// backend's suite is the plugin SDK's plugintest, which the fake backend,
+// the plugin host and every plugin run as it is: the port is the SDK's
+// contract.
 //
 // The suites are written for shared, real stores: every subtest works under
 // its own key prefix, subject or identity, made unique per run, and cleans

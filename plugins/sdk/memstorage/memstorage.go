@@ -1,6 +1,6 @@
 // Package memstorage is an in-memory storage backend: the reference
 // implementation of sdk.Backend, which passes the plugintest conformance
-// kit. It simulates a pair of storages closely enough for the daemon's
+// kit. It models a pair of storages closely enough for the daemon's
 // tests and for a vendor to read beside the contract, and keeps nothing
 // across restarts.
 //
@@ -14,15 +14,23 @@
 //   - or the backend was made with AutoSource and the source storage's
 //     metadata lists no volumes: then every volume and snapshot exists.
 //
-// Time does not pass in memstorage, calls move it on: a started volume is
-// syncing, and the next VolumeStatus reports it replaying; an added
-// snapshot is pending, and the next SnapshotStatus reports it ready.
+// A first copy (or a full resync) takes time, as on a real storage, and
+// goes on whether or not anyone asks: it is done CopyTime after it
+// started (the option, or "copy_time" in the source storage's metadata,
+// a Go duration such as "30s"), counting only the time it is not paused,
+// and every call sees how far it got. It does not complete while it is
+// held: by HoldFirstCopy in the same process, or, over the wire, while
+// the file named by "hold_first_copy" in the source storage's metadata
+// exists. A snapshot of a volume is pending until the volume's first
+// copy is complete, then ready.
 package memstorage
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -33,7 +41,7 @@ import (
 // Name and Version are what Info reports.
 const (
 	Name    = "memstorage"
-	Version = "1.0.0"
+	Version = "1.1.0"
 )
 
 // DefaultType is the storage type served when no Types option is given.
@@ -46,6 +54,7 @@ type Backend struct {
 	info       sdk.Info
 	autoSource bool
 	now        func() time.Time
+	copyTime   time.Duration
 
 	mu          sync.Mutex
 	envs        map[string]bool      // prepared environments, by ID
@@ -54,17 +63,31 @@ type Backend struct {
 	removed     map[string]bool      // snapshot UUIDs removed from the source
 	vols        map[string]*volume   // by volume UUID
 	snaps       map[string]*snapshot // by snapshot UUID
+	holds       map[string]int       // HoldFirstCopy calls not released, by volume UUID
 }
 
+// volume is one volume's replication, and its copy on the target.
 type volume struct {
-	env    string
-	rep    sdk.VolumeReplication
-	synced bool // the first copy finished: a resumed volume replays at once
+	env          string
+	state        sdk.ReplicationState
+	targetExists bool
+	// synced: the first copy is complete; a stop keeps the target, a
+	// resume replays at once.
+	synced   bool
+	lastSync time.Time
+	// description and lag are reported as they are (SetReplication).
+	description, lag string
+
+	// The running copy: it needs copyTime, had copied before copySince
+	// (when it last went on), and is held while holdFile exists.
+	copyTime  time.Duration
+	copied    time.Duration
+	copySince time.Time
+	holdFile  string
 }
 
 type snapshot struct {
 	volume string
-	state  sdk.SnapshotState
 }
 
 // Option configures a Backend.
@@ -83,9 +106,17 @@ func AutoSource() Option {
 	return func(b *Backend) { b.autoSource = true }
 }
 
-// Clock sets the time source for LastSyncTime (time.Now by default).
+// Clock sets the time source (time.Now by default): how far copies got,
+// LastSyncTime.
 func Clock(now func() time.Time) Option {
 	return func(b *Backend) { b.now = now }
+}
+
+// CopyTime sets how long a first copy takes on a storage whose metadata
+// does not say ("copy_time"); by default no time at all: the copy is
+// done by the first call after the start that does not find it held.
+func CopyTime(d time.Duration) Option {
+	return func(b *Backend) { b.copyTime = d }
 }
 
 // New returns an empty backend: no environment prepared, nothing on the
@@ -106,6 +137,7 @@ func New(opts ...Option) *Backend {
 		removed:     map[string]bool{},
 		vols:        map[string]*volume{},
 		snaps:       map[string]*snapshot{},
+		holds:       map[string]int{},
 	}
 	for _, opt := range opts {
 		opt(b)
@@ -128,6 +160,61 @@ func (b *Backend) AddSourceSnapshot(volumeUUID, snapshotUUID string) {
 	b.sourceVols[volumeUUID] = true
 	b.sourceSnaps[snapshotUUID] = volumeUUID
 	delete(b.removed, snapshotUUID)
+}
+
+// HoldFirstCopy keeps every first copy (or full resync) of the volume from
+// completing until release is called: the copy runs on, at most 99% done.
+// Holds add up; release is idempotent.
+func (b *Backend) HoldFirstCopy(volumeUUID string) (release func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.holds[volumeUUID]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.holds[volumeUUID]--; b.holds[volumeUUID] == 0 {
+				delete(b.holds, volumeUUID)
+			}
+		})
+	}
+}
+
+// SetReplication makes the storage report rep for the volume, as an event
+// outside the contract would (a split brain, an operator's command on the
+// storage): State failed with a Description, replaying with the first
+// copy complete, syncing with a copy starting now, absent with or
+// without a copy on the target. Calls go on from there.
+func (b *Backend) SetReplication(volumeUUID string, rep sdk.VolumeReplication) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v := b.vols[volumeUUID]
+	if v == nil {
+		v = &volume{copyTime: b.copyTime}
+		b.vols[volumeUUID] = v
+	}
+	v.state, v.targetExists = rep.State, rep.TargetExists
+	v.description, v.lag = rep.Description, rep.Lag
+	if !rep.LastSyncTime.IsZero() {
+		v.lastSync = rep.LastSyncTime
+	}
+	switch rep.State {
+	case sdk.ReplicationReplaying:
+		v.synced = true
+	case sdk.ReplicationSyncing:
+		v.startCopy(b.now())
+	case sdk.ReplicationAbsent:
+		v.synced = false
+	}
+}
+
+// Replication returns what VolumeStatus would report for the volume now,
+// without a call.
+func (b *Backend) Replication(volumeUUID string) sdk.VolumeReplication {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.report(volumeUUID)
 }
 
 // Info implements sdk.Backend.
@@ -175,7 +262,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) 
 	defer b.mu.Unlock()
 	var busy []string
 	for id, v := range b.vols {
-		if v.env == env.ID && v.rep.State != sdk.ReplicationAbsent {
+		if v.env == env.ID && v.state != sdk.ReplicationAbsent {
 			busy = append(busy, id)
 		}
 	}
@@ -188,7 +275,8 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) 
 	return nil
 }
 
-// StartVolume implements sdk.Backend.
+// StartVolume implements sdk.Backend. The first copy starts now and
+// takes the source storage's copy time.
 func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := enter(ctx, "start volume %s", vol.VolumeUUID); err != nil {
 		return err
@@ -206,49 +294,39 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return fmt.Errorf("start volume %s: environment %s not prepared: %w",
 			vol.VolumeUUID, vol.Environment.ID, sdk.ErrPrecondition)
 	}
-	v := b.vols[vol.VolumeUUID]
+	v := b.volume(vol.VolumeUUID)
 	if v == nil {
-		v = &volume{rep: sdk.VolumeReplication{State: sdk.ReplicationAbsent}}
+		v = &volume{state: sdk.ReplicationAbsent}
 		b.vols[vol.VolumeUUID] = v
 	}
 	v.env = vol.Environment.ID
-	switch v.rep.State {
+	switch v.state {
 	case sdk.ReplicationAbsent:
 		// A standalone target left by StopVolume is resynced from scratch.
-		v.synced = false
-		v.rep = sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true}
+		v.copyTime, v.holdFile = b.copyTime, src.HoldFirstCopy
+		if src.CopyTime != "" {
+			v.copyTime = src.copyTime
+		}
+		v.targetExists = true
+		v.startCopy(b.now())
 	case sdk.ReplicationPaused:
-		v.resume()
+		v.resume(b.now())
 	}
 	return nil
 }
 
-// VolumeStatus implements sdk.Backend. A syncing volume finishes its copy
-// here, so the next status after a start reports it replaying.
+// VolumeStatus implements sdk.Backend.
 func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
 	if err := enter(ctx, "volume status %s", vol.VolumeUUID); err != nil {
 		return sdk.VolumeReplication{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	v := b.vols[vol.VolumeUUID]
-	if v == nil {
-		return sdk.VolumeReplication{State: sdk.ReplicationAbsent}, nil
-	}
-	rep := v.rep
-	if v.rep.State == sdk.ReplicationSyncing {
-		// Report this step of the copy, and finish it for the next call.
-		v.synced = true
-		v.rep.State = sdk.ReplicationReplaying
-		v.rep.Progress = 100
-		v.rep.Lag = "0 entries"
-		v.rep.LastSyncTime = b.now().UTC()
-		rep.Progress = 50
-	}
-	return rep, nil
+	return b.report(vol.VolumeUUID), nil
 }
 
-// PauseVolume implements sdk.Backend.
+// PauseVolume implements sdk.Backend. A paused first copy stops where it
+// is, and goes on from there when resumed.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := enter(ctx, "pause volume %s", vol.VolumeUUID); err != nil {
 		return err
@@ -259,7 +337,10 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	if v == nil {
 		return fmt.Errorf("pause volume %s: not replicated: %w", vol.VolumeUUID, sdk.ErrNotFound)
 	}
-	v.rep.State = sdk.ReplicationPaused
+	if v.state == sdk.ReplicationSyncing {
+		v.copied = v.elapsed(b.now())
+	}
+	v.state = sdk.ReplicationPaused
 	return nil
 }
 
@@ -274,7 +355,7 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 	if v == nil {
 		return fmt.Errorf("resume volume %s: not replicated: %w", vol.VolumeUUID, sdk.ErrNotFound)
 	}
-	v.resume()
+	v.resume(b.now())
 	return nil
 }
 
@@ -285,16 +366,20 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if v := b.replicated(vol.VolumeUUID); v != nil {
-		if !v.synced {
-			// Never keep a partial copy; a pause gives way to the stop.
-			if v.rep.State == sdk.ReplicationPaused {
-				v.resume()
-			}
-			return fmt.Errorf("stop volume %s: the first copy is not complete: %w", vol.VolumeUUID, sdk.ErrInProgress)
-		}
-		v.rep = sdk.VolumeReplication{State: sdk.ReplicationAbsent, TargetExists: true}
+	v := b.replicated(vol.VolumeUUID)
+	if v == nil {
+		return nil
 	}
+	if !v.synced {
+		// Never keep a partial copy; a pause gives way to the stop.
+		now := b.now()
+		if v.state == sdk.ReplicationPaused {
+			v.resume(now)
+		}
+		return fmt.Errorf("stop volume %s: the first copy is %d%% done, the target is kept once it is complete: %w",
+			vol.VolumeUUID, v.progress(now), sdk.ErrInProgress)
+	}
+	*v = volume{env: v.env, state: sdk.ReplicationAbsent, targetExists: true, lastSync: v.lastSync}
 	return nil
 }
 
@@ -310,16 +395,18 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 }
 
 // DestroyVolume implements sdk.Backend. It forgets the volume's
-// replication, its target copy and its snapshots' recovery points, and
-// never leaves anything behind; the source keeps the volume and its
-// snapshots.
+// replication, its replicated target copy and its snapshots' recovery
+// points, and never leaves anything behind. The source keeps the volume
+// and its snapshots, and a standalone copy left by StopVolume stays.
 func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.DestroyReport, error) {
 	if err := enter(ctx, "destroy volume %s", vol.VolumeUUID); err != nil {
 		return sdk.DestroyReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.vols, vol.VolumeUUID)
+	if b.replicated(vol.VolumeUUID) != nil {
+		delete(b.vols, vol.VolumeUUID)
+	}
 	for id, s := range b.snaps {
 		if s.volume == vol.VolumeUUID {
 			delete(b.snaps, id)
@@ -329,7 +416,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 }
 
 // AddSnapshot implements sdk.Backend. The snapshot is pending until the
-// next SnapshotStatus.
+// volume's first copy is complete.
 func (b *Backend) AddSnapshot(ctx context.Context, snap sdk.Snapshot) error {
 	if err := enter(ctx, "add snapshot %s", snap.SnapshotUUID); err != nil {
 		return err
@@ -345,7 +432,7 @@ func (b *Backend) AddSnapshot(ctx context.Context, snap sdk.Snapshot) error {
 			snap.SnapshotUUID, snap.Volume.VolumeUUID, sdk.ErrNotFound)
 	}
 	if _, ok := b.snaps[snap.SnapshotUUID]; !ok {
-		b.snaps[snap.SnapshotUUID] = &snapshot{volume: snap.Volume.VolumeUUID, state: sdk.SnapshotPending}
+		b.snaps[snap.SnapshotUUID] = &snapshot{volume: snap.Volume.VolumeUUID}
 	}
 	return nil
 }
@@ -375,12 +462,11 @@ func (b *Backend) SnapshotStatus(ctx context.Context, snap sdk.Snapshot) (sdk.Sn
 	if s == nil {
 		return sdk.SnapshotReplication{State: sdk.SnapshotAbsent}, nil
 	}
-	st := s.state
-	if st == sdk.SnapshotPending {
-		s.state = sdk.SnapshotReady
-		return sdk.SnapshotReplication{State: st, Description: "copying to the target"}, nil
+	if v := b.replicated(s.volume); v == nil || !v.synced {
+		return sdk.SnapshotReplication{State: sdk.SnapshotPending,
+			Description: "on the target once the volume's first copy is complete"}, nil
 	}
-	return sdk.SnapshotReplication{State: st}, nil
+	return sdk.SnapshotReplication{State: sdk.SnapshotReady}, nil
 }
 
 // enter returns an error wrapping ctx's if ctx is done: every method
@@ -392,36 +478,114 @@ func enter(ctx context.Context, format string, args ...any) error {
 	return nil
 }
 
+// volume returns the volume as it is now, its copy moved on to the
+// present, or nil if the storage knows nothing of it. Callers hold mu.
+func (b *Backend) volume(volumeUUID string) *volume {
+	v := b.vols[volumeUUID]
+	if v != nil && v.state == sdk.ReplicationSyncing {
+		b.advance(volumeUUID, v)
+	}
+	return v
+}
+
 // replicated returns the volume if it is replicated. Callers hold mu.
 func (b *Backend) replicated(volumeUUID string) *volume {
-	v := b.vols[volumeUUID]
-	if v == nil || v.rep.State == sdk.ReplicationAbsent {
+	v := b.volume(volumeUUID)
+	if v == nil || v.state == sdk.ReplicationAbsent {
 		return nil
 	}
 	return v
 }
 
-// resume restarts replay of a paused or failed volume.
-func (v *volume) resume() {
-	switch v.rep.State {
-	case sdk.ReplicationPaused:
-		if v.synced {
-			v.rep.State = sdk.ReplicationReplaying
-			return
+// report is what VolumeStatus says of the volume. Callers hold mu.
+func (b *Backend) report(volumeUUID string) sdk.VolumeReplication {
+	v := b.volume(volumeUUID)
+	if v == nil {
+		return sdk.VolumeReplication{State: sdk.ReplicationAbsent}
+	}
+	rep := sdk.VolumeReplication{State: v.state, TargetExists: v.targetExists, LastSyncTime: v.lastSync,
+		Lag: v.lag, Description: v.description}
+	switch {
+	case v.state == sdk.ReplicationSyncing:
+		rep.Progress = v.progress(b.now())
+	case v.synced && v.state == sdk.ReplicationReplaying:
+		rep.Progress = 100
+		if rep.Lag == "" {
+			rep.Lag = "0 entries"
 		}
-	case sdk.ReplicationFailed:
-		v.synced = false
-	default:
+	}
+	return rep
+}
+
+// advance completes the syncing volume's copy if its time has come and
+// nothing holds it. Callers hold mu.
+func (b *Backend) advance(volumeUUID string, v *volume) {
+	now := b.now()
+	if v.elapsed(now) < v.copyTime {
 		return
 	}
-	v.rep.State = sdk.ReplicationSyncing
-	v.rep.Progress, v.rep.Description = 0, ""
+	if b.holds[volumeUUID] > 0 || v.holdFile != "" && fileExists(v.holdFile) {
+		// The copy waits at its end; once released it completes then.
+		v.copied, v.copySince = v.copyTime, now
+		return
+	}
+	v.state, v.synced = sdk.ReplicationReplaying, true
+	v.lastSync = v.copySince.Add(v.copyTime - v.copied).UTC()
+	v.description = ""
+}
+
+// startCopy starts a full copy now.
+func (v *volume) startCopy(now time.Time) {
+	v.state, v.synced = sdk.ReplicationSyncing, false
+	v.copied, v.copySince = 0, now
+	v.description, v.lag = "", ""
+}
+
+// elapsed is how long the syncing volume's copy has run by now.
+func (v *volume) elapsed(now time.Time) time.Duration {
+	if v.state != sdk.ReplicationSyncing {
+		return v.copied
+	}
+	return v.copied + now.Sub(v.copySince)
+}
+
+// progress is how far the copy is, 0-99 until it is complete.
+func (v *volume) progress(now time.Time) int {
+	if v.copyTime <= 0 {
+		return 0
+	}
+	return min(99, int(100*v.elapsed(now)/v.copyTime))
+}
+
+// resume restarts replay of a paused or failed volume: a paused first
+// copy goes on from where it was, a failed replication resyncs in full.
+func (v *volume) resume(now time.Time) {
+	switch {
+	case v.state == sdk.ReplicationPaused && v.synced:
+		v.state = sdk.ReplicationReplaying
+	case v.state == sdk.ReplicationPaused:
+		v.state, v.copySince = sdk.ReplicationSyncing, now
+	case v.state == sdk.ReplicationFailed:
+		v.startCopy(now)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // source is what a source storage's metadata says it holds.
 type source struct {
 	Volumes   []string          `json:"volumes"`
 	Snapshots map[string]string `json:"snapshots"` // snapshot UUID → volume UUID
+	// CopyTime is how long a first copy takes, a Go duration ("30s").
+	CopyTime string `json:"copy_time"`
+	// HoldFirstCopy names a file: while it exists, no first copy of a
+	// volume of this storage completes.
+	HoldFirstCopy string `json:"hold_first_copy"`
+
+	copyTime time.Duration
 }
 
 // readSource reads the source storage's metadata. Unknown fields are
@@ -435,6 +599,14 @@ func readSource(s sdk.Storage) (source, error) {
 	if err := json.Unmarshal(s.Metadata, &src); err != nil {
 		return source{}, fmt.Errorf("metadata of storage %d is not the JSON object memstorage expects: %w",
 			s.StorageID, sdk.ErrPrecondition)
+	}
+	if src.CopyTime != "" {
+		d, err := time.ParseDuration(src.CopyTime)
+		if err != nil || d < 0 {
+			return source{}, fmt.Errorf("metadata of storage %d: copy_time is not a duration such as \"30s\": %w",
+				s.StorageID, sdk.ErrPrecondition)
+		}
+		src.copyTime = d
 	}
 	return src, nil
 }
@@ -459,4 +631,19 @@ func (b *Backend) snapshotOnSource(src source, snap sdk.Snapshot) bool {
 		return vol == snap.Volume.VolumeUUID
 	}
 	return b.autoSource && len(src.Volumes) == 0
+}
+
+// HoldFile holds first copies across the process boundary: named as
+// "hold_first_copy" in a source storage's metadata, while the file exists
+// no first copy of a volume of that storage completes. A harness's
+// plugintest.FirstCopyHolder over the wire calls Hold.
+type HoldFile string
+
+// Hold creates the file; release removes it (idempotent).
+func (f HoldFile) Hold() (release func(), err error) {
+	if err := os.WriteFile(string(f), nil, 0o600); err != nil {
+		return nil, fmt.Errorf("hold first copies: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { _ = os.Remove(string(f)) }) }, nil
 }

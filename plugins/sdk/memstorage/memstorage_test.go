@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,12 @@ type harness struct {
 	env  sdk.Environment
 	vol  sdk.Volume
 	snap sdk.Snapshot
+	// hold holds the volume's first copy: in the same process through
+	// the backend, over the wire through the file the metadata names.
+	hold func(t *testing.T) (release func())
 }
+
+func (h *harness) HoldFirstCopy(t *testing.T) (release func()) { return h.hold(t) }
 
 func (h *harness) Backend() sdk.Backend         { return h.b }
 func (h *harness) Environment() sdk.Environment { return h.env }
@@ -55,22 +61,36 @@ func newHarness(b sdk.Backend, sourceMetadata func(vol, snap string) json.RawMes
 }
 
 // added is a harness whose source volume and snapshot were added with
-// AddSourceSnapshot.
+// AddSourceSnapshot, and whose first copy is held with HoldFirstCopy.
 func added(t *testing.T) plugintest.Harness {
 	b := memstorage.New()
 	h := newHarness(b, nil)
 	b.AddSourceSnapshot(h.vol.VolumeUUID, h.snap.SnapshotUUID)
+	h.hold = func(*testing.T) func() { return b.HoldFirstCopy(h.vol.VolumeUUID) }
 	return h
 }
 
 // listed is a harness whose source volume and snapshot are listed in the
-// source storage's metadata, as a harness over the wire does it.
+// source storage's metadata, and whose first copy is held by a file the
+// metadata names, as a harness over the wire does it.
 func listed(t *testing.T) plugintest.Harness {
-	return newHarness(memstorage.New(memstorage.AutoSource()), listing)
+	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+	h := newHarness(memstorage.New(memstorage.AutoSource()), func(vol, snap string) json.RawMessage {
+		return listing(vol, snap, string(holdFile))
+	})
+	h.hold = func(t *testing.T) func() {
+		release, err := holdFile.Hold()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return release
+	}
+	return h
 }
 
-func listing(vol, snap string) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf(`{"pool": "volumes", "volumes": [%q], "snapshots": {%q: %q}}`, vol, snap, vol))
+func listing(vol, snap, holdFile string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"pool": "volumes", "volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q}`,
+		vol, snap, vol, holdFile))
 }
 
 func TestConformance(t *testing.T) { plugintest.Run(t, added) }
@@ -127,26 +147,128 @@ func TestBadMetadata(t *testing.T) {
 	}
 }
 
-func TestStatusProgress(t *testing.T) {
-	ctx := t.Context()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	b := memstorage.New(memstorage.Clock(func() time.Time { return now }))
+// clock is a settable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// started returns a backend on clk whose first copies take copyTime, and
+// a volume of it just started.
+func started(t *testing.T, clk *clock, copyTime time.Duration) (*memstorage.Backend, sdk.Volume) {
+	t.Helper()
+	b := memstorage.New(memstorage.Clock(clk.Now), memstorage.CopyTime(copyTime))
 	h := newHarness(b, nil)
 	b.AddSourceVolume(h.vol.VolumeUUID)
+	if err := b.PrepareEnvironment(t.Context(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StartVolume(t.Context(), h.vol); err != nil {
+		t.Fatal(err)
+	}
+	return b, h.vol
+}
+
+func wantStatus(t *testing.T, b *memstorage.Backend, vol sdk.Volume, want sdk.VolumeReplication) {
+	t.Helper()
+	if got, err := b.VolumeStatus(t.Context(), vol); err != nil || got != want {
+		t.Fatalf("VolumeStatus = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// TestCopyTakesTime: the first copy runs for CopyTime, not counting the
+// time it is paused.
+func TestCopyTakesTime(t *testing.T) {
+	ctx := t.Context()
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b, vol := started(t, clk, 10*time.Second)
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true})
+	clk.Add(4 * time.Second)
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 40})
+	if err := b.PauseVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Hour)
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationPaused, TargetExists: true})
+	if err := b.ResumeVolume(ctx, vol); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(3 * time.Second)
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 70})
+	clk.Add(3 * time.Second)
+	done := clk.Now()
+	clk.Add(time.Second)
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationReplaying, TargetExists: true, Progress: 100,
+		Lag: "0 entries", LastSyncTime: done})
+}
+
+// TestStopWaitsForCopyWithoutStatus: the copy gets on by itself, so a
+// stop that waits for it succeeds once it is done, though nothing asked
+// for the volume's status in between (the daemon's stop does not).
+func TestStopWaitsForCopyWithoutStatus(t *testing.T) {
+	ctx := t.Context()
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	b, vol := started(t, clk, 10*time.Second)
+	clk.Add(5 * time.Second)
+	if err := b.StopVolume(ctx, vol); !errors.Is(err, sdk.ErrInProgress) || !strings.Contains(err.Error(), "50%") {
+		t.Fatalf("StopVolume half-way through the first copy = %v, want ErrInProgress saying 50%%", err)
+	}
+	clk.Add(5 * time.Second)
+	if err := b.StopVolume(ctx, vol); err != nil {
+		t.Fatalf("StopVolume once the copy's time is up = %v, want nil", err)
+	}
+	wantStatus(t, b, vol, sdk.VolumeReplication{State: sdk.ReplicationAbsent, TargetExists: true,
+		LastSyncTime: clk.Now()})
+}
+
+// TestHoldFile: a first copy does not complete while the file the source
+// storage's metadata names exists.
+func TestHoldFile(t *testing.T) {
+	ctx := t.Context()
+	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+	b := memstorage.New(memstorage.AutoSource())
+	h := newHarness(b, func(vol, snap string) json.RawMessage { return listing(vol, snap, string(holdFile)) })
 	if err := b.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatal(err)
+	}
+	release, err := holdFile.Hold()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.StartVolume(ctx, h.vol); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []sdk.VolumeReplication{
-		{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 50},
-		{State: sdk.ReplicationReplaying, TargetExists: true, Progress: 100, Lag: "0 entries", LastSyncTime: now},
-	} {
-		got, err := b.VolumeStatus(ctx, h.vol)
-		if err != nil || got != want {
-			t.Fatalf("VolumeStatus = %+v, %v; want %+v", got, err, want)
+	for range 3 {
+		if st, _ := b.VolumeStatus(ctx, h.vol); st.State != sdk.ReplicationSyncing {
+			t.Fatalf("VolumeStatus with the hold file present = %+v, want syncing", st)
 		}
+	}
+	release()
+	if st, _ := b.VolumeStatus(ctx, h.vol); st.State != sdk.ReplicationReplaying {
+		t.Fatalf("VolumeStatus once the hold file is gone = %+v, want replaying", st)
+	}
+}
+
+func TestBadCopyTime(t *testing.T) {
+	b := memstorage.New(memstorage.AutoSource())
+	h := newHarness(b, func(string, string) json.RawMessage { return json.RawMessage(`{"copy_time": "soon"}`) })
+	if err := b.PrepareEnvironment(t.Context(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StartVolume(t.Context(), h.vol); !errors.Is(err, sdk.ErrPrecondition) {
+		t.Fatalf("StartVolume with copy_time %q = %v, want ErrPrecondition", "soon", err)
 	}
 }
 
@@ -197,6 +319,7 @@ func TestStopWaitsForFirstCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	vol := sdk.Volume{Environment: env, VolumeID: 1, VolumeUUID: plugintest.NewUUID()}
+	release := b.HoldFirstCopy(vol.VolumeUUID)
 	if err := b.StartVolume(ctx, vol); err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +332,7 @@ func TestStopWaitsForFirstCopy(t *testing.T) {
 	if st, _ := b.VolumeStatus(ctx, vol); st.State != sdk.ReplicationSyncing {
 		t.Fatalf("status after a stop that waits = %+v, want syncing (the pause gave way)", st)
 	}
+	release()
 	if err := b.StopVolume(ctx, vol); err != nil {
 		t.Fatalf("StopVolume once the copy is done: %v", err)
 	}

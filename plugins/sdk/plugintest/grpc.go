@@ -127,6 +127,9 @@ type remote struct {
 
 func (r remote) Backend() sdk.Backend { return r.client }
 
+// unwrap gives the kit the harness itself, whose FirstCopyHolder it uses.
+func (r remote) unwrap() Harness { return r.Harness }
+
 func fileSHA256(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -1,12 +1,14 @@
 // Package plugintest is the conformance kit for storage plugins: one suite
-// that checks a backend honours the sdk.Backend contract, which every
-// plugin must pass, the vendors' as much as ours.
+// that checks a backend honours the storage contract (sdk.Backend, whose
+// doc comments are the contract), which every plugin must pass, the
+// vendors' as much as ours, and which the daemon's own backends pass too.
 //
 // A vendor writes a Harness (a backend, a pair of storages it can prepare,
-// a volume and a snapshot that exist on the source) and runs the suite
-// three ways from its tests: in-process with Run, through go-plugin's real
-// gRPC shim with RunGRPC, and against the built plugin executable with
-// RunBinary, which is what mirrord loads:
+// a volume and a snapshot that exist on the source, and a way to hold the
+// volume's first copy: FirstCopyHolder) and runs the suite three ways from
+// its tests: in-process with Run, through go-plugin's real gRPC shim with
+// RunGRPC, and against the built plugin executable with RunBinary, which
+// is what mirrord loads:
 //
 //	func TestConformance(t *testing.T) {
 //		plugintest.RunGRPC(t, func(t *testing.T) plugintest.Harness {
@@ -14,8 +16,9 @@
 //		})
 //	}
 //
-// Each subtest gets a fresh harness and, when it ends, destroys the volume
-// and tears the environment down.
+// Each subtest gets a fresh harness and, when it ends, destroys the volume,
+// deletes its target copy and tears the environment down. A failure says
+// what the backend did and what the contract wants.
 package plugintest
 
 import (
@@ -24,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +55,19 @@ type Harness interface {
 	Timeout() time.Duration
 }
 
+// FirstCopyHolder: a Harness that can keep its Volume's first copy from
+// completing. Every harness must implement it: a fast storage's first
+// copy is done before the kit can stop it, and only a held copy shows
+// whether StopVolume keeps a partial copy, which the contract forbids.
+// For a real storage, throttle or pause the copy from outside the plugin
+// (a replication daemon paused, bandwidth limited, a big volume); for a
+// simulator, tell it.
+type FirstCopyHolder interface {
+	// HoldFirstCopy is called right after the kit's StartVolume of Volume()
+	// returned. Until release is called, the first copy must not complete.
+	HoldFirstCopy(t *testing.T) (release func())
+}
+
 // Run checks that the harnesses' backend honours the sdk.Backend
 // contract. newHarness is called once per subtest. Features a backend
 // does not offer (Info's Capabilities) are not checked.
@@ -63,10 +81,12 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Environment", testEnvironment},
 		{"StartNeedsEnvironment", testStartNeedsEnvironment},
 		{"VolumeLifecycle", testVolumeLifecycle},
+		{"StopDuringFirstCopy", testStopDuringFirstCopy},
 		{"NotReplicated", testNotReplicated},
 		{"DeleteTarget", testDeleteTarget},
 		{"TeardownWaitsForVolumes", testTeardownRefused},
 		{"Destroy", testDestroy},
+		{"DestroyKeepsStandaloneCopy", testDestroyKeepsStandalone},
 		{"Snapshots", testSnapshots},
 		{"CancelledContext", testCancelled},
 	}
@@ -78,15 +98,20 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 				ctx, cancel := context.WithTimeout(context.Background(), h.Timeout())
 				defer cancel()
 				if _, err := f.be.DestroyVolume(ctx, f.vol); err != nil {
-					t.Errorf("cleanup: DestroyVolume: %v", err)
+					t.Errorf("cleanup: DestroyVolume returned %v; the contract wants nil (leftovers go in the report)", err)
+				}
+				// Destroy leaves a standalone copy kept by StopVolume.
+				if err := f.be.DeleteTarget(ctx, f.vol); err != nil {
+					t.Errorf("cleanup: DeleteTarget after DestroyVolume returned %v; the contract wants nil", err)
 				}
 				if err := f.be.TeardownEnvironment(ctx, f.env); err != nil {
-					t.Errorf("cleanup: TeardownEnvironment after DestroyVolume: %v", err)
+					t.Errorf("cleanup: TeardownEnvironment after DestroyVolume returned %v; the contract wants nil "+
+						"(no volume of the pair is replicated any more)", err)
 				}
 			})
 			info, err := f.be.Info(t.Context())
 			if err != nil {
-				t.Fatalf("Info: %v", err)
+				t.Fatalf("Info returned %v; the contract wants it to answer without any storage", err)
 			}
 			f.caps = info.Capabilities
 			tc.run(t, f)
@@ -105,17 +130,52 @@ type fixture struct {
 // twice calls op twice: every method is idempotent.
 func twice(t *testing.T, what string, op func() error) {
 	t.Helper()
-	for i := range 2 {
+	for i, call := range []string{"", " again (every method is idempotent)"} {
 		if err := op(); err != nil {
-			t.Fatalf("%s (call %d): %v", what, i+1, err)
+			t.Fatalf("%s%s returned %v; the contract wants nil (call %d)", what, call, err, i+1)
 		}
 	}
+}
+
+// wantErr fails t unless err wraps want, saying what came back instead.
+// An error that only says the same words (formatted with %v instead of
+// %w) is called out: errors.Is does not see it, so neither does the
+// daemon.
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if errors.Is(err, want) {
+		return
+	}
+	name := sentinelName(want)
+	switch {
+	case err == nil:
+		t.Fatalf("%s returned nil; the contract wants an error wrapping sdk.%s", what, name)
+	case strings.Contains(err.Error(), want.Error()):
+		t.Fatalf("%s returned %q, whose text says %q but which does not wrap sdk.%s (errors.Is is false: "+
+			"the daemon will not see it); wrap it with %%w, not %%v or %%s", what, err, want.Error(), name)
+	default:
+		t.Fatalf("%s returned %q, which does not wrap sdk.%s; the contract wants sdk.%s", what, err, name, name)
+	}
+}
+
+func sentinelName(err error) string {
+	switch err {
+	case sdk.ErrNotFound:
+		return "ErrNotFound"
+	case sdk.ErrPrecondition:
+		return "ErrPrecondition"
+	case sdk.ErrInProgress:
+		return "ErrInProgress"
+	case sdk.ErrRetryable:
+		return "ErrRetryable"
+	}
+	return fmt.Sprintf("%v", err)
 }
 
 func (f *fixture) prepare(t *testing.T) {
 	t.Helper()
 	if err := f.be.PrepareEnvironment(t.Context(), f.env); err != nil {
-		t.Fatalf("PrepareEnvironment: %v", err)
+		t.Fatalf("PrepareEnvironment of the harness's environment returned %v; the contract wants nil once it is ready", err)
 	}
 }
 
@@ -129,18 +189,82 @@ func (f *fixture) status(t *testing.T) sdk.VolumeReplication {
 	t.Helper()
 	st, err := f.be.VolumeStatus(t.Context(), f.vol)
 	if err != nil {
-		t.Fatalf("VolumeStatus: %v", err)
+		t.Fatalf("VolumeStatus returned %v; the contract wants a report (a volume not replicated is absent, not an error)", err)
 	}
 	return st
 }
 
-// eventually polls the volume's status until ok, within the harness's
-// timeout.
-func (f *fixture) eventually(t *testing.T, what string, ok func(sdk.VolumeReplication) bool) sdk.VolumeReplication {
+// volumeWant is a volume status the contract calls for: check says what
+// in a status differs from it, or "" when nothing does.
+type volumeWant struct {
+	what  string
+	check func(sdk.VolumeReplication) string
+}
+
+// target says what a volumeWant asks of TargetExists.
+type target int
+
+const (
+	anyTarget  target = iota
+	targetKept        // a copy is on the target
+	targetGone        // no copy is on the target
+)
+
+func stateIs(state sdk.ReplicationState, tgt target, why string) volumeWant {
+	what := string(state)
+	switch tgt {
+	case targetKept:
+		what += " with a copy on the target"
+	case targetGone:
+		what += " with no copy on the target"
+	}
+	return volumeWant{what: what, check: func(st sdk.VolumeReplication) string {
+		var wrong []string
+		if st.State != state {
+			wrong = append(wrong, fmt.Sprintf("State is %q, the contract wants %q", st.State, state))
+		}
+		if tgt == targetKept && !st.TargetExists {
+			wrong = append(wrong, "TargetExists is false, the contract wants true")
+		}
+		if tgt == targetGone && st.TargetExists {
+			wrong = append(wrong, "TargetExists is true, the contract wants false")
+		}
+		if len(wrong) == 0 {
+			return ""
+		}
+		msg := strings.Join(wrong, "; ")
+		if why != "" {
+			msg += " (" + why + ")"
+		}
+		return msg
+	}}
+}
+
+var (
+	replaying = stateIs(sdk.ReplicationReplaying, targetKept, "a replaying volume is followed by a copy on the target")
+	absent    = stateIs(sdk.ReplicationAbsent, anyTarget, "")
+	gone      = stateIs(sdk.ReplicationAbsent, targetGone, "")
+)
+
+// is fails t unless the volume's status is w now.
+func (f *fixture) is(t *testing.T, when string, w volumeWant) sdk.VolumeReplication {
+	t.Helper()
+	st := f.status(t)
+	if wrong := w.check(st); wrong != "" {
+		t.Fatalf("VolumeStatus %s = %+v: %s", when, st, wrong)
+	}
+	return st
+}
+
+// eventually polls the volume's status until it is w, within the
+// harness's timeout.
+func (f *fixture) eventually(t *testing.T, when string, w volumeWant) sdk.VolumeReplication {
 	t.Helper()
 	var st sdk.VolumeReplication
-	if !poll(t, f.h.Timeout(), func() bool { st = f.status(t); return ok(st) }) {
-		t.Fatalf("volume not %s within %v; last status %+v", what, f.h.Timeout(), st)
+	var wrong string
+	if !poll(t, f.h.Timeout(), func() bool { st = f.status(t); wrong = w.check(st); return wrong == "" }) {
+		t.Fatalf("volume not %s %s within %v (the harness's Timeout); last VolumeStatus = %+v: %s",
+			w.what, when, f.h.Timeout(), st, wrong)
 	}
 	return st
 }
@@ -179,39 +303,50 @@ func (f *fixture) stop(t *testing.T) {
 		if errors.Is(err, sdk.ErrInProgress) {
 			// A stop that waits for the copy has ended nothing yet.
 			if st := f.status(t); st.State == sdk.ReplicationAbsent {
-				t.Fatalf("StopVolume = %v, yet the volume is no longer replicated: %+v", err, st)
+				t.Fatalf("StopVolume returned %q (ErrInProgress), yet VolumeStatus = %+v: replication ended; "+
+					"the contract wants a stop that waits to change nothing but letting the first copy go on", err, st)
 			}
 			return false
 		}
 		return true
 	})
 	if !done {
-		t.Fatalf("StopVolume still in progress after %v: %v", f.h.Timeout(), err)
+		t.Fatalf("StopVolume still returned ErrInProgress after %v (the harness's Timeout): %v; "+
+			"the contract wants the first copy to get on by itself and the stop to succeed once it is complete",
+			f.h.Timeout(), err)
 	}
 	if err != nil {
-		t.Fatalf("StopVolume: %v", err)
+		t.Fatalf("StopVolume returned %v; the contract wants nil once the target is kept as a standalone volume", err)
 	}
 	if err := f.be.StopVolume(t.Context(), f.vol); err != nil {
-		t.Fatalf("StopVolume (again, once stopped): %v", err)
+		t.Fatalf("StopVolume again, once stopped, returned %v; the contract wants nil (stopping a volume not replicated succeeds)", err)
 	}
 }
 
-func replaying(st sdk.VolumeReplication) bool {
-	return st.State == sdk.ReplicationReplaying && st.TargetExists
+// stopped checks the status after a stop: absent, the target kept when
+// the backend says it keeps it.
+func (f *fixture) stopped(t *testing.T, when string) {
+	t.Helper()
+	if f.caps.KeepTargetStop {
+		f.is(t, when, stateIs(sdk.ReplicationAbsent, targetKept,
+			"Capabilities.KeepTargetStop: StopVolume keeps the target as a standalone volume"))
+		return
+	}
+	f.is(t, when, absent)
 }
 
 func testInfo(t *testing.T, f *fixture) {
 	for range 2 {
 		info, err := f.be.Info(t.Context())
 		if err != nil {
-			t.Fatalf("Info: %v", err)
+			t.Fatalf("Info returned %v; the contract wants it to answer without any storage", err)
 		}
 		if info.Name == "" || info.Version == "" || len(info.StorageTypes) == 0 {
-			t.Fatalf("Info = %+v, want a name, a version and at least one storage type", info)
+			t.Fatalf("Info returned %+v; the contract wants a name, a version and at least one storage type", info)
 		}
 		for _, s := range []sdk.Storage{f.env.Source, f.env.Target} {
 			if !slices.Contains(info.StorageTypes, s.Type) {
-				t.Fatalf("the harness's storage %d is of type %q, which the backend does not serve (%q)",
+				t.Fatalf("the harness's storage %d is of type %q, which the backend does not serve (Info.StorageTypes %q)",
 					s.StorageID, s.Type, info.StorageTypes)
 			}
 		}
@@ -221,66 +356,107 @@ func testInfo(t *testing.T, f *fixture) {
 func testEnvironment(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	if err := f.be.TeardownEnvironment(ctx, f.env); err != nil {
-		t.Fatalf("TeardownEnvironment of an environment never prepared: %v", err)
+		t.Fatalf("TeardownEnvironment of an environment never prepared returned %v; the contract wants nil", err)
 	}
 	twice(t, "PrepareEnvironment", func() error { return f.be.PrepareEnvironment(ctx, f.env) })
 	h, err := f.be.EnvironmentStatus(ctx, f.env)
 	if err != nil || !h.Ready {
-		t.Fatalf("EnvironmentStatus after Prepare = %+v, %v; want ready", h, err)
+		t.Fatalf("EnvironmentStatus after PrepareEnvironment returned %+v, %v; the contract wants Ready "+
+			"(PrepareEnvironment returns nil only once the environment is ready)", h, err)
 	}
 	twice(t, "TeardownEnvironment", func() error { return f.be.TeardownEnvironment(ctx, f.env) })
 	h, err = f.be.EnvironmentStatus(ctx, f.env)
 	if err != nil || h.Ready {
-		t.Fatalf("EnvironmentStatus after Teardown = %+v, %v; want not ready", h, err)
+		t.Fatalf("EnvironmentStatus after TeardownEnvironment returned %+v, %v; the contract wants not Ready, no error", h, err)
 	}
 }
 
 func testStartNeedsEnvironment(t *testing.T, f *fixture) {
-	if err := f.be.StartVolume(t.Context(), f.vol); !errors.Is(err, sdk.ErrPrecondition) {
-		t.Fatalf("StartVolume in an environment not prepared = %v, want ErrPrecondition", err)
-	}
-	if st := f.status(t); st.State != sdk.ReplicationAbsent {
-		t.Fatalf("status after a refused start = %+v, want absent", st)
-	}
+	wantErr(t, "StartVolume in an environment not prepared", f.be.StartVolume(t.Context(), f.vol), sdk.ErrPrecondition)
+	f.is(t, "after a refused start", absent)
 }
 
 func testVolumeLifecycle(t *testing.T, f *fixture) {
 	ctx := t.Context()
-	if st := f.status(t); st.State != sdk.ReplicationAbsent {
-		t.Fatalf("status before start = %+v, want absent", st)
-	}
+	f.is(t, "before any start", absent)
 	f.start(t)
 	if st := f.status(t); st.State == sdk.ReplicationAbsent {
-		t.Fatalf("status right after start = %+v, want replication set up", st)
+		t.Fatalf("VolumeStatus right after StartVolume = %+v; the contract wants replication set up "+
+			"(StartVolume returns once it is): syncing or replaying", st)
 	}
-	f.eventually(t, "replaying", replaying)
+	f.eventually(t, "after start", replaying)
 
 	if f.caps.Pause {
 		twice(t, "PauseVolume", func() error { return f.be.PauseVolume(ctx, f.vol) })
-		if st := f.status(t); st.State != sdk.ReplicationPaused || !st.TargetExists {
-			t.Fatalf("status after pause = %+v, want paused", st)
-		}
+		f.is(t, "after pause", stateIs(sdk.ReplicationPaused, targetKept, "a pause keeps replication set up"))
 		twice(t, "ResumeVolume", func() error { return f.be.ResumeVolume(ctx, f.vol) })
-		f.eventually(t, "replaying after resume", replaying)
+		f.eventually(t, "after resume", replaying)
 
 		// Start also resumes a paused volume.
 		if err := f.be.PauseVolume(ctx, f.vol); err != nil {
-			t.Fatalf("PauseVolume: %v", err)
+			t.Fatalf("PauseVolume of a replaying volume returned %v; the contract wants nil", err)
 		}
 		if err := f.be.StartVolume(ctx, f.vol); err != nil {
-			t.Fatalf("StartVolume of a paused volume: %v", err)
+			t.Fatalf("StartVolume of a paused volume returned %v; the contract wants nil (start resumes it)", err)
 		}
-		f.eventually(t, "replaying after start of a paused volume", replaying)
+		f.eventually(t, "after StartVolume of a paused volume", replaying)
 	}
 
 	f.stop(t)
-	st := f.status(t)
-	if st.State != sdk.ReplicationAbsent {
-		t.Fatalf("status after stop = %+v, want absent", st)
+	f.stopped(t, "after stop")
+}
+
+// holder finds the harness's FirstCopyHolder, through the kit's own
+// wrappers (RunGRPC's).
+func holder(h Harness) (FirstCopyHolder, bool) {
+	for {
+		if fh, ok := h.(FirstCopyHolder); ok {
+			return fh, true
+		}
+		w, ok := h.(interface{ unwrap() Harness })
+		if !ok {
+			return nil, false
+		}
+		h = w.unwrap()
 	}
-	if f.caps.KeepTargetStop && !st.TargetExists {
-		t.Fatalf("status after stop = %+v, want the target kept (Capabilities.KeepTargetStop)", st)
+}
+
+func testStopDuringFirstCopy(t *testing.T, f *fixture) {
+	ctx := t.Context()
+	fh, ok := holder(f.h)
+	if !ok {
+		t.Fatalf("the harness (%T) does not implement plugintest.FirstCopyHolder, so the kit cannot check the rule "+
+			"that matters most: StopVolume never keeps a partial copy. Add HoldFirstCopy(t *testing.T) (release func()) "+
+			"to the harness: keep the volume's first copy from completing until release is called "+
+			"(throttle or pause it on the storage, or use a volume big enough to outlast the check)", f.h)
 	}
+	f.prepare(t)
+	if err := f.be.StartVolume(ctx, f.vol); err != nil {
+		t.Fatalf("StartVolume returned %v; the contract wants nil", err)
+	}
+	var once sync.Once
+	hold := fh.HoldFirstCopy(t)
+	release := func() { once.Do(hold) }
+	t.Cleanup(release)
+	if st := f.status(t); st.State == sdk.ReplicationReplaying || st.State == sdk.ReplicationAbsent {
+		t.Fatalf("VolumeStatus with the first copy held = %+v; the contract wants syncing (if it is replaying, "+
+			"the harness's HoldFirstCopy came too late or does not hold the copy)", st)
+	}
+	for _, when := range []string{"while the first copy was held", "again while the first copy was held"} {
+		err := f.be.StopVolume(ctx, f.vol)
+		if err == nil {
+			t.Fatalf("StopVolume returned nil %s: the contract forbids keeping a partial copy; "+
+				"return ErrInProgress until the copy is complete", when)
+		}
+		wantErr(t, "StopVolume "+when, err, sdk.ErrInProgress)
+		if st := f.status(t); st.State == sdk.ReplicationAbsent {
+			t.Fatalf("VolumeStatus after StopVolume returned ErrInProgress %s = %+v: replication ended; the contract "+
+				"wants a stop that waits to change nothing but letting the first copy go on", when, st)
+		}
+	}
+	release()
+	f.stop(t)
+	f.stopped(t, "after the held first copy was released and the stop completed")
 }
 
 func testNotReplicated(t *testing.T, f *fixture) {
@@ -288,86 +464,73 @@ func testNotReplicated(t *testing.T, f *fixture) {
 	f.prepare(t)
 	missing := f.vol
 	missing.VolumeUUID = NewUUID()
-	if err := f.be.StartVolume(ctx, missing); !errors.Is(err, sdk.ErrNotFound) {
-		t.Fatalf("StartVolume of a volume missing on the source = %v, want ErrNotFound", err)
-	}
+	wantErr(t, "StartVolume of a volume missing on the source", f.be.StartVolume(ctx, missing), sdk.ErrNotFound)
 	for _, v := range []sdk.Volume{missing, f.vol} {
 		st, err := f.be.VolumeStatus(ctx, v)
 		if err != nil || st.State != sdk.ReplicationAbsent {
-			t.Fatalf("VolumeStatus of volume %s never started = %+v, %v; want absent", v.VolumeUUID, st, err)
+			t.Fatalf("VolumeStatus of volume %s never started returned %+v, %v; the contract wants absent, no error",
+				v.VolumeUUID, st, err)
 		}
 	}
 	if f.caps.Pause {
-		if err := f.be.PauseVolume(ctx, f.vol); !errors.Is(err, sdk.ErrNotFound) {
-			t.Fatalf("PauseVolume of a volume not replicated = %v, want ErrNotFound", err)
-		}
-		if err := f.be.ResumeVolume(ctx, f.vol); !errors.Is(err, sdk.ErrNotFound) {
-			t.Fatalf("ResumeVolume of a volume not replicated = %v, want ErrNotFound", err)
-		}
+		wantErr(t, "PauseVolume of a volume not replicated", f.be.PauseVolume(ctx, f.vol), sdk.ErrNotFound)
+		wantErr(t, "ResumeVolume of a volume not replicated", f.be.ResumeVolume(ctx, f.vol), sdk.ErrNotFound)
 	}
 	for _, v := range []sdk.Volume{missing, f.vol} {
 		if err := f.be.StopVolume(ctx, v); err != nil {
-			t.Fatalf("StopVolume of volume %s not replicated = %v, want nil", v.VolumeUUID, err)
+			t.Fatalf("StopVolume of volume %s not replicated returned %v; the contract wants nil", v.VolumeUUID, err)
 		}
 		if err := f.be.DeleteTarget(ctx, v); err != nil {
-			t.Fatalf("DeleteTarget of volume %s not replicated = %v, want nil", v.VolumeUUID, err)
+			t.Fatalf("DeleteTarget of volume %s not replicated returned %v; the contract wants nil", v.VolumeUUID, err)
 		}
 		if _, err := f.be.DestroyVolume(ctx, v); err != nil {
-			t.Fatalf("DestroyVolume of volume %s not replicated = %v, want nil", v.VolumeUUID, err)
+			t.Fatalf("DestroyVolume of volume %s not replicated returned %v; the contract wants nil", v.VolumeUUID, err)
 		}
 	}
-	if st := f.status(t); st.State != sdk.ReplicationAbsent {
-		t.Fatalf("status after stop, delete and destroy of a volume never started = %+v, want absent", st)
-	}
+	f.is(t, "after stop, delete and destroy of a volume never started", absent)
 }
 
 func testDeleteTarget(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	f.start(t)
-	f.eventually(t, "replaying", replaying)
+	f.eventually(t, "after start", replaying)
 	twice(t, "DeleteTarget", func() error { return f.be.DeleteTarget(ctx, f.vol) })
-	f.eventually(t, "gone from the target", func(st sdk.VolumeReplication) bool {
-		return st.State == sdk.ReplicationAbsent && !st.TargetExists
-	})
+	f.eventually(t, "after DeleteTarget", gone)
 	if err := f.be.DeleteTarget(ctx, f.vol); err != nil {
-		t.Fatalf("DeleteTarget once gone: %v", err)
+		t.Fatalf("DeleteTarget once the target is gone returned %v; the contract wants nil", err)
 	}
 
 	// A standalone copy left by StopVolume is deleted too.
 	f.start(t)
-	f.eventually(t, "replaying after a restart", replaying)
+	f.eventually(t, "after a second start", replaying)
 	f.stop(t)
 	if err := f.be.DeleteTarget(ctx, f.vol); err != nil {
-		t.Fatalf("DeleteTarget of a stopped volume: %v", err)
+		t.Fatalf("DeleteTarget of a stopped volume returned %v; the contract wants nil", err)
 	}
-	f.eventually(t, "gone from the target after stop", func(st sdk.VolumeReplication) bool {
-		return st.State == sdk.ReplicationAbsent && !st.TargetExists
-	})
+	f.eventually(t, "after DeleteTarget of the standalone copy StopVolume kept", gone)
 }
 
 func testTeardownRefused(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	f.start(t)
-	if err := f.be.TeardownEnvironment(ctx, f.env); !errors.Is(err, sdk.ErrPrecondition) {
-		t.Fatalf("TeardownEnvironment with a replicated volume = %v, want ErrPrecondition", err)
-	}
+	wantErr(t, "TeardownEnvironment with a replicated volume", f.be.TeardownEnvironment(ctx, f.env), sdk.ErrPrecondition)
 	if h, err := f.be.EnvironmentStatus(ctx, f.env); err != nil || !h.Ready {
-		t.Fatalf("a refused teardown changed the environment: %+v, %v", h, err)
+		t.Fatalf("EnvironmentStatus after a refused TeardownEnvironment returned %+v, %v; the contract wants Ready: "+
+			"a refused call changes nothing", h, err)
 	}
 	if f.caps.Pause {
 		if err := f.be.PauseVolume(ctx, f.vol); err != nil {
-			t.Fatalf("PauseVolume: %v", err)
+			t.Fatalf("PauseVolume returned %v; the contract wants nil", err)
 		}
-		if err := f.be.TeardownEnvironment(ctx, f.env); !errors.Is(err, sdk.ErrPrecondition) {
-			t.Fatalf("TeardownEnvironment with a paused volume = %v, want ErrPrecondition", err)
-		}
+		wantErr(t, "TeardownEnvironment with a paused volume", f.be.TeardownEnvironment(ctx, f.env), sdk.ErrPrecondition)
 	}
 	f.stop(t)
 	if err := f.be.TeardownEnvironment(ctx, f.env); err != nil {
-		t.Fatalf("TeardownEnvironment once no volume is replicated: %v", err)
+		t.Fatalf("TeardownEnvironment once no volume is replicated returned %v; the contract wants nil "+
+			"(a standalone copy StopVolume kept is not replicated)", err)
 	}
 	if h, err := f.be.EnvironmentStatus(ctx, f.env); err != nil || h.Ready {
-		t.Fatalf("EnvironmentStatus after Teardown = %+v, %v; want not ready", h, err)
+		t.Fatalf("EnvironmentStatus after TeardownEnvironment returned %+v, %v; the contract wants not Ready, no error", h, err)
 	}
 }
 
@@ -377,19 +540,41 @@ func testDestroy(t *testing.T, f *fixture) {
 	for i := range 2 {
 		rep, err := f.be.DestroyVolume(ctx, f.vol)
 		if err != nil {
-			t.Fatalf("DestroyVolume (call %d): %v", i+1, err)
+			t.Fatalf("DestroyVolume (call %d) returned %v; the contract wants nil, and leftovers in the report", i+1, err)
 		}
 		if len(rep.Leftovers) > 0 {
 			t.Logf("DestroyVolume (call %d) leftovers: %q", i+1, rep.Leftovers)
 			return
 		}
 	}
-	f.eventually(t, "destroyed on both sides", func(st sdk.VolumeReplication) bool {
-		return st.State == sdk.ReplicationAbsent && !st.TargetExists
-	})
+	f.eventually(t, "after DestroyVolume of a replicated volume (no leftovers reported)",
+		stateIs(sdk.ReplicationAbsent, targetGone, "destroy deletes the replicated target copy"))
 	// The source volume survives: replication can start again.
 	f.start(t)
-	f.eventually(t, "replaying after destroy and start", replaying)
+	f.eventually(t, "after destroy and a new start (DestroyVolume never deletes the source volume)", replaying)
+}
+
+func testDestroyKeepsStandalone(t *testing.T, f *fixture) {
+	if !f.caps.KeepTargetStop {
+		t.Skip("the backend does not keep a standalone target on stop (Capabilities.KeepTargetStop)")
+	}
+	ctx := t.Context()
+	f.start(t)
+	f.eventually(t, "after start", replaying)
+	f.stop(t)
+	f.stopped(t, "after stop")
+	for i := range 2 {
+		rep, err := f.be.DestroyVolume(ctx, f.vol)
+		if err != nil {
+			t.Fatalf("DestroyVolume of a stopped volume (call %d) returned %v; the contract wants nil", i+1, err)
+		}
+		if len(rep.Leftovers) > 0 {
+			t.Logf("DestroyVolume of a stopped volume (call %d) leftovers: %q", i+1, rep.Leftovers)
+		}
+	}
+	f.is(t, "after DestroyVolume of a stopped volume", stateIs(sdk.ReplicationAbsent, targetKept,
+		"DestroyVolume deleted the standalone copy StopVolume kept: that copy is the user's volume, "+
+			"and only DeleteTarget removes it"))
 }
 
 func testSnapshots(t *testing.T, f *fixture) {
@@ -399,45 +584,44 @@ func testSnapshots(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	snap := f.h.Snapshot()
 	f.start(t)
-	snapStatus := func() sdk.SnapshotReplication {
+	snapStatus := func(when string) sdk.SnapshotReplication {
 		t.Helper()
 		st, err := f.be.SnapshotStatus(ctx, snap)
 		if err != nil {
-			t.Fatalf("SnapshotStatus: %v", err)
+			t.Fatalf("SnapshotStatus %s returned %v; the contract wants a report", when, err)
 		}
 		return st
 	}
-	if st := snapStatus(); st.State != sdk.SnapshotAbsent {
-		t.Fatalf("snapshot status before add = %+v, want absent", st)
+	if st := snapStatus("before AddSnapshot"); st.State != sdk.SnapshotAbsent {
+		t.Fatalf("SnapshotStatus before AddSnapshot = %+v; the contract wants absent", st)
 	}
 	twice(t, "AddSnapshot", func() error { return f.be.AddSnapshot(ctx, snap) })
 	var st sdk.SnapshotReplication
 	ready := poll(t, f.h.Timeout(), func() bool {
-		st = snapStatus()
+		st = snapStatus("after AddSnapshot")
 		if st.State != sdk.SnapshotPending && st.State != sdk.SnapshotReady {
-			t.Fatalf("snapshot status after add = %+v, want pending or ready", st)
+			t.Fatalf("SnapshotStatus after AddSnapshot = %+v; the contract wants pending or ready", st)
 		}
 		return st.State == sdk.SnapshotReady
 	})
 	if !ready {
-		t.Fatalf("snapshot not ready within %v; last status %+v", f.h.Timeout(), st)
+		t.Fatalf("snapshot not ready within %v (the harness's Timeout); last SnapshotStatus = %+v; "+
+			"the contract wants the target to get it by itself", f.h.Timeout(), st)
 	}
 	twice(t, "RemoveSnapshot", func() error { return f.be.RemoveSnapshot(ctx, snap) })
-	if st := snapStatus(); st.State != sdk.SnapshotAbsent {
-		t.Fatalf("snapshot status after remove = %+v, want absent", st)
+	if st := snapStatus("after RemoveSnapshot"); st.State != sdk.SnapshotAbsent {
+		t.Fatalf("SnapshotStatus after RemoveSnapshot = %+v; the contract wants absent", st)
 	}
 
 	missing := snap
 	missing.SnapshotUUID = NewUUID()
 	missing.SnapshotName = "snapshot-" + missing.SnapshotUUID
-	if err := f.be.AddSnapshot(ctx, missing); !errors.Is(err, sdk.ErrNotFound) {
-		t.Fatalf("AddSnapshot of a snapshot missing on the source = %v, want ErrNotFound", err)
-	}
+	wantErr(t, "AddSnapshot of a snapshot missing on the source", f.be.AddSnapshot(ctx, missing), sdk.ErrNotFound)
 	if st, err := f.be.SnapshotStatus(ctx, missing); err != nil || st.State != sdk.SnapshotAbsent {
-		t.Fatalf("SnapshotStatus of a snapshot missing on the source = %+v, %v; want absent", st, err)
+		t.Fatalf("SnapshotStatus of a snapshot missing on the source returned %+v, %v; the contract wants absent, no error", st, err)
 	}
 	if err := f.be.RemoveSnapshot(ctx, missing); err != nil {
-		t.Fatalf("RemoveSnapshot of a missing snapshot = %v, want nil", err)
+		t.Fatalf("RemoveSnapshot of a missing snapshot returned %v; the contract wants nil", err)
 	}
 }
 
@@ -471,23 +655,23 @@ func testCancelled(t *testing.T, f *fixture) {
 		begin := time.Now()
 		err := c.call()
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("%s with a cancelled ctx = %v, want an error wrapping context.Canceled", c.method, err)
+			t.Errorf("%s with a cancelled ctx returned %v; the contract wants an error wrapping ctx.Err() (context.Canceled)", c.method, err)
 		}
 		if d := time.Since(begin); d > promptly {
-			t.Errorf("%s with a cancelled ctx took %v, want at most %v", c.method, d, promptly)
+			t.Errorf("%s with a cancelled ctx took %v; the contract wants it to return promptly (at most %v)", c.method, d, promptly)
 		}
 	}
 	// What the cancelled calls left behind, a later call resumes from.
 	f.start(t)
-	f.eventually(t, "replaying after cancelled calls", replaying)
+	f.eventually(t, "after cancelled calls and a start", replaying)
 	if f.caps.Snapshots {
 		if err := f.be.AddSnapshot(t.Context(), snap); err != nil {
-			t.Fatalf("AddSnapshot after cancelled calls: %v", err)
+			t.Fatalf("AddSnapshot after cancelled calls returned %v; the contract wants nil", err)
 		}
 	}
 	f.stop(t)
 	if err := f.be.TeardownEnvironment(t.Context(), f.env); err != nil {
-		t.Fatalf("TeardownEnvironment: %v", err)
+		t.Fatalf("TeardownEnvironment after a stop returned %v; the contract wants nil", err)
 	}
 }
 

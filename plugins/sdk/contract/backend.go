@@ -1,8 +1,9 @@
-package sdk
+package contract
 
 import "context"
 
 // Backend replicates volumes between two storages of the types it serves.
+// A plugin implements it; the daemon calls it.
 //
 // Every method is idempotent: calling it again after it succeeded changes
 // nothing and succeeds, because the daemon retries after crashes,
@@ -35,7 +36,9 @@ type Backend interface {
 	StartVolume(ctx context.Context, vol Volume) error
 
 	// VolumeStatus reports the volume's replication. A volume that is not
-	// replicated is ReplicationAbsent, not an error.
+	// replicated is ReplicationAbsent, not an error; TargetExists still
+	// says whether a copy is on the target (a standalone one after
+	// StopVolume, one DeleteTarget is still deleting).
 	VolumeStatus(ctx context.Context, vol Volume) (VolumeReplication, error)
 
 	// PauseVolume stops replaying this one volume, keeping replication set
@@ -49,29 +52,37 @@ type Backend interface {
 	ResumeVolume(ctx context.Context, vol Volume) error
 
 	// StopVolume ends replication and keeps the target copy as a usable
-	// standalone volume. It returns nil only once that is verified.
-	// Stopping a volume that is not replicated succeeds. It never keeps a
-	// partial copy: while the first copy is still running it changes
-	// nothing but letting that copy go on (a pause gives way to the stop)
-	// and returns ErrInProgress, saying how far the copy is; the daemon
-	// calls again later.
+	// standalone volume: the user's from now on. It returns nil only once
+	// that is verified. Stopping a volume that is not replicated succeeds.
+	// It never keeps a partial copy: while the first copy (or a full
+	// resync) is still running it changes nothing but letting that copy go
+	// on (a pause gives way to the stop) and returns ErrInProgress, saying
+	// how far the copy is; the daemon calls again later. The copy must get
+	// on without being asked: the daemon may call nothing but StopVolume
+	// until it succeeds.
 	StopVolume(ctx context.Context, vol Volume) error
 
-	// DeleteTarget ends replication and deletes the target copy (also a
-	// standalone one left by StopVolume). It may return before the copy is
-	// gone; VolumeStatus reports TargetExists false once it is.
+	// DeleteTarget ends replication and deletes the target copy, also a
+	// standalone one left by StopVolume: the operator asked for it. It may
+	// return before the copy is gone; VolumeStatus reports TargetExists
+	// false once it is.
 	DeleteTarget(ctx context.Context, vol Volume) error
 
 	// DestroyVolume tears down everything about the volume's replication
 	// on both sides, best effort, within ctx's deadline, never blocked by
-	// an unreachable storage. It never deletes the source volume. What it
-	// could not clean up is listed in the report; an error means it could
-	// not even try.
+	// an unreachable storage: replication set-up, the replicated target
+	// copy and the storage's own artefacts (journals, mirror snapshots,
+	// sync points). It deletes neither the source volume nor a standalone
+	// copy StopVolume left on the target (VolumeStatus: absent, with
+	// TargetExists): that copy is a volume of its own, and only
+	// DeleteTarget removes it. What it could not clean up is listed in the
+	// report; an error means it could not even try.
 	DestroyVolume(ctx context.Context, vol Volume) (DestroyReport, error)
 
 	// AddSnapshot makes the snapshot a recovery point on the target (Ceph:
 	// protect it on the source so the target can clone it). ErrNotFound
-	// when the snapshot does not exist on the source.
+	// when the snapshot does not exist on the source. SnapshotStatus
+	// reports it pending until the target has it, then ready.
 	AddSnapshot(ctx context.Context, snap Snapshot) error
 
 	// RemoveSnapshot undoes AddSnapshot and removes the snapshot from both

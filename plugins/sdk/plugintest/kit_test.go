@@ -1,0 +1,206 @@
+package plugintest_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
+	"github.com/cdmdr/mirror/plugins/sdk/plugintest"
+)
+
+// The kit must fail a backend that breaks the contract, with a message
+// saying what the backend did and what the contract wants. Each broken
+// backend below is memstorage with one fault; the kit runs on it in a
+// child process (a failing kit fails its test), and the parent reads the
+// child's verdict.
+
+// brokenEnv names, in the child, which broken backend the kit runs on.
+const brokenEnv = "PLUGINTEST_BROKEN_BACKEND"
+
+var brokenBackends = []struct {
+	name string
+	// harness wraps a fresh memstorage harness into the broken one.
+	harness func(h *harness) plugintest.Harness
+	// failing is the subtest that must fail, want what it must say.
+	failing, want string
+	// passing are subtests that must pass all the same: the fault is
+	// caught by the subtest meant for it.
+	passing []string
+}{
+	{
+		name: "stop-keeps-partial-copy",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = partialStop{h.b}
+			return h
+		},
+		failing: "StopDuringFirstCopy",
+		want: "StopVolume returned nil while the first copy was held: the contract forbids keeping a partial copy; " +
+			"return ErrInProgress until the copy is complete",
+		passing: []string{"VolumeLifecycle", "DeleteTarget", "TeardownWaitsForVolumes", "Destroy", "CancelledContext"},
+	},
+	{
+		name:    "harness-cannot-hold",
+		harness: func(h *harness) plugintest.Harness { return noHold{h} },
+		failing: "StopDuringFirstCopy",
+		want:    "does not implement plugintest.FirstCopyHolder",
+		passing: []string{"VolumeLifecycle"},
+	},
+	{
+		name: "error-formatted-with-v",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = flatErrors{h.b}
+			return h
+		},
+		failing: "NotReplicated",
+		want:    `which does not wrap sdk.ErrNotFound (errors.Is is false: the daemon will not see it); wrap it with %w`,
+	},
+	{
+		name: "replaying-without-target",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = noTarget{h.b}
+			return h
+		},
+		failing: "VolumeLifecycle",
+		want:    "TargetExists is false, the contract wants true (a replaying volume is followed by a copy on the target)",
+	},
+	{
+		name: "destroy-deletes-standalone-copy",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = destroyAll{h.b}
+			return h
+		},
+		failing: "DestroyKeepsStandaloneCopy",
+		want: "DestroyVolume deleted the standalone copy StopVolume kept: that copy is the user's volume, " +
+			"and only DeleteTarget removes it",
+		passing: []string{"Destroy"},
+	},
+}
+
+func TestKitFailsBrokenBackends(t *testing.T) {
+	if name := os.Getenv(brokenEnv); name != "" {
+		for _, bb := range brokenBackends {
+			if bb.name == name {
+				plugintest.Run(t, func(t *testing.T) plugintest.Harness { return bb.harness(newHarness(t)) })
+				return
+			}
+		}
+		t.Fatalf("no broken backend %q", name)
+	}
+	for _, bb := range brokenBackends {
+		t.Run(bb.name, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKitFailsBrokenBackends$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), brokenEnv+"="+bb.name)
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("the kit passed a backend with the fault %q:\n%s", bb.name, out)
+			}
+			if !strings.Contains(string(out), "--- FAIL: TestKitFailsBrokenBackends/"+bb.failing+" ") {
+				t.Errorf("subtest %s did not fail on the fault %q", bb.failing, bb.name)
+			}
+			if !strings.Contains(string(out), bb.want) {
+				t.Errorf("the kit's verdict on the fault %q does not say %q", bb.name, bb.want)
+			}
+			for _, p := range bb.passing {
+				if !strings.Contains(string(out), "--- PASS: TestKitFailsBrokenBackends/"+p+" ") {
+					t.Errorf("subtest %s did not pass with the fault %q, which it is not meant to catch", p, bb.name)
+				}
+			}
+			if t.Failed() {
+				t.Logf("the kit's output:\n%s", out)
+			}
+		})
+	}
+}
+
+var storageIDs atomic.Uint64
+
+// harness is memstorage in-process, its first copy held through the
+// backend.
+type harness struct {
+	mem  *memstorage.Backend
+	b    sdk.Backend
+	env  sdk.Environment
+	vol  sdk.Volume
+	snap sdk.Snapshot
+}
+
+func newHarness(*testing.T) *harness {
+	src, dst := storageIDs.Add(1), storageIDs.Add(1)
+	mem := memstorage.New()
+	storage := func(cluster, id uint64) sdk.Storage {
+		return sdk.Storage{ClusterID: cluster, StorageID: id, Type: memstorage.DefaultType, BackendName: "memory"}
+	}
+	env := sdk.Environment{ID: fmt.Sprintf("storage.%d.%d", src, dst), Source: storage(1, src), Target: storage(2, dst)}
+	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: plugintest.NewUUID()}
+	snap := sdk.Snapshot{Volume: vol, SnapshotID: src, SnapshotUUID: plugintest.NewUUID()}
+	mem.AddSourceSnapshot(vol.VolumeUUID, snap.SnapshotUUID)
+	return &harness{mem: mem, b: mem, env: env, vol: vol, snap: snap}
+}
+
+func (h *harness) Backend() sdk.Backend         { return h.b }
+func (h *harness) Environment() sdk.Environment { return h.env }
+func (h *harness) Volume() sdk.Volume           { return h.vol }
+func (h *harness) Snapshot() sdk.Snapshot       { return h.snap }
+func (h *harness) Timeout() time.Duration       { return 2 * time.Second }
+
+func (h *harness) HoldFirstCopy(*testing.T) (release func()) {
+	return h.mem.HoldFirstCopy(h.vol.VolumeUUID)
+}
+
+// noHold is a harness that cannot hold the first copy.
+type noHold struct{ h *harness }
+
+func (n noHold) Backend() sdk.Backend         { return n.h.Backend() }
+func (n noHold) Environment() sdk.Environment { return n.h.Environment() }
+func (n noHold) Volume() sdk.Volume           { return n.h.Volume() }
+func (n noHold) Snapshot() sdk.Snapshot       { return n.h.Snapshot() }
+func (n noHold) Timeout() time.Duration       { return n.h.Timeout() }
+
+// partialStop ends replication during the first copy, keeps nothing and
+// returns nil: what a fast storage's kit run never shows.
+type partialStop struct{ sdk.Backend }
+
+func (p partialStop) StopVolume(ctx context.Context, vol sdk.Volume) error {
+	if st, err := p.VolumeStatus(ctx, vol); err == nil && st.State == sdk.ReplicationSyncing {
+		return p.DeleteTarget(ctx, vol)
+	}
+	return p.Backend.StopVolume(ctx, vol)
+}
+
+// flatErrors formats its errors with %v: the text survives, the sentinel
+// does not.
+type flatErrors struct{ sdk.Backend }
+
+func (f flatErrors) StartVolume(ctx context.Context, vol sdk.Volume) error {
+	if err := f.Backend.StartVolume(ctx, vol); err != nil {
+		return fmt.Errorf("start volume: %v", err)
+	}
+	return nil
+}
+
+// noTarget never reports a copy on the target.
+type noTarget struct{ sdk.Backend }
+
+func (n noTarget) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
+	st, err := n.Backend.VolumeStatus(ctx, vol)
+	st.TargetExists = false
+	return st, err
+}
+
+// destroyAll deletes the target copy, standalone or not.
+type destroyAll struct{ sdk.Backend }
+
+func (d destroyAll) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.DestroyReport, error) {
+	rep, err := d.Backend.DestroyVolume(ctx, vol)
+	if err == nil {
+		err = d.DeleteTarget(ctx, vol)
+	}
+	return rep, err
+}
