@@ -156,7 +156,7 @@ func snapshotInputs(deleted bool) []core.SnapshotInput {
 				in.ObserveErr = fmt.Errorf("observe: %w", err)
 				out = append(out, in)
 			}
-			for _, s := range []ports.SnapshotReplicationState{ports.SnapshotAbsent, ports.SnapshotPending, ports.SnapshotReady} {
+			for _, s := range []ports.SnapshotState{ports.SnapshotAbsent, ports.SnapshotPending, ports.SnapshotReady} {
 				in := base
 				in.Observed = &ports.SnapshotReplication{State: s}
 				out = append(out, in)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
 	"github.com/cdmdr/mirror/ports"
@@ -35,6 +37,9 @@ type Backend struct {
 
 	mu   sync.Mutex
 	info ports.Info
+	// now is the storage's clock (how far copies got, sync times); atomic,
+	// since memstorage reads it while the fake may hold mu.
+	now atomic.Pointer[func() time.Time]
 
 	autoSync bool
 	held     map[string]func() // our holds of first copies, released by Sync, by volume UUID
@@ -61,8 +66,7 @@ func NewBackend(types ...string) *Backend {
 	if len(types) == 0 {
 		types = []string{"openstack.storage.type.ceph"}
 	}
-	return &Backend{
-		mem: memstorage.New(memstorage.Types(types...)),
+	b := &Backend{
 		info: ports.Info{
 			Name:         "fake",
 			Version:      "0.0.0",
@@ -82,7 +86,14 @@ func NewBackend(types ...string) *Backend {
 		blocked:    map[string]int{},
 		calls:      map[string]int{},
 	}
+	b.SetNow(time.Now)
+	b.mem = memstorage.New(memstorage.Types(types...), memstorage.Clock(func() time.Time { return (*b.now.Load())() }))
+	return b
 }
+
+// SetNow sets the storage's clock (time.Now by default), e.g. a test's
+// fake clock, so sync times read as the test's time.
+func (b *Backend) SetNow(now func() time.Time) { b.now.Store(&now) }
 
 // Info implements ports.StorageBackend.
 func (b *Backend) Info(ctx context.Context) (ports.Info, error) {
