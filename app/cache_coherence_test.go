@@ -70,7 +70,7 @@ func TestCacheKeepsOwnDeletes(t *testing.T) {
 	for _, k := range []string{vol7, vol7 + "/operation", vol7 + "/status", vol7 + "/snapshot.3"} {
 		c.apply(VolumePrefixForTest, del(k, 30)) // the watch reaches the delete
 	}
-	c.apply(VolumePrefixForTest, put(vol7, "again", 31))  // the DR manager writes it again
+	c.apply(VolumePrefixForTest, put(vol7, "again", 31)) // the DR manager writes it again
 	if got := value(t, c, vol7); got != "again" {
 		t.Fatalf("a newer put after our delete was ignored: %q", got)
 	}

@@ -25,8 +25,10 @@ type Config struct {
 	DestroyTimeout time.Duration
 	// Backoff paces retries after failures.
 	Backoff core.Backoff
-	// CampaignConcurrency bounds simultaneous campaigns (default 32).
-	CampaignConcurrency int
+	// Workers is the number of reconciles run at once, campaigns
+	// included (default 64). Goroutines do not grow with the number of
+	// volumes: one work queue feeds this pool.
+	Workers int
 	// SnapshotCreatedSubject and SnapshotDeletedSubject are where the
 	// cluster manager announces snapshots (SPEC §5).
 	SnapshotCreatedSubject string
@@ -43,7 +45,7 @@ const (
 	DefaultFastPollInterval       = 2 * time.Second
 	DefaultActionTimeout          = 5 * time.Minute
 	DefaultDestroyTimeout         = 2 * time.Minute
-	DefaultCampaignConcurrency    = 32
+	DefaultWorkers                = 64
 	DefaultSnapshotCreatedSubject = "cdm.cluster.volume_snapshot.created"
 	DefaultSnapshotDeletedSubject = "cdm.cluster.volume_snapshot.deleted"
 	DefaultSnapshotDurable        = "mirrord-snapshots"
@@ -67,8 +69,8 @@ func (c Config) WithDefaults() Config {
 	if c.LeaderPrefix == "" {
 		c.LeaderPrefix = core.DefaultLeaderPrefix
 	}
-	if c.CampaignConcurrency <= 0 {
-		c.CampaignConcurrency = DefaultCampaignConcurrency
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
 	}
 	if c.SnapshotCreatedSubject == "" {
 		c.SnapshotCreatedSubject = DefaultSnapshotCreatedSubject

@@ -14,76 +14,47 @@ import (
 // resignTimeout bounds giving leaderships up at shutdown.
 const resignTimeout = 5 * time.Second
 
-// monitor runs one worker per environment or volume this daemon leads,
-// the original's environment and volume monitors in one: a touched
-// resource with a worker gets a nudge; one without a worker gets a worker
-// that campaigns for it first.
+// monitor reconciles the environments and volumes this daemon leads, the
+// original's environment and volume monitors in one: touched resources go
+// through one work queue to a fixed pool of workers; a worker campaigns
+// for a resource nobody leads before reconciling it, and keeps the
+// leadership between reconciles.
 type monitor struct {
-	e       *Engine
-	mu      sync.Mutex
-	workers map[core.Resource]*worker
-	stopped bool
-	// open is false until every watched prefix was listed once: a worker
-	// started earlier would find its environment or storages missing from
-	// the cache and write a false error.
-	open   bool
+	e     *Engine
+	queue *workQueue
+
+	mu   sync.Mutex
+	held map[core.Resource]*lead
+
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelFunc
-	// campaigns bounds simultaneous campaigns, so a start with thousands
-	// of volumes does not open thousands of store requests at once.
-	campaigns chan struct{}
+}
+
+// lead is this daemon's leadership of one resource.
+type lead struct {
+	ports.Leadership
+	// fresh: the next reconcile reads the store (the first after winning:
+	// the previous leader's last writes may not be in the cache yet).
+	fresh bool
 }
 
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &monitor{e: e, workers: make(map[core.Resource]*worker), ctx: ctx, cancel: cancel,
-		campaigns: make(chan struct{}, e.cfg.CampaignConcurrency)}
+	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
+		ctx: ctx, cancel: cancel}
 }
 
-// touch nudges the worker of resource, or starts one if the resource
-// exists and nobody else leads it.
-func (m *monitor) touch(resource core.Resource) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.stopped || !m.open {
-		return
-	}
-	if w, ok := m.workers[resource]; ok {
-		w.nudge()
-		return
-	}
-	if !m.exists(resource) || m.ledElsewhere(resource) {
-		return
-	}
-	w := newWorker(m.e, resource)
-	m.workers[resource] = w
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		w.run(m.ctx, m.campaigns)
-		m.mu.Lock()
-		if m.workers[resource] == w {
-			delete(m.workers, resource)
-		}
-		m.mu.Unlock()
-		// Keys may have changed while the worker was leaving; look again.
-		if w.lostLeadership() {
-			return
-		}
-		if m.exists(resource) && !w.finished() {
-			m.touch(resource)
-		}
-	}()
-}
+// touch queues resource for a reconcile.
+func (m *monitor) touch(resource core.Resource) { m.queue.add(resource) }
 
-// touchUnlessLed is touch for a change the resource's own worker made
-// (statuses are written by the leader only): a local worker needs no
-// nudge for its own write, but a resource nobody here leads still gets
+// touchUnlessLed is touch for a change the resource's own leader made
+// (statuses are written by the leader only): a resource led here needs no
+// reconcile for its own write, but one nobody here leads still gets
 // campaigned for.
 func (m *monitor) touchUnlessLed(resource core.Resource) {
 	m.mu.Lock()
-	_, led := m.workers[resource]
+	_, led := m.held[resource]
 	m.mu.Unlock()
 	if !led {
 		m.touch(resource)
@@ -94,32 +65,155 @@ func (m *monitor) touchUnlessLed(resource core.Resource) {
 // listing), and every resource of every listing of the leader prefix, so
 // leaderless resources are campaigned for.
 func (m *monitor) ensureAll(prefix string) {
-	var resources []core.Resource
 	switch prefix {
 	case core.EnvironmentPrefix, core.VolumePrefix:
 		for _, kv := range m.e.cache.list(prefix) {
 			if r, err := core.ParseResource(kv.Key); err == nil {
-				resources = append(resources, r)
+				m.touch(r)
 			}
 		}
 	case m.e.cfg.LeaderPrefix:
 		m.ensureAll(core.EnvironmentPrefix)
 		m.ensureAll(core.VolumePrefix)
-		return
-	}
-	for _, r := range resources {
-		m.touch(r)
 	}
 }
 
-// start lets touches start workers, once the cache holds every prefix,
-// and touches every environment and volume.
+// start starts the workers and touches every environment and volume. It
+// runs once every watched prefix was listed: a reconcile earlier would
+// find its environment or storages missing from the cache and write a
+// false error, so touches wait in the queue until then.
 func (m *monitor) start() {
-	m.mu.Lock()
-	m.open = true
-	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.queue.runDelays(m.ctx)
+	}()
+	for range m.e.cfg.Workers {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.work()
+		}()
+	}
 	m.ensureAll(core.EnvironmentPrefix)
 	m.ensureAll(core.VolumePrefix)
+}
+
+// work is one worker: take a resource, reconcile it, until the queue
+// closes.
+func (m *monitor) work() {
+	for {
+		r, ok := m.queue.get()
+		if !ok {
+			return
+		}
+		m.process(r)
+		m.queue.done(r)
+	}
+}
+
+// process reconciles r once if this daemon leads it or wins it now, and
+// queues what follows.
+func (m *monitor) process(r core.Resource) {
+	e := m.e
+	l := m.leading(r)
+	if l == nil {
+		if !m.exists(r) || m.ledElsewhere(r) {
+			return
+		}
+		won, err := e.election.TryCampaign(m.ctx, core.LeaderKey(e.cfg.LeaderPrefix, r.Key()))
+		if err != nil {
+			if !errors.Is(err, ports.ErrLeaderElsewhere) && m.ctx.Err() == nil {
+				e.log.Warn("campaign failed", "resource", r, "err", err)
+			}
+			return // not ours; the leader-key watch brings it back
+		}
+		e.log.Debug("leading", "resource", r.Key())
+		l = &lead{Leadership: won, fresh: true}
+		m.mu.Lock()
+		m.held[r] = l
+		m.mu.Unlock()
+	}
+	if isClosed(l.Lost()) {
+		m.lost(r, nil)
+		return
+	}
+
+	// A lost lead stops in-flight backend calls and writes at once.
+	ctx, cancel := context.WithCancel(m.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Lost():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var res result
+	var err error
+	if r.Kind == core.ResourceEnvironment {
+		res, err = e.reconcileEnvironment(ctx, l, r.Env, l.fresh)
+	} else {
+		res, err = e.reconcileVolume(ctx, l, r.Volume, l.fresh)
+	}
+	switch {
+	case errors.Is(err, ports.ErrNotLeader) || isClosed(l.Lost()):
+		m.lost(r, err)
+		return
+	case m.ctx.Err() != nil:
+		return // shutting down: stopAll resigns
+	case err != nil:
+		e.log.Warn("reconcile failed", "resource", r.Key(), "err", err)
+	default:
+		l.fresh = false
+	}
+	if res.finished {
+		m.resign(r, l)
+		return
+	}
+	if res.failed {
+		m.queue.retry(r)
+		return
+	}
+	m.queue.forget(r)
+	m.queue.addAfter(r, res.requeue)
+}
+
+// leading returns this daemon's leadership of r, or nil.
+func (m *monitor) leading(r core.Resource) *lead {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held[r]
+}
+
+// lost forgets a leadership that ended under us, and queues the resource
+// so a campaign finds out who leads it now.
+func (m *monitor) lost(r core.Resource, err error) {
+	m.e.log.Info("leadership lost; worker stopped", "resource", r.Key(), "err", err)
+	m.mu.Lock()
+	delete(m.held, r)
+	m.mu.Unlock()
+	m.queue.forget(r)
+	if m.ctx.Err() == nil {
+		m.queue.add(r)
+	}
+}
+
+// resign gives up the leadership of a finished resource.
+func (m *monitor) resign(r core.Resource, l *lead) {
+	m.mu.Lock()
+	delete(m.held, r)
+	m.mu.Unlock()
+	m.queue.forget(r)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), resignTimeout)
+	defer cancel()
+	if err := l.Resign(ctx); err != nil {
+		m.e.log.Warn("resign failed; the lead expires with the session", "resource", r.Key(), "err", err)
+	}
+	// Keys may have come back while it finished; look again.
+	if m.exists(r) {
+		m.queue.add(r)
+	}
 }
 
 // exists reports whether the cache holds the resource or anything under it.
@@ -136,137 +230,31 @@ func (m *monitor) ledElsewhere(resource core.Resource) bool {
 	return ok && string(v) != m.e.election.Identity()
 }
 
-// stopAll stops every worker and waits for them; workers resign.
+// stopAll stops the workers, waits for them, and resigns every
+// leadership, a bounded number at once.
 func (m *monitor) stopAll() {
-	m.mu.Lock()
-	m.stopped = true
-	m.mu.Unlock()
+	m.queue.close()
 	m.cancel()
 	m.wg.Wait()
-}
-
-// worker drives one environment or volume while this daemon leads it.
-type worker struct {
-	e        *Engine
-	resource core.Resource
-	wake     chan struct{}
-
-	mu   sync.Mutex
-	lost bool
-	done bool
-}
-
-func newWorker(e *Engine, resource core.Resource) *worker {
-	return &worker{e: e, resource: resource, wake: make(chan struct{}, 1)}
-}
-
-func (w *worker) nudge() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (w *worker) lostLeadership() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lost
-}
-
-func (w *worker) finished() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.done
-}
-
-// reconcile runs the resource's reconciler once.
-func (w *worker) reconcile(ctx context.Context, lead ports.Leadership, fresh bool) (result, error) {
-	if w.resource.Kind == core.ResourceEnvironment {
-		return w.e.reconcileEnvironment(ctx, lead, w.resource.Env, fresh)
-	}
-	return w.e.reconcileVolume(ctx, lead, w.resource.Volume, fresh)
-}
-
-// run campaigns for the resource, then reconciles it until the lead is
-// lost, the resource is finished, or ctx ends (then it resigns).
-func (w *worker) run(ctx context.Context, campaigns chan struct{}) {
-	leaderKey := core.LeaderKey(w.e.cfg.LeaderPrefix, w.resource.Key())
-	select {
-	case campaigns <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
-	lead, err := w.e.election.TryCampaign(ctx, leaderKey)
-	<-campaigns
-	if err != nil {
-		if !errors.Is(err, ports.ErrLeaderElsewhere) && ctx.Err() == nil {
-			w.e.log.Warn("campaign failed", "resource", w.resource, "err", err)
-		}
-		w.mu.Lock()
-		w.lost = true // not ours; the leader-key watch brings us back
-		w.mu.Unlock()
-		return
-	}
-	log := w.e.log.With("resource", w.resource.Key())
-	log.Debug("leading")
-
-	lctx, cancel := context.WithCancel(ctx)
+	m.mu.Lock()
+	held := m.held
+	m.held = map[core.Resource]*lead{}
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), resignTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-lead.Lost():
-			cancel() // stop in-flight backend calls and writes at once
-		case <-lctx.Done():
-		}
-	}()
-
-	// The first reconcile after winning reads the store: the previous
-	// leader's last writes may not have reached the cache yet.
-	fresh, attempt := true, 0
-	for {
-		res, err := w.reconcile(lctx, lead, fresh)
-		if errors.Is(err, ports.ErrNotLeader) || isClosed(lead.Lost()) {
-			log.Info("leadership lost; worker stopped", "err", err)
-			w.mu.Lock()
-			w.lost = true
-			w.mu.Unlock()
-			return
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			log.Warn("reconcile failed", "err", err)
-		} else {
-			fresh = false
-		}
-		if res.finished {
-			w.mu.Lock()
-			w.done = true
-			w.mu.Unlock()
-			break
-		}
-		wait := res.requeue
-		if res.failed {
-			attempt++
-			wait = w.e.cfg.Backoff.Delay(attempt)
-		} else {
-			attempt = 0
-		}
-		t := w.e.clock.NewTimer(wait)
-		select {
-		case <-w.wake:
-		case <-t.C():
-		case <-lead.Lost():
-		case <-ctx.Done():
-		}
-		t.Stop()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, m.e.cfg.Workers)
+	for r, l := range held {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := l.Resign(ctx); err != nil {
+				m.e.log.Warn("resign failed; the lead expires with the session", "resource", r.Key(), "err", err)
+			}
+		}()
 	}
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
-	defer rcancel()
-	if err := lead.Resign(rctx); err != nil {
-		log.Warn("resign failed; the lead expires with the session", "err", err)
-	}
+	wg.Wait()
 }
 
 func isClosed(ch <-chan struct{}) bool {
