@@ -25,6 +25,11 @@ type monitor struct {
 
 	mu   sync.Mutex
 	held map[core.Resource]*lead
+	// settled are the volumes led here that wait for nothing, by
+	// environment: the bulk poll watches them (bulkpoll.go).
+	settled map[core.EnvironmentID]map[core.VolumeRef]struct{}
+	// reports are the bulk poll's answers for the volumes it queued.
+	reports map[core.VolumeRef]report
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -42,6 +47,7 @@ type lead struct {
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
+		settled: map[core.EnvironmentID]map[core.VolumeRef]struct{}{}, reports: map[core.VolumeRef]report{},
 		ctx: ctx, cancel: cancel}
 }
 
@@ -67,9 +73,11 @@ func (m *monitor) touchUnlessLed(resource core.Resource) {
 func (m *monitor) ensureAll(prefix string) {
 	switch prefix {
 	case core.EnvironmentPrefix, core.VolumePrefix:
+		// Resources led here go on at their own pace (a requeue, the bulk
+		// poll, a change of their keys): a listing adds nothing for them.
 		for _, kv := range m.e.cache.list(prefix) {
 			if r, err := core.ParseResource(kv.Key); err == nil {
-				m.touch(r)
+				m.touchUnlessLed(r)
 			}
 		}
 	case m.e.cfg.LeaderPrefix:
@@ -83,10 +91,14 @@ func (m *monitor) ensureAll(prefix string) {
 // find its environment or storages missing from the cache and write a
 // false error, so touches wait in the queue until then.
 func (m *monitor) start() {
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.queue.runDelays(m.ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.runBulkPoll(m.ctx)
 	}()
 	for range m.e.cfg.Workers {
 		m.wg.Add(1)
@@ -138,6 +150,9 @@ func (m *monitor) process(r core.Resource) {
 		m.lost(r, nil)
 		return
 	}
+	if r.Kind == core.ResourceVolume {
+		m.unsettle(r.Volume) // reconciled on its own until it settles again
+	}
 
 	// A lost lead stops in-flight backend calls and writes at once.
 	ctx, cancel := context.WithCancel(m.ctx)
@@ -176,6 +191,10 @@ func (m *monitor) process(r core.Resource) {
 		return
 	}
 	m.queue.forget(r)
+	if res.settled {
+		m.settle(r.Volume)
+		return
+	}
 	m.queue.addAfter(r, res.requeue)
 }
 
@@ -194,6 +213,9 @@ func (m *monitor) lost(r core.Resource, err error) {
 	delete(m.held, r)
 	m.mu.Unlock()
 	m.queue.forget(r)
+	if r.Kind == core.ResourceVolume {
+		m.unsettle(r.Volume)
+	}
 	if m.ctx.Err() == nil {
 		m.queue.add(r)
 	}
@@ -204,6 +226,9 @@ func (m *monitor) resign(r core.Resource, l *lead) {
 	m.mu.Lock()
 	delete(m.held, r)
 	m.mu.Unlock()
+	if r.Kind == core.ResourceVolume {
+		m.unsettle(r.Volume)
+	}
 	m.queue.forget(r)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), resignTimeout)
 	defer cancel()

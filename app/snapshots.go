@@ -91,33 +91,59 @@ func (e *Engine) volumesOf(rec core.SnapshotRecord) []core.VolumeRef {
 	return out
 }
 
+// snapshotsState sums up a volume's snapshot records after a reconcile.
+type snapshotsState int
+
+const (
+	// snapshotsSettled: every record is a recovery point on the target (or
+	// there is none).
+	snapshotsSettled snapshotsState = iota
+	// snapshotsFailed: one is in error; it is retried at the poll pace.
+	snapshotsFailed
+	// snapshotsPending: one is on its way (mirroring, deleting): the DR
+	// manager waits on it, so it is looked at often.
+	snapshotsPending
+)
+
 // reconcileSnapshots drives each snapshot record of the volume, whose
-// status is now volStatus.
-func (e *Engine) reconcileSnapshots(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.VolumeRef, snaps map[uint64]snapshotKeys, volStatus *core.Status) {
+// status is now volStatus, and says how they stand.
+func (e *Engine) reconcileSnapshots(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.VolumeRef, snaps map[uint64]snapshotKeys, volStatus *core.Status) snapshotsState {
 	volState := core.StateNone
 	if volStatus != nil {
 		volState = volStatus.StateCode
 	}
+	sum := snapshotsSettled
 	for _, id := range slices.Sorted(maps.Keys(snaps)) {
 		if ctx.Err() != nil {
-			return
+			return snapshotsPending
 		}
 		sk := snaps[id]
 		if sk.record == nil {
 			continue // a status without its record: left by a removal in progress
 		}
 		sref := core.SnapshotRef{Volume: ref, SnapshotID: id}
-		if err := e.reconcileSnapshot(ctx, lead, b, vol, sref, sk, volState); err != nil {
+		st, err := e.reconcileSnapshot(ctx, lead, b, vol, sref, sk, volState)
+		switch {
+		case err != nil:
 			e.log.Warn("snapshot reconcile failed", "snapshot", core.SnapshotKey(sref), "err", err)
+			sum = max(sum, snapshotsFailed)
+		case st == nil || st.StateCode == core.SnapshotMirroring || st.StateCode == core.SnapshotDeleting:
+			sum = snapshotsPending
+		case st.StateCode == core.SnapshotError:
+			sum = max(sum, snapshotsFailed)
 		}
 	}
+	return sum
 }
 
-func (e *Engine) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.SnapshotRef, sk snapshotKeys, volState core.State) error {
+// reconcileSnapshot drives one snapshot record and returns its status
+// afterwards (nil once its keys are deleted).
+func (e *Engine) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b ports.StorageBackend, vol ports.Volume, ref core.SnapshotRef, sk snapshotKeys, volState core.State) (*core.Status, error) {
 	to := &statusTarget{key: core.SnapshotStatusKey(ref), subject: core.SubjectSnapshot, event: core.SnapshotKey(ref), current: sk.status}
 	rec, err := core.DecodeSnapshotRecord(ref, sk.record)
 	if err != nil {
-		return e.writeStatus(ctx, lead, to, core.Status{StateCode: core.SnapshotError, ErrorReason: core.FailureReason(core.SubjectSnapshot, "decode_snapshot", err)})
+		err := e.writeStatus(ctx, lead, to, core.Status{StateCode: core.SnapshotError, ErrorReason: core.FailureReason(core.SubjectSnapshot, "decode_snapshot", err)})
+		return to.current, err
 	}
 	in := core.SnapshotInput{Record: rec, Status: sk.status, VolumeState: volState}
 	snap := core.BackendSnapshot(vol, rec)
@@ -140,13 +166,14 @@ func (e *Engine) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b
 		return b.RemoveSnapshot(ctx, snap)
 	})
 	if err != nil {
-		return err
+		return to.current, err
 	}
 	if out.Finish {
 		if err := e.deleteKeys(ctx, lead, []string{core.SnapshotKey(ref), core.SnapshotStatusKey(ref)}, nil); err != nil {
-			return fmt.Errorf("delete snapshot keys: %w", err)
+			return to.current, fmt.Errorf("delete snapshot keys: %w", err)
 		}
 		e.log.Info("snapshot removed", "snapshot", core.SnapshotKey(ref))
+		return &core.Status{StateCode: core.SnapshotMirrored}, nil // gone: nothing left to wait for
 	}
-	return nil
+	return to.current, nil
 }

@@ -107,13 +107,17 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 	in := core.VolumeInput{Operation: op, Status: v.status, EnvState: e.environmentState(ref.Env)}
 	plan := core.PlanVolume(in)
 	if plan.Observe {
-		octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
-		obs, err := backend.VolumeStatus(octx, vol)
-		cancel()
-		if err != nil {
-			in.ObserveErr = err
+		if obs, ok := e.monitor.takeReport(ref); ok {
+			in.Observed = &obs // the bulk poll's, which queued this reconcile
 		} else {
-			in.Observed = &obs
+			octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
+			obs, err := backend.VolumeStatus(octx, vol)
+			cancel()
+			if err != nil {
+				in.ObserveErr = err
+			} else {
+				in.Observed = &obs
+			}
 		}
 		plan = core.PlanVolume(in)
 	}
@@ -126,12 +130,25 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 	if out.Finish {
 		return e.finishVolume(ctx, lead, ref, op, nil)
 	}
-	e.reconcileSnapshots(ctx, lead, backend, vol, ref, v.snapshots, to.current)
+	snaps := e.reconcileSnapshots(ctx, lead, backend, vol, ref, v.snapshots, to.current)
 
 	if failed || (to.current != nil && to.current.StateCode == core.StateError) || in.ObserveErr != nil {
 		return result{failed: true}, nil
 	}
-	return result{requeue: e.pollFor(to.current)}, nil
+	switch {
+	case snaps == snapshotsPending:
+		return result{requeue: e.cfg.FastPollInterval}, nil
+	case snaps == snapshotsFailed || !settledState(to.current):
+		return result{requeue: e.pollFor(to.current)}, nil
+	}
+	// Nothing under way: the bulk poll of the environment looks at it.
+	return result{settled: true}, nil
+}
+
+// settledState says a volume in st waits for nothing: the bulk poll
+// watches it.
+func settledState(st *core.Status) bool {
+	return st != nil && st.ErrorReason == nil && (st.StateCode == core.StateMirroring || st.StateCode == core.StatePaused)
 }
 
 // volumeAction runs one volume action on the backend.

@@ -1,0 +1,236 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/cdmdr/mirror/core"
+	"github.com/cdmdr/mirror/ports"
+)
+
+// bulkPollTick paces the bulk poll: at most one backend call per
+// environment per tick.
+const bulkPollTick = time.Second
+
+// maxVolumeStatuses is the most volumes one bulk call asks about.
+const maxVolumeStatuses = 1000
+
+// bulkStatuses is a backend that answers for many volumes at once.
+type bulkStatuses interface {
+	VolumeStatuses(ctx context.Context, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error)
+}
+
+// report is a backend's answer about one volume, kept for the reconcile
+// the bulk poll queued.
+type report struct {
+	obs ports.VolumeReplication
+	at  time.Time
+}
+
+// sweep is the bulk poll's progress through one environment's settled
+// volumes.
+type sweep struct {
+	next  time.Time // when the next sweep may start
+	order []core.VolumeRef
+	i     int
+}
+
+// settle hands a settled volume to the bulk poll.
+func (m *monitor) settle(ref core.VolumeRef) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vols := m.settled[ref.Env]
+	if vols == nil {
+		vols = map[core.VolumeRef]struct{}{}
+		m.settled[ref.Env] = vols
+	}
+	vols[ref] = struct{}{}
+}
+
+// unsettle takes a volume back from the bulk poll: it is reconciled on
+// its own again.
+func (m *monitor) unsettle(ref core.VolumeRef) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if vols := m.settled[ref.Env]; vols != nil {
+		delete(vols, ref)
+		if len(vols) == 0 {
+			delete(m.settled, ref.Env)
+		}
+	}
+}
+
+// takeReport returns the bulk poll's report on ref, if a recent one waits.
+func (m *monitor) takeReport(ref core.VolumeRef) (ports.VolumeReplication, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.reports[ref]
+	delete(m.reports, ref)
+	if !ok || m.e.clock.Now().Sub(r.at) > m.e.cfg.PollInterval {
+		return ports.VolumeReplication{}, false
+	}
+	return r.obs, true
+}
+
+// runBulkPoll looks at the settled volumes this daemon leads without a
+// call per volume: each environment's are swept every PollInterval, with
+// at most one bulk call per environment per tick, and only the volumes
+// whose plan would now do something are queued (with the report, so
+// their reconcile does not ask again).
+func (m *monitor) runBulkPoll(ctx context.Context) {
+	sweeps := map[core.EnvironmentID]*sweep{}
+	for {
+		t := m.e.clock.NewTimer(bulkPollTick)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		now := m.e.clock.Now()
+		m.mu.Lock()
+		envs := slices.Collect(maps.Keys(m.settled))
+		m.mu.Unlock()
+		for id := range sweeps {
+			if !slices.Contains(envs, id) {
+				delete(sweeps, id)
+			}
+		}
+		for _, id := range envs {
+			sw := sweeps[id]
+			if sw == nil {
+				sw = &sweep{next: now}
+				sweeps[id] = sw
+			}
+			if sw.i >= len(sw.order) {
+				if now.Before(sw.next) {
+					continue
+				}
+				m.mu.Lock()
+				sw.order = slices.SortedFunc(maps.Keys(m.settled[id]), func(a, b core.VolumeRef) int {
+					return cmp.Compare(a.VolumeID, b.VolumeID)
+				})
+				m.mu.Unlock()
+				sw.i, sw.next = 0, now.Add(m.e.cfg.PollInterval)
+			}
+			end := min(sw.i+maxVolumeStatuses, len(sw.order))
+			m.pollChunk(ctx, id, sw.order[sw.i:end])
+			sw.i = end
+		}
+	}
+}
+
+// pollChunk asks the backend about refs (all of environment id) at once
+// and queues those whose plan would now act or write.
+func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []core.VolumeRef) {
+	e := m.e
+	type polled struct {
+		ref core.VolumeRef
+		in  core.VolumeInput
+	}
+	var (
+		vols    []ports.Volume
+		inputs  []polled
+		env     ports.Environment
+		backend ports.StorageBackend
+	)
+	envState := e.environmentState(id)
+	for _, ref := range refs {
+		r := core.VolumeResource(ref)
+		l := m.leading(r)
+		if l == nil || isClosed(l.Lost()) {
+			m.unsettle(ref)
+			if l != nil {
+				m.lost(r, nil)
+			}
+			continue
+		}
+		kvs, whole := e.cache.resource(r.Key())
+		v := decodeVolumeKeys(ref, kvs)
+		op, err := core.DecodeVolumeOperation(v.operation)
+		if !whole || err != nil || v.record == nil || !settledState(v.status) {
+			m.unsettle(ref)
+			m.queue.add(r) // changed under the poll: reconcile it
+			continue
+		}
+		mv, err := core.DecodeMirrorVolume(ref, v.record)
+		if err == nil && backend == nil {
+			env, backend, err = e.resolve(ctx, id, mv.Source, mv.Target)
+		}
+		if err != nil {
+			m.unsettle(ref)
+			m.queue.add(r)
+			continue
+		}
+		vols = append(vols, core.BackendVolume(env, mv))
+		inputs = append(inputs, polled{ref, core.VolumeInput{Operation: op, Status: v.status, EnvState: envState}})
+	}
+	if len(vols) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
+	obs, err := askStatuses(cctx, backend, env, vols)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("bulk volume status failed; each volume is looked at on its own", "environment", core.EnvironmentKey(id), "volumes", len(vols), "err", err)
+			for _, p := range inputs {
+				m.unsettle(p.ref)
+				m.queue.add(core.VolumeResource(p.ref))
+			}
+		}
+		return
+	}
+	now := e.clock.Now()
+	for i, p := range inputs {
+		in := p.in
+		in.Observed = &obs[i]
+		if !m.wouldChange(in) {
+			continue
+		}
+		m.mu.Lock()
+		m.reports[p.ref] = report{obs: obs[i], at: now}
+		m.mu.Unlock()
+		m.unsettle(p.ref)
+		m.queue.add(core.VolumeResource(p.ref))
+	}
+}
+
+// wouldChange says a reconcile with this input would act or write.
+func (m *monitor) wouldChange(in core.VolumeInput) bool {
+	plan := core.PlanVolume(in)
+	if plan.Observe || plan.Action != core.ActNone || plan.OnSuccess.Finish || plan.OnSuccess.Write != nil {
+		return true
+	}
+	if plan.Write == nil {
+		return false
+	}
+	w := *plan.Write
+	w.Owner = m.e.election.Identity()
+	return in.Status == nil || !in.Status.Same(w)
+}
+
+// askStatuses asks the backend about vols at once, or one by one if it
+// cannot answer in bulk.
+func askStatuses(ctx context.Context, b ports.StorageBackend, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error) {
+	if bulk, ok := b.(bulkStatuses); ok {
+		obs, err := bulk.VolumeStatuses(ctx, env, vols)
+		if err == nil && len(obs) != len(vols) {
+			err = fmt.Errorf("bulk volume status answered for %d volumes, %d were asked", len(obs), len(vols))
+		}
+		return obs, err
+	}
+	out := make([]ports.VolumeReplication, len(vols))
+	for i, v := range vols {
+		obs, err := b.VolumeStatus(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = obs
+	}
+	return out, nil
+}
