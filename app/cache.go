@@ -48,16 +48,22 @@ func (c *cache) replace(prefix string, kvs []ports.KeyValue, rev int64) []ports.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.revs[prefix] = rev
-	changed := c.merge(func(k string) bool { return strings.HasPrefix(k, prefix) }, kvs, rev)
+	var present []string
+	for k := range c.keys {
+		if strings.HasPrefix(k, prefix) {
+			present = append(present, k)
+		}
+	}
+	changed := c.merge(present, kvs, rev)
 	c.forgetTombstones(prefix)
 	return changed
 }
 
-// merge makes the keys matching in exactly kvs, read from the store at
+// merge makes the keys of a part of the store exactly kvs, read at
 // revision rev, except where the cache holds something newer (a write or
-// deletion of this daemon's the read did not see yet). It returns the
-// keys that changed.
-func (c *cache) merge(in func(key string) bool, kvs []ports.KeyValue, rev int64) []ports.WatchEvent {
+// deletion of this daemon's the read did not see yet). present are the
+// keys the cache holds of that part. It returns the keys that changed.
+func (c *cache) merge(present []string, kvs []ports.KeyValue, rev int64) []ports.WatchEvent {
 	var changed []ports.WatchEvent
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
@@ -71,8 +77,8 @@ func (c *cache) merge(in func(key string) bool, kvs []ports.KeyValue, rev int64)
 		}
 		c.set(kv)
 	}
-	for k, old := range c.keys {
-		if in(k) && !seen[k] && old.ModRevision <= rev {
+	for _, k := range present {
+		if old := c.keys[k]; !seen[k] && old.ModRevision <= rev {
 			c.remove(k)
 			changed = append(changed, ports.WatchEvent{Type: ports.EventDelete, KV: ports.KeyValue{Key: k, CreateRevision: old.CreateRevision}})
 		}
@@ -175,7 +181,12 @@ func (c *cache) refresh(resource string, kvs []ports.KeyValue, rev int64) []port
 			own = append(own, kv)
 		}
 	}
-	changed := c.merge(func(k string) bool { return under(k, resource) }, own, rev)
+	// A resource's keys are indexed under its record key: no scan.
+	present := slices.Collect(maps.Keys(c.children[resource]))
+	if _, ok := c.keys[resource]; ok {
+		present = append(present, resource)
+	}
+	changed := c.merge(present, own, rev)
 	for _, ev := range changed {
 		if ev.Type == ports.EventDelete {
 			c.tombstones[ev.KV.Key] = rev // an older put may still be on its way
