@@ -31,6 +31,10 @@ type (
 	Capabilities        = contract.Capabilities
 )
 
+// MaxVolumeStatuses is the most volumes one StorageBackend.VolumeStatuses
+// call may ask about.
+const MaxVolumeStatuses = contract.MaxVolumeStatuses
+
 // Replication states a backend reports.
 const (
 	ReplicationAbsent    = contract.ReplicationAbsent

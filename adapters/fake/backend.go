@@ -2,6 +2,7 @@ package fake
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,7 @@ var _ ports.StorageBackend = (*Backend)(nil)
 // it runs), hold it with HoldFirstCopy, which neither Sync nor a stop
 // releases. The layer
 // adds: a deleted target that still exists for DeleteDelay more
-// VolumeStatus calls, an added snapshot pending for SnapshotDelay
+// VolumeStatus (or VolumeStatuses) calls, an added snapshot pending for SnapshotDelay
 // SnapshotStatus calls, forced environment health and destroy leftovers,
 // failures (FailNext, FailAlways), calls held (Block), and a record of
 // every call (Calls, CallLog). Method names in these helpers are the Go
@@ -181,6 +182,30 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.Vol
 		rep.TargetExists = true
 	}
 	return rep, nil
+}
+
+// VolumeStatuses implements ports.StorageBackend: what VolumeStatus
+// would say of each volume, deleted targets counting down their
+// DeleteDelay as there. The call log says "VolumeStatuses <env ID> <n>",
+// n the number of volumes asked; FailNext, FailAlways and Block name it
+// "VolumeStatuses".
+func (b *Backend) VolumeStatuses(ctx context.Context, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error) {
+	if err := b.enter(ctx, "VolumeStatuses", fmt.Sprintf("%s %d", env.ID, len(vols))); err != nil {
+		return nil, err
+	}
+	reps, err := b.mem.VolumeStatuses(ctx, env, vols)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, vol := range vols {
+		if b.deleting[vol.VolumeUUID] > 0 {
+			b.deleting[vol.VolumeUUID]--
+			reps[i].TargetExists = true
+		}
+	}
+	return reps, nil
 }
 
 // PauseVolume implements ports.StorageBackend.
@@ -364,7 +389,8 @@ func (b *Backend) holdCopy(volumeUUID string) {
 }
 
 // DeleteDelay makes a deleted target still exist for n more VolumeStatus
-// calls (default 0: gone at once).
+// calls, or VolumeStatuses calls asking about it (default 0: gone at
+// once).
 func (b *Backend) DeleteDelay(n int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -475,7 +501,8 @@ func (b *Backend) Calls(method string) int {
 }
 
 // CallLog returns every call in order as "Method subject", the subject
-// being the environment ID, volume UUID or snapshot UUID ("Info" alone).
+// being the environment ID, volume UUID or snapshot UUID ("Info" alone;
+// "VolumeStatuses <env ID> <number of volumes>").
 func (b *Backend) CallLog() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

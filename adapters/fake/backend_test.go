@@ -231,3 +231,45 @@ func TestBackends(t *testing.T) {
 		t.Fatalf("default storage types %q", info.StorageTypes)
 	}
 }
+
+// TestBackendVolumeStatuses: the bulk call answers as VolumeStatus would,
+// in order, is logged with its count, fails as scripted, and counts a
+// deleted target's DeleteDelay down.
+func TestBackendVolumeStatuses(t *testing.T) {
+	ctx := t.Context()
+	b := newStarted(t)
+	b.Sync(vol.VolumeUUID)
+	other := vol
+	other.VolumeUUID = "0c1d4a6e-7f6b-4d8c-9e0f-1a2b3c4d5e6f"
+	vols := []ports.Volume{other, vol}
+	reps, err := b.VolumeStatuses(ctx, env, vols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 2 || reps[0].State != ports.ReplicationAbsent || reps[1] != b.Replication(vol.VolumeUUID) ||
+		reps[1].State != ports.ReplicationReplaying {
+		t.Fatalf("VolumeStatuses = %+v, want absent, then replaying", reps)
+	}
+	if log := b.CallLog(); log[len(log)-1] != "VolumeStatuses storage.11.13 2" {
+		t.Fatalf("CallLog = %q, want it to end with the call and its count", log)
+	}
+	if b.Calls("VolumeStatuses") != 1 || b.Calls("VolumeStatus") != 0 {
+		t.Fatalf("Calls: VolumeStatuses %d, VolumeStatus %d; want 1 and 0", b.Calls("VolumeStatuses"), b.Calls("VolumeStatus"))
+	}
+
+	b.FailNext("VolumeStatuses", ports.ErrRetryable)
+	if reps, err := b.VolumeStatuses(ctx, env, vols); !errors.Is(err, ports.ErrRetryable) || reps != nil {
+		t.Fatalf("VolumeStatuses after FailNext = %+v, %v; want ErrRetryable", reps, err)
+	}
+
+	b.DeleteDelay(2)
+	_ = b.DeleteTarget(ctx, vol)
+	var exists []bool
+	for range 3 {
+		reps, _ := b.VolumeStatuses(ctx, env, vols)
+		exists = append(exists, reps[1].TargetExists)
+	}
+	if want := []bool{true, true, false}; !slices.Equal(exists, want) {
+		t.Fatalf("TargetExists over bulk polls = %v, want %v", exists, want)
+	}
+}

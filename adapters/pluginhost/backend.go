@@ -11,8 +11,8 @@ import (
 // backend is a plugin as the daemon's port: each call is bounded by the
 // call timeout, goes to the plugin's running process (started again if it
 // exited), and its error is mapped to the port's. The port and the SDK
-// share the storage contract's types, so values pass through as they are. It never logs what it
-// passes: storage metadata holds keyrings.
+// share the storage contract's types, so values pass through as they
+// are. It never logs what it passes: storage metadata holds keyrings.
 type backend struct {
 	m *managed
 }
@@ -87,11 +87,45 @@ func (b *backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.Vol
 	if err != nil {
 		return r, err
 	}
-	switch r.State {
-	case ports.ReplicationAbsent, ports.ReplicationSyncing, ports.ReplicationReplaying, ports.ReplicationPaused, ports.ReplicationFailed:
-		return r, nil
+	if !knownState(r.State) {
+		return ports.VolumeReplication{}, b.invalid("VolumeStatus", fmt.Sprintf("an unknown replication state %q", r.State))
 	}
-	return ports.VolumeReplication{}, b.invalid("VolumeStatus", fmt.Sprintf("an unknown replication state %q", r.State))
+	return r, nil
+}
+
+// VolumeStatuses is one call, bounded by the call timeout as a whole: a
+// plugin built before VolumeStatuses existed is asked VolumeStatus of
+// each volume by the SDK's client within it.
+func (b *backend) VolumeStatuses(ctx context.Context, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error) {
+	if len(vols) > ports.MaxVolumeStatuses {
+		return nil, &callError{msg: fmt.Sprintf("plugin %s: VolumeStatuses: asked about %d volumes at once, at most %d may be",
+			b.m.displayName(), len(vols), ports.MaxVolumeStatuses)}
+	}
+	reps, err := call(b, ctx, "VolumeStatuses", func(ctx context.Context, be sdk.Backend) ([]ports.VolumeReplication, error) {
+		return be.VolumeStatuses(ctx, env, vols)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(reps) != len(vols) {
+		return nil, b.invalid("VolumeStatuses", fmt.Sprintf("%d replications for %d volumes", len(reps), len(vols)))
+	}
+	for i, r := range reps {
+		if !knownState(r.State) {
+			return nil, b.invalid("VolumeStatuses", fmt.Sprintf("an unknown replication state %q for volume %s",
+				r.State, vols[i].VolumeUUID))
+		}
+	}
+	return reps, nil
+}
+
+// knownState says whether s is a replication state of the contract.
+func knownState(s ports.ReplicationState) bool {
+	switch s {
+	case ports.ReplicationAbsent, ports.ReplicationSyncing, ports.ReplicationReplaying, ports.ReplicationPaused, ports.ReplicationFailed:
+		return true
+	}
+	return false
 }
 
 func (b *backend) PauseVolume(ctx context.Context, vol ports.Volume) error {

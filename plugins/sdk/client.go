@@ -2,8 +2,11 @@ package sdk
 
 import (
 	"context"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cdmdr/mirror/plugins/sdk/internal/pb"
 )
@@ -11,6 +14,9 @@ import (
 // grpcClient is a Backend that calls a plugin over gRPC.
 type grpcClient struct {
 	c pb.BackendClient
+	// oneByOne: the plugin answered VolumeStatuses codes.Unimplemented
+	// (built before the call existed), so ask VolumeStatus of each volume.
+	oneByOne atomic.Bool
 }
 
 var _ Backend = (*grpcClient)(nil)
@@ -59,6 +65,32 @@ func (g *grpcClient) VolumeStatus(ctx context.Context, vol Volume) (VolumeReplic
 		return VolumeReplication{}, fromStatus(err)
 	}
 	return replicationFromPB(r), nil
+}
+
+// VolumeStatuses sends the environment once and the volumes without it.
+// A plugin built before the call existed answers codes.Unimplemented; it
+// is then asked VolumeStatus of each volume, now and from then on.
+func (g *grpcClient) VolumeStatuses(ctx context.Context, env Environment, vols []Volume) ([]VolumeReplication, error) {
+	if g.oneByOne.Load() {
+		return VolumeStatusesOneByOne(ctx, g, env, vols)
+	}
+	req := &pb.VolumeStatusesRequest{Environment: environmentToPB(env), Volumes: make([]*pb.Volume, len(vols))}
+	for i, v := range vols {
+		req.Volumes[i] = volumeRefToPB(v)
+	}
+	r, err := g.c.VolumeStatuses(ctx, req)
+	if status.Code(err) == codes.Unimplemented {
+		g.oneByOne.Store(true)
+		return VolumeStatusesOneByOne(ctx, g, env, vols)
+	}
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	reps := make([]VolumeReplication, len(r.Replications))
+	for i, rep := range r.Replications {
+		reps[i] = replicationFromPB(rep)
+	}
+	return reps, nil
 }
 
 func (g *grpcClient) PauseVolume(ctx context.Context, vol Volume) error {

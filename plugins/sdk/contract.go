@@ -25,6 +25,10 @@ type (
 	Capabilities        = contract.Capabilities
 )
 
+// MaxVolumeStatuses is the most volumes the daemon asks
+// Backend.VolumeStatuses about in one call.
+const MaxVolumeStatuses = contract.MaxVolumeStatuses
+
 // Replication states (contract.ReplicationState).
 const (
 	ReplicationAbsent    = contract.ReplicationAbsent

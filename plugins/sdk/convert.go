@@ -32,6 +32,12 @@ func volumeToPB(v Volume) *pb.Volume {
 	return &pb.Volume{Environment: environmentToPB(v.Environment), ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
 }
 
+// volumeRefToPB is the volume without its environment, for a request
+// that carries the environment once for all its volumes.
+func volumeRefToPB(v Volume) *pb.Volume {
+	return &pb.Volume{ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
+}
+
 func volumeFromPB(v *pb.Volume) Volume {
 	if v == nil {
 		return Volume{}

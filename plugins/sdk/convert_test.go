@@ -19,6 +19,7 @@ type recorder struct {
 	info sdk.Info
 	env  sdk.EnvironmentHealth
 	rep  sdk.VolumeReplication
+	reps []sdk.VolumeReplication
 	dr   sdk.DestroyReport
 	snap sdk.SnapshotReplication
 }
@@ -49,6 +50,17 @@ func (r *recorder) StartVolume(_ context.Context, v sdk.Volume) error {
 func (r *recorder) VolumeStatus(_ context.Context, v sdk.Volume) (sdk.VolumeReplication, error) {
 	r.keep("VolumeStatus", v)
 	return r.rep, nil
+}
+
+// volumeStatuses is what VolumeStatuses received.
+type volumeStatuses struct {
+	env  sdk.Environment
+	vols []sdk.Volume
+}
+
+func (r *recorder) VolumeStatuses(_ context.Context, e sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	r.keep("VolumeStatuses", volumeStatuses{e, vols})
+	return r.reps, nil
 }
 func (r *recorder) PauseVolume(_ context.Context, v sdk.Volume) error {
 	r.keep("PauseVolume", v)
@@ -94,6 +106,12 @@ func TestValuesOverGRPC(t *testing.T) {
 		env: sdk.EnvironmentHealth{Ready: true, Description: "peered"},
 		rep: sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Progress: 42,
 			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain"},
+		reps: []sdk.VolumeReplication{
+			{State: sdk.ReplicationReplaying, TargetExists: true, Progress: 100,
+				LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC), Lag: "0 entries"},
+			{State: sdk.ReplicationAbsent},
+			{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 7},
+		},
 		dr:   sdk.DestroyReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
 		snap: sdk.SnapshotReplication{State: sdk.SnapshotPending, Description: "copying"},
 	}
@@ -107,6 +125,9 @@ func TestValuesOverGRPC(t *testing.T) {
 			Metadata: json.RawMessage(`{"pool":"volumes-dr"}`)},
 	}
 	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: "bae4c30d-3119-4870-807e-0e1a9fcbf185"}
+	vols := []sdk.Volume{vol, vol, vol}
+	vols[1].VolumeID, vols[1].VolumeUUID = 8, "6f0e"
+	vols[2].ClusterID, vols[2].VolumeID, vols[2].VolumeUUID = 0, 9, "" // zero fields stay zero
 	snap := sdk.Snapshot{Volume: vol, SnapshotID: 9, SnapshotUUID: "0b1c", SnapshotName: "snapshot-0b1c"}
 
 	check := func(what string, got, want any) {
@@ -124,6 +145,9 @@ func TestValuesOverGRPC(t *testing.T) {
 	rep, err := client.VolumeStatus(ctx, vol)
 	check("VolumeStatus", err, nil)
 	check("VolumeStatus", rep, r.rep)
+	reps, err := client.VolumeStatuses(ctx, env, vols)
+	check("VolumeStatuses", err, nil)
+	check("VolumeStatuses", reps, r.reps)
 	dr, err := client.DestroyVolume(ctx, vol)
 	check("DestroyVolume", err, nil)
 	check("DestroyVolume", dr, r.dr)
@@ -143,14 +167,24 @@ func TestValuesOverGRPC(t *testing.T) {
 	defer r.mu.Unlock()
 	for method, want := range map[string]any{
 		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": env,
-		"StartVolume": vol, "VolumeStatus": vol, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
+		"StartVolume": vol, "VolumeStatus": vol, "VolumeStatuses": volumeStatuses{env, vols}, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
 		"DeleteTarget": vol, "DestroyVolume": vol,
 		"AddSnapshot": snap, "RemoveSnapshot": snap, "SnapshotStatus": snap,
 	} {
 		check(method+" received", r.got[method], want)
 	}
 
-	// Zero values stay zero: no LastSyncTime, no leftovers.
+	// Zero values stay zero: no LastSyncTime, no leftovers; no volumes,
+	// no answers.
+	r.reps = nil
+	r.mu.Unlock()
+	reps, err = client.VolumeStatuses(ctx, env, nil)
+	r.mu.Lock()
+	check("VolumeStatuses of no volumes", err, nil)
+	if len(reps) != 0 {
+		t.Errorf("VolumeStatuses of no volumes = %+v, want none", reps)
+	}
+
 	r.rep = sdk.VolumeReplication{State: sdk.ReplicationAbsent}
 	r.mu.Unlock()
 	rep, err = client.VolumeStatus(ctx, vol)

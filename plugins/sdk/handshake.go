@@ -4,7 +4,9 @@ import plugin "github.com/hashicorp/go-plugin"
 
 // ProtocolVersion is the plugin protocol this SDK speaks. History:
 //
-//	1: the Backend service of internal/pb/backend.proto.
+//	1: the Backend service of internal/pb/backend.proto. VolumeStatuses
+//	   was added to it later: a plugin built before answers it
+//	   Unimplemented, and the client asks VolumeStatus of each volume.
 //
 // A plugin built with an SDK of another protocol version is refused by the
 // daemon with an error naming both versions. Within a version, changes are

@@ -51,6 +51,24 @@ func (s *grpcServer) VolumeStatus(ctx context.Context, r *pb.VolumeRequest) (*pb
 	return replicationToPB(rep), nil
 }
 
+func (s *grpcServer) VolumeStatuses(ctx context.Context, r *pb.VolumeStatusesRequest) (*pb.VolumeStatusesResponse, error) {
+	env := environmentFromPB(r.Environment)
+	vols := make([]Volume, len(r.Volumes))
+	for i, v := range r.Volumes {
+		vols[i] = volumeFromPB(v)
+		vols[i].Environment = env // sent once, for all
+	}
+	reps, err := s.impl.VolumeStatuses(ctx, env, vols)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.VolumeStatusesResponse{Replications: make([]*pb.VolumeReplication, len(reps))}
+	for i, rep := range reps {
+		out.Replications[i] = replicationToPB(rep)
+	}
+	return out, nil
+}
+
 func (s *grpcServer) PauseVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.Empty, error) {
 	return empty, toStatus(s.impl.PauseVolume(ctx, volumeFromPB(r.Volume)))
 }

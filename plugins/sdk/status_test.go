@@ -25,6 +25,9 @@ func (f failing) StartVolume(context.Context, sdk.Volume) error              { r
 func (f failing) VolumeStatus(context.Context, sdk.Volume) (sdk.VolumeReplication, error) {
 	return sdk.VolumeReplication{}, f.err
 }
+func (f failing) VolumeStatuses(context.Context, sdk.Environment, []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	return nil, f.err
+}
 func (f failing) PauseVolume(context.Context, sdk.Volume) error  { return f.err }
 func (f failing) ResumeVolume(context.Context, sdk.Volume) error { return f.err }
 func (f failing) StopVolume(context.Context, sdk.Volume) error   { return f.err }
@@ -50,6 +53,7 @@ func calls(ctx context.Context, b sdk.Backend) map[string]error {
 	out["TeardownEnvironment"] = b.TeardownEnvironment(ctx, env)
 	out["StartVolume"] = b.StartVolume(ctx, vol)
 	_, out["VolumeStatus"] = b.VolumeStatus(ctx, vol)
+	_, out["VolumeStatuses"] = b.VolumeStatuses(ctx, env, []sdk.Volume{vol})
 	out["PauseVolume"] = b.PauseVolume(ctx, vol)
 	out["ResumeVolume"] = b.ResumeVolume(ctx, vol)
 	out["StopVolume"] = b.StopVolume(ctx, vol)

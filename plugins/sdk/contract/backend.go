@@ -41,6 +41,21 @@ type Backend interface {
 	// StopVolume, one DeleteTarget is still deleting).
 	VolumeStatus(ctx context.Context, vol Volume) (VolumeReplication, error)
 
+	// VolumeStatuses reports the replication of several volumes of one
+	// environment at once: one answer per volume, in the order asked,
+	// each what VolumeStatus would say of it, possibly a little older. A
+	// storage may serve it from pool-wide status it refreshes on its own
+	// (Ceph's mirror status objects, up to ~30 s behind) rather than ask
+	// about each volume. Every volume is of env. A volume not replicated,
+	// or unknown to the storage, is ReplicationAbsent, not an error; an
+	// error means no answer for any of them. No volumes, no answers.
+	//
+	// The daemon calls it for settled volumes, at most MaxVolumeStatuses
+	// at a time, instead of one VolumeStatus each, and VolumeStatus for a
+	// volume whose state it waits on. A storage with no bulk read answers
+	// with VolumeStatusesOneByOne (package sdk).
+	VolumeStatuses(ctx context.Context, env Environment, vols []Volume) ([]VolumeReplication, error)
+
 	// PauseVolume stops replaying this one volume, keeping replication set
 	// up; other volumes are not affected. ErrNotFound when the volume is
 	// not replicated.
@@ -93,3 +108,8 @@ type Backend interface {
 	// SnapshotStatus reports the snapshot's replication.
 	SnapshotStatus(ctx context.Context, snap Snapshot) (SnapshotReplication, error)
 }
+
+// MaxVolumeStatuses is the most volumes the daemon asks VolumeStatuses
+// about in one call, so that a call's message stays far below gRPC's
+// 4 MiB default whatever the volumes' names.
+const MaxVolumeStatuses = 1000

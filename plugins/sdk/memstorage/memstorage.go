@@ -325,6 +325,21 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	return b.report(vol.VolumeUUID), nil
 }
 
+// VolumeStatuses implements sdk.Backend: what VolumeStatus says of each
+// volume, all read at one instant.
+func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	if err := enter(ctx, "volume statuses in environment %s", env.ID); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	reps := make([]sdk.VolumeReplication, len(vols))
+	for i, vol := range vols {
+		reps[i] = b.report(vol.VolumeUUID)
+	}
+	return reps, nil
+}
+
 // PauseVolume implements sdk.Backend. A paused first copy stops where it
 // is, and goes on from there when resumed.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {

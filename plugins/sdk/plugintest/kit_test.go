@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -80,6 +81,37 @@ var brokenBackends = []struct {
 		want: "DestroyVolume deleted the standalone copy StopVolume kept: that copy is the user's volume, " +
 			"and only DeleteTarget removes it",
 		passing: []string{"Destroy"},
+	},
+	{
+		name: "volume-statuses-out-of-order",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = reversedStatuses{h.b}
+			return h
+		},
+		failing: "VolumeStatuses",
+		want:    "a volume that exists nowhere is absent; if this is the harness's volume's answer, the answers are not in the order asked",
+		passing: []string{"VolumeLifecycle"},
+	},
+	{
+		name: "volume-statuses-never-change",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = staleStatuses{h.b}
+			return h
+		},
+		failing: "VolumeStatuses",
+		want: "did not report the harness's volume (answer 2) replaying with a copy on the target within 2s " +
+			"(the harness's Timeout); its last answer for it = {State:absent",
+		passing: []string{"VolumeLifecycle"},
+	},
+	{
+		name: "volume-statuses-ignore-ctx",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = statusesIgnoreCtx{h.b}
+			return h
+		},
+		failing: "CancelledContext",
+		want:    "VolumeStatuses with a cancelled ctx returned <nil>; the contract wants an error wrapping ctx.Err() (context.Canceled)",
+		passing: []string{"VolumeStatuses"},
 	},
 }
 
@@ -203,4 +235,34 @@ func (d destroyAll) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Dest
 		err = d.DeleteTarget(ctx, vol)
 	}
 	return rep, err
+}
+
+// reversedStatuses answers VolumeStatuses in reverse order.
+type reversedStatuses struct{ sdk.Backend }
+
+func (r reversedStatuses) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	reps, err := r.Backend.VolumeStatuses(ctx, env, vols)
+	slices.Reverse(reps)
+	return reps, err
+}
+
+// staleStatuses answers VolumeStatuses as if nothing were ever replicated.
+type staleStatuses struct{ sdk.Backend }
+
+func (s staleStatuses) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	reps := make([]sdk.VolumeReplication, len(vols))
+	for i := range reps {
+		reps[i].State = sdk.ReplicationAbsent
+	}
+	return reps, nil
+}
+
+// statusesIgnoreCtx answers VolumeStatuses whether or not ctx ended.
+type statusesIgnoreCtx struct{ sdk.Backend }
+
+func (s statusesIgnoreCtx) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	return s.Backend.VolumeStatuses(context.WithoutCancel(ctx), env, vols)
 }

@@ -83,6 +83,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"VolumeLifecycle", testVolumeLifecycle},
 		{"StopDuringFirstCopy", testStopDuringFirstCopy},
 		{"NotReplicated", testNotReplicated},
+		{"VolumeStatuses", testVolumeStatuses},
 		{"DeleteTarget", testDeleteTarget},
 		{"TeardownWaitsForVolumes", testTeardownRefused},
 		{"Destroy", testDestroy},
@@ -490,6 +491,91 @@ func testNotReplicated(t *testing.T, f *fixture) {
 	f.is(t, "after stop, delete and destroy of a volume never started", absent)
 }
 
+// bulk is a VolumeStatuses call the kit makes: the harness's volume among
+// volumes that exist nowhere, in an order that shows whether the answers
+// keep it.
+type bulk struct {
+	vols  []sdk.Volume
+	names []string // what each volume is, for messages
+	own   int      // where the harness's volume is
+}
+
+func (f *fixture) bulks() []bulk {
+	missing, other := f.vol, f.vol
+	missing.VolumeUUID, other.VolumeUUID = NewUUID(), NewUUID()
+	const own, nowhere, another = "the harness's volume", "a volume missing on the source", "another volume missing on the source"
+	return []bulk{
+		{vols: []sdk.Volume{missing, f.vol, other}, names: []string{nowhere, own, another}, own: 1},
+		{vols: []sdk.Volume{f.vol, missing}, names: []string{own, nowhere}, own: 0},
+	}
+}
+
+// statuses calls VolumeStatuses of b's volumes; it fails t unless there
+// is one answer per volume and the volumes that exist nowhere are absent
+// with no target, and returns the answer for the harness's volume.
+func (f *fixture) statuses(t *testing.T, when string, b bulk) sdk.VolumeReplication {
+	t.Helper()
+	reps, err := f.be.VolumeStatuses(t.Context(), f.env, b.vols)
+	if err != nil {
+		t.Fatalf("VolumeStatuses %s of %s returned %v; the contract wants a report of each volume "+
+			"(a volume not replicated is absent, not an error)", when, strings.Join(b.names, ", "), err)
+	}
+	if len(reps) != len(b.vols) {
+		t.Fatalf("VolumeStatuses %s of %d volumes (%s) returned %d answers: %+v; the contract wants one per volume, "+
+			"in the order asked", when, len(b.vols), strings.Join(b.names, ", "), len(reps), reps)
+	}
+	for i, rep := range reps {
+		if i == b.own {
+			continue
+		}
+		if wrong := gone.check(rep); wrong != "" {
+			t.Fatalf("VolumeStatuses %s of %s: answer %d, for %s, is %+v: %s (a volume that exists nowhere is absent; "+
+				"if this is the harness's volume's answer, the answers are not in the order asked)",
+				when, strings.Join(b.names, ", "), i+1, b.names[i], rep, wrong)
+		}
+	}
+	return reps[b.own]
+}
+
+// statusesEventually polls VolumeStatuses until, in every order the kit
+// asks, its answer for the harness's volume is w, which VolumeStatus
+// must say too: the bulk answer may be a little older than VolumeStatus's,
+// not other.
+func (f *fixture) statusesEventually(t *testing.T, when string, w volumeWant) {
+	t.Helper()
+	for _, b := range f.bulks() {
+		var rep sdk.VolumeReplication
+		var wrong string
+		if !poll(t, f.h.Timeout(), func() bool { rep = f.statuses(t, when, b); wrong = w.check(rep); return wrong == "" }) {
+			t.Fatalf("VolumeStatuses %s of %s did not report the harness's volume (answer %d) %s within %v "+
+				"(the harness's Timeout); its last answer for it = %+v: %s. VolumeStatus says %+v: the contract wants "+
+				"VolumeStatuses to say what VolumeStatus says of each volume, at most a little older, in the order asked",
+				when, strings.Join(b.names, ", "), b.own+1, w.what, f.h.Timeout(), rep, wrong, f.status(t))
+		}
+	}
+	f.is(t, when+" (VolumeStatuses said so)", w)
+}
+
+func testVolumeStatuses(t *testing.T, f *fixture) {
+	f.prepare(t)
+	reps, err := f.be.VolumeStatuses(t.Context(), f.env, nil)
+	if err != nil || len(reps) != 0 {
+		t.Fatalf("VolumeStatuses of no volumes returned %+v, %v; the contract wants no answers, no error", reps, err)
+	}
+	f.is(t, "before any start", absent)
+	f.statusesEventually(t, "before any start", absent)
+	f.start(t)
+	f.eventually(t, "after start", replaying)
+	f.statusesEventually(t, "after start", replaying)
+	f.stop(t)
+	stopped := absent
+	if f.caps.KeepTargetStop {
+		stopped = stateIs(sdk.ReplicationAbsent, targetKept,
+			"Capabilities.KeepTargetStop: StopVolume keeps the target as a standalone volume")
+	}
+	f.statusesEventually(t, "after stop", stopped)
+}
+
 func testDeleteTarget(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	f.start(t)
@@ -642,6 +728,7 @@ func testCancelled(t *testing.T, f *fixture) {
 		{"TeardownEnvironment", func() error { return f.be.TeardownEnvironment(ctx, f.env) }},
 		{"StartVolume", func() error { return f.be.StartVolume(ctx, f.vol) }},
 		{"VolumeStatus", func() error { _, err := f.be.VolumeStatus(ctx, f.vol); return err }},
+		{"VolumeStatuses", func() error { _, err := f.be.VolumeStatuses(ctx, f.env, []sdk.Volume{f.vol}); return err }},
 		{"PauseVolume", func() error { return f.be.PauseVolume(ctx, f.vol) }},
 		{"ResumeVolume", func() error { return f.be.ResumeVolume(ctx, f.vol) }},
 		{"StopVolume", func() error { return f.be.StopVolume(ctx, f.vol) }},

@@ -12,6 +12,9 @@ import (
 	"strings"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
 	"github.com/cdmdr/mirror/plugins/sdk/memstorage"
@@ -19,7 +22,10 @@ import (
 
 // blocking serves memstorage, but VolumeStatus of a volume whose UUID
 // starts with "block-" answers only when its context ends, so that a test
-// can kill the process during a call.
+// can kill the process during a call. VolumeStatuses does the same when
+// any of its volumes is such, fails with ErrNotFound when one's UUID
+// starts with "notfound-", and answers one volume short when one's starts
+// with "short-".
 type blocking struct {
 	*memstorage.Backend
 }
@@ -33,8 +39,35 @@ func (b blocking) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	return b.Backend.VolumeStatus(ctx, vol)
 }
 
+func (b blocking) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
+	for _, vol := range vols {
+		switch {
+		case strings.HasPrefix(vol.VolumeUUID, "block-"):
+			sdk.Logger().Info("testplugin blocking", "volume_uuid", vol.VolumeUUID)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		case strings.HasPrefix(vol.VolumeUUID, "notfound-"):
+			return nil, fmt.Errorf("testplugin: no pool for volume %s: %w", vol.VolumeUUID, sdk.ErrNotFound)
+		case strings.HasPrefix(vol.VolumeUUID, "short-"):
+			reps, err := b.Backend.VolumeStatuses(ctx, env, vols)
+			return reps[1:], err
+		}
+	}
+	return b.Backend.VolumeStatuses(ctx, env, vols)
+}
+
+// refuseVolumeStatuses answers VolumeStatuses as a plugin built before it
+// existed does.
+func refuseVolumeStatuses(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if strings.HasSuffix(info.FullMethod, "/VolumeStatuses") {
+		sdk.Logger().Info("testplugin has no VolumeStatuses")
+		return nil, status.Error(codes.Unimplemented, "unknown method VolumeStatuses")
+	}
+	return handler(ctx, req)
+}
+
 func main() {
-	mode := flag.String("mode", "serve", "serve, wrongversion, notplugin or crash")
+	mode := flag.String("mode", "serve", "serve, old (without VolumeStatuses), wrongversion, notplugin or crash")
 	types := flag.String("types", memstorage.DefaultType, "comma-separated storage types served")
 	flag.Parse()
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
@@ -47,6 +80,14 @@ func main() {
 		}
 		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","))
 		sdk.Serve(be)
+	case "old":
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig:  sdk.Handshake,
+			VersionedPlugins: sdk.PluginSets(be),
+			GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+				return grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(refuseVolumeStatuses))...)
+			},
+		})
 	case "wrongversion":
 		hs := sdk.Handshake
 		hs.ProtocolVersion = sdk.ProtocolVersion + 1

@@ -2,7 +2,9 @@
 // contract; each RPC carries its method's doc. Protocol history (the
 // go-plugin handshake's ProtocolVersion):
 //
-//   1: this service.
+//   1: this service. VolumeStatuses was added later within version 1: a
+//      plugin built before answers it codes.Unimplemented, and the SDK's
+//      client then asks VolumeStatus of each volume instead.
 //
 // Within a protocol version changes are additive only: new fields and new
 // RPCs, never a changed meaning.
@@ -644,6 +646,105 @@ func (x *SnapshotRequest) GetSnapshot() *Snapshot {
 	return nil
 }
 
+// The environment is sent once: each volume's own environment field is
+// left unset, as every volume is of this environment.
+type VolumeStatusesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   *Environment           `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Volumes       []*Volume              `protobuf:"bytes,2,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeStatusesRequest) Reset() {
+	*x = VolumeStatusesRequest{}
+	mi := &file_backend_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeStatusesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeStatusesRequest) ProtoMessage() {}
+
+func (x *VolumeStatusesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeStatusesRequest.ProtoReflect.Descriptor instead.
+func (*VolumeStatusesRequest) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *VolumeStatusesRequest) GetEnvironment() *Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return nil
+}
+
+func (x *VolumeStatusesRequest) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// One replication per volume asked, in the same order.
+type VolumeStatusesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replications  []*VolumeReplication   `protobuf:"bytes,1,rep,name=replications,proto3" json:"replications,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeStatusesResponse) Reset() {
+	*x = VolumeStatusesResponse{}
+	mi := &file_backend_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeStatusesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeStatusesResponse) ProtoMessage() {}
+
+func (x *VolumeStatusesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeStatusesResponse.ProtoReflect.Descriptor instead.
+func (*VolumeStatusesResponse) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VolumeStatusesResponse) GetReplications() []*VolumeReplication {
+	if x != nil {
+		return x.Replications
+	}
+	return nil
+}
+
 type EnvironmentHealth struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
@@ -654,7 +755,7 @@ type EnvironmentHealth struct {
 
 func (x *EnvironmentHealth) Reset() {
 	*x = EnvironmentHealth{}
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +767,7 @@ func (x *EnvironmentHealth) String() string {
 func (*EnvironmentHealth) ProtoMessage() {}
 
 func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +780,7 @@ func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentHealth.ProtoReflect.Descriptor instead.
 func (*EnvironmentHealth) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{11}
+	return file_backend_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnvironmentHealth) GetReady() bool {
@@ -712,7 +813,7 @@ type VolumeReplication struct {
 
 func (x *VolumeReplication) Reset() {
 	*x = VolumeReplication{}
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +825,7 @@ func (x *VolumeReplication) String() string {
 func (*VolumeReplication) ProtoMessage() {}
 
 func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +838,7 @@ func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeReplication.ProtoReflect.Descriptor instead.
 func (*VolumeReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{12}
+	return file_backend_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VolumeReplication) GetState() string {
@@ -791,7 +892,7 @@ type DestroyReport struct {
 
 func (x *DestroyReport) Reset() {
 	*x = DestroyReport{}
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +904,7 @@ func (x *DestroyReport) String() string {
 func (*DestroyReport) ProtoMessage() {}
 
 func (x *DestroyReport) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +917,7 @@ func (x *DestroyReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyReport.ProtoReflect.Descriptor instead.
 func (*DestroyReport) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{13}
+	return file_backend_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DestroyReport) GetLeftovers() []string {
@@ -837,7 +938,7 @@ type SnapshotReplication struct {
 
 func (x *SnapshotReplication) Reset() {
 	*x = SnapshotReplication{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +950,7 @@ func (x *SnapshotReplication) String() string {
 func (*SnapshotReplication) ProtoMessage() {}
 
 func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +963,7 @@ func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplication.ProtoReflect.Descriptor instead.
 func (*SnapshotReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotReplication) GetState() string {
@@ -926,7 +1027,12 @@ const file_backend_proto_rawDesc = "" +
 	"\rVolumeRequest\x121\n" +
 	"\x06volume\x18\x01 \x01(\v2\x19.mirror.storage.v1.VolumeR\x06volume\"J\n" +
 	"\x0fSnapshotRequest\x127\n" +
-	"\bsnapshot\x18\x01 \x01(\v2\x1b.mirror.storage.v1.SnapshotR\bsnapshot\"K\n" +
+	"\bsnapshot\x18\x01 \x01(\v2\x1b.mirror.storage.v1.SnapshotR\bsnapshot\"\x8e\x01\n" +
+	"\x15VolumeStatusesRequest\x12@\n" +
+	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\x123\n" +
+	"\avolumes\x18\x02 \x03(\v2\x19.mirror.storage.v1.VolumeR\avolumes\"b\n" +
+	"\x16VolumeStatusesResponse\x12H\n" +
+	"\freplications\x18\x01 \x03(\v2$.mirror.storage.v1.VolumeReplicationR\freplications\"K\n" +
 	"\x11EnvironmentHealth\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xd6\x01\n" +
@@ -941,14 +1047,15 @@ const file_backend_proto_rawDesc = "" +
 	"\tleftovers\x18\x01 \x03(\tR\tleftovers\"M\n" +
 	"\x13SnapshotReplication\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription2\x83\t\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription2\xea\t\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.mirror.storage.v1.InfoRequest\x1a\x1f.mirror.storage.v1.InfoResponse\x12U\n" +
 	"\x12PrepareEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12`\n" +
 	"\x11EnvironmentStatus\x12%.mirror.storage.v1.EnvironmentRequest\x1a$.mirror.storage.v1.EnvironmentHealth\x12V\n" +
 	"\x13TeardownEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12I\n" +
 	"\vStartVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12V\n" +
-	"\fVolumeStatus\x12 .mirror.storage.v1.VolumeRequest\x1a$.mirror.storage.v1.VolumeReplication\x12I\n" +
+	"\fVolumeStatus\x12 .mirror.storage.v1.VolumeRequest\x1a$.mirror.storage.v1.VolumeReplication\x12e\n" +
+	"\x0eVolumeStatuses\x12(.mirror.storage.v1.VolumeStatusesRequest\x1a).mirror.storage.v1.VolumeStatusesResponse\x12I\n" +
 	"\vPauseVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12J\n" +
 	"\fResumeVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12H\n" +
 	"\n" +
@@ -971,23 +1078,25 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_backend_proto_goTypes = []any{
-	(*Empty)(nil),               // 0: mirror.storage.v1.Empty
-	(*InfoRequest)(nil),         // 1: mirror.storage.v1.InfoRequest
-	(*InfoResponse)(nil),        // 2: mirror.storage.v1.InfoResponse
-	(*Capabilities)(nil),        // 3: mirror.storage.v1.Capabilities
-	(*Storage)(nil),             // 4: mirror.storage.v1.Storage
-	(*Environment)(nil),         // 5: mirror.storage.v1.Environment
-	(*Volume)(nil),              // 6: mirror.storage.v1.Volume
-	(*Snapshot)(nil),            // 7: mirror.storage.v1.Snapshot
-	(*EnvironmentRequest)(nil),  // 8: mirror.storage.v1.EnvironmentRequest
-	(*VolumeRequest)(nil),       // 9: mirror.storage.v1.VolumeRequest
-	(*SnapshotRequest)(nil),     // 10: mirror.storage.v1.SnapshotRequest
-	(*EnvironmentHealth)(nil),   // 11: mirror.storage.v1.EnvironmentHealth
-	(*VolumeReplication)(nil),   // 12: mirror.storage.v1.VolumeReplication
-	(*DestroyReport)(nil),       // 13: mirror.storage.v1.DestroyReport
-	(*SnapshotReplication)(nil), // 14: mirror.storage.v1.SnapshotReplication
+	(*Empty)(nil),                  // 0: mirror.storage.v1.Empty
+	(*InfoRequest)(nil),            // 1: mirror.storage.v1.InfoRequest
+	(*InfoResponse)(nil),           // 2: mirror.storage.v1.InfoResponse
+	(*Capabilities)(nil),           // 3: mirror.storage.v1.Capabilities
+	(*Storage)(nil),                // 4: mirror.storage.v1.Storage
+	(*Environment)(nil),            // 5: mirror.storage.v1.Environment
+	(*Volume)(nil),                 // 6: mirror.storage.v1.Volume
+	(*Snapshot)(nil),               // 7: mirror.storage.v1.Snapshot
+	(*EnvironmentRequest)(nil),     // 8: mirror.storage.v1.EnvironmentRequest
+	(*VolumeRequest)(nil),          // 9: mirror.storage.v1.VolumeRequest
+	(*SnapshotRequest)(nil),        // 10: mirror.storage.v1.SnapshotRequest
+	(*VolumeStatusesRequest)(nil),  // 11: mirror.storage.v1.VolumeStatusesRequest
+	(*VolumeStatusesResponse)(nil), // 12: mirror.storage.v1.VolumeStatusesResponse
+	(*EnvironmentHealth)(nil),      // 13: mirror.storage.v1.EnvironmentHealth
+	(*VolumeReplication)(nil),      // 14: mirror.storage.v1.VolumeReplication
+	(*DestroyReport)(nil),          // 15: mirror.storage.v1.DestroyReport
+	(*SnapshotReplication)(nil),    // 16: mirror.storage.v1.SnapshotReplication
 }
 var file_backend_proto_depIdxs = []int32{
 	3,  // 0: mirror.storage.v1.InfoResponse.capabilities:type_name -> mirror.storage.v1.Capabilities
@@ -998,39 +1107,44 @@ var file_backend_proto_depIdxs = []int32{
 	5,  // 5: mirror.storage.v1.EnvironmentRequest.environment:type_name -> mirror.storage.v1.Environment
 	6,  // 6: mirror.storage.v1.VolumeRequest.volume:type_name -> mirror.storage.v1.Volume
 	7,  // 7: mirror.storage.v1.SnapshotRequest.snapshot:type_name -> mirror.storage.v1.Snapshot
-	1,  // 8: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
-	8,  // 9: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 10: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 11: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	9,  // 12: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 13: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 14: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 15: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 16: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 17: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 18: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 19: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 20: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 21: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
-	2,  // 22: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
-	0,  // 23: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
-	11, // 24: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
-	0,  // 25: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.Empty
-	0,  // 26: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
-	12, // 27: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
-	0,  // 28: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 29: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 30: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 31: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
-	13, // 32: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.DestroyReport
-	0,  // 33: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
-	0,  // 34: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
-	14, // 35: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
-	22, // [22:36] is the sub-list for method output_type
-	8,  // [8:22] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 8: mirror.storage.v1.VolumeStatusesRequest.environment:type_name -> mirror.storage.v1.Environment
+	6,  // 9: mirror.storage.v1.VolumeStatusesRequest.volumes:type_name -> mirror.storage.v1.Volume
+	14, // 10: mirror.storage.v1.VolumeStatusesResponse.replications:type_name -> mirror.storage.v1.VolumeReplication
+	1,  // 11: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
+	8,  // 12: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	8,  // 13: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
+	8,  // 14: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	9,  // 15: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 16: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 17: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
+	9,  // 18: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 19: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 20: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 21: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 22: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 23: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	10, // 24: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	10, // 25: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
+	2,  // 26: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
+	0,  // 27: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
+	13, // 28: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
+	0,  // 29: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.Empty
+	0,  // 30: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
+	14, // 31: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
+	12, // 32: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
+	0,  // 33: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 34: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 35: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 36: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
+	15, // 37: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.DestroyReport
+	0,  // 38: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
+	0,  // 39: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
+	16, // 40: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
+	26, // [26:41] is the sub-list for method output_type
+	11, // [11:26] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1044,7 +1158,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

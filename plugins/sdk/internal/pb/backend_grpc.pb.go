@@ -2,7 +2,9 @@
 // contract; each RPC carries its method's doc. Protocol history (the
 // go-plugin handshake's ProtocolVersion):
 //
-//   1: this service.
+//   1: this service. VolumeStatuses was added later within version 1: a
+//      plugin built before answers it codes.Unimplemented, and the SDK's
+//      client then asks VolumeStatus of each volume instead.
 //
 // Within a protocol version changes are additive only: new fields and new
 // RPCs, never a changed meaning.
@@ -34,6 +36,7 @@ const (
 	Backend_TeardownEnvironment_FullMethodName = "/mirror.storage.v1.Backend/TeardownEnvironment"
 	Backend_StartVolume_FullMethodName         = "/mirror.storage.v1.Backend/StartVolume"
 	Backend_VolumeStatus_FullMethodName        = "/mirror.storage.v1.Backend/VolumeStatus"
+	Backend_VolumeStatuses_FullMethodName      = "/mirror.storage.v1.Backend/VolumeStatuses"
 	Backend_PauseVolume_FullMethodName         = "/mirror.storage.v1.Backend/PauseVolume"
 	Backend_ResumeVolume_FullMethodName        = "/mirror.storage.v1.Backend/ResumeVolume"
 	Backend_StopVolume_FullMethodName          = "/mirror.storage.v1.Backend/StopVolume"
@@ -60,6 +63,9 @@ type BackendClient interface {
 	StartVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
 	// VolumeStatus reports a volume's replication.
 	VolumeStatus(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*VolumeReplication, error)
+	// VolumeStatuses reports several volumes' replication of one
+	// environment at once, in the order asked.
+	VolumeStatuses(ctx context.Context, in *VolumeStatusesRequest, opts ...grpc.CallOption) (*VolumeStatusesResponse, error)
 	// PauseVolume stops one volume's replay.
 	PauseVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
 	// ResumeVolume restarts one volume's replay.
@@ -140,6 +146,16 @@ func (c *backendClient) VolumeStatus(ctx context.Context, in *VolumeRequest, opt
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VolumeReplication)
 	err := c.cc.Invoke(ctx, Backend_VolumeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backendClient) VolumeStatuses(ctx context.Context, in *VolumeStatusesRequest, opts ...grpc.CallOption) (*VolumeStatusesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VolumeStatusesResponse)
+	err := c.cc.Invoke(ctx, Backend_VolumeStatuses_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -242,6 +258,9 @@ type BackendServer interface {
 	StartVolume(context.Context, *VolumeRequest) (*Empty, error)
 	// VolumeStatus reports a volume's replication.
 	VolumeStatus(context.Context, *VolumeRequest) (*VolumeReplication, error)
+	// VolumeStatuses reports several volumes' replication of one
+	// environment at once, in the order asked.
+	VolumeStatuses(context.Context, *VolumeStatusesRequest) (*VolumeStatusesResponse, error)
 	// PauseVolume stops one volume's replay.
 	PauseVolume(context.Context, *VolumeRequest) (*Empty, error)
 	// ResumeVolume restarts one volume's replay.
@@ -285,6 +304,9 @@ func (UnimplementedBackendServer) StartVolume(context.Context, *VolumeRequest) (
 }
 func (UnimplementedBackendServer) VolumeStatus(context.Context, *VolumeRequest) (*VolumeReplication, error) {
 	return nil, status.Error(codes.Unimplemented, "method VolumeStatus not implemented")
+}
+func (UnimplementedBackendServer) VolumeStatuses(context.Context, *VolumeStatusesRequest) (*VolumeStatusesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VolumeStatuses not implemented")
 }
 func (UnimplementedBackendServer) PauseVolume(context.Context, *VolumeRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method PauseVolume not implemented")
@@ -435,6 +457,24 @@ func _Backend_VolumeStatus_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BackendServer).VolumeStatus(ctx, req.(*VolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backend_VolumeStatuses_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VolumeStatusesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).VolumeStatuses(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_VolumeStatuses_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).VolumeStatuses(ctx, req.(*VolumeStatusesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -613,6 +653,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VolumeStatus",
 			Handler:    _Backend_VolumeStatus_Handler,
+		},
+		{
+			MethodName: "VolumeStatuses",
+			Handler:    _Backend_VolumeStatuses_Handler,
 		},
 		{
 			MethodName: "PauseVolume",
