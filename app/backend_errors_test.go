@@ -50,11 +50,11 @@ func TestObservationFailureRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h, _ := mirroringEnv(t)
 		bringUp(h, vol7, seedUUID)
-		h.Shared.Backend.FailAlways("VolumeStatus", fmt.Errorf("mon unreachable: %w", ports.ErrRetryable))
+		failLooks(h, fmt.Errorf("mon unreachable: %w", ports.ErrRetryable))
 		h.TickState(volStatus7, core.StateError, poll)
 		wantStatus(t, h, volStatus7, core.StateError, "cdm-dr.mirror.volume.failure-observe-unavailable")
 
-		h.Shared.Backend.FailAlways("VolumeStatus", nil)
+		failLooks(h, nil)
 		st := h.TickState(volStatus7, core.StateMirroring, fastPoll)
 		if st.ErrorReason != nil || st.Operation != core.OpStart {
 			t.Fatalf("status = %+v", st)

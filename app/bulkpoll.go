@@ -16,14 +16,6 @@ import (
 // environment per tick.
 const bulkPollTick = time.Second
 
-// maxVolumeStatuses is the most volumes one bulk call asks about.
-const maxVolumeStatuses = 1000
-
-// bulkStatuses is a backend that answers for many volumes at once.
-type bulkStatuses interface {
-	VolumeStatuses(ctx context.Context, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error)
-}
-
 // report is a backend's answer about one volume, kept for the reconcile
 // the bulk poll queued.
 type report struct {
@@ -117,7 +109,7 @@ func (m *monitor) runBulkPoll(ctx context.Context) {
 				m.mu.Unlock()
 				sw.i, sw.next = 0, now.Add(m.e.cfg.PollInterval)
 			}
-			end := min(sw.i+maxVolumeStatuses, len(sw.order))
+			end := min(sw.i+ports.MaxVolumeStatuses, len(sw.order))
 			m.pollChunk(ctx, id, sw.order[sw.i:end])
 			sw.i = end
 		}
@@ -214,23 +206,11 @@ func (m *monitor) wouldChange(in core.VolumeInput) bool {
 	return in.Status == nil || !in.Status.Same(w)
 }
 
-// askStatuses asks the backend about vols at once, or one by one if it
-// cannot answer in bulk.
+// askStatuses asks the backend about vols at once.
 func askStatuses(ctx context.Context, b ports.StorageBackend, env ports.Environment, vols []ports.Volume) ([]ports.VolumeReplication, error) {
-	if bulk, ok := b.(bulkStatuses); ok {
-		obs, err := bulk.VolumeStatuses(ctx, env, vols)
-		if err == nil && len(obs) != len(vols) {
-			err = fmt.Errorf("bulk volume status answered for %d volumes, %d were asked", len(obs), len(vols))
-		}
-		return obs, err
+	obs, err := b.VolumeStatuses(ctx, env, vols)
+	if err == nil && len(obs) != len(vols) {
+		err = fmt.Errorf("bulk volume status answered for %d volumes, %d were asked", len(obs), len(vols))
 	}
-	out := make([]ports.VolumeReplication, len(vols))
-	for i, v := range vols {
-		obs, err := b.VolumeStatus(ctx, v)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = obs
-	}
-	return out, nil
+	return obs, err
 }

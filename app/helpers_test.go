@@ -225,3 +225,16 @@ func wantNoError(t *testing.T, h *harness.Harness, key string) {
 		}
 	}
 }
+
+// failLooks makes every look at volumes fail with err (nil: succeed
+// again): the backend answers neither VolumeStatus nor the bulk poll's
+// VolumeStatuses.
+func failLooks(h *harness.Harness, err error) {
+	h.Shared.Backend.FailAlways("VolumeStatus", err)
+	h.Shared.Backend.FailAlways("VolumeStatuses", err)
+}
+
+// looks counts the backend's answers about volumes, one by one or in bulk.
+func looks(h *harness.Harness) int {
+	return h.Shared.Backend.Calls("VolumeStatus") + h.Shared.Backend.Calls("VolumeStatuses")
+}

@@ -140,7 +140,7 @@ func TestPause(t *testing.T) {
 			}
 			wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring, core.StatePaused)
 			wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
-			h.WaitTicking("a few polls", poll, func() bool { return h.Shared.Backend.Calls("VolumeStatus") > 6 })
+			h.WaitTicking("a few polls", poll, func() bool { return looks(h) > 6 })
 			if n := callsFor(h, "PauseVolume", seedUUID); n != 1 {
 				t.Fatalf("PauseVolume called %d times, want 1", n)
 			}
@@ -248,7 +248,7 @@ func TestStop(t *testing.T) {
 		}},
 		{core.StateError, func(h *harness.Harness) {
 			bringUp(h, vol7, seedUUID)
-			h.Shared.Backend.FailAlways("VolumeStatus", fmt.Errorf("mon unreachable: %w", ports.ErrRetryable))
+			failLooks(h, fmt.Errorf("mon unreachable: %w", ports.ErrRetryable))
 			h.TickState(volStatus7, core.StateError, poll)
 		}},
 	}
