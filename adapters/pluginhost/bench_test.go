@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -31,7 +32,7 @@ import (
 )
 
 // BenchmarkPluginCall measures one VolumeStatus round trip of a replicated
-// volume, the test plugin's memstorage answering, by four paths in the
+// volume, the test plugin's memstorage answering, by five paths in the
 // same run:
 //
 //   - floor: the fair floor. Bare gRPC (the SDK's client stub on a
@@ -45,12 +46,14 @@ import (
 //     directly, without the host.
 //   - host: the daemon's path: Host.For's backend, through the host's
 //     wrapper, to the plugin process.
-//   - inproc: for reference only, the floor this benchmark used to be
-//     compared with: bare gRPC on a unix socket to a server in this same
-//     process, without TLS.
+//   - plain, for reference: the floor without TLS, to tell what TLS costs
+//     from what the second process costs.
+//   - inproc, for reference: what this benchmark used to compare the host
+//     with: bare gRPC on a unix socket to a server in this same process,
+//     without TLS.
 //
 // The interleaved sub-benchmark calls the paths in turn, one call each per
-// round, rotating their order, so that the load of a shared machine weighs
+// round in a random order, so that the load of a shared machine weighs
 // on all alike; it reports each path's p50 and p99, and the host's and
 // go-plugin's ratios to the floor. The single-path sub-benchmarks are for
 // profiling one path alone (-cpuprofile); their figures are only
@@ -61,24 +64,29 @@ func BenchmarkPluginCall(b *testing.B) {
 			{"floor", floorCall(b)},
 			{"goplugin", goPluginCall(b)},
 			{"host", hostCall(b)},
+			{"plain", plainCall(b)},
 			{"inproc", inprocCall(b)},
 		}
 		for _, p := range paths {
 			warmUp(b, p.call)
 		}
 		lat := make([][]time.Duration, len(paths))
+		order := make([]int, len(paths))
+		for i := range order {
+			order[i] = i
+		}
 		ctx := b.Context()
-		round := 0
 		for b.Loop() {
-			for i := range paths {
-				j := (i + round) % len(paths)
+			// A call is faster right after one to the same process:
+			// no path may always follow the same other.
+			mrand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for _, j := range order {
 				begin := time.Now()
 				if _, err := paths[j].call(ctx); err != nil {
 					b.Fatalf("%s: %v", paths[j].name, err)
 				}
 				lat[j] = append(lat[j], time.Since(begin))
 			}
-			round++
 		}
 		b.StopTimer()
 		p50, p99 := make([]float64, len(paths)), make([]float64, len(paths))
@@ -128,6 +136,7 @@ func TestBenchmarkPaths(t *testing.T) {
 		{"floor", floorCall(t)},
 		{"goplugin", goPluginCall(t)},
 		{"host", hostCall(t)},
+		{"plain", plainCall(t)},
 		{"inproc", inprocCall(t)},
 	} {
 		r, err := p.call(t.Context())
@@ -206,7 +215,32 @@ func floorCall(t testing.TB) func(context.Context) (sdk.VolumeReplication, error
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command(testPlugin, "-mode=rawmtls", "-types="+exampleType, "-tls-dir="+dir)
+	startRawPlugin(t, "rawmtls", dir)
+	cert, err := tls.X509KeyPair(clientCert, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := x509.NewCertPool()
+	servers.AppendCertsFromPEM(serverCert)
+	return rawCall(t, dir, credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      servers,
+		MinVersion:   tls.VersionTLS12,
+		ServerName:   "localhost",
+	}))
+}
+
+// plainCall is floorCall without TLS.
+func plainCall(t testing.TB) func(context.Context) (sdk.VolumeReplication, error) {
+	dir := t.TempDir()
+	startRawPlugin(t, "rawplain", dir)
+	return rawCall(t, dir, insecure.NewCredentials())
+}
+
+// startRawPlugin starts the test plugin in mode rawmtls or rawplain on
+// dir, stopped when the test ends, and waits until it listens.
+func startRawPlugin(t testing.TB, mode, dir string) {
+	cmd := exec.Command(testPlugin, "-mode="+mode, "-types="+exampleType, "-raw-dir="+dir)
 	stdin, err := cmd.StdinPipe() // closed at cleanup: the plugin then exits
 	if err != nil {
 		t.Fatal(err)
@@ -222,25 +256,18 @@ func floorCall(t testing.TB) func(context.Context) (sdk.VolumeReplication, error
 	t.Cleanup(func() {
 		stdin.Close()
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("floor plugin: %v", err)
+			t.Errorf("test plugin -mode=%s: %v", mode, err)
 		}
 	})
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("floor plugin said %q (%v), not ready", line, err)
+		t.Fatalf("test plugin -mode=%s said %q (%v), not ready", mode, line, err)
 	}
+}
 
-	cert, err := tls.X509KeyPair(clientCert, clientKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	servers := x509.NewCertPool()
-	servers.AppendCertsFromPEM(serverCert)
-	conn, err := grpc.NewClient("unix://"+filepath.Join(dir, "plugin.sock"), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      servers,
-		MinVersion:   tls.VersionTLS12,
-		ServerName:   "localhost",
-	})))
+// rawCall connects to the test plugin started on dir by startRawPlugin
+// and returns a VolumeStatus over that connection.
+func rawCall(t testing.TB, dir string, creds credentials.TransportCredentials) func(context.Context) (sdk.VolumeReplication, error) {
+	conn, err := grpc.NewClient("unix://"+filepath.Join(dir, "plugin.sock"), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

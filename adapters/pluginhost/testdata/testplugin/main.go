@@ -34,9 +34,9 @@ func (b blocking) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 }
 
 func main() {
-	mode := flag.String("mode", "serve", "serve, rawmtls, wrongversion, notplugin or crash")
+	mode := flag.String("mode", "serve", "serve, rawmtls, rawplain, wrongversion, notplugin or crash")
 	types := flag.String("types", memstorage.DefaultType, "comma-separated storage types served")
-	tlsDir := flag.String("tls-dir", "", "rawmtls: the directory of the certificates and the socket")
+	rawDir := flag.String("raw-dir", "", "rawmtls, rawplain: the directory of the socket (and certificates)")
 	flag.Parse()
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
 	switch *mode {
@@ -48,8 +48,8 @@ func main() {
 		}
 		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","))
 		sdk.Serve(be)
-	case "rawmtls":
-		if err := serveRawMTLS(be, *tlsDir); err != nil {
+	case "rawmtls", "rawplain":
+		if err := serveRaw(be, *rawDir, *mode == "rawmtls"); err != nil {
 			fmt.Fprintln(os.Stderr, "testplugin:", err)
 			os.Exit(1)
 		}
