@@ -49,7 +49,7 @@ lint: deps check-generate
 ## the plugin call round trip.
 bench:
 	$(GO) test -run '^$$' -bench TenThousandVolumes -benchtime 1x -timeout 60m ./cmd/mirrord/
-	$(GO) test -run '^$$' -bench PluginCall -benchtime 5s ./adapters/pluginhost/
+	$(GO) test -run '^$$' -bench 'PluginCall/interleaved|PluginWrapper' -benchtime 20s ./adapters/pluginhost/
 
 ## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
 ## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord) with the

@@ -67,8 +67,9 @@ func refuseVolumeStatuses(ctx context.Context, req any, info *grpc.UnaryServerIn
 }
 
 func main() {
-	mode := flag.String("mode", "serve", "serve, old (without VolumeStatuses), wrongversion, notplugin or crash")
+	mode := flag.String("mode", "serve", "serve, old (without VolumeStatuses), rawmtls, rawplain, wrongversion, notplugin or crash")
 	types := flag.String("types", memstorage.DefaultType, "comma-separated storage types served")
+	rawDir := flag.String("raw-dir", "", "rawmtls, rawplain: the directory of the socket (and certificates)")
 	flag.Parse()
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
 	switch *mode {
@@ -88,6 +89,11 @@ func main() {
 				return grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(refuseVolumeStatuses))...)
 			},
 		})
+	case "rawmtls", "rawplain":
+		if err := serveRaw(be, *rawDir, *mode == "rawmtls"); err != nil {
+			fmt.Fprintln(os.Stderr, "testplugin:", err)
+			os.Exit(1)
+		}
 	case "wrongversion":
 		hs := sdk.Handshake
 		hs.ProtocolVersion = sdk.ProtocolVersion + 1
