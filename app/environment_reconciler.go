@@ -61,14 +61,9 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 	in := core.EnvironmentInput{Operation: op, Status: status, Volumes: volumes}
 	plan := core.PlanEnvironment(in)
 	if plan.Observe {
-		octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
-		h, err := backend.EnvironmentStatus(octx, env)
-		cancel()
-		if err != nil {
-			in.ObserveErr = err
-		} else {
-			in.Observed = &h
-		}
+		in.Observed, in.ObserveErr = observe(ctx, e.cfg.ActionTimeout, func(ctx context.Context) (ports.EnvironmentHealth, error) {
+			return backend.EnvironmentStatus(ctx, env)
+		})
 		plan = core.PlanEnvironment(in)
 	}
 	out, failed, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {

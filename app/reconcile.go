@@ -67,6 +67,18 @@ func (e *Engine) execute(ctx context.Context, lead ports.Leadership, to *statusT
 	return out, failed, nil
 }
 
+// observe asks the backend for the report a plan needs (its Observe
+// step), bounded by the action timeout: the report, or the error.
+func observe[T any](ctx context.Context, timeout time.Duration, ask func(context.Context) (T, error)) (*T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := ask(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
 // writeStatus puts st, fenced by lead, unless it says nothing new, and
 // puts it in the cache at once; a new error_reason is logged and
 // reported as an event.

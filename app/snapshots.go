@@ -149,14 +149,9 @@ func (e *Engine) reconcileSnapshot(ctx context.Context, lead ports.Leadership, b
 	snap := core.BackendSnapshot(vol, rec)
 	plan := core.PlanSnapshot(in)
 	if plan.Observe {
-		octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
-		obs, err := b.SnapshotStatus(octx, snap)
-		cancel()
-		if err != nil {
-			in.ObserveErr = err
-		} else {
-			in.Observed = &obs
-		}
+		in.Observed, in.ObserveErr = observe(ctx, e.cfg.ActionTimeout, func(ctx context.Context) (ports.SnapshotReplication, error) {
+			return b.SnapshotStatus(ctx, snap)
+		})
 		plan = core.PlanSnapshot(in)
 	}
 	out, _, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {

@@ -110,14 +110,9 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 		if obs, ok := e.monitor.takeReport(ref); ok {
 			in.Observed = &obs // the bulk poll's, which queued this reconcile
 		} else {
-			octx, cancel := context.WithTimeout(ctx, e.cfg.ActionTimeout)
-			obs, err := backend.VolumeStatus(octx, vol)
-			cancel()
-			if err != nil {
-				in.ObserveErr = err
-			} else {
-				in.Observed = &obs
-			}
+			in.Observed, in.ObserveErr = observe(ctx, e.cfg.ActionTimeout, func(ctx context.Context) (ports.VolumeReplication, error) {
+				return backend.VolumeStatus(ctx, vol)
+			})
 		}
 		plan = core.PlanVolume(in)
 	}
