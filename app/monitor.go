@@ -39,8 +39,8 @@ type monitor struct {
 // lead is this daemon's leadership of one resource.
 type lead struct {
 	ports.Leadership
-	// fresh: the next reconcile reads the store (the first after winning:
-	// the previous leader's last writes may not be in the cache yet).
+	// fresh: the next reconcile reads the store (the first after winning,
+	// when the cache may lack the previous leader's last writes).
 	fresh bool
 }
 
@@ -133,6 +133,9 @@ func (m *monitor) process(r core.Resource) {
 		if !m.exists(r) || m.ledElsewhere(r) {
 			return
 		}
+		// The cache showed no other leader as of (at least) this revision:
+		// a previous leader's writes, fenced by its key, came before it.
+		noLeaderAt := e.cache.revision(e.cfg.LeaderPrefix)
 		won, err := e.election.TryCampaign(m.ctx, core.LeaderKey(e.cfg.LeaderPrefix, r.Key()))
 		if err != nil {
 			if !errors.Is(err, ports.ErrLeaderElsewhere) && m.ctx.Err() == nil {
@@ -141,7 +144,9 @@ func (m *monitor) process(r core.Resource) {
 			return // not ours; the leader-key watch brings it back
 		}
 		e.log.Debug("leading", "resource", r.Key())
-		l = &lead{Leadership: won, fresh: true}
+		// The first reconcile reads the store only if the cache of the
+		// resource's keys may not hold those writes yet.
+		l = &lead{Leadership: won, fresh: e.cache.revision(prefixOf(r)) < noLeaderAt}
 		m.mu.Lock()
 		m.held[r] = l
 		m.mu.Unlock()
@@ -196,6 +201,14 @@ func (m *monitor) process(r core.Resource) {
 		return
 	}
 	m.queue.addAfter(r, res.requeue)
+}
+
+// prefixOf is the watched prefix holding r's keys.
+func prefixOf(r core.Resource) string {
+	if r.Kind == core.ResourceEnvironment {
+		return core.EnvironmentPrefix
+	}
+	return core.VolumePrefix
 }
 
 // leading returns this daemon's leadership of r, or nil.
