@@ -30,7 +30,7 @@ type Config struct {
 	// volumes: one work queue feeds this pool.
 	Workers int
 	// SnapshotCreatedSubject and SnapshotDeletedSubject are where the
-	// cluster manager announces snapshots (SPEC §5).
+	// cluster manager announces snapshots (docs/contract.md §5.1).
 	SnapshotCreatedSubject string
 	SnapshotDeletedSubject string
 	// SnapshotDurable is the durable consumer name shared by all daemons,

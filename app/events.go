@@ -8,7 +8,7 @@ import (
 	"github.com/cdmdr/mirror/ports"
 )
 
-// DefaultEventSubject is where mirrord publishes its events (SPEC §5).
+// DefaultEventSubject is where mirrord publishes its events (docs/contract.md §5.5).
 const DefaultEventSubject = "cdm.dr.mirror.event"
 
 // EventSubject names the subject events are published on.

@@ -5,7 +5,7 @@ import (
 	"github.com/cdmdr/mirror/core"
 )
 
-// The seed's own examples (shared/seed/mirror-daemon-design.ko.md).
+// The examples of docs/contract.md §2, as the original design gives them.
 const (
 	seedUUID      = "bae4c30d-3119-4870-807e-0e1a9fcbf185"
 	sourceConf    = "[global]\nfsid = c95ce9a0-97c5-45f8-ba97-eb9b11fbe664\nmon host = [v2:127.0.0.1:3300]\n"

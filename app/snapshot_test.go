@@ -25,7 +25,7 @@ const (
 	deletedDurable = app.DefaultSnapshotDurable + "-deleted"
 )
 
-// snapshotEvent is the SPEC §5 payload for snapshot 21 of a volume.
+// snapshotEvent is the docs/contract.md §5.2 payload for snapshot 21 of a volume.
 func snapshotEvent(volumeID uint64, volumeUUID string) map[string]any {
 	return map[string]any{"cluster_id": 5, "volume_id": volumeID, "volume_uuid": volumeUUID,
 		"snapshot_id": 21, "snapshot_uuid": snapUUID, "snapshot_name": "daily-21"}

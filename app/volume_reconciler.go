@@ -41,7 +41,7 @@ func decodeVolumeKeys(ref core.VolumeRef, kvs []ports.KeyValue) volumeKeys {
 		case core.KindVolumeStatus:
 			// A status that is not one of ours (garbage, an unknown state)
 			// counts as none: the operation starts over from what the
-			// backend reports, as SPEC's "[*]" entries allow.
+			// backend reports, as the "[*]" entries of docs/contract.md §4.1 allow.
 			if st, err := core.DecodeStatus(kv.Value); err == nil && core.ValidVolumeState(st.StateCode) {
 				v.status = &st
 			}
@@ -163,7 +163,7 @@ func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume,
 	return fmt.Errorf("action %q is not a volume action", a)
 }
 
-// destroyOnBackend is the forced teardown (SPEC §4 Decision): best effort
+// destroyOnBackend is the forced teardown (docs/contract.md §4.3): best effort
 // on the backend, bounded in time; it returns what was left behind.
 func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v volumeKeys) []string {
 	if v.record == nil {

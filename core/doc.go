@@ -1,5 +1,5 @@
 // Package core holds mirror's entities and state rules: the etcd key
-// schema and wire records of SPEC §2, and the pure decisions of SPEC §3-§5
+// schema and wire records of docs/contract.md §2, and the pure decisions of docs/contract.md §3-§5
 // (given an operation, the current status and what the backend reports,
 // what to write and what to do next).
 //

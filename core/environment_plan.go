@@ -19,7 +19,7 @@ type EnvironmentInput struct {
 	Volumes []string
 }
 
-// PlanEnvironment decides what to do for one environment (SPEC §3).
+// PlanEnvironment decides what to do for one environment (docs/contract.md §3).
 func PlanEnvironment(in EnvironmentInput) Plan {
 	switch in.Operation {
 	case OpStart:

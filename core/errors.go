@@ -10,6 +10,7 @@ var (
 	// ErrContradiction marks records that disagree with each other or with
 	// their key (a volume whose storages differ from its environment's).
 	ErrContradiction = errors.New("contradictory records")
-	// ErrUnknownOperation marks an operation name SPEC does not define.
+	// ErrUnknownOperation marks an operation name the contract
+	// (docs/contract.md §2.3) does not define.
 	ErrUnknownOperation = errors.New("unknown operation")
 )

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Key prefixes of SPEC §2. The cluster manager owns clusters/, the DR
+// Key prefixes of docs/contract.md §2.1. The cluster manager owns clusters/, the DR
 // manager and mirrord share mirror_environment/ and mirror_volume/, and
 // mirrord's leader keys live under a configurable prefix that starts with
 // "mirror" by default, so the original manual reset
@@ -18,10 +18,10 @@ const (
 	DefaultLeaderPrefix = "mirror_leader/"
 )
 
-// KeyKind says which of SPEC §2's keys a key is.
+// KeyKind says which of docs/contract.md §2.1's keys a key is.
 type KeyKind int
 
-// The key kinds, one per key form of SPEC §2.
+// The key kinds, one per key form of docs/contract.md §2.1.
 const (
 	KindUnknown KeyKind = iota
 	KindStorage
@@ -90,7 +90,7 @@ func VolumeKey(v VolumeRef) string {
 // VolumeOperationKey is .../volume.{v}/operation.
 func VolumeOperationKey(v VolumeRef) string { return VolumeKey(v) + "/operation" }
 
-// VolumeStatusKey is .../volume.{v}/status (SPEC's per-volume decision).
+// VolumeStatusKey is .../volume.{v}/status (one per volume: docs/contract.md §2.1).
 func VolumeStatusKey(v VolumeRef) string { return VolumeKey(v) + "/status" }
 
 // VolumeChildrenPrefix is .../volume.{v}/: the volume's operation, status
@@ -120,7 +120,7 @@ type ParsedKey struct {
 	Snapshot SnapshotRef // snapshot kinds
 }
 
-// ParseKey classifies any key of SPEC §2 and extracts its ids. It refuses
+// ParseKey classifies any key of docs/contract.md §2.1 and extracts its ids. It refuses
 // anything that would not be written back byte for byte by the key
 // builders above.
 func ParseKey(key string) (ParsedKey, error) {

@@ -239,7 +239,7 @@ func TestPrefixesDoNotOverlap(t *testing.T) {
 		t.Errorf("environment status under the volume prefix")
 	}
 	// Leader keys start with "mirror", so `etcdctl del --prefix mirror`
-	// clears them (SPEC §6), and are not parsed as mirror keys.
+	// clears them (docs/contract.md §6), and are not parsed as mirror keys.
 	lk := core.LeaderKey(core.DefaultLeaderPrefix, core.VolumeKey(vol7))
 	if lk != "mirror_leader/mirror_volume/storage.11.13/volume.7" || !strings.HasPrefix(lk, "mirror") {
 		t.Errorf("LeaderKey = %q", lk)

@@ -5,7 +5,7 @@ import "fmt"
 // Operation is what the DR manager asks for, in an .../operation key.
 type Operation string
 
-// Volume operations (SPEC §4).
+// Volume operations (docs/contract.md §4).
 const (
 	OpStart         Operation = "start"
 	OpResume        Operation = "resume"
@@ -18,10 +18,10 @@ const (
 // VolumeOperations lists every volume operation.
 var VolumeOperations = []Operation{OpStart, OpResume, OpPause, OpStop, OpStopAndDelete, OpDestroy}
 
-// EnvironmentOperations lists every environment operation (SPEC §3).
+// EnvironmentOperations lists every environment operation (docs/contract.md §3).
 var EnvironmentOperations = []Operation{OpStart, OpStop}
 
-// ParseVolumeOperation accepts exactly the operation names of SPEC §4.
+// ParseVolumeOperation accepts exactly the operation names of docs/contract.md §4.
 func ParseVolumeOperation(s string) (Operation, error) {
 	for _, op := range VolumeOperations {
 		if string(op) == s {

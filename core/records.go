@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The wire records of SPEC §2 and §5. Field names and JSON shapes are
+// The wire records of docs/contract.md §2 and §5. Field names and JSON shapes are
 // exact: other programs read and write these keys. Decoders accept unknown
 // fields (other writers may add some) and refuse records that are missing
 // what mirrord needs, with an error wrapping ErrMalformed that names the
@@ -186,13 +186,13 @@ type Reason struct {
 
 // Status is an .../status value. state_code and error_reason keep the
 // original's names and meaning; the other fields are optional additions
-// old readers ignore (SPEC §2).
+// old readers ignore (docs/contract.md §2.4).
 type Status struct {
 	StateCode   State   `json:"state_code"`
 	ErrorReason *Reason `json:"error_reason,omitempty"`
 	// Operation is the operation the state was reached under. It tells a
 	// state reached by the current operation from one left by an earlier
-	// operation, which decides whether SPEC §4's "[*]" entries apply.
+	// operation, which decides whether the "[*]" entries of docs/contract.md §4.1 apply.
 	Operation    Operation  `json:"operation,omitempty"`
 	Progress     *int       `json:"progress,omitempty"`
 	LastSyncTime *time.Time `json:"last_sync_time,omitempty"`
@@ -235,7 +235,7 @@ type SnapshotRecord struct {
 	Deleted      bool   `json:"deleted,omitempty"`
 }
 
-// DecodeSnapshotEvent decodes a NATS snapshot event payload (SPEC §5).
+// DecodeSnapshotEvent decodes a NATS snapshot event payload (docs/contract.md §5.2).
 func DecodeSnapshotEvent(data []byte) (SnapshotRecord, error) {
 	var w struct {
 		ClusterID    *uint64 `json:"cluster_id"`

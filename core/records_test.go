@@ -57,7 +57,7 @@ func TestDecodeStorage(t *testing.T) {
 	}{
 		"seed 6/13": {stor613, seedStorage613, core.Storage{ClusterID: 6, StorageID: 13, Type: "openstack.storage.type.ceph", BackendName: "ceph"}},
 		"seed 5/11": {stor511, seedStorage511, core.Storage{ClusterID: 5, StorageID: 11, Type: "openstack.storage.type.ceph", BackendName: "ceph"}},
-		"SPEC spacing": {stor613, `{"cluster_id": 6, "storage_id": 13, "type": "openstack.storage.type.ceph", "backend_name": "ceph"}`,
+		"contract spacing": {stor613, `{"cluster_id": 6, "storage_id": 13, "type": "openstack.storage.type.ceph", "backend_name": "ceph"}`,
 			core.Storage{ClusterID: 6, StorageID: 13, Type: "openstack.storage.type.ceph", BackendName: "ceph"}},
 		"unknown fields and no backend_name": {stor613, `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.lvm","status":"available"}`,
 			core.Storage{ClusterID: 6, StorageID: 13, Type: "openstack.storage.type.lvm"}},
@@ -206,7 +206,7 @@ func TestDecodeEnvironment(t *testing.T) {
 	want := core.EnvironmentSpec{Source: stor511, Target: stor613}
 	for name, data := range map[string]string{
 		"seed": seedEnv,
-		"SPEC": `{"source_cluster_storage": {"cluster_id": 5, "storage_id": 11},
+		"contract example": `{"source_cluster_storage": {"cluster_id": 5, "storage_id": 11},
    "target_cluster_storage": {"cluster_id": 6, "storage_id": 13}}`,
 		"unknown fields": `{"source_cluster_storage":{"cluster_id":5,"storage_id":11,"name":"a"},"target_cluster_storage":{"cluster_id":6,"storage_id":13},"plan":3}`,
 	} {
@@ -507,7 +507,7 @@ func TestDecodeSnapshotEvent(t *testing.T) {
 		t.Errorf("no name: %v", err)
 	}
 	bad := map[string]string{
-		"SPEC placeholders":   `{"cluster_id": 5, "volume_id": 7, "volume_uuid": "...", "snapshot_id": 21, "snapshot_uuid": "...", "snapshot_name": "..."}`,
+		"placeholder uuids":   `{"cluster_id": 5, "volume_id": 7, "volume_uuid": "...", "snapshot_id": 21, "snapshot_uuid": "...", "snapshot_name": "..."}`,
 		"bad volume uuid":     snapshotPayload("5", "7", "21", "x", snapUUID),
 		"bad snapshot uuid":   snapshotPayload("5", "7", "21", seedVolumeUUID, "6f1c2a9e0d4b4c7e9a513b8f2e7d1c04"),
 		"missing snapshot id": `{"cluster_id":5,"volume_id":7,"volume_uuid":"` + seedVolumeUUID + `","snapshot_uuid":"` + snapUUID + `"}`,

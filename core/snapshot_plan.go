@@ -16,7 +16,7 @@ type SnapshotInput struct {
 	ObserveErr error
 }
 
-// PlanSnapshot decides what to do for one snapshot record (SPEC §5): an
+// PlanSnapshot decides what to do for one snapshot record (docs/contract.md §5): an
 // added snapshot becomes a recovery point on the target ("mirroring" until
 // the target has it, then "mirrored"); a deleted one is removed from both
 // sides ("deleting"), then its records are deleted.

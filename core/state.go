@@ -6,7 +6,7 @@ type State string
 // StateNone stands for "no status yet".
 const StateNone State = ""
 
-// Volume states (SPEC §4).
+// Volume states (docs/contract.md §4).
 const (
 	StateWaiting      State = "waiting"
 	StateInitializing State = "initializing"
@@ -20,10 +20,10 @@ const (
 // VolumeStates lists every volume state, StateNone excluded.
 var VolumeStates = []State{StateWaiting, StateInitializing, StateMirroring, StatePaused, StateStopping, StateDeleting, StateError}
 
-// Environment states (SPEC §3) are initializing, mirroring, stopping and
+// Environment states (docs/contract.md §3) are initializing, mirroring, stopping and
 // error, named like the volume states they share.
 
-// Snapshot states (SPEC §5). A snapshot record is "mirroring" until the
+// Snapshot states (docs/contract.md §5). A snapshot record is "mirroring" until the
 // target holds it, then "mirrored".
 const (
 	SnapshotMirroring State = "mirroring"
@@ -32,7 +32,7 @@ const (
 	SnapshotError     State = "error"
 )
 
-// ValidVolumeState reports whether s is one of SPEC §4's volume states.
+// ValidVolumeState reports whether s is one of docs/contract.md §4's volume states.
 func ValidVolumeState(s State) bool {
 	for _, v := range VolumeStates {
 		if v == s {

@@ -1,6 +1,6 @@
 package core
 
-// The state tables of SPEC §4, transcribed from the original's state
+// The state tables of docs/contract.md §4, transcribed from the original's state
 // diagrams. Each operation is a composite state: "[*] → X" lists the states
 // a volume may take when the operation begins (from no status, or from any
 // state the operation may start from), and the arrows list the moves
@@ -69,7 +69,7 @@ var volumeTables = map[Operation]transitionTable{
 		},
 		done: []State{StateDeleting},
 	},
-	// destroy has no diagram (SPEC §4 Decision): it starts from anything,
+	// destroy has no diagram (docs/contract.md §4.3): it starts from anything,
 	// writes no state and always ends by deleting the keys.
 	OpDestroy: {
 		startFrom: VolumeStates,

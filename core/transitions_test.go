@@ -7,7 +7,7 @@ import (
 	"github.com/cdmdr/mirror/core"
 )
 
-// Short names for the literal SPEC §4 table below.
+// Short names for the literal table below (docs/contract.md §4.2).
 const (
 	none         = core.StateNone
 	waiting      = core.StateWaiting
@@ -35,10 +35,11 @@ type specRow struct {
 	from, to core.State
 }
 
-// specRows is SPEC §4's table, one row per arrow, written out literally.
-// For stop and stop_and_delete SPEC writes "from X, Y, ..." where the
-// original's diagrams (seed, "볼륨 복제 중지" and "중지 및 삭제") draw
-// "[*] --> X": those are the "[*]" rows of these two operations.
+// specRows is the volume table of docs/contract.md §4.2 written in the
+// original design's notation, one row per arrow: an entry is "[*]→X".
+// For stop and stop_and_delete the table's "may start from" states are
+// drawn "[*] --> X" in the original's diagrams: those are the "[*]" rows
+// of these two operations.
 var specRows = []specRow{
 	// start | [*]→waiting, [*]→initializing, [*]→mirroring, [*]→error;
 	// waiting→initializing, waiting→error; initializing→mirroring,
@@ -124,7 +125,7 @@ var specRows = []specRow{
 }
 
 // specStartFrom lists, per operation, the states it may start from (the
-// states "[*]" stands for besides "no status"), from SPEC §4's text and
+// states "[*]" stands for besides "no status"), from docs/contract.md §4.3 and
 // the original's process diagrams:
 //   - start: "in waiting, error or with no status: run the start process
 //     ... In initializing/mirroring ... only follows progress";
@@ -165,7 +166,7 @@ func specCanStart(op core.Operation, s core.State) bool {
 	return ok && (s == none || contains(list, s))
 }
 
-// specAllowed is SPEC's answer, computed from the literal rows only.
+// specAllowed is the contract's answer, computed from the literal rows only.
 func specAllowed(op core.Operation, from, to core.State, entering bool) bool {
 	if to == none || !specCanStart(op, from) {
 		return false
@@ -191,11 +192,11 @@ func TestVolumeStatesMatchSpec(t *testing.T) {
 	t.Parallel()
 	want := []core.State{"waiting", "initializing", "mirroring", "paused", "stopping", "deleting", "error"}
 	if fmt.Sprint(core.VolumeStates) != fmt.Sprint(want) {
-		t.Fatalf("VolumeStates = %v, SPEC §4 says %v", core.VolumeStates, want)
+		t.Fatalf("VolumeStates = %v, docs/contract.md §4 says %v", core.VolumeStates, want)
 	}
 	ops := []core.Operation{"start", "resume", "pause", "stop", "stop_and_delete", "destroy"}
 	if fmt.Sprint(core.VolumeOperations) != fmt.Sprint(ops) {
-		t.Fatalf("VolumeOperations = %v, SPEC §4 says %v", core.VolumeOperations, ops)
+		t.Fatalf("VolumeOperations = %v, docs/contract.md §4 says %v", core.VolumeOperations, ops)
 	}
 }
 
@@ -227,7 +228,7 @@ func TestAllowedSpecRows(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			if !core.Allowed(c.op, c.from, c.to, c.entering) {
-				t.Errorf("Allowed(%s, %q, %q, entering=%v) = false; SPEC §4 lists it", c.op, c.from, c.to, c.entering)
+				t.Errorf("Allowed(%s, %q, %q, entering=%v) = false; docs/contract.md §4 lists it", c.op, c.from, c.to, c.entering)
 			}
 		})
 	}
@@ -253,7 +254,7 @@ func TestAllowedExhaustive(t *testing.T) {
 						allowed++
 					}
 					if got := core.Allowed(op, from, to, entering); got != want {
-						t.Errorf("Allowed(%q, %q, %q, entering=%v) = %v, SPEC §4 table says %v", op, from, to, entering, got, want)
+						t.Errorf("Allowed(%q, %q, %q, entering=%v) = %v, docs/contract.md §4 table says %v", op, from, to, entering, got, want)
 					}
 				}
 			}
@@ -303,7 +304,7 @@ func TestCanFinish(t *testing.T) {
 	for op, states := range specDone {
 		for _, s := range states {
 			if !core.CanFinish(op, s) {
-				t.Errorf("CanFinish(%s, %q) = false; SPEC: %s→done", op, s, s)
+				t.Errorf("CanFinish(%s, %q) = false; docs/contract.md §4.2 ends %s from %q", op, s, op, s)
 			}
 		}
 	}

@@ -29,7 +29,7 @@ func (in VolumeInput) current() (State, bool) {
 }
 
 // PlanVolume decides what to do for one volume. It never plans a move the
-// tables of SPEC §4 do not allow: an operation asked for in a state it
+// tables of docs/contract.md §4 do not allow: an operation asked for in a state it
 // cannot start from keeps the state and gets a refusal reason.
 func PlanVolume(in VolumeInput) Plan {
 	cur, _ := in.current()
@@ -284,7 +284,7 @@ func (in VolumeInput) refused(cur State) *Status {
 // status builds the status to write for state under the input's
 // operation, with what the backend reported. If the tables do not allow
 // the move from the current state, it returns nil: core never asks for a
-// write outside SPEC §4.
+// write outside docs/contract.md §4.
 func (in VolumeInput) status(state State, reason *Reason) *Status {
 	cur, entering := in.current()
 	if !Allowed(in.Operation, cur, state, entering) {

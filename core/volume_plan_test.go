@@ -71,7 +71,7 @@ func wAct(a core.Action, success core.State) expect {
 }
 
 // scenario is one row: an operation, some current states, some
-// observations and the environment state, with what SPEC §4 says happens.
+// observations and the environment state, with what docs/contract.md §4 says happens.
 type scenario struct {
 	name  string
 	op    core.Operation

@@ -6,9 +6,9 @@ import (
 	"github.com/cdmdr/mirror/core"
 )
 
-// TestUnknownOperationWithoutStatusIsError: an operation SPEC does not
+// TestUnknownOperationWithoutStatusIsError: an operation docs/contract.md does not
 // define, on a volume with no status yet, must not be "refused" into an
-// empty state_code (which DecodeStatus rejects): SPEC §2 says bad data
+// empty state_code (which DecodeStatus rejects): docs/contract.md §2.5 says bad data
 // gets status error with a clear reason.
 func TestUnknownOperationWithoutStatusIsError(t *testing.T) {
 	p := core.PlanVolume(core.VolumeInput{Operation: "restart"})

@@ -24,7 +24,7 @@ var (
 
 // volumeSim drives one volume through the plans the way a worker does:
 // plan, write, act, apply the outcome. It checks every status change
-// against SPEC §4's tables.
+// against docs/contract.md §4's tables.
 type volumeSim struct {
 	t      *rapid.T
 	status *core.Status
@@ -61,10 +61,10 @@ func (s *volumeSim) write(op core.Operation, w *core.Status, step string) {
 		}
 	} else {
 		if !core.Allowed(op, from, to, entering) {
-			s.fail("%s: move %q→%q under %s (entering=%v) is not in SPEC §4", step, from, to, op, entering)
+			s.fail("%s: move %q→%q under %s (entering=%v) is not in docs/contract.md §4", step, from, to, op, entering)
 		}
 		if !specAllowed(op, from, to, entering) {
-			s.fail("%s: move %q→%q under %s (entering=%v) is not in the literal SPEC table", step, from, to, op, entering)
+			s.fail("%s: move %q→%q under %s (entering=%v) is not in the literal table of docs/contract.md §4.2", step, from, to, op, entering)
 		}
 		if w.Operation != op {
 			s.fail("%s: status written under %s records operation %q", step, op, w.Operation)
@@ -82,10 +82,10 @@ func (s *volumeSim) finish(op core.Operation, step string) {
 	from, _ := s.current(op)
 	s.trace = append(s.trace, fmt.Sprintf("%s: %s finishes from %q", step, op, from))
 	if op != core.OpDestroy && !core.CanFinish(op, from) {
-		s.fail("%s: %s finishes from %q; SPEC allows it only from its done states", step, op, from)
+		s.fail("%s: %s finishes from %q; docs/contract.md §4.2 allows it only from its done states", step, op, from)
 	}
 	if !contains(specDone[op], from) {
-		s.fail("%s: %s finishes from %q, not a SPEC done state", step, op, from)
+		s.fail("%s: %s finishes from %q, not a done state of docs/contract.md §4.2", step, op, from)
 	}
 	s.status = nil
 }
@@ -153,7 +153,7 @@ func runVolumeSim(t *rapid.T, initial *core.Status) {
 }
 
 // TestVolumePlanProperty: from no status, random operation changes,
-// observations and action results never produce a move outside SPEC §4,
+// observations and action results never produce a move outside docs/contract.md §4,
 // nor an end of the operation outside its done states.
 func TestVolumePlanProperty(t *testing.T) {
 	t.Parallel()

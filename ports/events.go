@@ -16,7 +16,7 @@ const (
 )
 
 // Event is something an operator should know about, published beside the
-// logs (SPEC §5: code, level, key, message, time). Message never carries
+// logs (docs/contract.md §5.5: code, level, key, message, time). Message never carries
 // secrets.
 type Event struct {
 	Code    string     `json:"code"`

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,7 +101,13 @@ func BenchmarkTenThousandVolumes(b *testing.B) {
 	time.Sleep(3 * time.Second)
 	runtime.GC()
 	req0, cpu0 := etcdRequests(), cpuTime()
-	time.Sleep(steadyWindow)
+	if path := os.Getenv("MIRROR_BENCH_CPUPROFILE"); path != "" {
+		stop := startCPUProfile(b, path)
+		time.Sleep(steadyWindow)
+		stop()
+	} else {
+		time.Sleep(steadyWindow)
+	}
 	reqRate := (etcdRequests()-req0)/steadyWindow.Seconds() - idleReqRate
 	cpu := (cpuTime()-cpu0).Seconds()/steadyWindow.Seconds() - idleCPU
 	var ms runtime.MemStats
@@ -163,6 +170,19 @@ func etcdRequests() float64 {
 		}
 	}
 	return sum
+}
+
+// startCPUProfile profiles the process into path (the steady window,
+// with MIRROR_BENCH_CPUPROFILE).
+func startCPUProfile(b *testing.B, path string) (stop func()) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // heapInuse is the heap in use after a collection.

@@ -8,7 +8,7 @@ import (
 )
 
 // The seed's keys, written with a plain etcd client as the DR manager
-// does, lead through a real etcd and NATS to the statuses SPEC promises.
+// does, lead through a real etcd and NATS to the statuses docs/contract.md promises.
 func TestSeedKeysThroughEtcdAndNATS(t *testing.T) {
 	c := newCluster(t)
 	c.backend.AutoSync(true)

@@ -7,7 +7,7 @@ import (
 )
 
 // The seed's example values, written exactly as the cluster manager and
-// the DR manager write them (shared/seed/mirror-daemon-design.ko.md).
+// the DR manager write them (docs/contract.md §2).
 const (
 	seedUUID    = "bae4c30d-3119-4870-807e-0e1a9fcbf185"
 	seedKeyring = "AQD9R+FhdwTFMRAADjntqI2NKiW93thZ523ClA=="
