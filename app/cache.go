@@ -72,7 +72,9 @@ func (c *cache) merge(present []string, kvs []ports.KeyValue, rev int64) []ports
 		if c.stale(kv.Key, kv.ModRevision) {
 			continue
 		}
-		if !ok || old.ModRevision != kv.ModRevision || !bytes.Equal(old.Value, kv.Value) {
+		// One revision is one value: the bytes need comparing only when
+		// revisions are unknown (0).
+		if !ok || old.ModRevision != kv.ModRevision || (kv.ModRevision == 0 && !bytes.Equal(old.Value, kv.Value)) {
 			changed = append(changed, ports.WatchEvent{Type: ports.EventPut, KV: kv})
 		}
 		c.set(kv)
@@ -314,8 +316,33 @@ func (c *cache) resource(key string) (kvs []ports.KeyValue, whole bool) {
 	if ok {
 		kvs = append(kvs, rec)
 	}
-	for _, k := range slices.Sorted(maps.Keys(c.children[key])) {
+	for k := range c.children[key] {
 		kvs = append(kvs, c.keys[k])
 	}
 	return kvs, ok || len(kvs) == 0
+}
+
+// leaderless returns the record keys under prefix (an environment or the
+// volume prefix) whose leader key, under leaderPrefix, the cache does not
+// hold: the resources nobody leads.
+func (c *cache) leaderless(prefix, leaderPrefix string) []string {
+	// A record key has this many slashes after the prefix; its own keys
+	// have more.
+	depth := 0
+	if prefix == core.VolumePrefix {
+		depth = 1
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []string
+	for k := range c.keys {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok || strings.Count(rest, "/") != depth {
+			continue
+		}
+		if _, led := c.keys[leaderPrefix+k]; !led {
+			out = append(out, k)
+		}
+	}
+	return out
 }

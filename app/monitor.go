@@ -67,16 +67,15 @@ func (m *monitor) touchUnlessLed(resource core.Resource) {
 	}
 }
 
-// ensureAll touches every environment and volume under prefix (after a
-// listing), and every resource of every listing of the leader prefix, so
-// leaderless resources are campaigned for.
+// ensureAll touches every environment and volume under prefix that
+// nobody leads (after a listing), and those of both prefixes after a
+// listing of the leader prefix, so leaderless resources are campaigned
+// for. Resources with a leader go on at their leader's pace.
 func (m *monitor) ensureAll(prefix string) {
 	switch prefix {
 	case core.EnvironmentPrefix, core.VolumePrefix:
-		// Resources led here go on at their own pace (a requeue, the bulk
-		// poll, a change of their keys): a listing adds nothing for them.
-		for _, kv := range m.e.cache.list(prefix) {
-			if r, err := core.ParseResource(kv.Key); err == nil {
+		for _, key := range m.e.cache.leaderless(prefix, m.e.cfg.LeaderPrefix) {
+			if r, err := core.ParseResource(key); err == nil {
 				m.touchUnlessLed(r)
 			}
 		}
