@@ -11,10 +11,13 @@ type Config struct {
 	// LeaderPrefix is where leader keys live (default "mirror_leader/").
 	LeaderPrefix string
 	// ResyncInterval is how often every watched prefix is listed again,
-	// catching anything a watch missed (default 1m).
+	// catching anything a watch missed (default 5m). A safety net: watches
+	// resume by themselves and a compaction lists at once, and at 100,000
+	// volumes a listing costs about a second of CPU.
 	ResyncInterval time.Duration
 	// PollInterval is how often a settled volume or environment asks its
-	// backend how it is (default 30s).
+	// backend how it is (default 30s): settled volumes in bulk, per
+	// environment, with at most one call per second.
 	PollInterval time.Duration
 	// FastPollInterval is the same while something is changing:
 	// initializing, stopping, deleting (default 2s).
@@ -40,7 +43,7 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultResyncInterval         = time.Minute
+	DefaultResyncInterval         = 5 * time.Minute
 	DefaultPollInterval           = 30 * time.Second
 	DefaultFastPollInterval       = 2 * time.Second
 	DefaultActionTimeout          = 5 * time.Minute

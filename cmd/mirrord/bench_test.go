@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cdmdr/mirror/adapters/fake"
+	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
 )
@@ -40,7 +41,7 @@ func BenchmarkTenThousandVolumes(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("MIRROR_BENCH_VOLUMES")); err == nil && v > 0 {
 		n = v
 	}
-	steadyWindow := 65 * time.Second // longer than one resync interval (1m)
+	steadyWindow := app.DefaultResyncInterval + 5*time.Second // one resync inside
 	if v, err := time.ParseDuration(os.Getenv("MIRROR_BENCH_STEADY")); err == nil {
 		steadyWindow = v
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/cdmdr/mirror/app"
 )
 
 // Config is everything mirrord can be told. Values come from, in order of
@@ -71,7 +73,7 @@ func defaultConfig() Config {
 	c.NATS.CreatedSubj = "cdm.cluster.volume_snapshot.created"
 	c.NATS.DeletedSubj = "cdm.cluster.volume_snapshot.deleted"
 	c.PluginDir = "/usr/lib/mirrord/plugins"
-	c.ResyncInterval = time.Minute
+	c.ResyncInterval = app.DefaultResyncInterval
 	c.PollInterval = 30 * time.Second
 	c.FastPoll = 2 * time.Second
 	c.LogLevel = "info"

@@ -15,7 +15,7 @@ func env(m map[string]string) func(string) string { return func(k string) string
 func TestConfigPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mirrord.yaml")
-	if err := os.WriteFile(file, []byte("daemon_id: from-file\nresync_interval: 5m\netcd:\n  endpoints: [file:2379]\n  username: cdm\nnats:\n  url: nats://file:4222\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("daemon_id: from-file\nresync_interval: 7m\netcd:\n  endpoints: [file:2379]\n  username: cdm\nnats:\n  url: nats://file:4222\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := loadConfig([]string{"--config", file, "--daemon-id", "from-flag"},
@@ -29,7 +29,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if cfg.NATS.URL != "nats://env:4222" {
 		t.Errorf("nats url = %q: env must win over the file", cfg.NATS.URL)
 	}
-	if cfg.ResyncInterval != 5*time.Minute || cfg.Etcd.Username != "cdm" || len(cfg.Etcd.Endpoints) != 1 || cfg.Etcd.Endpoints[0] != "file:2379" {
+	if cfg.ResyncInterval != 7*time.Minute || cfg.Etcd.Username != "cdm" || len(cfg.Etcd.Endpoints) != 1 || cfg.Etcd.Endpoints[0] != "file:2379" {
 		t.Errorf("file values lost: %+v", cfg)
 	}
 	if cfg.PollInterval != 30*time.Second {
