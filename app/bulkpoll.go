@@ -23,6 +23,16 @@ type report struct {
 	at  time.Time
 }
 
+// settledVolume is what the bulk poll needs of a settled volume, decoded
+// by the reconcile that settled it. It stays true while the volume is in
+// the settled set: any change of its keys, its environment or storages
+// queues the volume, whose reconcile takes it out of the set first.
+type settledVolume struct {
+	mv     core.MirrorVolume
+	op     core.Operation
+	status core.Status
+}
+
 // sweep is the bulk poll's progress through one environment's settled
 // volumes.
 type sweep struct {
@@ -32,15 +42,15 @@ type sweep struct {
 }
 
 // settle hands a settled volume to the bulk poll.
-func (m *monitor) settle(ref core.VolumeRef) {
+func (m *monitor) settle(ref core.VolumeRef, v *settledVolume) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	vols := m.settled[ref.Env]
 	if vols == nil {
-		vols = map[core.VolumeRef]struct{}{}
+		vols = map[core.VolumeRef]*settledVolume{}
 		m.settled[ref.Env] = vols
 	}
-	vols[ref] = struct{}{}
+	vols[ref] = v
 }
 
 // unsettle takes a volume back from the bulk poll: it is reconciled on
@@ -134,6 +144,12 @@ func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []c
 	for _, ref := range refs {
 		r := core.VolumeResource(ref)
 		l := m.leading(r)
+		m.mu.Lock()
+		sv := m.settled[id][ref]
+		m.mu.Unlock()
+		if sv == nil {
+			continue // queued since the sweep began
+		}
 		if l == nil || isClosed(l.Lost()) {
 			m.unsettle(ref)
 			if l != nil {
@@ -141,25 +157,17 @@ func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []c
 			}
 			continue
 		}
-		kvs, whole := e.cache.resource(r.Key())
-		v := decodeVolumeKeys(ref, kvs)
-		op, err := core.DecodeVolumeOperation(v.operation)
-		if !whole || err != nil || v.record == nil || !settledState(v.status) {
-			m.unsettle(ref)
-			m.queue.add(r) // changed under the poll: reconcile it
-			continue
+		if backend == nil {
+			var err error
+			if env, backend, err = e.resolve(ctx, id, sv.mv.Source, sv.mv.Target); err != nil {
+				m.unsettle(ref)
+				m.queue.add(r) // its reconcile says what is wrong
+				continue
+			}
 		}
-		mv, err := core.DecodeMirrorVolume(ref, v.record)
-		if err == nil && backend == nil {
-			env, backend, err = e.resolve(ctx, id, mv.Source, mv.Target)
-		}
-		if err != nil {
-			m.unsettle(ref)
-			m.queue.add(r)
-			continue
-		}
-		vols = append(vols, core.BackendVolume(env, mv))
-		inputs = append(inputs, polled{ref, core.VolumeInput{Operation: op, Status: v.status, EnvState: envState}})
+		status := sv.status
+		vols = append(vols, core.BackendVolume(env, sv.mv))
+		inputs = append(inputs, polled{ref, core.VolumeInput{Operation: sv.op, Status: &status, EnvState: envState}})
 	}
 	if len(vols) == 0 {
 		return

@@ -27,7 +27,7 @@ type monitor struct {
 	held map[core.Resource]*lead
 	// settled are the volumes led here that wait for nothing, by
 	// environment: the bulk poll watches them (bulkpoll.go).
-	settled map[core.EnvironmentID]map[core.VolumeRef]struct{}
+	settled map[core.EnvironmentID]map[core.VolumeRef]*settledVolume
 	// reports are the bulk poll's answers for the volumes it queued.
 	reports map[core.VolumeRef]report
 
@@ -47,7 +47,7 @@ type lead struct {
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
-		settled: map[core.EnvironmentID]map[core.VolumeRef]struct{}{}, reports: map[core.VolumeRef]report{},
+		settled: map[core.EnvironmentID]map[core.VolumeRef]*settledVolume{}, reports: map[core.VolumeRef]report{},
 		ctx: ctx, cancel: cancel}
 }
 
@@ -195,8 +195,8 @@ func (m *monitor) process(r core.Resource) {
 		return
 	}
 	m.queue.forget(r)
-	if res.settled {
-		m.settle(r.Volume)
+	if res.settled != nil {
+		m.settle(r.Volume, res.settled)
 		return
 	}
 	m.queue.addAfter(r, res.requeue)

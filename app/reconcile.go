@@ -18,9 +18,10 @@ type result struct {
 	failed bool
 	// finished: the resource's keys are gone; resign and exit.
 	finished bool
-	// settled: a volume waiting for nothing; the bulk poll of its
-	// environment looks at it instead of a timer of its own.
-	settled bool
+	// settled: a volume waiting for nothing, as read by this reconcile;
+	// the bulk poll of its environment looks at it instead of a timer of
+	// its own.
+	settled *settledVolume
 }
 
 // statusTarget is where one plan's statuses go: a resource's status, or

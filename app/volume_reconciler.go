@@ -137,7 +137,7 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 		return result{requeue: e.pollFor(to.current)}, nil
 	}
 	// Nothing under way: the bulk poll of the environment looks at it.
-	return result{settled: true}, nil
+	return result{settled: &settledVolume{mv: mv, op: op, status: *to.current}}, nil
 }
 
 // settledState says a volume in st waits for nothing: the bulk poll
