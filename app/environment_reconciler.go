@@ -54,11 +54,12 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		return e.badInput(ctx, lead, to, stepOf(err, "create_storage"), err)
 	}
 
-	var volumes []string
-	for _, v := range e.volumesIn(id) {
-		volumes = append(volumes, v.Key())
+	in := core.EnvironmentInput{Operation: op, Status: status}
+	if op == core.OpStop { // only a stop waits for the volumes: listing 100,000 costs
+		for _, v := range e.volumesIn(id) {
+			in.Volumes = append(in.Volumes, v.Key())
+		}
 	}
-	in := core.EnvironmentInput{Operation: op, Status: status, Volumes: volumes}
 	plan := core.PlanEnvironment(in)
 	if plan.Observe {
 		in.Observed, in.ObserveErr = observe(ctx, e.cfg.ActionTimeout, func(ctx context.Context) (ports.EnvironmentHealth, error) {
