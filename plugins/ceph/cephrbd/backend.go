@@ -2,15 +2,8 @@
 // that replicates volumes (RBD images) from a source cluster's pool into
 // a target cluster's pool with rbd-mirror, which it runs and supervises
 // on the target side. It speaks to Ceph through librados/librbd (go-ceph)
-// and to rbd-mirror through its admin socket.
-//
-// Files by concern: backend.go (the type), meta.go and files.go (a
-// storage's metadata and private files), conn.go and call.go (cluster
-// connections), env_*.go (environments), daemons.go and rbdmirror_*.go
-// (the rbd-mirror daemons and their admin sockets), volume*.go, pause.go,
-// stop.go, firstcopy.go, delete.go, destroy.go (volumes), snapshot.go,
-// markers.go and paused.go (what is kept in the state directory),
-// retry.go (waiting bounded by the caller's context).
+// and to rbd-mirror through its admin socket. ARCHITECTURE.md lists its
+// files, one per concern.
 package cephrbd
 
 import (
