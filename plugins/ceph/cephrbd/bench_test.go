@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"slices"
@@ -12,7 +12,7 @@ import (
 // status poll of a replicating volume (docs/benchmarks.md): the plugin
 // in-process, so no process boundary is counted.
 //
-//	CEPH_LAB=$PWD/var/ceph-lab go test -tags pacific -run '^$' -bench CephVolumeStatus ./plugins/ceph/
+//	CEPH_LAB=$PWD/var/ceph-lab go test -tags pacific -run '^$' -bench CephVolumeStatus ./plugins/ceph/cephrbd/
 func BenchmarkCephVolumeStatus(b *testing.B) {
 	for _, mode := range []string{modeJournal, modeSnapshot} {
 		b.Run(mode, func(b *testing.B) {
