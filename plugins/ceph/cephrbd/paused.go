@@ -58,6 +58,13 @@ func (p *pausedSet) loadLocked() map[string][]string {
 	return set
 }
 
+// specs returns the paused images, read once for many volumes.
+func (p *pausedSet) specs() map[string][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loadLocked()
+}
+
 func (p *pausedSet) has(spec string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -88,12 +88,16 @@ func (v *volConns) failure(r sdk.VolumeReplication, rs rbd.SiteMirrorImageStatus
 	case rsOK && remoteFailed(rs):
 		r.State = sdk.ReplicationFailed
 	case dst.mirrored() && dst.mirror.Primary:
-		r.State = sdk.ReplicationFailed
-		r.Description = fmt.Sprintf("the copy %s on storage %s is primary too (split brain); resume to resync it from the source", v.spec, v.dst.key())
+		r.State, r.Description = sdk.ReplicationFailed, splitBrain(v.spec, v.dst.key())
 	default:
 		return nil
 	}
 	return &r
+}
+
+// splitBrain describes a copy that was promoted too.
+func splitBrain(spec, storage string) string {
+	return fmt.Sprintf("the copy %s on storage %s is primary too (split brain); resume to resync it from the source", spec, storage)
 }
 
 // replayStatus decides between replaying, failed, paused and syncing
