@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,7 +67,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 		_ = b.pausedSet(vol.Environment.ID).set(m.Pool+"/"+name, false)
 	}
 	var left leftovers
-	srcDone := make(chan bool, 1) // true: mirroring disabled on the source
+	srcDone := make(chan sourceOutcome, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { srcDone <- b.destroySource(ctx, budget.source, vol, name, &left) })
 	wg.Go(func() { b.destroyTarget(ctx, budget, vol, name, srcDone, &left) })
@@ -86,46 +87,103 @@ func (l *leftovers) add(format string, args ...any) {
 	l.list = append(l.list, fmt.Sprintf(format, args...))
 }
 
+// sourceOutcome is what the source side of a destroy found and did.
+type sourceOutcome struct {
+	read     bool // the source image was read before anything changed
+	mirrored bool // mirroring was enabled on it then
+	disabled bool // mirroring is disabled now, or never was enabled
+}
+
 // destroySource disables mirroring on the source image within budget
-// (forced when a plain disable fails); true once it is disabled or was
-// never enabled.
-func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol sdk.Volume, name string, left *leftovers) bool {
+// (forced when a plain disable fails).
+func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol sdk.Volume, name string, left *leftovers) sourceOutcome {
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	sd, err := b.side(vol.Environment.Source)
 	if err != nil {
 		left.add("source: %v", err)
-		return false
+		return sourceOutcome{}
 	}
+	var out sourceOutcome
 	io, err := b.ioctx(ctx, sd, false)
 	if err == nil {
 		defer io.Destroy()
-		err = b.disableSource(ctx, sd, io, name)
+		out, err = b.disableSource(ctx, sd, io, name)
 	}
 	if err != nil {
 		left.add("source image %s/%s on storage %s: mirroring may still be enabled (%v)", sd.m.Pool, name, sd.key(), err)
-		return false
 	}
-	return true
+	return out
 }
 
-func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContext, name string) error {
+func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContext, name string) (sourceOutcome, error) {
 	in, err := inspect(ctx, io, name, false)
-	if err != nil || !in.mirrored() {
-		return err
+	if err != nil {
+		return sourceOutcome{}, err
+	}
+	out := sourceOutcome{read: true, mirrored: in.mirrored()}
+	if !in.mirrored() {
+		out.disabled = true
+		return out, nil
 	}
 	b.removeSchedule(ctx, &volConns{src: sd, name: name}, in)
 	err = withImage(ctx, io, name, func(img *rbd.Image) error { return img.MirrorDisable(false) })
 	if err != nil {
 		err = withImage(ctx, io, name, func(img *rbd.Image) error { return img.MirrorDisable(true) })
 	}
-	return err
+	out.disabled = err == nil
+	return out, err
 }
 
-// destroyTarget sees the target copy gone within budget.target: once the
-// source is disabled, rbd-mirror deletes a non-primary copy itself and is
-// given budget.grace for it; what remains is deleted here.
-func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol sdk.Volume, name string, srcDone <-chan bool, left *leftovers) {
+// copyKind is what a destroy makes of the target image, from what it
+// was before the destroy changed anything.
+type copyKind int
+
+const (
+	copyNone       copyKind = iota // no image on the target
+	copyReplicated                 // rbd-mirror's copy, or one it is creating: the destroy deletes it
+	copyKept                       // the standalone copy a stop kept: the user's volume, left alone
+	copyUnknown                    // either of the two: left alone, and reported
+)
+
+// kindOfCopy tells rbd-mirror's copy (mirroring enabled or being
+// disabled, or rbd-mirror's snapshots still on it) from the one a stop
+// kept (mirroring disabled on both sides, rbd-mirror's snapshots removed
+// by verifyKept). A copy with mirroring disabled and no such snapshot
+// while the source is still mirrored is one rbd-mirror is creating; when
+// the source could not be read, it cannot be told.
+func kindOfCopy(dst imageInfo, src sourceOutcome) copyKind {
+	switch {
+	case !dst.exists:
+		return copyNone
+	case dst.mirror.State != rbd.MirrorImageDisabled || hasMirrorSnapshots(dst.snaps):
+		return copyReplicated
+	case !src.read:
+		return copyUnknown
+	case src.mirrored:
+		return copyReplicated
+	default:
+		return copyKept
+	}
+}
+
+// hasMirrorSnapshots says whether snaps hold one of rbd-mirror's: a
+// journal-mode sync point or a mirror snapshot.
+func hasMirrorSnapshots(snaps []rbd.SnapInfo) bool {
+	for _, s := range snaps {
+		if strings.HasPrefix(s.Name, syncPointPrefix) || strings.HasPrefix(s.Name, mirrorSnapPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// destroyTarget sees the replicated target copy gone within
+// budget.target: once the source is disabled, rbd-mirror deletes a
+// non-primary copy itself and is given budget.grace for it; what remains
+// is deleted here. A standalone copy a stop kept is left alone: it is
+// not a leftover but the user's volume, which only DeleteTarget removes.
+func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol sdk.Volume, name string, srcDone <-chan sourceOutcome, left *leftovers) {
 	ctx, cancel := context.WithTimeout(ctx, budget.target)
 	defer cancel()
 	dd, err := b.side(vol.Environment.Target)
@@ -139,12 +197,28 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 		return
 	}
 	defer io.Destroy()
-	var srcOK bool
+	// Read before the source's side changes anything (rbd-mirror then
+	// deletes its copy: disabling, then gone, never a kept copy's look).
+	before, err := inspect(ctx, io, name, false)
+	if err != nil {
+		left.add("target image %s/%s on storage %s may remain: it could not be read to tell a replicated copy from one a stop kept (%v)",
+			dd.m.Pool, name, dd.key(), err)
+		return
+	}
+	var src sourceOutcome
 	select {
-	case srcOK = <-srcDone:
+	case src = <-srcDone:
 	case <-ctx.Done():
 	}
-	if srcOK && awaitMirrorDelete(ctx, budget.grace, io, name) {
+	switch kindOfCopy(before, src) {
+	case copyKept:
+		return
+	case copyUnknown:
+		left.add("target image %s/%s on storage %s is left: mirroring is disabled on it, and with the source unread "+
+			"it cannot be told from a standalone copy a stop kept (DeleteTarget removes it)", dd.m.Pool, name, dd.key())
+		return
+	}
+	if src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name) {
 		return
 	}
 	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
