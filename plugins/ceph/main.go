@@ -1,21 +1,9 @@
 // Command mirror-plugin-ceph is the Ceph RBD storage plugin of mirrord:
 // it serves openstack.storage.type.ceph by driving rbd-mirror between
-// two Ceph clusters through librados/librbd (go-ceph).
+// two Ceph clusters through librados/librbd (go-ceph). The plugin itself
+// is the library package cephrbd.
 package main
 
-import (
-	"flag"
+import "github.com/cdmdr/mirror/plugins/ceph/cephrbd"
 
-	"github.com/cdmdr/mirror/plugins/sdk"
-)
-
-func main() {
-	stateDir := flag.String("state-dir", "/var/lib/mirrord/ceph", "directory for confs, keyrings, rbd-mirror sockets, pid files and logs")
-	flag.Parse()
-	log := sdk.Logger()
-	b := New(log, *stateDir)
-	if err := ensureDir(*stateDir); err != nil {
-		log.Error("cannot create the state directory", "dir", *stateDir, "error", err)
-	}
-	sdk.Serve(b)
-}
+func main() { cephrbd.Main() }

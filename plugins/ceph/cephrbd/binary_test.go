@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ func TestConformanceBinary(t *testing.T) {
 	r := newRig(t, modeJournal)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "ceph")
-	build := exec.Command("go", "build", "-tags", "pacific", "-o", bin, ".")
+	build := exec.Command("go", "build", "-tags", "pacific", "-o", bin, "github.com/cdmdr/mirror/plugins/ceph")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the plugin: %v\n%s", err, out)
 	}
@@ -37,7 +37,7 @@ func TestConformanceBinary(t *testing.T) {
 	})
 	plugintest.RunBinary(t, script, func(t *testing.T, b sdk.Backend) plugintest.Harness {
 		h := r.newHarness(t)
-		h.remote = b
+		h.remote, h.stateDir = b, state
 		return h
 	})
 	checkPrivate(t, state)

@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -224,6 +224,8 @@ type labHarness struct {
 	// remote, when set, is the backend under test instead of r.be: the
 	// plugin executable, reached over gRPC.
 	remote sdk.Backend
+	// stateDir is the state directory of the backend under test.
+	stateDir string
 }
 
 // newHarness creates a fresh source image with a snapshot.
@@ -251,7 +253,8 @@ func (r *labRig) newHarness(t testing.TB) *labHarness {
 		}
 	})
 	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: volUUID}
-	return &labHarness{r: r, env: env, vol: vol, snap: sdk.Snapshot{Volume: vol, SnapshotID: 21, SnapshotUUID: snapUUID, SnapshotName: "s"}}
+	return &labHarness{r: r, env: env, vol: vol, stateDir: r.be.stateDir,
+		snap: sdk.Snapshot{Volume: vol, SnapshotID: 21, SnapshotUUID: snapUUID, SnapshotName: "s"}}
 }
 
 func removeImageForTest(io *rados.IOContext, name string) {
@@ -318,8 +321,6 @@ func checkPrivate(t *testing.T, dir string) {
 		return nil
 	})
 }
-
-var _ = context.Background
 
 func TestConformanceSnapshotMode(t *testing.T) {
 	r := newRig(t, modeSnapshot)

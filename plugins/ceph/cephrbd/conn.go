@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -66,36 +65,7 @@ func (b *Backend) conn(ctx context.Context, sd side, admin bool) (*rados.Conn, e
 	}
 	b.mu.Unlock()
 
-	conn, err := call(ctx, func() (*rados.Conn, error) {
-		conn, err := rados.NewConnWithClusterAndUser(sd.key(), "client."+user)
-		if err != nil {
-			return nil, fmt.Errorf("new connection: %w", err)
-		}
-		if err := conn.ReadConfigFile(sd.files.Conf); err != nil {
-			conn.Shutdown()
-			return nil, fmt.Errorf("read %s: %w", sd.files.Conf, err)
-		}
-		secs := strconv.Itoa(int(opTimeout / time.Second))
-		for _, o := range [][2]string{
-			{"keyring", keyring},
-			{"rados_mon_op_timeout", secs},
-			{"rados_osd_op_timeout", "30"},
-			{"client_mount_timeout", secs},
-			// Our short-lived clients need no admin socket of their own,
-			// whatever the cluster's conf says.
-			{"admin_socket", ""},
-		} {
-			if err := conn.SetConfigOption(o[0], o[1]); err != nil {
-				conn.Shutdown()
-				return nil, fmt.Errorf("set %s: %w", o[0], err)
-			}
-		}
-		if err := conn.Connect(); err != nil {
-			conn.Shutdown()
-			return nil, err
-		}
-		return conn, nil
-	})
+	conn, err := call(ctx, func() (*rados.Conn, error) { return connect(sd, user, keyring) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -110,6 +80,40 @@ func (b *Backend) conn(ctx context.Context, sd side, admin bool) (*rados.Conn, e
 	}
 	b.conns[cacheKey] = cachedConn{fingerprint: fp, conn: conn}
 	b.mu.Unlock()
+	return conn, nil
+}
+
+// connect makes a new connection to sd's cluster as client.user with
+// the given keyring file; every librados timeout is set, so that an
+// unreachable cluster fails the calls instead of hanging them.
+func connect(sd side, user, keyring string) (*rados.Conn, error) {
+	conn, err := rados.NewConnWithClusterAndUser(sd.key(), "client."+user)
+	if err != nil {
+		return nil, fmt.Errorf("new connection: %w", err)
+	}
+	if err := conn.ReadConfigFile(sd.files.Conf); err != nil {
+		conn.Shutdown()
+		return nil, fmt.Errorf("read %s: %w", sd.files.Conf, err)
+	}
+	secs := strconv.Itoa(int(opTimeout / time.Second))
+	for _, o := range [][2]string{
+		{"keyring", keyring},
+		{"rados_mon_op_timeout", secs},
+		{"rados_osd_op_timeout", "30"},
+		{"client_mount_timeout", secs},
+		// Our short-lived clients need no admin socket of their own,
+		// whatever the cluster's conf says.
+		{"admin_socket", ""},
+	} {
+		if err := conn.SetConfigOption(o[0], o[1]); err != nil {
+			conn.Shutdown()
+			return nil, fmt.Errorf("set %s: %w", o[0], err)
+		}
+	}
+	if err := conn.Connect(); err != nil {
+		conn.Shutdown()
+		return nil, err
+	}
 	return conn, nil
 }
 
@@ -147,41 +151,4 @@ func (b *Backend) ioctx(ctx context.Context, sd side, admin bool) (*rados.IOCont
 		return nil, fmt.Errorf("open pool %s on storage %s: %w", sd.m.Pool, sd.key(), err)
 	}
 	return io, nil
-}
-
-// call runs f, returning early with ctx's error when ctx ends first (f
-// then finishes in the background: librados calls cannot be interrupted,
-// and each is bounded by opTimeout).
-func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
-}
-
-// do is call for functions without a result.
-func do(ctx context.Context, f func() error) error {
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, f() })
-	return err
-}
-
-// isErrno says whether a go-ceph error carries the (positive) errno e.
-func isErrno(err error, e syscall.Errno) bool {
-	var c interface{ ErrorCode() int }
-	return errors.As(err, &c) && (c.ErrorCode() == -int(e) || c.ErrorCode() == int(e))
 }

@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"encoding/json"

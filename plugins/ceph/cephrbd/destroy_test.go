@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"bufio"
@@ -325,7 +325,7 @@ func probeSite(s labSite) error {
 }
 
 // strayCalls counts the goroutines running a librados call through call
-// (conn.go): a call whose caller gave up finishes in the background.
+// (call.go): a call whose caller gave up finishes in the background.
 func strayCalls() int {
 	buf := make([]byte, 1<<20)
 	for {

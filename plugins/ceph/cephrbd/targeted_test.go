@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -99,7 +99,10 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	}
 	spec := "volumes/volume-" + h.vol.VolumeUUID
 	asok := r.be.asokPath(h.env.ID)
-	stopped := func() bool { st, err := imageStateAt(ctx, asok, spec); return err == nil && st.State == "Stopped" }
+	stopped := func() bool {
+		st, err := imageStateAt(ctx, asok, spec)
+		return err == nil && st.State == replayerStopped
+	}
 	waitFor(t, "stopped on the admin socket", 30*time.Second, stopped)
 	pidFile := filepath.Join(r.be.runDir(h.env.ID), "rbd-mirror.pid")
 	b, err := os.ReadFile(pidFile)
@@ -137,7 +140,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	}
 	waitFor(t, "replaying after resume", 60*time.Second, func() bool {
 		st, err := imageStateAt(ctx, asok, spec)
-		return err == nil && st.State == "Replaying"
+		return err == nil && st.State == replayerReplaying
 	})
 	if err := r.be.StopVolume(ctx, h.vol); err != nil {
 		t.Fatalf("StopVolume: %v", err)

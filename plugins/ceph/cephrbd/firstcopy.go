@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -43,16 +43,13 @@ func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, sr
 			return copyState{progress: -1, missing: "rbd-mirror's image sync is still copying it"}, nil
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, asokTimeout)
-	_, _, err := replayerOf(sctx, b.clusterAsoks(vol.Environment.ID), v.spec)
-	cancel()
-	if err == nil {
+	if _, err := b.replayer(ctx, vol, v); err == nil {
 		return copyState{done: true, progress: 100}, nil
 	}
 	// None of our rbd-mirror daemons runs it (yet): the cluster's mirror
 	// status, which any rbd-mirror writes but lags up to 30 s, says
 	// "replaying" only once the image sync is over.
-	if rs, ok := remoteStatus(src); ok && rs.Up && rs.State == rbd.MirrorImageStatusStateReplaying {
+	if rs, ok := remoteStatus(src); ok && remoteReplaying(rs) {
 		return copyState{done: true, progress: 100}, nil
 	}
 	return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil

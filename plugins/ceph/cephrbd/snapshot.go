@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -58,7 +58,15 @@ func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
 		return err
 	}
 	defer v.close()
-	err = withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
+	if err := v.protectOnSource(ctx, name); err != nil {
+		return err
+	}
+	return v.sendToCopy(ctx, name)
+}
+
+// protectOnSource protects the snapshot on the source image.
+func (v *volConns) protectOnSource(ctx context.Context, name string) error {
+	err := withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
 		ok, err := hasSnapshot(img, name)
 		if err != nil {
 			return err
@@ -78,11 +86,16 @@ func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("protect snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
 	}
-	// In snapshot mode the copy learns of snapshots and their protection
-	// only at the next mirror snapshot: take one now, unless the copy has
-	// it already, so the recovery point does not wait for the schedule.
+	return nil
+}
+
+// sendToCopy takes a mirror snapshot in snapshot mode, where the copy
+// learns of snapshots and their protection only at the next mirror
+// snapshot: the recovery point does not wait for the schedule. Not when
+// the copy has the snapshot protected already.
+func (v *volConns) sendToCopy(ctx context.Context, name string) error {
 	in, err := inspect(ctx, v.srcIO, v.name, false)
-	if err != nil || in.mirror.State != rbd.MirrorImageEnabled || in.mode != rbd.ImageMirrorModeSnapshot {
+	if err != nil || !in.mirrored() || in.mode != rbd.ImageMirrorModeSnapshot {
 		return nil
 	}
 	if exists, prot, err := snapOn(ctx, v.dstIO, v.name, name); err == nil && exists && prot {

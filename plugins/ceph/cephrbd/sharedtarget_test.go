@@ -1,4 +1,4 @@
-package main
+package cephrbd
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 	for _, v := range vols {
 		waitFor(t, "stopped "+spec(v), 30*time.Second, func() bool {
 			st, _, err := replayerOf(ctx, asoks, spec(v))
-			return err == nil && st.State == "Stopped"
+			return err == nil && st.State == replayerStopped
 		})
 		if st, err := r.be.VolumeStatus(ctx, v); err != nil || st.State != sdk.ReplicationPaused {
 			t.Fatalf("VolumeStatus %s = %+v, %v; want paused", spec(v), st, err)

@@ -1,0 +1,44 @@
+package cephrbd
+
+import (
+	"context"
+	"errors"
+	"syscall"
+)
+
+// call runs f, returning early with ctx's error when ctx ends first (f
+// then finishes in the background: librados calls cannot be interrupted,
+// and each is bounded by opTimeout).
+func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// do is call for functions without a result.
+func do(ctx context.Context, f func() error) error {
+	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+// isErrno says whether a go-ceph error carries the (positive) errno e.
+func isErrno(err error, e syscall.Errno) bool {
+	var c interface{ ErrorCode() int }
+	return errors.As(err, &c) && (c.ErrorCode() == -int(e) || c.ErrorCode() == int(e))
+}

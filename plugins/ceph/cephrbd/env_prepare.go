@@ -1,0 +1,164 @@
+package cephrbd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+// daemonPollInterval paces the wait for a new rbd-mirror to answer.
+const daemonPollInterval = 200 * time.Millisecond
+
+// PrepareEnvironment implements sdk.Backend: image-mode mirroring on both
+// pools, the source registered as the target pool's peer, and an
+// rbd-mirror for the target cluster, ready once it answers.
+func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
+	e, err := b.openEnv(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	// Check everything that can refuse before changing anything.
+	ours, modes, err := e.checkPreparable(ctx)
+	if err != nil {
+		return err
+	}
+	// Nothing refused: now change what needs changing.
+	if err := e.enableImageMode(ctx, modes); err != nil {
+		return err
+	}
+	if err := b.ensurePeer(ctx, env, e, ours); err != nil {
+		return err
+	}
+	if err := b.writeMarker(env.ID, marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite}); err != nil {
+		return err
+	}
+	return b.startDaemon(ctx, env, e.dst)
+}
+
+// checkPreparable refuses what this environment cannot be prepared on:
+// one cluster for both sides, a target pool that pulls from another
+// cluster, a pool in pool mode. It returns our peer (nil when missing)
+// and both pools' mirror modes.
+func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []rbd.MirrorMode, error) {
+	if e.srcSite == e.dstSite {
+		return nil, nil, fmt.Errorf("storages %s and %s have the same mirror site name %q (the same cluster?); rbd-mirror needs two clusters: %w",
+			e.src.key(), e.dst.key(), e.srcSite, sdk.ErrPrecondition)
+	}
+	ours, foreign, err := e.peers(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if foreign != nil {
+		return nil, nil, fmt.Errorf("target pool %s on storage %s already pulls from another cluster: mirror peer site %q (uuid %s, client %s); "+
+			"rbd-mirror replicates into one pool from one source only, so this environment cannot share it. "+
+			"If that peer is stale, remove it on the target cluster with `rbd mirror pool peer remove %s %s`: %w",
+			e.dst.m.Pool, e.dst.key(), foreign.SiteName, foreign.UUID, foreign.ClientName, e.dst.m.Pool, foreign.UUID, sdk.ErrPrecondition)
+	}
+	var modes []rbd.MirrorMode
+	for _, p := range e.pools() {
+		mode, err := mirrorMode(ctx, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if mode == rbd.MirrorModePool {
+			return nil, nil, fmt.Errorf("pool %s on storage %s mirrors in pool mode (every image); this product needs image mode. "+
+				"Switch it with `rbd mirror pool enable %s image` once you know no image relies on pool mode: %w",
+				p.s.m.Pool, p.s.key(), p.s.m.Pool, sdk.ErrPrecondition)
+		}
+		modes = append(modes, mode)
+	}
+	return ours, modes, nil
+}
+
+// enableImageMode turns image-mode mirroring on in the pools (modes as
+// checkPreparable read them) that have mirroring disabled.
+func (e *envConns) enableImageMode(ctx context.Context, modes []rbd.MirrorMode) error {
+	for i, p := range e.pools() {
+		if modes[i] != rbd.MirrorModeDisabled {
+			continue
+		}
+		if err := do(ctx, func() error { return rbd.SetMirrorMode(p.io, rbd.MirrorModeImage) }); err != nil {
+			return fmt.Errorf("enable image mirroring on pool %s of storage %s: %w", p.s.m.Pool, p.s.key(), err)
+		}
+	}
+	return nil
+}
+
+// ensurePeer registers the source as the rx peer of the target pool
+// unless ours is it already, and gives the peer the source's monitors
+// and the peer user's key.
+func (b *Backend) ensurePeer(ctx context.Context, env sdk.Environment, e *envConns, ours *rbd.MirrorPeerSite) error {
+	key, err := b.peerKey(ctx, e)
+	if err != nil {
+		return err
+	}
+	if ours == nil {
+		uuid, err := call(ctx, func() (string, error) {
+			return rbd.AddMirrorPeerSite(e.dstIO, e.srcSite, peerClient, rbd.MirrorPeerDirectionRx)
+		})
+		if err != nil {
+			return fmt.Errorf("add storage %s as mirror peer of pool %s on storage %s: %w", e.src.key(), e.dst.m.Pool, e.dst.key(), err)
+		}
+		ours = &rbd.MirrorPeerSite{UUID: uuid, SiteName: e.srcSite, ClientName: peerClient}
+		b.log.Info("added mirror peer", "env", env.ID, "pool", e.dst.m.Pool, "target", e.dst.key(), "peer_site", e.srcSite, "uuid", uuid)
+	}
+	attrs, err := call(ctx, func() (map[string]string, error) { return rbd.GetAttributesMirrorPeerSite(e.dstIO, ours.UUID) })
+	if err == nil && attrs["mon_host"] == e.srcMonHost && attrs["key"] == key {
+		return nil
+	}
+	err = do(ctx, func() error {
+		return rbd.SetAttributesMirrorPeerSite(e.dstIO, ours.UUID, map[string]string{"mon_host": e.srcMonHost, "key": key})
+	})
+	if err != nil {
+		return fmt.Errorf("set the address and key of mirror peer %s on pool %s of storage %s: %w", ours.UUID, e.dst.m.Pool, e.dst.key(), err)
+	}
+	return nil
+}
+
+// peerKey creates (or reads) the peer user on the source and returns its
+// key. The key is a secret: it goes only into the peer's attributes.
+func (b *Backend) peerKey(ctx context.Context, e *envConns) (string, error) {
+	cmd, _ := json.Marshal(map[string]any{
+		"prefix": "auth get-or-create", "entity": peerClient,
+		"caps": []string{"mon", "profile rbd-mirror-peer", "osd", "profile rbd"}, "format": "json",
+	})
+	out, err := call(ctx, func() ([]byte, error) {
+		out, _, err := e.srcConn.MonCommand(cmd)
+		return out, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("create user %s on storage %s: %w", peerClient, e.src.key(), err)
+	}
+	var entries []struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil || len(entries) == 0 || entries[0].Key == "" {
+		return "", fmt.Errorf("create user %s on storage %s: the monitors' answer holds no key", peerClient, e.src.key())
+	}
+	return entries[0].Key, nil
+}
+
+// startDaemon starts (or adopts) the environment's rbd-mirror and waits
+// until it answers on its admin socket.
+func (b *Backend) startDaemon(ctx context.Context, env sdk.Environment, dst side) error {
+	d, err := b.daemon(env, dst)
+	if err != nil {
+		return fmt.Errorf("start rbd-mirror for storage %s: %w", dst.key(), err)
+	}
+	for {
+		if d.running() {
+			if _, err := asokCommand(ctx, d.asok, "rbd mirror status"); err == nil {
+				return nil
+			}
+		}
+		if err := sleep(ctx, daemonPollInterval); err != nil {
+			return fmt.Errorf("waiting for rbd-mirror of environment %s: %w", env.ID, err)
+		}
+	}
+}

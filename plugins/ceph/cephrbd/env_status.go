@@ -1,0 +1,82 @@
+package cephrbd
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+// EnvironmentStatus implements sdk.Backend: ready when both pools mirror
+// in image mode, the source is the target pool's only peer, and the
+// plugin's rbd-mirror runs with no foreign one beside it.
+func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (sdk.EnvironmentHealth, error) {
+	if err := ctx.Err(); err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	if err := checkEnvID(env); err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	if !b.prepared(env.ID) {
+		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil
+	}
+	e, err := b.openEnv(ctx, env)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	defer e.close()
+	missing, err := e.poolsMissing(ctx)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	missing = append(missing, b.daemonMissing(ctx, env, e)...)
+	if len(missing) > 0 {
+		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; ")}, nil
+	}
+	return sdk.EnvironmentHealth{Ready: true, Description: "pools in image mode, peer set, rbd-mirror running"}, nil
+}
+
+// poolsMissing says what the pools lack: image mode on either side, our
+// peer on the target, and a foreign peer there too.
+func (e *envConns) poolsMissing(ctx context.Context) ([]string, error) {
+	var missing []string
+	for _, p := range e.pools() {
+		mode, err := mirrorMode(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		if mode != rbd.MirrorModeImage {
+			missing = append(missing, fmt.Sprintf("pool %s on storage %s mirrors in mode %s, not image", p.s.m.Pool, p.s.key(), mode))
+		}
+	}
+	ours, foreign, err := e.peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ours == nil {
+		missing = append(missing, fmt.Sprintf("pool %s on storage %s has no mirror peer for storage %s", e.dst.m.Pool, e.dst.key(), e.src.key()))
+	}
+	if foreign != nil {
+		missing = append(missing, fmt.Sprintf("pool %s on storage %s also pulls from mirror peer site %q (uuid %s)", e.dst.m.Pool, e.dst.key(), foreign.SiteName, foreign.UUID))
+	}
+	return missing, nil
+}
+
+// daemonMissing says what is wrong with the environment's rbd-mirror: not
+// running, or sharing the pool with rbd-mirror instances the plugin does
+// not run.
+func (b *Backend) daemonMissing(ctx context.Context, env sdk.Environment, e *envConns) []string {
+	d, err := b.daemon(env, e.dst)
+	if err != nil || !d.running() {
+		return []string{fmt.Sprintf("rbd-mirror for storage %s is not running (log under %s/log)", e.dst.key(), b.stateDir)}
+	}
+	if foreign := foreignInstances(ctx, b.clusterAsoks(env.ID), e.dst.m.Pool); len(foreign) > 0 {
+		return []string{fmt.Sprintf("rbd-mirror instances this plugin does not run (ids %s) replicate pool %s on storage %s: "+
+			"they take some of its images, where the plugin can neither pause nor watch them; stop those rbd-mirror daemons "+
+			"(the plugin runs its own for this environment)", strings.Join(foreign, ", "), e.dst.m.Pool, e.dst.key())}
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package cephrbd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+// Pacing of resume's loop, and how long it tries when its caller set no
+// deadline.
+const (
+	resumeFirstWait = 500 * time.Millisecond
+	resumeMaxWait   = 2 * time.Second
+	resumeFallback  = 10 * time.Second
+)
+
+// PauseVolume implements sdk.Backend: the pause is recorded in the state
+// directory and the image's replayer stopped on rbd-mirror, under either
+// of its names.
+func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
+	v, _, err := b.openReplicated(ctx, vol)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	if err := b.pausedSet(vol.Environment.ID).set(v.spec, true, v.replayerNames()[1:]...); err != nil {
+		return fmt.Errorf("record the pause: %w", err)
+	}
+	// Stop it now wherever rbd-mirror runs it, bootstrapping (the first
+	// copy, in journal mode) or replaying; otherwise the supervisor stops
+	// it as soon as its replayer appears.
+	for _, name := range v.replayerNames() {
+		if err := tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ResumeVolume implements sdk.Backend: replay starts again; a failed
+// replication (split brain, ...) resumes by a resync.
+func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
+	v, in, err := b.openReplicated(ctx, vol)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	if err := b.resume(ctx, vol, v); err != nil {
+		return err
+	}
+	if rs, ok := remoteStatus(in); ok && remoteFailed(rs) {
+		return b.resync(ctx, vol, v)
+	}
+	return nil
+}
+
+// resync flags the non-primary copy for a resync from the source.
+func (b *Backend) resync(ctx context.Context, vol sdk.Volume, v *volConns) error {
+	err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorResync() })
+	if err != nil && !errors.Is(err, rbd.ErrNotFound) {
+		return fmt.Errorf("resync %s on storage %s: %w", v.spec, v.dst.key(), err)
+	}
+	b.log.Info("resync requested", "env", vol.Environment.ID, "image", v.name)
+	return nil
+}
+
+// openReplicated opens a volume for Pause/Resume: ErrNotFound unless its
+// source image is replicated. The caller closes the connections.
+func (b *Backend) openReplicated(ctx context.Context, vol sdk.Volume) (*volConns, imageInfo, error) {
+	v, err := b.openVol(ctx, vol)
+	if err != nil {
+		return nil, imageInfo{}, err
+	}
+	in, err := inspect(ctx, v.srcIO, v.name, true)
+	if err != nil {
+		v.close()
+		return nil, in, fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	if !in.mirrored() {
+		v.close()
+		return nil, in, fmt.Errorf("image %s/%s on storage %s is not replicated: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+	}
+	v.globalID = in.mirror.GlobalID
+	return v, in, nil
+}
+
+// resume takes the volume out of the paused set and restarts its replay.
+// It starts replay while rbd-mirror holds the image stopped, whoever
+// stopped it: a start that lands while a stop is still being applied is
+// lost, so it looks again until the image replays (level, not edge), for
+// as long as ctx allows.
+func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error {
+	ps := b.pausedSet(vol.Environment.ID)
+	if ps.has(v.spec) {
+		if err := ps.set(v.spec, false); err != nil {
+			return err
+		}
+	}
+	asoks := b.clusterAsoks(vol.Environment.ID)
+	loop, cancel := retryContext(ctx, resumeFallback)
+	defer cancel()
+	wait := newBackoff(resumeFirstWait, resumeMaxWait)
+	for {
+		st, asok, name, err := v.findReplayer(loop, asoks)
+		if err != nil || (st.State != replayerStopped && st.State != replayerStopping) {
+			return nil // replaying, starting, or no replayer yet: nothing to start
+		}
+		if st.State == replayerStopped {
+			if _, err := asokCommand(loop, asok, "rbd mirror start "+name); err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		if err := wait.wait(loop); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("rbd-mirror keeps %s stopped after repeated starts: %w", v.spec, sdk.ErrRetryable)
+		}
+	}
+}
+
+// findReplayer finds the volume's replayer under either of its names:
+// what rbd-mirror says of it, at which admin socket, under which name.
+func (v *volConns) findReplayer(ctx context.Context, asoks []string) (st imageReplayerState, asok, name string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, asokTimeout)
+	defer cancel()
+	err = errors.New("no replayer")
+	for _, name = range v.replayerNames() {
+		if st, asok, err = replayerOf(ctx, asoks, name); err == nil {
+			break
+		}
+	}
+	return st, asok, name, err
+}

@@ -1,0 +1,90 @@
+package cephrbd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ceph/go-ceph/rbd"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
+)
+
+// StartVolume implements sdk.Backend: mirroring enabled on the source
+// image (journal mode with exclusive-lock and journaling, or snapshot
+// mode with the storage's schedule), and a paused volume resumed.
+func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !b.prepared(vol.Environment.ID) {
+		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
+	}
+	v, err := b.openVol(ctx, vol)
+	if err != nil {
+		return err
+	}
+	defer v.close()
+	in, err := inspect(ctx, v.srcIO, v.name, false)
+	if err != nil {
+		return fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	if err := v.checkSource(in); err != nil {
+		return err
+	}
+	v.globalID = in.mirror.GlobalID
+	if in.mirror.State != rbd.MirrorImageEnabled {
+		if err := b.enableMirroring(ctx, vol, v, in); err != nil {
+			return err
+		}
+	}
+	if v.src.m.MirrorMode == modeSnapshot && v.src.m.MirrorSnapshotInterval != "" {
+		if err := b.addSchedule(ctx, v); err != nil {
+			return err
+		}
+	}
+	// Start resumes a paused volume.
+	return b.resume(ctx, vol, v)
+}
+
+// checkSource refuses a source image that is missing or is itself a
+// non-primary mirror copy.
+func (v *volConns) checkSource(in imageInfo) error {
+	if !in.exists {
+		return fmt.Errorf("image %s/%s does not exist on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+	}
+	if in.following() {
+		return fmt.Errorf("image %s/%s on storage %s is a non-primary mirror copy itself; it cannot be a source: %w",
+			v.src.m.Pool, v.name, v.src.key(), sdk.ErrPrecondition)
+	}
+	return nil
+}
+
+// enableMirroring enables mirroring on the source image in the storage's
+// mode; journal mode first needs the exclusive-lock and journaling
+// features.
+func (b *Backend) enableMirroring(ctx context.Context, vol sdk.Volume, v *volConns, in imageInfo) error {
+	mode := rbd.ImageMirrorModeSnapshot
+	if v.src.m.MirrorMode == modeJournal {
+		mode = rbd.ImageMirrorModeJournal
+	}
+	err := withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error {
+		if mode == rbd.ImageMirrorModeJournal {
+			for _, f := range []uint64{rbd.FeatureExclusiveLock, rbd.FeatureJournaling} {
+				if in.features&f == 0 {
+					if err := img.UpdateFeatures(f, true); err != nil {
+						return fmt.Errorf("enable feature bit %#x: %w", f, err)
+					}
+				}
+			}
+		}
+		if err := img.MirrorEnable(mode); err != nil {
+			return fmt.Errorf("enable %s mirroring: %w", mode, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	b.log.Info("mirroring enabled", "env", vol.Environment.ID, "image", v.name, "mode", mode.String())
+	return nil
+}
