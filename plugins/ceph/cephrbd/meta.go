@@ -18,7 +18,7 @@ const (
 	modeSnapshot = "snapshot"
 )
 
-// meta is a Ceph storage's metadata (SPEC §2). It holds secrets: never
+// meta is a Ceph storage's metadata (docs/contract.md §2.2). It holds secrets: never
 // log it, never format it into an error.
 type meta struct {
 	Pool                   string `json:"pool"`
