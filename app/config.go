@@ -29,7 +29,7 @@ type Config struct {
 	// Backoff paces retries after failures.
 	Backoff core.Backoff
 	// Workers is the number of reconciles run at once, campaigns
-	// included (default 64). Goroutines do not grow with the number of
+	// included (default 128). Goroutines do not grow with the number of
 	// volumes: one work queue feeds this pool.
 	Workers int
 	// SnapshotCreatedSubject and SnapshotDeletedSubject are where the
@@ -48,7 +48,7 @@ const (
 	DefaultFastPollInterval       = 2 * time.Second
 	DefaultActionTimeout          = 5 * time.Minute
 	DefaultDestroyTimeout         = 2 * time.Minute
-	DefaultWorkers                = 64
+	DefaultWorkers                = 128
 	DefaultSnapshotCreatedSubject = "cdm.cluster.volume_snapshot.created"
 	DefaultSnapshotDeletedSubject = "cdm.cluster.volume_snapshot.deleted"
 	DefaultSnapshotDurable        = "mirrord-snapshots"
