@@ -463,35 +463,6 @@ func placeholders(p core.ParsedKey) *strings.Replacer {
 		"{v}", u(p.Volume.VolumeID), "{n}", u(p.Snapshot.SnapshotID))
 }
 
-// buildKey writes a parsed key back with core's builders.
-func buildKey(p core.ParsedKey) string {
-	switch p.Kind {
-	case core.KindStorage:
-		return core.StorageKey(p.Storage)
-	case core.KindStorageMetadata:
-		return core.StorageMetadataKey(p.Storage)
-	case core.KindClusterVolume:
-		return core.ClusterVolumeKey(p.Cluster, p.VolumeID)
-	case core.KindEnvironment:
-		return core.EnvironmentKey(p.Env)
-	case core.KindEnvironmentOperation:
-		return core.EnvironmentOperationKey(p.Env)
-	case core.KindEnvironmentStatus:
-		return core.EnvironmentStatusKey(p.Env)
-	case core.KindVolume:
-		return core.VolumeKey(p.Volume)
-	case core.KindVolumeOperation:
-		return core.VolumeOperationKey(p.Volume)
-	case core.KindVolumeStatus:
-		return core.VolumeStatusKey(p.Volume)
-	case core.KindSnapshot:
-		return core.SnapshotKey(p.Snapshot)
-	case core.KindSnapshotStatus:
-		return core.SnapshotStatusKey(p.Snapshot)
-	}
-	return "<kind " + p.Kind.String() + " has no builder>"
-}
-
 // TestContractKeys: every example of §2.1 parses with core.ParseKey, is
 // built back byte for byte by core's builders, and is its row's key form
 // filled in; every kind of key core knows has a row, and so do the leader
@@ -509,7 +480,7 @@ func TestContractKeys(t *testing.T) {
 			t.Errorf("%s: example %q: core.ParseKey: %v", r.at(), example, err)
 			continue
 		}
-		built := buildKey(p)
+		built := rebuild(p)
 		if leader {
 			if p.Kind != core.KindEnvironment && p.Kind != core.KindVolume {
 				t.Errorf("%s: leader key %q leads a %s; only environments and volumes have leaders", r.at(), example, p.Kind)
