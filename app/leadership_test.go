@@ -287,3 +287,35 @@ func TestGracefulStopResigns(t *testing.T) {
 		wantFenced(t, h)
 	})
 }
+
+// TestTakeoverReadsWhatTheWatchMissed: a new leader goes on from the
+// previous leader's last write even when its own watch missed that write
+// (the cache lags): d2 never saw d1's "deleting", yet does not ask the
+// backend to delete the target a second time.
+func TestTakeoverReadsWhatTheWatchMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, d1 := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		h.Start("d2")
+		if got := leaderOf(h, core.VolumeKey(vol7)); got != "d1" {
+			t.Fatalf("volume led by %q, want d1", got)
+		}
+		release := h.Shared.Backend.Block("DeleteTarget")
+		defer release()
+		setOp(h, vol7, "stop_and_delete")
+		h.WaitFor("d1's DeleteTarget under way", func() bool { return h.Shared.Backend.Blocked("DeleteTarget") == 1 })
+		h.WaitIdle()
+		h.Shared.KV.DropNextEvents(volStatus7, 1) // nobody's watch sees "deleting"
+		release()
+		h.WaitFor("deleting written by d1", func() bool {
+			st, ok := h.Status(volStatus7)
+			return ok && st.StateCode == core.StateDeleting
+		})
+		h.WaitIdle()
+		d1.Crash()
+		waitVolumeGone(h, vol7)
+		if n := callsFor(h, "DeleteTarget", seedUUID); n != 1 {
+			t.Fatalf("DeleteTarget called %d times, want 1: d2 went on from the stale stopping, not from d1's deleting", n)
+		}
+	})
+}
