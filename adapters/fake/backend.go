@@ -148,6 +148,15 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment
 	return nil
 }
 
+// ReleaseEnvironment implements ports.StorageBackend: the call is logged
+// (tests check who released what); memstorage runs nothing per host.
+func (b *Backend) ReleaseEnvironment(ctx context.Context, env ports.Environment) error {
+	if err := b.enter(ctx, "ReleaseEnvironment", env.ID); err != nil {
+		return err
+	}
+	return b.mem.ReleaseEnvironment(ctx, env)
+}
+
 // StartVolume implements ports.StorageBackend. It needs the environment
 // prepared (ErrPrecondition otherwise), like a real pool without mirroring
 // enabled would.

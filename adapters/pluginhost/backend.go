@@ -74,6 +74,12 @@ func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment
 	})
 }
 
+func (b *backend) ReleaseEnvironment(ctx context.Context, env ports.Environment) error {
+	return do(b, ctx, "ReleaseEnvironment", func(ctx context.Context, be sdk.Backend) error {
+		return be.ReleaseEnvironment(ctx, env)
+	})
+}
+
 func (b *backend) StartVolume(ctx context.Context, vol ports.Volume) error {
 	return do(b, ctx, "StartVolume", func(ctx context.Context, be sdk.Backend) error {
 		return be.StartVolume(ctx, vol)

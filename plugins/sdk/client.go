@@ -54,6 +54,16 @@ func (g *grpcClient) TeardownEnvironment(ctx context.Context, env Environment) e
 	return fromStatus(err)
 }
 
+// ReleaseEnvironment is a no-op for a plugin built before it existed
+// (codes.Unimplemented): such a plugin runs nothing it must stop.
+func (g *grpcClient) ReleaseEnvironment(ctx context.Context, env Environment) error {
+	_, err := g.c.ReleaseEnvironment(ctx, &pb.EnvironmentRequest{Environment: environmentToPB(env)})
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	return fromStatus(err)
+}
+
 func (g *grpcClient) StartVolume(ctx context.Context, vol Volume) error {
 	_, err := g.c.StartVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
 	return fromStatus(err)

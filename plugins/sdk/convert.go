@@ -60,13 +60,15 @@ func infoToPB(i Info) *pb.InfoResponse {
 	return &pb.InfoResponse{Name: i.Name, Version: i.Version, StorageTypes: i.StorageTypes, Capabilities: &pb.Capabilities{
 		Pause: i.Capabilities.Pause, KeepTargetStop: i.Capabilities.KeepTargetStop,
 		Snapshots: i.Capabilities.Snapshots, SnapshotModes: i.Capabilities.SnapshotModes,
+		VolumesFollowEnvironment: i.Capabilities.VolumesFollowEnvironment,
 	}}
 }
 
 func infoFromPB(i *pb.InfoResponse) Info {
 	info := Info{Name: i.GetName(), Version: i.GetVersion(), StorageTypes: i.GetStorageTypes()}
 	if c := i.GetCapabilities(); c != nil {
-		info.Capabilities = Capabilities{Pause: c.Pause, KeepTargetStop: c.KeepTargetStop, Snapshots: c.Snapshots, SnapshotModes: c.SnapshotModes}
+		info.Capabilities = Capabilities{Pause: c.Pause, KeepTargetStop: c.KeepTargetStop, Snapshots: c.Snapshots,
+			SnapshotModes: c.SnapshotModes, VolumesFollowEnvironment: c.VolumesFollowEnvironment}
 	}
 	return info
 }

@@ -43,6 +43,10 @@ func (r *recorder) TeardownEnvironment(_ context.Context, e sdk.Environment) err
 	r.keep("TeardownEnvironment", e)
 	return nil
 }
+func (r *recorder) ReleaseEnvironment(_ context.Context, e sdk.Environment) error {
+	r.keep("ReleaseEnvironment", e)
+	return nil
+}
 func (r *recorder) StartVolume(_ context.Context, v sdk.Volume) error {
 	r.keep("StartVolume", v)
 	return nil
@@ -102,7 +106,7 @@ func TestValuesOverGRPC(t *testing.T) {
 	r := &recorder{
 		got: map[string]any{},
 		info: sdk.Info{Name: "ceph-rbd", Version: "1.2.3", StorageTypes: []string{"openstack.storage.type.ceph", "x"},
-			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}}},
+			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}, VolumesFollowEnvironment: true}},
 		env: sdk.EnvironmentHealth{Ready: true, Description: "peered"},
 		rep: sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Progress: 42,
 			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain"},
@@ -155,7 +159,7 @@ func TestValuesOverGRPC(t *testing.T) {
 	check("SnapshotStatus", err, nil)
 	check("SnapshotStatus", ss, r.snap)
 	for _, err := range []error{
-		client.PrepareEnvironment(ctx, env), client.TeardownEnvironment(ctx, env),
+		client.PrepareEnvironment(ctx, env), client.TeardownEnvironment(ctx, env), client.ReleaseEnvironment(ctx, env),
 		client.StartVolume(ctx, vol), client.PauseVolume(ctx, vol), client.ResumeVolume(ctx, vol),
 		client.StopVolume(ctx, vol), client.DeleteTarget(ctx, vol),
 		client.AddSnapshot(ctx, snap), client.RemoveSnapshot(ctx, snap),
@@ -166,7 +170,7 @@ func TestValuesOverGRPC(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for method, want := range map[string]any{
-		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": env,
+		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": env, "ReleaseEnvironment": env,
 		"StartVolume": vol, "VolumeStatus": vol, "VolumeStatuses": volumeStatuses{env, vols}, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
 		"DeleteTarget": vol, "DestroyVolume": vol,
 		"AddSnapshot": snap, "RemoveSnapshot": snap, "SnapshotStatus": snap,

@@ -39,6 +39,10 @@ func (s *grpcServer) TeardownEnvironment(ctx context.Context, r *pb.EnvironmentR
 	return empty, toStatus(s.impl.TeardownEnvironment(ctx, environmentFromPB(r.Environment)))
 }
 
+func (s *grpcServer) ReleaseEnvironment(ctx context.Context, r *pb.EnvironmentRequest) (*pb.Empty, error) {
+	return empty, toStatus(s.impl.ReleaseEnvironment(ctx, environmentFromPB(r.Environment)))
+}
+
 func (s *grpcServer) StartVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.Empty, error) {
 	return empty, toStatus(s.impl.StartVolume(ctx, volumeFromPB(r.Volume)))
 }

@@ -21,6 +21,7 @@ func (f failing) EnvironmentStatus(context.Context, sdk.Environment) (sdk.Enviro
 	return sdk.EnvironmentHealth{}, f.err
 }
 func (f failing) TeardownEnvironment(context.Context, sdk.Environment) error { return f.err }
+func (f failing) ReleaseEnvironment(context.Context, sdk.Environment) error  { return f.err }
 func (f failing) StartVolume(context.Context, sdk.Volume) error              { return f.err }
 func (f failing) VolumeStatus(context.Context, sdk.Volume) (sdk.VolumeReplication, error) {
 	return sdk.VolumeReplication{}, f.err

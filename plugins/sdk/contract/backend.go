@@ -29,6 +29,16 @@ type Backend interface {
 	// down an environment never prepared succeeds.
 	TeardownEnvironment(ctx context.Context, env Environment) error
 
+	// ReleaseEnvironment tells the plugin that this daemon no longer leads
+	// env (it resigned, lost its session or is shutting down): stop the
+	// work it runs on this host for env (e.g. a replication daemon it
+	// started), so that only the new leader's host runs it. Nothing in the
+	// storages changes, and replication state (what is prepared, what is
+	// paused) must survive it: the next PrepareEnvironment, on this host
+	// or another, takes it up again. Releasing an environment that runs
+	// nothing here succeeds.
+	ReleaseEnvironment(ctx context.Context, env Environment) error
+
 	// StartVolume makes the volume replicate to the target; a paused
 	// replication is resumed. It returns once replication is set up, not
 	// once the first copy is done. ErrNotFound when the source volume does

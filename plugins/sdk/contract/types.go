@@ -133,4 +133,10 @@ type Capabilities struct {
 	// SnapshotModes lists the replication modes offered ("journal",
 	// "snapshot").
 	SnapshotModes []string
+	// VolumesFollowEnvironment: the plugin runs host-bound work per
+	// environment (e.g. a replication daemon whose local control socket
+	// pauses a volume), so a volume's calls must come from the host that
+	// leads its environment. The daemon then has every volume of such a
+	// storage type led by the daemon leading its environment.
+	VolumesFollowEnvironment bool
 }

@@ -253,6 +253,12 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 	return sdk.EnvironmentHealth{Ready: true}, nil
 }
 
+// ReleaseEnvironment implements sdk.Backend: memstorage runs nothing per
+// host, and its state is the storage's.
+func (b *Backend) ReleaseEnvironment(ctx context.Context, env sdk.Environment) error {
+	return enter(ctx, "release environment %s", env.ID)
+}
+
 // TeardownEnvironment implements sdk.Backend.
 func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) error {
 	if err := enter(ctx, "teardown environment %s", env.ID); err != nil {

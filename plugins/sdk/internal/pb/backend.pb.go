@@ -173,13 +173,14 @@ func (x *InfoResponse) GetCapabilities() *Capabilities {
 }
 
 type Capabilities struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Pause          bool                   `protobuf:"varint,1,opt,name=pause,proto3" json:"pause,omitempty"`
-	KeepTargetStop bool                   `protobuf:"varint,2,opt,name=keep_target_stop,json=keepTargetStop,proto3" json:"keep_target_stop,omitempty"`
-	Snapshots      bool                   `protobuf:"varint,3,opt,name=snapshots,proto3" json:"snapshots,omitempty"`
-	SnapshotModes  []string               `protobuf:"bytes,4,rep,name=snapshot_modes,json=snapshotModes,proto3" json:"snapshot_modes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state                    protoimpl.MessageState `protogen:"open.v1"`
+	Pause                    bool                   `protobuf:"varint,1,opt,name=pause,proto3" json:"pause,omitempty"`
+	KeepTargetStop           bool                   `protobuf:"varint,2,opt,name=keep_target_stop,json=keepTargetStop,proto3" json:"keep_target_stop,omitempty"`
+	Snapshots                bool                   `protobuf:"varint,3,opt,name=snapshots,proto3" json:"snapshots,omitempty"`
+	SnapshotModes            []string               `protobuf:"bytes,4,rep,name=snapshot_modes,json=snapshotModes,proto3" json:"snapshot_modes,omitempty"`
+	VolumesFollowEnvironment bool                   `protobuf:"varint,5,opt,name=volumes_follow_environment,json=volumesFollowEnvironment,proto3" json:"volumes_follow_environment,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -238,6 +239,13 @@ func (x *Capabilities) GetSnapshotModes() []string {
 		return x.SnapshotModes
 	}
 	return nil
+}
+
+func (x *Capabilities) GetVolumesFollowEnvironment() bool {
+	if x != nil {
+		return x.VolumesFollowEnvironment
+	}
+	return false
 }
 
 type Storage struct {
@@ -991,12 +999,13 @@ const file_backend_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12#\n" +
 	"\rstorage_types\x18\x03 \x03(\tR\fstorageTypes\x12C\n" +
-	"\fcapabilities\x18\x04 \x01(\v2\x1f.mirror.storage.v1.CapabilitiesR\fcapabilities\"\x93\x01\n" +
+	"\fcapabilities\x18\x04 \x01(\v2\x1f.mirror.storage.v1.CapabilitiesR\fcapabilities\"\xd1\x01\n" +
 	"\fCapabilities\x12\x14\n" +
 	"\x05pause\x18\x01 \x01(\bR\x05pause\x12(\n" +
 	"\x10keep_target_stop\x18\x02 \x01(\bR\x0ekeepTargetStop\x12\x1c\n" +
 	"\tsnapshots\x18\x03 \x01(\bR\tsnapshots\x12%\n" +
-	"\x0esnapshot_modes\x18\x04 \x03(\tR\rsnapshotModes\"\x9a\x01\n" +
+	"\x0esnapshot_modes\x18\x04 \x03(\tR\rsnapshotModes\x12<\n" +
+	"\x1avolumes_follow_environment\x18\x05 \x01(\bR\x18volumesFollowEnvironment\"\x9a\x01\n" +
 	"\aStorage\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1d\n" +
@@ -1047,12 +1056,14 @@ const file_backend_proto_rawDesc = "" +
 	"\tleftovers\x18\x01 \x03(\tR\tleftovers\"M\n" +
 	"\x13SnapshotReplication\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription2\xea\t\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription2\xc1\n" +
+	"\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.mirror.storage.v1.InfoRequest\x1a\x1f.mirror.storage.v1.InfoResponse\x12U\n" +
 	"\x12PrepareEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12`\n" +
 	"\x11EnvironmentStatus\x12%.mirror.storage.v1.EnvironmentRequest\x1a$.mirror.storage.v1.EnvironmentHealth\x12V\n" +
-	"\x13TeardownEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12I\n" +
+	"\x13TeardownEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12U\n" +
+	"\x12ReleaseEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12I\n" +
 	"\vStartVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12V\n" +
 	"\fVolumeStatus\x12 .mirror.storage.v1.VolumeRequest\x1a$.mirror.storage.v1.VolumeReplication\x12e\n" +
 	"\x0eVolumeStatuses\x12(.mirror.storage.v1.VolumeStatusesRequest\x1a).mirror.storage.v1.VolumeStatusesResponse\x12I\n" +
@@ -1114,34 +1125,36 @@ var file_backend_proto_depIdxs = []int32{
 	8,  // 12: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
 	8,  // 13: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
 	8,  // 14: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	9,  // 15: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 16: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
-	11, // 17: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
-	9,  // 18: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 19: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 20: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 21: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 22: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 23: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 24: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 25: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
-	2,  // 26: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
-	0,  // 27: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
-	13, // 28: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
-	0,  // 29: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.Empty
-	0,  // 30: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
-	14, // 31: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
-	12, // 32: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
-	0,  // 33: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 34: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 35: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 36: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
-	15, // 37: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.DestroyReport
-	0,  // 38: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
-	0,  // 39: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
-	16, // 40: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
-	26, // [26:41] is the sub-list for method output_type
-	11, // [11:26] is the sub-list for method input_type
+	8,  // 15: mirror.storage.v1.Backend.ReleaseEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	9,  // 16: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 17: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 18: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
+	9,  // 19: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 20: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 21: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 22: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
+	9,  // 23: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 24: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	10, // 25: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	10, // 26: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
+	2,  // 27: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
+	0,  // 28: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
+	13, // 29: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
+	0,  // 30: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.Empty
+	0,  // 31: mirror.storage.v1.Backend.ReleaseEnvironment:output_type -> mirror.storage.v1.Empty
+	0,  // 32: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
+	14, // 33: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
+	12, // 34: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
+	0,  // 35: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 36: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 37: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 38: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
+	15, // 39: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.DestroyReport
+	0,  // 40: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
+	0,  // 41: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
+	16, // 42: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
+	27, // [27:43] is the sub-list for method output_type
+	11, // [11:27] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name

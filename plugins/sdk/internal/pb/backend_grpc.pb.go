@@ -34,6 +34,7 @@ const (
 	Backend_PrepareEnvironment_FullMethodName  = "/mirror.storage.v1.Backend/PrepareEnvironment"
 	Backend_EnvironmentStatus_FullMethodName   = "/mirror.storage.v1.Backend/EnvironmentStatus"
 	Backend_TeardownEnvironment_FullMethodName = "/mirror.storage.v1.Backend/TeardownEnvironment"
+	Backend_ReleaseEnvironment_FullMethodName  = "/mirror.storage.v1.Backend/ReleaseEnvironment"
 	Backend_StartVolume_FullMethodName         = "/mirror.storage.v1.Backend/StartVolume"
 	Backend_VolumeStatus_FullMethodName        = "/mirror.storage.v1.Backend/VolumeStatus"
 	Backend_VolumeStatuses_FullMethodName      = "/mirror.storage.v1.Backend/VolumeStatuses"
@@ -59,6 +60,9 @@ type BackendClient interface {
 	EnvironmentStatus(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*EnvironmentHealth, error)
 	// TeardownEnvironment undoes PrepareEnvironment.
 	TeardownEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error)
+	// ReleaseEnvironment stops this host's work for an environment it no
+	// longer leads.
+	ReleaseEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error)
 	// StartVolume sets replication up (resuming a paused one).
 	StartVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
 	// VolumeStatus reports a volume's replication.
@@ -126,6 +130,16 @@ func (c *backendClient) TeardownEnvironment(ctx context.Context, in *Environment
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Empty)
 	err := c.cc.Invoke(ctx, Backend_TeardownEnvironment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *backendClient) ReleaseEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Backend_ReleaseEnvironment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +268,9 @@ type BackendServer interface {
 	EnvironmentStatus(context.Context, *EnvironmentRequest) (*EnvironmentHealth, error)
 	// TeardownEnvironment undoes PrepareEnvironment.
 	TeardownEnvironment(context.Context, *EnvironmentRequest) (*Empty, error)
+	// ReleaseEnvironment stops this host's work for an environment it no
+	// longer leads.
+	ReleaseEnvironment(context.Context, *EnvironmentRequest) (*Empty, error)
 	// StartVolume sets replication up (resuming a paused one).
 	StartVolume(context.Context, *VolumeRequest) (*Empty, error)
 	// VolumeStatus reports a volume's replication.
@@ -298,6 +315,9 @@ func (UnimplementedBackendServer) EnvironmentStatus(context.Context, *Environmen
 }
 func (UnimplementedBackendServer) TeardownEnvironment(context.Context, *EnvironmentRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method TeardownEnvironment not implemented")
+}
+func (UnimplementedBackendServer) ReleaseEnvironment(context.Context, *EnvironmentRequest) (*Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseEnvironment not implemented")
 }
 func (UnimplementedBackendServer) StartVolume(context.Context, *VolumeRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method StartVolume not implemented")
@@ -421,6 +441,24 @@ func _Backend_TeardownEnvironment_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BackendServer).TeardownEnvironment(ctx, req.(*EnvironmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Backend_ReleaseEnvironment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnvironmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).ReleaseEnvironment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_ReleaseEnvironment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).ReleaseEnvironment(ctx, req.(*EnvironmentRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -645,6 +683,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TeardownEnvironment",
 			Handler:    _Backend_TeardownEnvironment_Handler,
+		},
+		{
+			MethodName: "ReleaseEnvironment",
+			Handler:    _Backend_ReleaseEnvironment_Handler,
 		},
 		{
 			MethodName: "StartVolume",
