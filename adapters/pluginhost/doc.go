@@ -6,7 +6,10 @@
 // Every regular, executable, non-hidden file of the directory but
 // SHA256SUMS is a plugin, started through hashicorp/go-plugin with the
 // SDK's handshake, gRPC only, mutual TLS, and an environment holding PATH
-// and nothing else of the daemon's. A plugin is refused, and the others
+// and nothing else of the daemon's. The operator's settings for a plugin
+// (Config.Plugins, by file name) add arguments and environment variables,
+// at its first start and every restart; settings naming no file of the
+// directory are warned about. A plugin is refused, and the others
 // keep serving, when its file is world-writable, when SHA256SUMS exists
 // and does not list it with its checksum, when it fails the handshake or
 // speaks another protocol version, or when its Info names no storage

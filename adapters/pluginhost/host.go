@@ -25,6 +25,21 @@ type Config struct {
 	StartTimeout time.Duration
 	// RescanInterval is how often Dir is read again; default 10s.
 	RescanInterval time.Duration
+	// Plugins holds, by file name in Dir, what each plugin is started
+	// with (at load and at every restart).
+	Plugins map[string]Settings
+}
+
+// Settings are what the operator gives one plugin: so two daemons on one
+// machine, or two tests, can keep separate plugin state.
+type Settings struct {
+	// Args follow the executable on its command line. They show in ps:
+	// never a secret.
+	Args []string
+	// Env is added to the plugin's environment, which otherwise holds only
+	// the daemon's PATH; a PATH here replaces it. The host logs the
+	// names, never the values: they may be secrets.
+	Env map[string]string
 }
 
 func (c Config) withDefaults() Config {
@@ -88,6 +103,9 @@ type Host struct {
 	entries map[string]*entry // by file name
 	dirErr  error
 	closed  bool
+	// unmatched are the names of Config.Plugins no file of the directory
+	// has, as the last scan found them (each warned about once).
+	unmatched map[string]bool
 }
 
 var _ ports.Backends = (*Host)(nil)

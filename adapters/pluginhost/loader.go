@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,6 +109,9 @@ func (h *Host) scan() {
 		}
 	}
 	h.dirErr = dirErr
+	if dirErr == nil {
+		h.warnUnmatchedLocked(files)
+	}
 	var gone, running []*managed
 	for name, e := range h.entries {
 		c, ok := files[name]
@@ -170,6 +174,24 @@ func (h *Host) scan() {
 	}
 }
 
+// warnUnmatchedLocked warns about the plugin settings no file of the
+// directory takes (a typo, or a plugin not installed), once each time one
+// goes unmatched.
+func (h *Host) warnUnmatchedLocked(files map[string]candidate) {
+	now := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(h.cfg.Plugins)) {
+		if _, ok := files[name]; ok {
+			continue
+		}
+		now[name] = true
+		if !h.unmatched[name] {
+			h.log.Warn("settings given for a plugin the plugin directory does not hold: they apply to no plugin until a file of that name is added",
+				"plugin", name, "dir", h.dir, "plugins_in_dir", slices.Sorted(maps.Keys(files)))
+		}
+	}
+	h.unmatched = now
+}
+
 // load verifies and starts one plugin file.
 func (h *Host) load(c candidate) *entry {
 	e := &entry{path: c.path, fp: c.fp}
@@ -191,7 +213,12 @@ func (h *Host) load(c candidate) *entry {
 		return refuse(err)
 	}
 	st := m.status()
-	log.Info("plugin loaded", "name", st.Name, "version", st.Version, "storage_types", st.Types, "pid", st.Pid, "sha256", hex.EncodeToString(sum))
+	attrs := []any{"name", st.Name, "version", st.Version, "storage_types", st.Types, "pid", st.Pid, "sha256", hex.EncodeToString(sum)}
+	if s, ok := h.cfg.Plugins[e.name()]; ok {
+		// The names of its environment, not the values: they may be secrets.
+		attrs = append(attrs, "args", s.Args, "env", slices.Sorted(maps.Keys(s.Env)))
+	}
+	log.Info("plugin loaded", attrs...)
 	e.m = m
 	return e
 }

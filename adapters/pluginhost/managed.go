@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -51,6 +53,7 @@ type managed struct {
 	file string // base name in the directory
 	path string // absolute
 	sum  []byte
+	set  Settings // the operator's, from Config.Plugins
 	log  *slog.Logger
 	port *backend
 
@@ -66,6 +69,7 @@ type managed struct {
 
 func newManaged(h *Host, path string, sum []byte) *managed {
 	m := &managed{host: h, file: filepath.Base(path), path: path, sum: sum}
+	m.set = h.cfg.Plugins[m.file]
 	m.log = h.log.With("plugin", m.file)
 	m.port = &backend{m: m}
 	return m
@@ -77,11 +81,8 @@ func (m *managed) launch() (*instance, error) {
 	cfg := m.host.cfg
 	log := newHCLogger(m.log)
 	stderr := &tailWriter{}
-	cmd := exec.Command(m.path)
-	// The daemon's environment holds secrets (etcd, NATS): go-plugin is
-	// told to skip it (SkipHostEnv), and the plugin gets PATH only, to
-	// find the tools it runs.
-	cmd.Env = []string{"PATH=" + cmp.Or(os.Getenv("PATH"), defaultPath)}
+	cmd := exec.Command(m.path, m.set.Args...)
+	cmd.Env = m.environment()
 	// A process group of its own: Ctrl-C on the daemon's terminal must not
 	// kill plugins under workers still calling them; the host stops them
 	// itself, after the engine.
@@ -111,6 +112,19 @@ func (m *managed) launch() (*instance, error) {
 		return nil, err
 	}
 	return inst, nil
+}
+
+// environment is the plugin's: the daemon's holds secrets (etcd, NATS),
+// so go-plugin is told to skip it (SkipHostEnv), and the plugin gets PATH,
+// to find the tools it runs, and what its settings add.
+func (m *managed) environment() []string {
+	env := []string{"PATH=" + cmp.Or(m.set.Env["PATH"], os.Getenv("PATH"), defaultPath)}
+	for _, k := range slices.Sorted(maps.Keys(m.set.Env)) {
+		if k != "PATH" {
+			env = append(env, k+"="+m.set.Env[k])
+		}
+	}
+	return env
 }
 
 func (m *managed) handshake(client *plugin.Client) (*instance, error) {

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,21 @@ type Config struct {
 	FastPoll       time.Duration `yaml:"fast_poll_interval"`
 	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat      string        `yaml:"log_format"` // auto, text, json
+
+	// Plugins are the settings of the plugins of PluginDir, by file name:
+	// what each is started with, so that two daemons on one machine keep
+	// separate plugin state. From the file's `plugins:` map; an entry of
+	// MIRRORD_PLUGINS (the same map in YAML or JSON) replaces the file's
+	// entry for that plugin. No flag: an environment value may be a secret.
+	Plugins map[string]PluginSettings `yaml:"plugins"`
+}
+
+// PluginSettings are one plugin's: the arguments after its executable
+// (visible in ps: never a secret) and variables added to its environment
+// (PATH otherwise; values are never logged).
+type PluginSettings struct {
+	Args []string          `yaml:"args"`
+	Env  map[string]string `yaml:"env"`
 }
 
 func defaultConfig() Config {
@@ -111,7 +128,7 @@ func (c *Config) options() []option {
 		{"event-subject", "subject of mirrord's own events", (*stringValue)(&c.NATS.EventSubject)},
 		{"snapshot-created-subject", "subject of snapshot-created events", (*stringValue)(&c.NATS.CreatedSubj)},
 		{"snapshot-deleted-subject", "subject of snapshot-deleted events", (*stringValue)(&c.NATS.DeletedSubj)},
-		{"plugin-dir", "directory of storage plugin executables", (*stringValue)(&c.PluginDir)},
+		{"plugin-dir", "directory of storage plugin executables (their settings: plugins: in the config file, or " + pluginsEnv + ")", (*stringValue)(&c.PluginDir)},
 		{"resync-interval", "how often every key is listed again (safety net for missed watch events)", (*durationValue)(&c.ResyncInterval)},
 		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
 		{"fast-poll-interval", "the same while a volume is initializing, stopping or deleting", (*durationValue)(&c.FastPoll)},
@@ -165,6 +182,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if v := getenv(pluginsEnv); v != "" {
+		if err := c.mergePlugins(v); err != nil {
+			return Config{}, err
+		}
+	}
 	// Secrets are never flags (they would show in ps): environment or file.
 	if v := getenv("MIRRORD_ETCD_PASSWORD"); v != "" {
 		c.Etcd.Password = v
@@ -213,6 +235,53 @@ func (c Config) validate() error {
 	}
 	if c.ResyncInterval <= 0 || c.PollInterval <= 0 || c.FastPoll <= 0 {
 		errs = append(errs, errors.New("resync and poll intervals must be positive"))
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Plugins)) {
+		errs = append(errs, validPluginSettings(name, c.Plugins[name]))
+	}
+	return errors.Join(errs...)
+}
+
+// pluginsEnv holds plugin settings in the environment.
+const pluginsEnv = "MIRRORD_PLUGINS"
+
+// mergePlugins reads MIRRORD_PLUGINS's map: each plugin it names gets
+// these settings instead of the file's. Errors never quote the value: it
+// may hold secrets.
+func (c *Config) mergePlugins(v string) error {
+	var m map[string]PluginSettings
+	dec := yaml.NewDecoder(strings.NewReader(v))
+	dec.KnownFields(true)
+	if err := dec.Decode(&m); err != nil {
+		// yaml's error would quote the offending value.
+		return fmt.Errorf("%s: not a YAML or JSON map of plugin settings ({name: {args: [...], env: {...}}})", pluginsEnv)
+	}
+	if c.Plugins == nil {
+		c.Plugins = map[string]PluginSettings{}
+	}
+	maps.Copy(c.Plugins, m)
+	return nil
+}
+
+// validPluginSettings refuses a name that cannot be a file of the plugin
+// directory and environment names a process cannot have.
+func validPluginSettings(name string, s PluginSettings) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("plugin settings for %q: want the name of a plugin file in the plugin directory", name)
+	}
+	var errs []error
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			errs = append(errs, fmt.Errorf("plugin %s: environment variable name %q: want a name without '=' or NUL", name, k))
+		}
+		if strings.ContainsRune(v, 0) {
+			errs = append(errs, fmt.Errorf("plugin %s: the value of %s holds a NUL byte", name, k))
+		}
+	}
+	for i, a := range s.Args {
+		if strings.ContainsRune(a, 0) {
+			errs = append(errs, fmt.Errorf("plugin %s: argument %d holds a NUL byte", name, i+1))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,5 +147,69 @@ func TestRunRefusesBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "log level") {
 		t.Fatalf("output does not say what is wrong: %s", out.String())
+	}
+}
+
+// Plugin settings come from the file's plugins: map; an entry of
+// MIRRORD_PLUGINS replaces the file's for that plugin and leaves the
+// others alone.
+func TestConfigPluginSettings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	_ = os.WriteFile(file, []byte(`plugins:
+  ceph:
+    args: ["--state-dir", "/var/lib/mirrord-b/ceph"]
+    env: {CEPH_ARGS: "--log-to-stderr=false"}
+  netapp:
+    env: {NETAPP_TOKEN: file-token}
+`), 0o600)
+	cfg, err := loadConfig([]string{"--config", file}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceph := cfg.Plugins["ceph"]
+	if !slices.Equal(ceph.Args, []string{"--state-dir", "/var/lib/mirrord-b/ceph"}) || ceph.Env["CEPH_ARGS"] != "--log-to-stderr=false" {
+		t.Fatalf("ceph settings = %+v", ceph)
+	}
+	cfg, err = loadConfig([]string{"--config", file}, env(map[string]string{
+		"MIRRORD_PLUGINS": `{"netapp": {"env": {"NETAPP_TOKEN": "env-token"}}, "example": {"args": ["-v"]}}`,
+	}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Plugins["netapp"].Env["NETAPP_TOKEN"]; got != "env-token" {
+		t.Errorf("netapp token = %q: the environment's entry must win over the file's", got)
+	}
+	if !slices.Equal(cfg.Plugins["example"].Args, []string{"-v"}) || len(cfg.Plugins["ceph"].Args) != 2 {
+		t.Errorf("settings = %+v: want the environment's plugins added and the file's others kept", cfg.Plugins)
+	}
+	// The host gets them as they are.
+	if hs := hostSettings(cfg.Plugins); hs["ceph"].Args[1] != "/var/lib/mirrord-b/ceph" || hs["netapp"].Env["NETAPP_TOKEN"] != "env-token" {
+		t.Errorf("host settings = %+v", hs)
+	}
+}
+
+func TestConfigRefusesBadPluginSettings(t *testing.T) {
+	for name, yml := range map[string]string{
+		"path as name":     "plugins: {\"../ceph\": {args: [x]}}",
+		"hidden name":      "plugins: {.ceph: {args: [x]}}",
+		"'=' in env name":  "plugins: {ceph: {env: {\"A=B\": x}}}",
+		"empty env name":   "plugins: {ceph: {env: {\"\": x}}}",
+		"unknown field":    "plugins: {ceph: {argz: [x]}}",
+		"args not a list":  "plugins: {ceph: {args: --state-dir}}",
+		"settings not map": "plugins: [ceph]",
+	} {
+		t.Run(name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			_ = os.WriteFile(file, []byte(yml+"\n"), 0o600)
+			if _, err := loadConfig([]string{"--config", file}, env(nil), &bytes.Buffer{}); err == nil {
+				t.Fatalf("%s accepted", yml)
+			}
+		})
+	}
+	// A malformed MIRRORD_PLUGINS is refused without quoting it: it may
+	// hold secrets.
+	_, err := loadConfig(nil, env(map[string]string{"MIRRORD_PLUGINS": `{"ceph": {"env": {"TOKEN": ["s3cret"]}}}`}), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "MIRRORD_PLUGINS") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("err = %v: want MIRRORD_PLUGINS refused, its value not quoted", err)
 	}
 }

@@ -78,7 +78,7 @@ func provideEngineConfig(c Config) app.Config {
 // restarting crashed ones) until cleanup, which comes after the engine
 // stopped, so no worker loses its backend mid-call on shutdown.
 func provideBackends(ctx context.Context, c Config, log *slog.Logger) (*pluginhost.Host, func(), error) {
-	h := pluginhost.New(pluginhost.Config{Dir: c.PluginDir}, log.With("component", "plugins"))
+	h := pluginhost.New(pluginhost.Config{Dir: c.PluginDir, Plugins: hostSettings(c.Plugins)}, log.With("component", "plugins"))
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
@@ -92,4 +92,14 @@ func provideBackends(ctx context.Context, c Config, log *slog.Logger) (*pluginho
 		<-done
 		h.Close()
 	}, nil
+}
+
+// hostSettings are the configuration's plugin settings as the plugin host
+// takes them.
+func hostSettings(ps map[string]PluginSettings) map[string]pluginhost.Settings {
+	out := make(map[string]pluginhost.Settings, len(ps))
+	for name, s := range ps {
+		out[name] = pluginhost.Settings{Args: s.Args, Env: s.Env}
+	}
+	return out
 }

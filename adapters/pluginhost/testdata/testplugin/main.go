@@ -70,6 +70,7 @@ func main() {
 	mode := flag.String("mode", "serve", "serve, old (without VolumeStatuses), rawmtls, rawplain, wrongversion, notplugin or crash")
 	types := flag.String("types", memstorage.DefaultType, "comma-separated storage types served")
 	rawDir := flag.String("raw-dir", "", "rawmtls, rawplain: the directory of the socket (and certificates)")
+	echoEnv := flag.String("echo-env", "", "serve: log the value of this environment variable (a test's settings)")
 	flag.Parse()
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
 	switch *mode {
@@ -79,7 +80,8 @@ func main() {
 			name, _, _ := strings.Cut(kv, "=")
 			env = append(env, name)
 		}
-		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","))
+		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","),
+			"args", strings.Join(os.Args[1:], " "), "echo", os.Getenv(*echoEnv))
 		sdk.Serve(be)
 	case "old":
 		plugin.Serve(&plugin.ServeConfig{
