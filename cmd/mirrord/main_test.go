@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsMirrord) != "" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
