@@ -149,3 +149,25 @@ func TestEnvironmentPrepareFails(t *testing.T) {
 		wantStates(t, h, volStatus7, core.StateWaiting, core.StateInitializing, core.StateMirroring)
 	})
 }
+
+// TestTakeoverKeepsAReadyEnvironment: a new leader that finds the work the
+// old one ran for a ready environment gone (another host) prepares it again
+// without writing a status: a takeover is no change of state.
+func TestTakeoverKeepsAReadyEnvironment(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, d1 := mirroringEnv(t)
+		if err := d1.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		h.Shared.Backend.SetEnvironmentHealth(envID.String(), ports.EnvironmentHealth{Ready: false, Description: "rbd-mirror runs on no host"})
+		h.Start("d2")
+		h.WaitFor("d2 to prepare the environment again", func() bool {
+			return callsFor(h, "PrepareEnvironment", envID.String()) == 2
+		})
+		h.WaitIdle()
+		wantStates(t, h, envStatus, core.StateInitializing, core.StateMirroring)
+		if st, _ := h.Status(envStatus); st.Owner != "d1" {
+			t.Fatalf("environment status rewritten by %s on takeover: %+v", st.Owner, st)
+		}
+	})
+}

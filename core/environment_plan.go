@@ -34,7 +34,13 @@ func PlanEnvironment(in EnvironmentInput) Plan {
 		}
 		// Not ready: prepare (idempotent), showing initializing meanwhile.
 		// An environment in error stays in error while it retries, so the
-		// reason stays visible.
+		// reason stays visible. A ready one stays mirroring while it is
+		// prepared again: a new leader on another host finds the work the
+		// old host ran for it gone, and a takeover is no change of state
+		// (only a failed prepare is).
+		if in.Status != nil && in.Status.StateCode == StateMirroring {
+			return in.act(ActPrepare, Outcome{})
+		}
 		p := in.act(ActPrepare, Outcome{Write: in.status(StateMirroring, nil)})
 		if in.Status == nil || in.Status.StateCode != StateError {
 			p.Write = in.status(StateInitializing, nil)

@@ -33,9 +33,12 @@ func TestPlanEnvironment(t *testing.T) {
 		"start, initializing, not ready: prepare again": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(initializing, start), Observed: notReady},
 			want{write: initializing, action: core.ActPrepare, success: mirroring}},
-		"start, mirroring, not ready any more: prepare": {
+		"start, mirroring, not ready any more: prepare, keeping mirroring": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(mirroring, start), Observed: notReady},
-			want{write: initializing, action: core.ActPrepare, success: mirroring}},
+			want{action: core.ActPrepare}},
+		"start, mirroring written by an older daemon, not ready: prepare, keeping mirroring": {
+			core.EnvironmentInput{Operation: core.OpStart, Status: st(mirroring, ""), Observed: notReady},
+			want{action: core.ActPrepare}},
 		"start, error, not ready: prepare keeping the error": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: &core.Status{StateCode: errState, Operation: start,
 				ErrorReason: &core.Reason{Code: "x", Contents: "y"}}, Observed: notReady},
