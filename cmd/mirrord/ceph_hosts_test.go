@@ -263,7 +263,12 @@ func TestCephTwoHosts(t *testing.T) {
 	if allMirroring > goal {
 		t.Errorf("every volume back to mirroring %s after the host loss, over the goal of session TTL + 15 s (%s)", allMirroring.Round(100*time.Millisecond), goal)
 	}
+	// A graceful stop releases the environments: no rbd-mirror of the
+	// daemon's is left to fight its successor's over a pool.
 	b.stop(t)
+	if left := slices.DeleteFunc(processesMentioning(b.stateDir), func(pid int) bool { return !isRBDMirror(pid) }); len(left) > 0 {
+		t.Errorf("rbd-mirror processes %v of daemon B still run after it stopped gracefully", left)
+	}
 	for _, d := range []*mirrordProcess{a, b} {
 		if logs := d.logs(); strings.Contains(logs, l["CEPH_A_ADMIN_KEY"]) || strings.Contains(logs, l["CEPH_B_ADMIN_KEY"]) {
 			t.Errorf("a Ceph key reached the logs of %s", d.id)
