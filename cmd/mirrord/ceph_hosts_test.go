@@ -397,7 +397,8 @@ func startMirrordProcess(t *testing.T, c *cluster, id, pluginDir, stateDir strin
 	}
 	defer logf.Close()
 	p.cmd = exec.Command(os.Args[0], "--config", cfgFile)
-	p.cmd.Env = append(os.Environ(), runAsMirrord+"=1")
+	// Its configuration is the file's alone: no MIRRORD_* of the caller's.
+	p.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MIRRORD_") }), runAsMirrord+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	// Its own process group (a Ctrl-C on the test is the test's to
 	// handle), and it dies with the test process whatever happens.
