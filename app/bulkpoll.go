@@ -53,6 +53,25 @@ func (m *monitor) settle(ref core.VolumeRef, v *settledVolume) {
 	vols[ref] = v
 }
 
+// isSettled says the bulk poll watches ref.
+func (m *monitor) isSettled(ref core.VolumeRef) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.settled[ref.Env][ref]
+	return ok
+}
+
+// environmentSettled says environment id is mirroring with nothing under
+// way, as the cache shows its status.
+func (m *monitor) environmentSettled(id core.EnvironmentID) bool {
+	data, ok := m.e.cache.get(core.EnvironmentStatusKey(id))
+	if !ok {
+		return false
+	}
+	st, err := core.DecodeStatus(data)
+	return err == nil && st.StateCode == core.StateMirroring && st.ErrorReason == nil
+}
+
 // unsettle takes a volume back from the bulk poll: it is reconciled on
 // its own again.
 func (m *monitor) unsettle(ref core.VolumeRef) {
@@ -130,6 +149,8 @@ func (m *monitor) runBulkPoll(ctx context.Context) {
 // and queues those whose plan would now act or write.
 func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []core.VolumeRef) {
 	e := m.e
+	m.pollMu.RLock()
+	defer m.pollMu.RUnlock()
 	type polled struct {
 		ref core.VolumeRef
 		in  core.VolumeInput
@@ -209,9 +230,12 @@ func (m *monitor) wouldChange(in core.VolumeInput) bool {
 	if plan.Write == nil {
 		return false
 	}
+	if in.Status == nil {
+		return true
+	}
 	w := *plan.Write
-	w.Owner = m.e.election.Identity()
-	return in.Status == nil || !in.Status.Same(w)
+	w.Owner = in.Status.Owner // an owner alone is not written (writeStatus)
+	return !in.Status.Same(w)
 }
 
 // askStatuses asks the backend about vols at once.

@@ -30,6 +30,21 @@ type monitor struct {
 	settled map[core.EnvironmentID]map[core.VolumeRef]*settledVolume
 	// reports are the bulk poll's answers for the volumes it queued.
 	reports map[core.VolumeRef]report
+	// releasing are the environments whose ReleaseEnvironment is under
+	// way, closed when done (release.go).
+	releasing map[core.EnvironmentID]chan struct{}
+
+	// pollMu: a bulk status call holds it shared; a hand-over holds it to
+	// take a volume out of the settled set, so no call on its way still
+	// asks about a volume this daemon gave up.
+	pollMu  sync.RWMutex
+	members membership
+	place   placement
+
+	// leadWG counts the goroutines following environment leaderships;
+	// quit ends them at shutdown (release.go).
+	leadWG sync.WaitGroup
+	quit   chan struct{}
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -42,12 +57,17 @@ type lead struct {
 	// fresh: the next reconcile reads the store (the first after winning,
 	// when the cache may lack the previous leader's last writes).
 	fresh bool
+	// env and backend: an environment's, as resolved when won, for its
+	// release should its records be gone by then.
+	env     ports.Environment
+	backend ports.StorageBackend
 }
 
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
 		settled: map[core.EnvironmentID]map[core.VolumeRef]*settledVolume{}, reports: map[core.VolumeRef]report{},
+		releasing: map[core.EnvironmentID]chan struct{}{}, place: newPlacement(), quit: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
 }
 
@@ -80,6 +100,8 @@ func (m *monitor) ensureAll(prefix string) {
 			}
 		}
 	case m.e.cfg.LeaderPrefix:
+		m.observeMembers()
+		m.markDirty()
 		m.ensureAll(core.EnvironmentPrefix)
 		m.ensureAll(core.VolumePrefix)
 	}
@@ -90,7 +112,7 @@ func (m *monitor) ensureAll(prefix string) {
 // find its environment or storages missing from the cache and write a
 // false error, so touches wait in the queue until then.
 func (m *monitor) start() {
-	m.wg.Add(2)
+	m.wg.Add(4)
 	go func() {
 		defer m.wg.Done()
 		m.queue.runDelays(m.ctx)
@@ -98,6 +120,14 @@ func (m *monitor) start() {
 	go func() {
 		defer m.wg.Done()
 		m.runBulkPoll(m.ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.announce(m.ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.runPlacement(m.ctx)
 	}()
 	for range m.e.cfg.Workers {
 		m.wg.Add(1)
@@ -130,6 +160,13 @@ func (m *monitor) process(r core.Resource) {
 	l := m.leading(r)
 	if l == nil {
 		if !m.exists(r) || m.ledElsewhere(r) {
+			m.stopWaiting(r)
+			return
+		}
+		if now, after := m.mayCampaign(r); !now {
+			if after > 0 {
+				m.queue.addAfter(r, after)
+			}
 			return
 		}
 		// The cache showed no other leader as of (at least) this revision:
@@ -149,12 +186,19 @@ func (m *monitor) process(r core.Resource) {
 		m.mu.Lock()
 		m.held[r] = l
 		m.mu.Unlock()
+		if r.Kind == core.ResourceEnvironment {
+			m.wonEnvironment(r.Env, l)
+		}
 	}
 	if isClosed(l.Lost()) {
 		m.lost(r, nil)
 		return
 	}
 	if r.Kind == core.ResourceVolume {
+		if m.isSettled(r.Volume) && m.handOverDue(r) {
+			m.handOver(r, l)
+			return
+		}
 		m.unsettle(r.Volume) // reconciled on its own until it settles again
 	}
 
@@ -196,7 +240,15 @@ func (m *monitor) process(r core.Resource) {
 	}
 	m.queue.forget(r)
 	if res.settled != nil {
+		if m.handOverDue(r) {
+			m.handOver(r, l)
+			return
+		}
 		m.settle(r.Volume, res.settled)
+		return
+	}
+	if r.Kind == core.ResourceEnvironment && err == nil && m.environmentSettled(r.Env) && m.handOverDue(r) {
+		m.handOver(r, l)
 		return
 	}
 	m.queue.addAfter(r, res.requeue)
@@ -281,6 +333,11 @@ func (m *monitor) stopAll() {
 	defer cancel()
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, m.e.cfg.Workers)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.withdraw(ctx)
+	}()
 	for r, l := range held {
 		slots <- struct{}{}
 		wg.Add(1)
@@ -292,6 +349,9 @@ func (m *monitor) stopAll() {
 		}()
 	}
 	wg.Wait()
+	// Every environment led here is released, each call bounded.
+	close(m.quit)
+	m.leadWG.Wait()
 }
 
 func isClosed(ch <-chan struct{}) bool {
