@@ -76,6 +76,11 @@ func hrwWeight(member, key string) uint64 {
 	return x
 }
 
+// PreferredDaemon returns which of members (daemon identities) is
+// preferred to lead the resource whose key is key: the same answer on
+// every daemon that sees the same members.
+func PreferredDaemon(members []string, key string) string { return preferredOf(members, key) }
+
 // preferredOf returns the member preferred for key.
 func preferredOf(members []string, key string) string {
 	var best string

@@ -96,13 +96,13 @@ func TestLeadershipFollowsPreference(t *testing.T) {
 		count := map[string]int{}
 		for _, ref := range refs {
 			key := core.VolumeKey(ref)
-			want := app.PreferredOf(ids, key)
+			want := app.PreferredDaemon(ids, key)
 			if got := leaderOf(h, key); got != want {
 				t.Errorf("%s led by %q, preferred %q", key, got, want)
 			}
 			count[leaderOf(h, key)]++
 		}
-		if got, want := leaderOf(h, envKey), app.PreferredOf(ids, envKey); got != want {
+		if got, want := leaderOf(h, envKey), app.PreferredDaemon(ids, envKey); got != want {
 			t.Errorf("environment led by %q, preferred %q", got, want)
 		}
 		t.Logf("volumes per daemon: %v", count)
@@ -124,7 +124,7 @@ func TestGraceForAnAbsentPreferredDaemon(t *testing.T) {
 		refs := manyVolumes(h, 12)
 		var ghosts []string
 		for _, ref := range refs {
-			if key := core.VolumeKey(ref); app.PreferredOf([]string{"d1", "ghost"}, key) == "ghost" {
+			if key := core.VolumeKey(ref); app.PreferredDaemon([]string{"d1", "ghost"}, key) == "ghost" {
 				ghosts = append(ghosts, key)
 			}
 		}
@@ -160,7 +160,7 @@ func TestJoinHandsOverSettledResourcesOnly(t *testing.T) {
 		both := []string{"d1", "d2"}
 		var toD2 []core.VolumeRef
 		for _, ref := range refs {
-			if app.PreferredOf(both, core.VolumeKey(ref)) == "d2" {
+			if app.PreferredDaemon(both, core.VolumeKey(ref)) == "d2" {
 				toD2 = append(toD2, ref)
 			}
 		}
@@ -193,7 +193,7 @@ func TestJoinHandsOverSettledResourcesOnly(t *testing.T) {
 			t.Fatalf("volume under way led by %q, want d1 until it is settled", l)
 		}
 		for _, ref := range refs {
-			if want := app.PreferredOf(both, core.VolumeKey(ref)); ref != busy && leaderOf(h, core.VolumeKey(ref)) != want {
+			if want := app.PreferredDaemon(both, core.VolumeKey(ref)); ref != busy && leaderOf(h, core.VolumeKey(ref)) != want {
 				t.Fatalf("%s led by %q, preferred %q", core.VolumeKey(ref), leaderOf(h, core.VolumeKey(ref)), want)
 			}
 		}
@@ -243,7 +243,7 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 		h.Shared.Backend.AutoSync(true)
 		// Name the daemons so that the environment prefers the one joining.
 		first, second := "d1", "d2"
-		if app.PreferredOf([]string{first, second}, envKey) == first {
+		if app.PreferredDaemon([]string{first, second}, envKey) == first {
 			first, second = second, first
 		}
 		h.Start(first)

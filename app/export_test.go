@@ -1,4 +1,0 @@
-package app
-
-// PreferredOf is preferredOf, for the external tests.
-func PreferredOf(members []string, key string) string { return preferredOf(members, key) }
