@@ -145,7 +145,6 @@ func distribution(leaders map[string]string, ids []string) map[string]int {
 	return out
 }
 
-
 // waitMembers waits until every daemon of ids sees all of them.
 func (c *cluster) waitMembers(ids []string) {
 	c.t.Helper()
