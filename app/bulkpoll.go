@@ -149,8 +149,18 @@ func (m *monitor) runBulkPoll(ctx context.Context) {
 // and queues those whose plan would now act or write.
 func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []core.VolumeRef) {
 	e := m.e
-	m.pollMu.RLock()
-	defer m.pollMu.RUnlock()
+	// A hand-over of a volume this call asks about waits for its end.
+	done := make(chan struct{})
+	defer func() {
+		m.mu.Lock()
+		for _, ref := range refs {
+			if m.polling[ref] == done {
+				delete(m.polling, ref)
+			}
+		}
+		m.mu.Unlock()
+		close(done)
+	}()
 	type polled struct {
 		ref core.VolumeRef
 		in  core.VolumeInput
@@ -164,9 +174,12 @@ func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []c
 	envState := e.environmentState(id)
 	for _, ref := range refs {
 		r := core.VolumeResource(ref)
-		l := m.leading(r)
 		m.mu.Lock()
+		l := m.held[r]
 		sv := m.settled[id][ref]
+		if sv != nil && l != nil && !isClosed(l.Lost()) {
+			m.polling[ref] = done
+		}
 		m.mu.Unlock()
 		if sv == nil {
 			continue // queued since the sweep began

@@ -34,10 +34,10 @@ type monitor struct {
 	// way, closed when done (release.go).
 	releasing map[core.EnvironmentID]chan struct{}
 
-	// pollMu: a bulk status call holds it shared; a hand-over holds it to
-	// take a volume out of the settled set, so no call on its way still
-	// asks about a volume this daemon gave up.
-	pollMu  sync.RWMutex
+	// polling are the volumes a bulk status call on its way asks about,
+	// with the channel closed at its end: a hand-over waits for it, so no
+	// call still asks about a volume this daemon gave up.
+	polling map[core.VolumeRef]chan struct{}
 	members membership
 	place   placement
 
@@ -61,13 +61,15 @@ type lead struct {
 	// release should its records be gone by then.
 	env     ports.Environment
 	backend ports.StorageBackend
+	// released: the backend was told this lead ended (once).
+	released sync.Once
 }
 
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
 		settled: map[core.EnvironmentID]map[core.VolumeRef]*settledVolume{}, reports: map[core.VolumeRef]report{},
-		releasing: map[core.EnvironmentID]chan struct{}{}, place: newPlacement(), quit: make(chan struct{}),
+		releasing: map[core.EnvironmentID]chan struct{}{}, polling: map[core.VolumeRef]chan struct{}{}, place: newPlacement(), quit: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
 }
 
@@ -294,6 +296,9 @@ func (m *monitor) resign(r core.Resource, l *lead) {
 		m.unsettle(r.Volume)
 	}
 	m.queue.forget(r)
+	if r.Kind == core.ResourceEnvironment {
+		m.release(r.Env, l) // before another daemon can lead it
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), resignTimeout)
 	defer cancel()
 	if err := l.Resign(ctx); err != nil {
@@ -329,15 +334,27 @@ func (m *monitor) stopAll() {
 	held := m.held
 	m.held = map[core.Resource]*lead{}
 	m.mu.Unlock()
+	// Others stop preferring this daemon first, so they take what it
+	// resigns at once.
 	ctx, cancel := context.WithTimeout(context.Background(), resignTimeout)
-	defer cancel()
+	m.withdraw(ctx)
+	cancel()
+	// Environments are released while still led (each call bounded), so
+	// the next leader's host-bound work never overlaps this host's.
 	var wg sync.WaitGroup
+	for r, l := range held {
+		if r.Kind == core.ResourceEnvironment {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.release(r.Env, l)
+			}()
+		}
+	}
+	wg.Wait()
+	ctx, cancel = context.WithTimeout(context.Background(), resignTimeout)
+	defer cancel()
 	slots := make(chan struct{}, m.e.cfg.Workers)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		m.withdraw(ctx)
-	}()
 	for r, l := range held {
 		slots <- struct{}{}
 		wg.Add(1)
@@ -349,7 +366,6 @@ func (m *monitor) stopAll() {
 		}()
 	}
 	wg.Wait()
-	// Every environment led here is released, each call bounded.
 	close(m.quit)
 	m.leadWG.Wait()
 }

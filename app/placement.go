@@ -246,7 +246,9 @@ func (m *monitor) takeToken() bool {
 	p := &m.place
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.last.IsZero() {
+	if p.last.IsZero() {
+		p.tokens = rate // a second's worth to begin with
+	} else {
 		p.tokens += now.Sub(p.last).Seconds() * rate
 	}
 	p.last = now
@@ -270,16 +272,24 @@ func (m *monitor) markDirty() {
 // flight for it here (this worker is its only one, and a bulk poll
 // holding it is waited for), and nothing is written.
 func (m *monitor) handOver(r core.Resource, l *lead) {
-	m.pollMu.Lock() // no bulk status call on its way that includes it
 	m.mu.Lock()
-	delete(m.held, r)
+	delete(m.held, r) // no bulk status call asks about it from now on
+	var polled chan struct{}
+	if r.Kind == core.ResourceVolume {
+		polled = m.polling[r.Volume]
+	}
 	m.mu.Unlock()
 	if r.Kind == core.ResourceVolume {
 		m.unsettle(r.Volume)
 	}
-	m.pollMu.Unlock()
+	if polled != nil {
+		<-polled // the one that does ends (bounded by ActionTimeout)
+	}
 	m.queue.forget(r)
 	m.e.log.Info("handing over", "resource", r.Key(), "preferred", m.preferred(r))
+	if r.Kind == core.ResourceEnvironment {
+		m.release(r.Env, l) // before another daemon can lead it
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), resignTimeout)
 	defer cancel()
 	if err := l.Resign(ctx); err != nil {

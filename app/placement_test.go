@@ -289,11 +289,32 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 	})
 }
 
+// releaseProbe is the scripted backend calling onRelease at the start of
+// each ReleaseEnvironment.
+type releaseProbe struct {
+	*fake.Backend
+	onRelease func()
+}
+
+func (b releaseProbe) ReleaseEnvironment(ctx context.Context, env ports.Environment) error {
+	b.onRelease()
+	return b.Backend.ReleaseEnvironment(ctx, env)
+}
+
 // A daemon that stops leading an environment releases it: on a graceful
-// stop, and when its session ends.
+// stop (while still leading it, so the next leader's host-bound work
+// never overlaps), and when its session ends.
 func TestEnvironmentReleasedWhenNoLongerLed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, d1 := mirroringEnv(t)
+		h := harness.New(t)
+		var leaderAtRelease []string
+		h.Shared.Backends = fake.NewBackends(map[string]ports.StorageBackend{harness.CephType: releaseProbe{h.Shared.Backend, func() {
+			leaderAtRelease = append(leaderAtRelease, leaderOf(h, envKey))
+		}}})
+		seedStorages(h)
+		seedEnvironment(h, "start")
+		d1 := h.Start("d1")
+		h.TickState(core.EnvironmentStatusKey(envID), core.StateMirroring, fastPoll)
 		if n := callsFor(h, "ReleaseEnvironment", envID.String()); n != 0 {
 			t.Fatalf("ReleaseEnvironment called %d times while leading", n)
 		}
@@ -319,6 +340,54 @@ func TestEnvironmentReleasedWhenNoLongerLed(t *testing.T) {
 		if n := callsFor(h, "ReleaseEnvironment", envID.String()); n != 2 {
 			t.Fatalf("ReleaseEnvironment called %d times, want 2 (lost session, graceful stop)", n)
 		}
+		if want := []string{"", "d2"}; !slices.Equal(leaderAtRelease, want) {
+			t.Fatalf("leader of the environment at each release: %q, want %q", leaderAtRelease, want)
+		}
+	})
+}
+
+// A hand-over waits for a bulk status call that includes the volume:
+// the daemon giving it up has nothing on its way about it when the next
+// leader starts.
+func TestHandOverWaitsForTheBulkPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		h.Shared.Backend.AutoSync(true)
+		refs := manyVolumes(h, 6)
+		h.WaitTicking("every volume mirroring", fastPoll, allMirroring(h, refs))
+		var toD2 []core.VolumeRef
+		for _, ref := range refs {
+			if app.PreferredDaemon([]string{"d1", "d2"}, core.VolumeKey(ref)) == "d2" {
+				toD2 = append(toD2, ref)
+			}
+		}
+		if len(toD2) == 0 {
+			t.Fatal("d2 preferred for no volume: the test would prove nothing")
+		}
+		release := h.Shared.Backend.Block("VolumeStatuses")
+		defer release()
+		h.WaitTicking("d1's bulk poll under way", time.Second, func() bool { return h.Shared.Backend.Blocked("VolumeStatuses") == 1 })
+		h.Start("d2")
+		waitMembers(h, "d1", "d2")
+		h.Tick(settle)
+		h.WaitIdle()
+		h.Tick(fastPoll)
+		h.WaitIdle()
+		for _, ref := range toD2 {
+			if l := leaderOf(h, core.VolumeKey(ref)); l != "d1" {
+				t.Fatalf("%s handed over to %q while d1's bulk status call about it was on its way", core.VolumeKey(ref), l)
+			}
+		}
+		release()
+		h.WaitTicking("d2 leads its share", fastPoll, func() bool {
+			for _, ref := range toD2 {
+				if leaderOf(h, core.VolumeKey(ref)) != "d2" {
+					return false
+				}
+			}
+			return true
+		})
+		wantFenced(t, h)
 	})
 }
 

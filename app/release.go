@@ -51,10 +51,15 @@ func (m *monitor) wonEnvironment(id core.EnvironmentID, l *lead) {
 	}
 }
 
-// release tells the backend that this daemon no longer leads environment
-// id (lead l ended), unless it leads it again already. Failures are
-// logged: the call is bounded and never blocks a stop for long.
+// release tells the backend, once per lead, that this daemon no longer
+// leads environment id (lead l ends: before a resign, or after a loss),
+// unless it leads it again already. Failures are logged: the call is
+// bounded and never blocks a stop for long.
 func (m *monitor) release(id core.EnvironmentID, l *lead) {
+	l.released.Do(func() { m.releaseNow(id, l) })
+}
+
+func (m *monitor) releaseNow(id core.EnvironmentID, l *lead) {
 	r := core.EnvironmentResource(id)
 	done := make(chan struct{})
 	m.mu.Lock()
