@@ -237,6 +237,12 @@ func (m *monitor) process(r core.Resource) {
 		return
 	}
 	if res.failed {
+		if err == nil && m.followsElsewhere(r) {
+			// Failed here (its status says so), nothing under way: it
+			// retries where its environment's work runs.
+			m.handOver(r, l)
+			return
+		}
 		m.queue.retry(r)
 		return
 	}

@@ -218,23 +218,64 @@ func (m *monitor) handOverDue(r core.Resource) bool {
 		return false
 	}
 	self := m.e.election.Identity()
-	if r.Kind == core.ResourceVolume {
-		follow, err := m.follows(m.ctx, r.Volume.Env)
-		if err != nil {
+	follow := false
+	var err error
+	switch r.Kind {
+	case core.ResourceVolume:
+		if follow, err = m.follows(m.ctx, r.Volume.Env); err != nil {
 			return false
 		}
 		if follow {
 			envLeader := m.leaderOf(core.EnvironmentResource(r.Volume.Env))
 			return envLeader != "" && envLeader != self
 		}
+	case core.ResourceEnvironment:
+		if follow, err = m.follows(m.ctx, r.Env); err != nil {
+			return false
+		}
 	}
 	members, stable := m.liveMembers()
 	if preferredOf(members, r.Key()) == self {
 		return false
 	}
+	if follow && !m.volumesSettledHere(r.Env) {
+		// Its volumes here follow it once settled; one under way would be
+		// left on a host no longer running the environment's work.
+		m.markDirty()
+		return false
+	}
 	if stable < m.e.cfg.MembershipSettle || !m.takeToken() {
 		m.markDirty() // the scan queues it again later
 		return false
+	}
+	return true
+}
+
+// followsElsewhere says r is a volume following its environment, which
+// another daemon leads.
+func (m *monitor) followsElsewhere(r core.Resource) bool {
+	if r.Kind != core.ResourceVolume || m.alone() {
+		return false
+	}
+	if follow, err := m.follows(m.ctx, r.Volume.Env); err != nil || !follow {
+		return false
+	}
+	l := m.leaderOf(core.EnvironmentResource(r.Volume.Env))
+	return l != "" && l != m.e.election.Identity()
+}
+
+// volumesSettledHere says every volume of environment id led here is
+// settled.
+func (m *monitor) volumesSettledHere(id core.EnvironmentID) bool {
+	vols := m.e.volumesIn(id)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, v := range vols {
+		if _, led := m.held[v]; led {
+			if _, ok := m.settled[id][v.Volume]; !ok {
+				return false
+			}
+		}
 	}
 	return true
 }

@@ -233,9 +233,10 @@ func withFollowingVolumes(h *harness.Harness) {
 }
 
 // With VolumesFollowEnvironment, every volume is led by the daemon
-// leading its environment, whatever the preference of the volume: when
-// the environment moves to a daemon joining, its settled volumes follow,
-// the old leader releases the environment, and nothing is written.
+// leading its environment, whatever the preference of the volume: the
+// environment moves to a daemon joining only once its volumes are
+// settled, they follow it, the old leader releases the environment, and
+// nothing is written but the pause that was under way.
 func TestVolumesFollowTheirEnvironment(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := harness.New(t)
@@ -252,19 +253,32 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 		h.TickState(core.EnvironmentStatusKey(envID), core.StateMirroring, fastPoll)
 		refs := manyVolumes(h, 8)
 		h.WaitTicking("every volume mirroring", fastPoll, allMirroring(h, refs))
+		busy := refs[0]
+		release := h.Shared.Backend.Block("PauseVolume")
+		defer release()
+		setOp(h, busy, "pause")
+		h.WaitFor("the pause under way", func() bool { return h.Shared.Backend.Blocked("PauseVolume") == 1 })
 
 		rev := h.Shared.KV.Revision()
 		h.Start(second)
 		waitMembers(h, first, second)
-		// Volumes the joining daemon is preferred for still stay with the
-		// environment's leader.
-		h.Tick(grace)
-		h.WaitIdle()
+		// Volumes the joining daemon is preferred for stay with the
+		// environment's leader, and the environment stays while one of its
+		// volumes is under way.
+		for range 2 * settle / fastPoll {
+			h.Tick(fastPoll)
+			h.WaitIdle()
+		}
+		if l := leaderOf(h, envKey); l != first {
+			t.Fatalf("environment led by %q while a volume of it was under way on %s", l, first)
+		}
 		for _, ref := range refs {
 			if l := leaderOf(h, core.VolumeKey(ref)); l != first {
 				t.Fatalf("%s led by %q while %s leads the environment", core.VolumeKey(ref), l, first)
 			}
 		}
+		release()
+		h.TickState(core.VolumeStatusKey(busy), core.StatePaused, fastPoll)
 		h.WaitTicking("the environment and its volumes led by "+second, fastPoll, func() bool {
 			if leaderOf(h, envKey) != second {
 				return false
@@ -279,9 +293,18 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 		if n := callsFor(h, "ReleaseEnvironment", envID.String()); n != 1 {
 			t.Fatalf("ReleaseEnvironment called %d times, want 1 (by %s, which led it)", n, first)
 		}
-		if writes := statusWritesSince(t, h, rev); len(writes) != 0 {
+		// The paused volume's status is written by the pause, and may be
+		// again at its next look (a paused report carries no lag); the
+		// others are not written at all.
+		writes := statusWritesSince(t, h, rev)
+		if n := writes[core.VolumeStatusKey(busy)]; n < 1 || n > 2 {
+			t.Fatalf("the paused volume's status written %d times", n)
+		}
+		delete(writes, core.VolumeStatusKey(busy))
+		if len(writes) != 0 {
 			t.Fatalf("status writes during the move: %v", writes)
 		}
+		wantStates(t, h, core.VolumeStatusKey(busy), core.StateMirroring, core.StatePaused)
 		if n := h.Shared.Backend.Calls("StartVolume"); n != len(refs) {
 			t.Fatalf("StartVolume called %d times, want %d", n, len(refs))
 		}
