@@ -53,6 +53,25 @@ func (m *monitor) settle(ref core.VolumeRef, v *settledVolume) {
 	vols[ref] = v
 }
 
+// isSettled says the bulk poll watches ref.
+func (m *monitor) isSettled(ref core.VolumeRef) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.settled[ref.Env][ref]
+	return ok
+}
+
+// environmentSettled says environment id is mirroring with nothing under
+// way, as the cache shows its status.
+func (m *monitor) environmentSettled(id core.EnvironmentID) bool {
+	data, ok := m.e.cache.get(core.EnvironmentStatusKey(id))
+	if !ok {
+		return false
+	}
+	st, err := core.DecodeStatus(data)
+	return err == nil && st.StateCode == core.StateMirroring && st.ErrorReason == nil
+}
+
 // unsettle takes a volume back from the bulk poll: it is reconciled on
 // its own again.
 func (m *monitor) unsettle(ref core.VolumeRef) {
@@ -130,6 +149,18 @@ func (m *monitor) runBulkPoll(ctx context.Context) {
 // and queues those whose plan would now act or write.
 func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []core.VolumeRef) {
 	e := m.e
+	// A hand-over of a volume this call asks about waits for its end.
+	done := make(chan struct{})
+	defer func() {
+		m.mu.Lock()
+		for _, ref := range refs {
+			if m.polling[ref] == done {
+				delete(m.polling, ref)
+			}
+		}
+		m.mu.Unlock()
+		close(done)
+	}()
 	type polled struct {
 		ref core.VolumeRef
 		in  core.VolumeInput
@@ -143,9 +174,12 @@ func (m *monitor) pollChunk(ctx context.Context, id core.EnvironmentID, refs []c
 	envState := e.environmentState(id)
 	for _, ref := range refs {
 		r := core.VolumeResource(ref)
-		l := m.leading(r)
 		m.mu.Lock()
+		l := m.held[r]
 		sv := m.settled[id][ref]
+		if sv != nil && l != nil && !isClosed(l.Lost()) {
+			m.polling[ref] = done
+		}
 		m.mu.Unlock()
 		if sv == nil {
 			continue // queued since the sweep began
@@ -209,9 +243,12 @@ func (m *monitor) wouldChange(in core.VolumeInput) bool {
 	if plan.Write == nil {
 		return false
 	}
+	if in.Status == nil {
+		return true
+	}
 	w := *plan.Write
-	w.Owner = m.e.election.Identity()
-	return in.Status == nil || !in.Status.Same(w)
+	w.Owner = in.Status.Owner // an owner alone is not written (writeStatus)
+	return !in.Status.Same(w)
 }
 
 // askStatuses asks the backend about vols at once.

@@ -32,6 +32,20 @@ type Config struct {
 	// included (default 128). Goroutines do not grow with the number of
 	// volumes: one work queue feeds this pool.
 	Workers int
+	// PlacementGrace is how long a daemon leaves a leaderless resource to
+	// the live daemon preferred for it before campaigning itself (default
+	// 2×FastPollInterval): a preferred daemon that is slow, or sees
+	// another member set, never leaves a resource unled.
+	PlacementGrace time.Duration
+	// MembershipSettle is how long the set of live daemons must stay
+	// unchanged before a daemon hands resources over to the daemons
+	// preferred for them (default 5×FastPollInterval): no hand-overs
+	// while daemons come and go.
+	MembershipSettle time.Duration
+	// HandoversPerSecond bounds how many resources a daemon hands over
+	// per second to balance leadership (default 20), so a daemon joining
+	// draws its share over time, not in a storm.
+	HandoversPerSecond int
 	// SnapshotCreatedSubject and SnapshotDeletedSubject are where the
 	// cluster manager announces snapshots (docs/contract.md §5.1).
 	SnapshotCreatedSubject string
@@ -49,6 +63,7 @@ const (
 	DefaultActionTimeout          = 5 * time.Minute
 	DefaultDestroyTimeout         = 2 * time.Minute
 	DefaultWorkers                = 128
+	DefaultHandoversPerSecond     = 20
 	DefaultSnapshotCreatedSubject = "cdm.cluster.volume_snapshot.created"
 	DefaultSnapshotDeletedSubject = "cdm.cluster.volume_snapshot.deleted"
 	DefaultSnapshotDurable        = "mirrord-snapshots"
@@ -66,6 +81,11 @@ func (c Config) WithDefaults() Config {
 	set(&c.FastPollInterval, DefaultFastPollInterval)
 	set(&c.ActionTimeout, DefaultActionTimeout)
 	set(&c.DestroyTimeout, DefaultDestroyTimeout)
+	set(&c.PlacementGrace, 2*c.FastPollInterval)
+	set(&c.MembershipSettle, 5*c.FastPollInterval)
+	if c.HandoversPerSecond <= 0 {
+		c.HandoversPerSecond = DefaultHandoversPerSecond
+	}
 	if c.Backoff.Base <= 0 || c.Backoff.Max <= 0 {
 		c.Backoff = core.DefaultBackoff
 	}

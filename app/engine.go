@@ -189,8 +189,19 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 func (e *Engine) dispatch(ev ports.WatchEvent) {
 	key := ev.KV.Key
 	if leaderOf, ok := strings.CutPrefix(key, e.cfg.LeaderPrefix); ok {
-		if res, err := core.ParseResource(leaderOf); err == nil && ev.Type == ports.EventDelete {
+		if e.isMemberKey(key) {
+			e.monitor.membersChanged()
+			return
+		}
+		res, err := core.ParseResource(leaderOf)
+		if err != nil {
+			return
+		}
+		if ev.Type == ports.EventDelete {
 			e.monitor.touch(res) // leaderless: campaign
+		}
+		if res.Kind == core.ResourceEnvironment {
+			e.monitor.markDirty() // volumes following it may have to move
 		}
 		return
 	}

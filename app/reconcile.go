@@ -82,12 +82,17 @@ func observe[T any](ctx context.Context, timeout time.Duration, ask func(context
 
 // writeStatus puts st, fenced by lead, unless it says nothing new, and
 // puts it in the cache at once; a new error_reason is logged and
-// reported as an event.
+// reported as an event. A status that differs only in its owner is not
+// new: a daemon taking a settled resource over leaves its status alone
+// (the owner names the daemon that wrote it).
 func (e *Engine) writeStatus(ctx context.Context, lead ports.Leadership, to *statusTarget, st core.Status) error {
-	st.Owner = e.election.Identity()
-	if to.current != nil && to.current.Same(st) {
-		return nil
+	if to.current != nil {
+		st.Owner = to.current.Owner
+		if to.current.Same(st) {
+			return nil
+		}
 	}
+	st.Owner = e.election.Identity()
 	now := e.clock.Now().UTC()
 	st.UpdatedAt = &now
 	value := st.Encode()

@@ -72,6 +72,12 @@ type daemon struct {
 
 func (c *cluster) start(id string, edit ...func(*Config)) *daemon {
 	c.t.Helper()
+	return c.startOn(id, c.backends, edit...)
+}
+
+// startOn starts a daemon on the given backends.
+func (c *cluster) startOn(id string, backends ports.Backends, edit ...func(*Config)) *daemon {
+	c.t.Helper()
 	cfg := c.config(id)
 	for _, e := range edit {
 		e(&cfg)
@@ -79,7 +85,7 @@ func (c *cluster) start(id string, edit ...func(*Config)) *daemon {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_daemon", id)
 	ctx, cancel := context.WithCancel(context.Background())
-	d, cleanup, err := initDaemonWith(ctx, cfg, log, c.backends)
+	d, cleanup, err := initDaemonWith(ctx, cfg, log, backends)
 	if err != nil {
 		cancel()
 		c.t.Fatalf("start %s: %v", id, err)
