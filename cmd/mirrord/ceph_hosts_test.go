@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/cdmdr/mirror/adapters/pluginhost"
+	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/core"
 )
 
@@ -142,7 +142,7 @@ func TestCephTwoHosts(t *testing.T) {
 		c.waitStateWithin(core.EnvironmentStatusKey(e), core.StateMirroring, 90*time.Second)
 	}
 	if l1, l2 := leader(core.EnvironmentKey(hostEnv1)), leader(core.EnvironmentKey(hostEnv2)); l1 != a.id || l2 != b.id {
-		t.Fatalf("environment leaders %s: %s, %s: %s; want %s and %s (the ids were picked so that placement puts them apart: has app/placement.go's hash changed?)",
+		t.Fatalf("environment leaders %s: %s, %s: %s; want %s and %s (the ids were picked so that app.PreferredDaemon puts them apart)",
 			hostEnv1, l1, hostEnv2, l2, a.id, b.id)
 	}
 	if !slices.ContainsFunc(processesMentioning(a.stateDir), isRBDMirror) || !slices.ContainsFunc(processesMentioning(b.stateDir), isRBDMirror) {
@@ -340,26 +340,12 @@ func cephStateDir(t testing.TB) string {
 }
 
 // daemonIDsApart returns two daemon ids of which the engine's placement
-// prefers the first for key1 and the second for key2. It mirrors
-// app/placement.go's rendezvous hash (hrwWeight), so that the test knows
-// which daemon leads which environment; the test checks it.
+// prefers the first for key1 and the second for key2, so that the test
+// knows which daemon leads which environment.
 func daemonIDsApart(key1, key2 string) (string, string) {
-	weight := func(member, key string) uint64 {
-		h := fnv.New64a()
-		h.Write([]byte(key))
-		h.Write([]byte{0})
-		h.Write([]byte(member))
-		x := h.Sum64()
-		x ^= x >> 30
-		x *= 0xbf58476d1ce4e5b9
-		x ^= x >> 27
-		x *= 0x94d049bb133111eb
-		x ^= x >> 31
-		return x
-	}
 	for n := 0; ; n++ {
 		a, b := "host-a-"+strconv.Itoa(n), "host-b-"+strconv.Itoa(n)
-		if weight(a, key1) > weight(b, key1) && weight(b, key2) > weight(a, key2) {
+		if app.PreferredDaemon([]string{a, b}, key1) == a && app.PreferredDaemon([]string{a, b}, key2) == b {
 			return a, b
 		}
 	}
