@@ -85,14 +85,17 @@ func TestTwoHostsTakeover(t *testing.T) {
 	r.writeSource(t, moving)
 	r.waitSame(t, moving, 30*time.Second)
 
-	// Host A is lost: its plugin gone, its rbd-mirror killed -9.
+	// Host A is lost: its plugin gone, its rbd-mirror killed -9. The
+	// writer holds the source image's lock from before, as a running VM
+	// does: a new lock would wait on the dead rbd-mirror's watch.
+	writer := r.openWriter(t, moving)
 	pidsA := rbdMirrorPids(t, a.stateDir)
 	a.Close()
 	for _, pid := range pidsA {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	lost := time.Now()
-	r.writeSource(t, moving)
+	writer()
 	if err := b.be.PrepareEnvironment(ctx, env); err != nil {
 		t.Fatalf("PrepareEnvironment via B after A's loss: %v", err)
 	}
@@ -219,16 +222,42 @@ func (r *labRig) writeSource(t *testing.T, v sdk.Volume) {
 		t.Fatal(err)
 	}
 	defer img.Close()
+	if err := writeRandom(img); err != nil {
+		t.Fatalf("write %s: %v", imageName(v), err)
+	}
+}
+
+// openWriter opens the volume's source image and writes it once (taking
+// its exclusive lock); the returned func writes 1 MiB of random data
+// again through the same handle, closed when the test ends.
+func (r *labRig) openWriter(t *testing.T, v sdk.Volume) (write func()) {
+	t.Helper()
+	img, err := rbd.OpenImage(r.srcIO, imageName(v), rbd.NoSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = img.Close() })
+	write = func() {
+		t.Helper()
+		if err := writeRandom(img); err != nil {
+			t.Fatalf("write %s: %v", imageName(v), err)
+		}
+	}
+	write()
+	return write
+}
+
+// writeRandom writes 1 MiB of random data at a random 4 KiB-aligned
+// offset of the first 4 MiB of img, and flushes.
+func writeRandom(img *rbd.Image) error {
 	buf := make([]byte, 1<<20)
 	for i := range buf {
 		buf[i] = byte(rand.Uint32())
 	}
 	if _, err := img.WriteAt(buf, int64(rand.IntN(3*256))*4096); err != nil {
-		t.Fatalf("write %s: %v", imageName(v), err)
+		return err
 	}
-	if err := img.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	return img.Flush()
 }
 
 // waitSame waits until the volume's copy has the source's content
