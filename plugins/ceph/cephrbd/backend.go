@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
 )
@@ -33,6 +34,11 @@ type Backend struct {
 	daemons  map[string]*mirrorDaemon
 	migrated map[string]bool // environments whose last-release files were moved into the cluster
 	copied   sync.Map        // target image id → its first copy was seen complete
+
+	// pauseLoopDelay, zero but in tests, keeps the supervisor from
+	// applying pauses that long after an rbd-mirror starts: a test of
+	// the copy's hold needs the replayers to run first.
+	pauseLoopDelay time.Duration
 }
 
 var _ sdk.Backend = (*Backend)(nil)

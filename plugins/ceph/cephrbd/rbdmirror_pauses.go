@@ -34,10 +34,18 @@ func (d *mirrorDaemon) reapplyPauses() {
 		if sleep(d.ctx, interval) != nil {
 			return
 		}
-		if d.running() {
+		if d.running() && !d.holdingOff() {
 			d.enforcePauses()
 		}
 	}
+}
+
+// holdingOff says whether the test knob pauseLoopDelay still keeps the
+// loop from acting.
+func (d *mirrorDaemon) holdingOff() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Since(d.startedAt) < d.b.pauseLoopDelay
 }
 
 // enforcePauses is one round: one status question to rbd-mirror, one

@@ -96,6 +96,9 @@ func TestTwoHostsTakeover(t *testing.T) {
 	}
 	lost := time.Now()
 	writer()
+	// B's supervisor stops the paused replayer only after the replayers
+	// ran a while: until then, only the copy's hold keeps it unchanged.
+	b.be.pauseLoopDelay = 25 * time.Second
 	if err := b.be.PrepareEnvironment(ctx, env); err != nil {
 		t.Fatalf("PrepareEnvironment via B after A's loss: %v", err)
 	}
@@ -112,10 +115,16 @@ func TestTwoHostsTakeover(t *testing.T) {
 		}
 		return leads > 0 && replays > 0
 	})
+	if leads-prepared > leadsWithin {
+		t.Errorf("B's rbd-mirror took the lead %v after B prepared; want within %v (A's instance blocklisted)", leads-prepared, leadsWithin)
+	}
 	r.waitSame(t, moving, 60*time.Second)
 	arrived := time.Since(lost)
 	t.Logf("kill of A's rbd-mirror → B prepared %v, B leads %v, B replays the unpaused volume %v, its new write on the target %v",
 		prepared.Round(10*time.Millisecond), leads.Round(10*time.Millisecond), replays.Round(10*time.Millisecond), arrived.Round(10*time.Millisecond))
+	if got := exportDigest(t, r.lab.Sites[1], imageName(paused)); got != held {
+		t.Fatalf("the paused volume's copy changed when B's rbd-mirror replayed before its pause was applied (sha256 %s, was %s)", got, held)
+	}
 	if h, err := b.be.EnvironmentStatus(ctx, env); err != nil || !h.Ready {
 		t.Fatalf("EnvironmentStatus via B after the takeover = %+v, %v; want ready (A's rbd-mirror was the plugin's own)", h, err)
 	}
@@ -169,6 +178,12 @@ func TestTwoHostsTakeover(t *testing.T) {
 	stopKeeping(t, a2.be, moving)
 	stopKeeping(t, a2.be, third)
 }
+
+// leadsWithin bounds the time from B's PrepareEnvironment to B's
+// rbd-mirror leading the pool (0.1 s on the lab); without the blocklist,
+// B breaks the dead leader's lock only after missed heartbeats (4 s on
+// the lab, with the plugin's 1 s heartbeat).
+const leadsWithin = 2 * time.Second
 
 // labHost is one more "host": a Backend with its own state directory.
 type labHost struct {
