@@ -100,8 +100,15 @@ func (b *Backend) localAsoks(env sdk.Environment, dst side) ([]string, error) {
 		return nil, b.errNotHere(env.ID)
 	}
 	out := []string{d.asok}
-	for _, o := range b.localEnvs() {
-		if o.envID != env.ID && d.site != "" && o.TargetSite == d.site && livePid(b.pidPath(o.envID), b.asokPath(o.envID)) > 0 {
+	envs := b.localEnvs()
+	site := ""
+	for _, o := range envs {
+		if o.envID == env.ID {
+			site = o.TargetSite
+		}
+	}
+	for _, o := range envs {
+		if o.envID != env.ID && site != "" && o.TargetSite == site && livePid(b.pidPath(o.envID), b.asokPath(o.envID)) > 0 {
 			out = append(out, b.asokPath(o.envID))
 		}
 	}
@@ -153,6 +160,8 @@ func (b *Backend) localDaemon(env sdk.Environment, dst side) *mirrorDaemon {
 	if data, err := os.ReadFile(b.hostMarkerPath(env.ID)); err == nil {
 		_ = json.Unmarshal(data, &m)
 	}
+	// An rbd-mirror the last release started has no env.json (no site):
+	// the next PrepareEnvironment writes it.
 	d, err := b.daemon(env, dst, m.TargetSite)
 	if err != nil {
 		return nil
@@ -180,15 +189,14 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 	if err := writePrivate(keyring, []byte(keyringText("client."+dst.m.AdminClient, dst.m.AdminKeyring))); err != nil {
 		return nil, err
 	}
-	here, _ := json.Marshal(marker{Source: storageKey(env.Source), Target: dst.key(), TargetSite: site})
-	if err := writePrivate(b.hostMarkerPath(env.ID), here); err != nil {
+	if err := b.writeHostMarker(env, dst, site); err != nil {
 		return nil, err
 	}
 	asok := b.asokPath(env.ID)
 	ctx, cancel := context.WithCancel(context.Background())
 	host, _ := os.Hostname()
 	return &mirrorDaemon{
-		log: b.log, b: b, dst: dst, site: site, host: host,
+		log: b.log, b: b, dst: dst, host: host,
 		envID: env.ID, runDir: run, asok: asok, pidFile: b.pidPath(env.ID),
 		args: []string{
 			"--cluster", dst.key(), "-c", conf, "-n", "client." + dst.m.AdminClient, "--keyring", keyring,
@@ -206,6 +214,13 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 		recorded: map[string]bool{}, enforced: map[string]pausedImage{},
 		startedAt: time.Now(),
 	}, nil
+}
+
+// writeHostMarker records in the run directory that this host runs the
+// environment's rbd-mirror, and for which storages and target site.
+func (b *Backend) writeHostMarker(env sdk.Environment, dst side, site string) error {
+	here, _ := json.Marshal(marker{Source: storageKey(env.Source), Target: dst.key(), TargetSite: site})
+	return writePrivate(b.hostMarkerPath(env.ID), here)
 }
 
 // daemonEnviron is the plugin's environment without the caller's Ceph

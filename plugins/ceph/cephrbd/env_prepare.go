@@ -158,6 +158,9 @@ func (b *Backend) startDaemon(ctx context.Context, env sdk.Environment, dst side
 	if err != nil {
 		return fmt.Errorf("start rbd-mirror for storage %s: %w", dst.key(), err)
 	}
+	if err := b.writeHostMarker(env, dst, site); err != nil {
+		return err
+	}
 	for {
 		if d.running() {
 			if _, err := asokCommand(ctx, d.asok, "rbd mirror status"); err == nil {

@@ -36,7 +36,6 @@ type mirrorDaemon struct {
 	env     []string
 	b       *Backend
 	dst     side   // the target storage
-	site    string // the target cluster's mirror site name
 	host    string // this host's name, in the instance records
 
 	// recorded holds the "pool/instance id" pairs recorded in the
