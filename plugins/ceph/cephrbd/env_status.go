@@ -25,8 +25,12 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 		return sdk.EnvironmentHealth{}, err
 	}
 	defer e.close()
-	if ok, err := b.prepared(ctx, e.dstIO, env.ID); err != nil || !ok {
-		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, err
+	ok, err := b.prepared(ctx, e.dstIO, env.ID)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	if !ok {
+		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil
 	}
 	missing, err := e.poolsMissing(ctx)
 	if err != nil {

@@ -21,11 +21,12 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	if ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID); err != nil || !ok {
-		if err == nil {
-			err = fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
-		}
+	ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID)
+	if err != nil {
 		return err
+	}
+	if !ok {
+		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
 	}
 	in, err := inspect(ctx, v.srcIO, v.name, false)
 	if err != nil {
