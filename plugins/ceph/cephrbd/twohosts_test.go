@@ -105,9 +105,18 @@ func TestTwoHostsTakeover(t *testing.T) {
 	prepared := time.Since(lost)
 	asokB := b.be.asokPath(env.ID)
 	var leads, replays time.Duration
+	var atLead sdk.EnvironmentHealth
+	var atLeadErr error
+	var othersAtLead []string
 	waitForFast(t, "B's rbd-mirror leading and replaying the unpaused volume", 60*time.Second, func() bool {
-		if leads == 0 && leading(ctx, asokB, r.lab.Sites[1].Pool) {
-			leads = time.Since(lost)
+		if leads == 0 {
+			if ok, others := leading(ctx, asokB, r.lab.Sites[1].Pool); ok {
+				leads = time.Since(lost)
+				// A's dead instance is still listed in the pool for a few
+				// seconds: it was the plugin's, so not foreign.
+				atLead, atLeadErr = b.be.EnvironmentStatus(ctx, env)
+				othersAtLead = others
+			}
 		}
 		st, err := imageStateAt(ctx, asokB, r.spec(moving))
 		if replays == 0 && err == nil && st.State == replayerReplaying {
@@ -125,8 +134,12 @@ func TestTwoHostsTakeover(t *testing.T) {
 	if got := exportDigest(t, r.lab.Sites[1], imageName(paused)); got != held {
 		t.Fatalf("the paused volume's copy changed when B's rbd-mirror replayed before its pause was applied (sha256 %s, was %s)", got, held)
 	}
-	if h, err := b.be.EnvironmentStatus(ctx, env); err != nil || !h.Ready {
-		t.Fatalf("EnvironmentStatus via B after the takeover = %+v, %v; want ready (A's rbd-mirror was the plugin's own)", h, err)
+	if atLeadErr != nil || !atLead.Ready {
+		t.Fatalf("EnvironmentStatus via B once it leads, the pool listing instances %v besides its own = %+v, %v; want ready (A's rbd-mirror was the plugin's own)",
+			othersAtLead, atLead, atLeadErr)
+	}
+	if len(othersAtLead) == 0 {
+		t.Logf("A's dead instance was no longer listed when B led: the foreign check had nothing to tell apart")
 	}
 	waitFor(t, "the paused volume stopped on B's rbd-mirror", 60*time.Second, func() bool {
 		st, err := replayerStateOf(ctx, asokB, r.srcIO, r.spec(paused))
@@ -158,7 +171,11 @@ func TestTwoHostsTakeover(t *testing.T) {
 		t.Fatalf("the copy kept by a stop via B (sha256 %s) differs from the source (%s)", dst, src)
 	}
 
-	// Graceful hand-over back to A: B releases, A prepares.
+	// Graceful hand-over back to A, the third volume paused: B releases,
+	// A prepares.
+	if err := b.be.PauseVolume(ctx, third); err != nil {
+		t.Fatalf("PauseVolume via B: %v", err)
+	}
 	begin := time.Now()
 	if err := b.be.ReleaseEnvironment(ctx, env); err != nil {
 		t.Fatalf("ReleaseEnvironment via B: %v", err)
@@ -174,6 +191,13 @@ func TestTwoHostsTakeover(t *testing.T) {
 	t.Logf("hand-over B → A: release, prepare and a new write on the target in %v", time.Since(begin).Round(10*time.Millisecond))
 	if pids := rbdMirrorsOf(a.stateDir, b.dir); len(pids) != 1 {
 		t.Fatalf("rbd-mirror processes of the two hosts after the hand-over: %v; want one", pids)
+	}
+	waitFor(t, "the volume paused via B stopped on A's new rbd-mirror", 60*time.Second, func() bool {
+		st, err := replayerStateOf(ctx, a2.be.asokPath(env.ID), r.srcIO, r.spec(third))
+		return err == nil && st.State == replayerStopped
+	})
+	if st, err := a2.be.VolumeStatus(ctx, third); err != nil || st.State != sdk.ReplicationPaused {
+		t.Fatalf("VolumeStatus via A of the volume paused via B = %+v, %v; want paused", st, err)
 	}
 	stopKeeping(t, a2.be, moving)
 	stopKeeping(t, a2.be, third)
@@ -299,18 +323,25 @@ func waitForFast(t testing.TB, what string, timeout time.Duration, ok func() boo
 	}
 }
 
-// leading says whether the rbd-mirror at asok leads pool.
-func leading(ctx context.Context, asok, pool string) bool {
+// leading says whether the rbd-mirror at asok leads pool, and which
+// other instances it lists there.
+func leading(ctx context.Context, asok, pool string) (bool, []string) {
 	replayers, err := poolReplayersAt(ctx, asok)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	for _, p := range replayers {
 		if p.Pool == pool && p.InstanceID != "" && p.LeaderID == p.InstanceID {
-			return true
+			var others []string
+			for _, id := range p.Instances {
+				if id != p.InstanceID {
+					others = append(others, id)
+				}
+			}
+			return true, others
 		}
 	}
-	return false
+	return false, nil
 }
 
 // stopKeeping stops the volume through be, waiting out a first copy.
