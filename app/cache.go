@@ -322,6 +322,19 @@ func (c *cache) resource(key string) (kvs []ports.KeyValue, whole bool) {
 	return kvs, ok || len(kvs) == 0
 }
 
+// environments returns the ids of the environment records held.
+func (c *cache) environments() []core.EnvironmentID {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []core.EnvironmentID
+	for k := range c.keys {
+		if pk, err := core.ParseKey(k); err == nil && pk.Kind == core.KindEnvironment {
+			out = append(out, pk.Env)
+		}
+	}
+	return out
+}
+
 // leaderless returns the record keys under prefix (an environment or the
 // volume prefix) whose leader key, under leaderPrefix, the cache does not
 // hold: the resources nobody leads.

@@ -114,6 +114,7 @@ func (m *monitor) ensureAll(prefix string) {
 // find its environment or storages missing from the cache and write a
 // false error, so touches wait in the queue until then.
 func (m *monitor) start() {
+	m.releaseLeftovers()
 	m.wg.Add(4)
 	go func() {
 		defer m.wg.Done()

@@ -262,6 +262,8 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 		rev := h.Shared.KV.Revision()
 		h.Start(second)
 		waitMembers(h, first, second)
+		h.WaitIdle()
+		releasedAtStart := callsFor(h, "ReleaseEnvironment", envID.String()) // second's, before it led anything
 		// Volumes the joining daemon is preferred for stay with the
 		// environment's leader, and the environment stays while one of its
 		// volumes is under way.
@@ -290,7 +292,7 @@ func TestVolumesFollowTheirEnvironment(t *testing.T) {
 			}
 			return true
 		})
-		if n := callsFor(h, "ReleaseEnvironment", envID.String()); n != 1 {
+		if n := callsFor(h, "ReleaseEnvironment", envID.String()) - releasedAtStart; n != 1 {
 			t.Fatalf("ReleaseEnvironment called %d times, want 1 (by %s, which led it)", n, first)
 		}
 		// The paused volume's status is written by the pause, and may be
@@ -429,6 +431,31 @@ func TestStopDoesNotWaitForAHungRelease(t *testing.T) {
 		}
 		if log := h.Shared.Backend.CallLog(); !slices.Contains(log, "ReleaseEnvironment "+envID.String()) {
 			t.Fatalf("no release tried: %v", log)
+		}
+	})
+}
+
+// A daemon starting releases every environment of a backend whose
+// volumes follow their environment before it leads anything: what a
+// killed earlier run of it left on this host (Ceph: an orphaned
+// rbd-mirror) stops before the environment's leader, here or elsewhere,
+// prepares it.
+func TestStartReleasesWhatAnEarlierRunLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := harness.New(t)
+		withFollowingVolumes(h)
+		seedStorages(h)
+		seedEnvironment(h, "start")
+		h.Start("d1")
+		h.TickState(core.EnvironmentStatusKey(envID), core.StateMirroring, fastPoll)
+		var order []string
+		for _, c := range h.Shared.Backend.CallLog() {
+			if strings.HasPrefix(c, "ReleaseEnvironment") || strings.HasPrefix(c, "PrepareEnvironment") {
+				order = append(order, c)
+			}
+		}
+		if len(order) < 2 || !strings.HasPrefix(order[0], "ReleaseEnvironment") || !strings.HasPrefix(order[1], "PrepareEnvironment") {
+			t.Fatalf("calls = %v, want ReleaseEnvironment before the first PrepareEnvironment", order)
 		}
 	})
 }

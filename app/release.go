@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/cdmdr/mirror/core"
@@ -109,4 +110,36 @@ func (m *monitor) releaseTarget(id core.EnvironmentID) (ports.Environment, ports
 	ctx, cancel := context.WithTimeout(context.Background(), infoTimeout)
 	defer cancel()
 	return m.e.resolve(ctx, id, spec.Source, spec.Target)
+}
+
+// releaseLeftovers tells the backend, before this daemon leads anything,
+// that it leads no environment yet: host-bound work a killed earlier run
+// of it left behind on this host (Ceph: an orphaned rbd-mirror, which
+// would rejoin the pool behind the next leader's back) stops, and an
+// environment won later starts it afresh. Only backends whose volumes
+// follow their environment run such work; a few environments are
+// released at once.
+func (m *monitor) releaseLeftovers() {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 16)
+	for _, id := range m.e.cache.environments() {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if follow, err := m.follows(m.ctx, id); err != nil || !follow {
+				return
+			}
+			env, backend, err := m.releaseTarget(id)
+			if err != nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(m.ctx, releaseTimeout)
+			defer cancel()
+			if err := backend.ReleaseEnvironment(ctx, env); err != nil {
+				m.e.log.Warn("releasing environment at start failed", "environment", core.EnvironmentKey(id), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
 )
@@ -28,20 +29,27 @@ type Backend struct {
 	log      *slog.Logger
 	stateDir string
 
-	mu      sync.Mutex
-	conns   map[string]cachedConn
-	daemons map[string]*mirrorDaemon
-	paused  map[string]*pausedSet
-	copied  sync.Map // target image id → its first copy was seen complete
+	mu       sync.Mutex
+	conns    map[string]cachedConn
+	daemons  map[string]*mirrorDaemon
+	migrated map[string]bool // environments whose last-release files were moved into the cluster
+	copied   sync.Map        // target image id → its first copy was seen complete
+
+	// pauseLoopDelay, zero but in tests, keeps the supervisor from
+	// applying pauses that long after an rbd-mirror starts: a test of
+	// the copy's hold needs the replayers to run first.
+	pauseLoopDelay time.Duration
 }
 
 var _ sdk.Backend = (*Backend)(nil)
 
-// New returns a backend keeping its files under stateDir.
+// New returns a backend keeping its files under stateDir: only what
+// belongs to this host (confs and keyrings, rbd-mirror's sockets, pid
+// files and logs). What every host must see is in the target pools.
 func New(log *slog.Logger, stateDir string) *Backend {
 	return &Backend{
 		log: log, stateDir: stateDir,
-		conns: map[string]cachedConn{}, daemons: map[string]*mirrorDaemon{}, paused: map[string]*pausedSet{},
+		conns: map[string]cachedConn{}, daemons: map[string]*mirrorDaemon{}, migrated: map[string]bool{},
 	}
 }
 
@@ -70,6 +78,9 @@ func (b *Backend) Info(ctx context.Context) (sdk.Info, error) {
 		Capabilities: sdk.Capabilities{
 			Pause: true, KeepTargetStop: true, Snapshots: true,
 			SnapshotModes: []string{modeJournal, modeSnapshot},
+			// rbd-mirror runs on the host leading the environment, and
+			// pause and resume go through its local admin socket.
+			VolumesFollowEnvironment: true,
 		},
 	}, nil
 }

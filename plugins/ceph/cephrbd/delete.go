@@ -40,7 +40,7 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 			return fmt.Errorf("disable mirroring of %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
 		}
 	}
-	if err := b.pausedSet(vol.Environment.ID).set(v.spec, false); err != nil {
+	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, false, v.spec); err != nil {
 		return err
 	}
 	return removeTarget(ctx, v)

@@ -63,9 +63,6 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 	deadline, hasDeadline := ctx.Deadline()
 	budget := splitDestroyBudget(time.Until(deadline), hasDeadline)
 	name := imageName(vol)
-	if m, err := parseMeta(vol.Environment.Target); err == nil {
-		_ = b.pausedSet(vol.Environment.ID).set(m.Pool+"/"+name, false)
-	}
 	var left leftovers
 	srcDone := make(chan sourceOutcome, 1)
 	var wg sync.WaitGroup
@@ -197,6 +194,9 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 		return
 	}
 	defer io.Destroy()
+	if err := setPaused(ctx, io, vol.Environment.ID, name, false, dd.m.Pool+"/"+name); err != nil {
+		left.add("%v", err)
+	}
 	// Read before the source's side changes anything (rbd-mirror then
 	// deletes its copy: disabling, then gone, never a kept copy's look).
 	before, err := inspect(ctx, io, name, false)

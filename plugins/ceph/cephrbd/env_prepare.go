@@ -15,8 +15,12 @@ import (
 const daemonPollInterval = 200 * time.Millisecond
 
 // PrepareEnvironment implements sdk.Backend: image-mode mirroring on both
-// pools, the source registered as the target pool's peer, and an
-// rbd-mirror for the target cluster, ready once it answers.
+// pools, the source registered as the target pool's peer, the
+// environment recorded as prepared in the target pool, and an rbd-mirror
+// for the target cluster on this host, ready once it answers. It is the
+// only call that starts an rbd-mirror: the daemon calls it on the host
+// that leads the environment (the plugin declares
+// VolumesFollowEnvironment), and ReleaseEnvironment stops it.
 func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
@@ -35,10 +39,13 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err := b.ensurePeer(ctx, env, e, ours); err != nil {
 		return err
 	}
-	if err := b.writeMarker(env.ID, marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite}); err != nil {
+	if err := b.migrateLegacy(ctx, e.dstIO, env.ID); err != nil {
 		return err
 	}
-	return b.startDaemon(ctx, env, e.dst)
+	if err := writeMarker(ctx, e.dstIO, env.ID, marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite}); err != nil {
+		return err
+	}
+	return b.startDaemon(ctx, env, e.dst, e.dstSite)
 }
 
 // checkPreparable refuses what this environment cannot be prepared on:
@@ -146,10 +153,13 @@ func (b *Backend) peerKey(ctx context.Context, e *envConns) (string, error) {
 
 // startDaemon starts (or adopts) the environment's rbd-mirror and waits
 // until it answers on its admin socket.
-func (b *Backend) startDaemon(ctx context.Context, env sdk.Environment, dst side) error {
-	d, err := b.daemon(env, dst)
+func (b *Backend) startDaemon(ctx context.Context, env sdk.Environment, dst side, site string) error {
+	d, err := b.daemon(env, dst, site)
 	if err != nil {
 		return fmt.Errorf("start rbd-mirror for storage %s: %w", dst.key(), err)
+	}
+	if err := b.writeHostMarker(env, dst, site); err != nil {
+		return err
 	}
 	for {
 		if d.running() {

@@ -20,19 +20,27 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 	if err := checkEnvID(env); err != nil {
 		return sdk.EnvironmentHealth{}, err
 	}
-	if !b.prepared(env.ID) {
-		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil
-	}
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
 		return sdk.EnvironmentHealth{}, err
 	}
 	defer e.close()
+	ok, err := b.prepared(ctx, e.dstIO, env.ID)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	if !ok {
+		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil
+	}
 	missing, err := e.poolsMissing(ctx)
 	if err != nil {
 		return sdk.EnvironmentHealth{}, err
 	}
-	missing = append(missing, b.daemonMissing(ctx, env, e)...)
+	daemon, err := b.daemonMissing(ctx, env, e)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
+	}
+	missing = append(missing, daemon...)
 	if len(missing) > 0 {
 		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; ")}, nil
 	}
@@ -66,17 +74,21 @@ func (e *envConns) poolsMissing(ctx context.Context) ([]string, error) {
 }
 
 // daemonMissing says what is wrong with the environment's rbd-mirror: not
-// running, or sharing the pool with rbd-mirror instances the plugin does
-// not run.
-func (b *Backend) daemonMissing(ctx context.Context, env sdk.Environment, e *envConns) []string {
-	d, err := b.daemon(env, e.dst)
-	if err != nil || !d.running() {
-		return []string{fmt.Sprintf("rbd-mirror for storage %s is not running (log under %s/log)", e.dst.key(), b.stateDir)}
+// running on this host (the one leading the environment runs it), or
+// sharing the pool with rbd-mirror instances the plugin does not run.
+func (b *Backend) daemonMissing(ctx context.Context, env sdk.Environment, e *envConns) ([]string, error) {
+	asoks, err := b.localAsoks(env, e.dst)
+	if err != nil {
+		return []string{fmt.Sprintf("rbd-mirror for storage %s does not run on this host (PrepareEnvironment starts it; log under %s/log)", e.dst.key(), b.stateDir)}, nil
 	}
-	if foreign := foreignInstances(ctx, b.clusterAsoks(env.ID), e.dst.m.Pool); len(foreign) > 0 {
+	known, err := knownInstances(ctx, e.dstIO)
+	if err != nil {
+		return nil, fmt.Errorf("pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err)
+	}
+	if foreign := foreignInstances(ctx, asoks, e.dst.m.Pool, known); len(foreign) > 0 {
 		return []string{fmt.Sprintf("rbd-mirror instances this plugin does not run (ids %s) replicate pool %s on storage %s: "+
 			"they take some of its images, where the plugin can neither pause nor watch them; stop those rbd-mirror daemons "+
-			"(the plugin runs its own for this environment)", strings.Join(foreign, ", "), e.dst.m.Pool, e.dst.key())}
+			"(the plugin runs its own for this environment)", strings.Join(foreign, ", "), e.dst.m.Pool, e.dst.key())}, nil
 	}
-	return nil
+	return nil, nil
 }

@@ -5,8 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/ceph/go-ceph/rados"
@@ -16,8 +16,8 @@ import (
 )
 
 // TeardownEnvironment implements sdk.Backend: refused while an image of
-// the pair is mirrored; then it stops rbd-mirror, removes the peers and
-// the environment's files.
+// the pair is mirrored; then it stops rbd-mirror, removes the peers, the
+// environment's records in the target pool and its files.
 func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) error {
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
@@ -28,12 +28,16 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) 
 	if err != nil {
 		return err
 	}
-	if ours != nil || b.prepared(env.ID) {
+	prepared, err := b.prepared(ctx, e.dstIO, env.ID)
+	if err != nil {
+		return err
+	}
+	if ours != nil || prepared {
 		if err := e.refuseWhileMirrored(ctx, env); err != nil {
 			return err
 		}
 	}
-	if err := b.stopDaemon(ctx, env, e.dst); err != nil {
+	if err := b.stopDaemon(ctx, env.ID); err != nil {
 		return err
 	}
 	if ours != nil {
@@ -42,7 +46,34 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) 
 		}
 	}
 	e.removeTxPeer(ctx)
+	if err := removeEnvRecords(ctx, e, env.ID); err != nil {
+		return err
+	}
 	return b.removeEnvFiles(env.ID, e)
+}
+
+// removeEnvRecords removes what the target pool's metadata holds of the
+// environment: its paused images, its rbd-mirror instances, and last its
+// prepared marker (a teardown cut short is done again).
+func removeEnvRecords(ctx context.Context, e *envConns, envID string) error {
+	var keys []string
+	for _, prefix := range []string{pausedPrefix(envID), instancePrefix(envID)} {
+		kv, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(e.dstIO, prefix) })
+		if err != nil {
+			return fmt.Errorf("list the records of environment %s in pool %s on storage %s: %w", envID, e.dst.m.Pool, e.dst.key(), err)
+		}
+		for k := range kv {
+			if !strings.Contains(strings.TrimPrefix(k, prefix), ".") {
+				keys = append(keys, k)
+			}
+		}
+	}
+	for _, k := range append(keys, preparedKey(envID)) {
+		if err := do(ctx, func() error { return removePoolMeta(e.dstIO, k) }); err != nil {
+			return fmt.Errorf("remove %s from pool %s on storage %s: %w", k, e.dst.m.Pool, e.dst.key(), err)
+		}
+	}
+	return nil
 }
 
 // refuseWhileMirrored refuses the teardown while images of the
@@ -59,21 +90,6 @@ func (e *envConns) refuseWhileMirrored(ctx context.Context, env sdk.Environment)
 	}
 	return fmt.Errorf("environment %s still replicates %s%s; stop or delete those volumes first: %w",
 		env.ID, strings.Join(names, ", "), more, sdk.ErrPrecondition)
-}
-
-// stopDaemon stops the environment's rbd-mirror, if one runs.
-func (b *Backend) stopDaemon(ctx context.Context, env sdk.Environment, dst side) error {
-	d := b.existingDaemon(env, dst)
-	if d == nil {
-		return nil
-	}
-	if err := d.stop(ctx); err != nil {
-		return fmt.Errorf("stop rbd-mirror of environment %s: %w", env.ID, err)
-	}
-	b.mu.Lock()
-	delete(b.daemons, env.ID)
-	b.mu.Unlock()
-	return nil
 }
 
 // removePeer removes our peer from the target pool and checks it is gone.
@@ -103,11 +119,12 @@ func (e *envConns) removeTxPeer(ctx context.Context) {
 	}
 }
 
-// removeEnvFiles removes the environment's marker, paused set and run
-// directory, and the files of its storages no other environment uses.
+// removeEnvFiles removes the environment's run directory (and the last
+// release's marker and paused files), and the files of its storages no
+// other environment on this host uses.
 func (b *Backend) removeEnvFiles(envID string, e *envConns) error {
-	for _, p := range []string{b.markerPath(envID), b.pausedSet(envID).path} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, p := range []string{filepath.Join(b.stateDir, envID+".prepared"), filepath.Join(b.stateDir, "paused", envID+".json")} {
+		if err := removeFile(p); err != nil {
 			return err
 		}
 	}

@@ -44,7 +44,7 @@ func TestForeignRbdMirrorReported(t *testing.T) {
 			st, err := r.be.VolumeStatus(ctx, v)
 			return err == nil && st.State == sdk.ReplicationReplaying
 		})
-		if _, _, err := replayerOf(ctx, r.be.clusterAsoks(env.ID), "volumes/"+imageName(v)); err == nil {
+		if _, _, err := replayerOf(ctx, r.asoks(t, r.be, env), "volumes/"+imageName(v)); err == nil {
 			ours++
 		}
 	}

@@ -1,14 +1,15 @@
 package cephrbd
 
 import (
+	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"strings"
+	"fmt"
+
+	"github.com/ceph/go-ceph/rados"
 )
 
-// marker records a prepared environment and the storages it uses, in
-// <state>/<env>.prepared.
+// marker records a prepared environment and the storages it uses, in the
+// target pool's metadata (preparedKey), where every host sees it.
 type marker struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
@@ -17,55 +18,33 @@ type marker struct {
 	TargetSite string `json:"target_site,omitempty"`
 }
 
-func (b *Backend) markerPath(envID string) string {
-	return filepath.Join(b.stateDir, envID+".prepared")
-}
-
-func (b *Backend) prepared(envID string) bool {
-	_, err := os.Stat(b.markerPath(envID))
-	return err == nil
-}
-
-func (b *Backend) writeMarker(envID string, m marker) error {
+// writeMarker records envID as prepared, on the target pool io.
+func writeMarker(ctx context.Context, io *rados.IOContext, envID string, m marker) error {
 	data, _ := json.Marshal(m)
-	return writePrivate(b.markerPath(envID), data)
-}
-
-func readMarker(path string) (marker, bool) {
-	var m marker
-	data, err := os.ReadFile(path)
-	return m, err == nil && json.Unmarshal(data, &m) == nil
-}
-
-// envMarker is a prepared environment's id and marker.
-type envMarker struct {
-	envID string
-	marker
-}
-
-// otherMarkers returns the markers of the prepared environments other
-// than envID, in the order of their ids.
-func (b *Backend) otherMarkers(envID string) []envMarker {
-	var out []envMarker
-	paths, _ := filepath.Glob(filepath.Join(b.stateDir, "*.prepared"))
-	for _, p := range paths {
-		if p == b.markerPath(envID) {
-			continue
-		}
-		if m, ok := readMarker(p); ok {
-			out = append(out, envMarker{strings.TrimSuffix(filepath.Base(p), ".prepared"), m})
-		}
+	if err := do(ctx, func() error { return setPoolMeta(io, preparedKey(envID), string(data)) }); err != nil {
+		return fmt.Errorf("record environment %s as prepared in the target pool's metadata: %w", envID, err)
 	}
-	return out
+	return nil
 }
 
-// storageInUse says whether a prepared environment other than envID uses
-// the storage key.
-func (b *Backend) storageInUse(key, envID string) bool {
-	for _, m := range b.otherMarkers(envID) {
-		if m.Source == key || m.Target == key {
-			return true
-		}
+// prepared says whether envID is prepared, from the target pool io. An
+// environment the last release prepared on this host (a file in the
+// state directory) is moved into the pool first (migrateLegacy).
+func (b *Backend) prepared(ctx context.Context, io *rados.IOContext, envID string) (bool, error) {
+	if err := b.migrateLegacy(ctx, io, envID); err != nil {
+		return false, err
 	}
-	return false
+	ok, err := call(ctx, func() (bool, error) {
+		_, ok, err := getPoolMeta(io, preparedKey(envID))
+		return ok, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read whether environment %s is prepared: %w", envID, err)
+	}
+	return ok, nil
+}
+
+// removeMarker forgets that envID is prepared.
+func removeMarker(ctx context.Context, io *rados.IOContext, envID string) error {
+	return do(ctx, func() error { return removePoolMeta(io, preparedKey(envID)) })
 }

@@ -19,23 +19,40 @@ const (
 	resumeFallback  = 10 * time.Second
 )
 
-// PauseVolume implements sdk.Backend: the pause is recorded in the state
-// directory and the image's replayer stopped on rbd-mirror, under either
-// of its names.
+// PauseVolume implements sdk.Backend: the pause is recorded in the
+// target pool, the copy held (both hold through restarts and takeovers)
+// and the image's replayer stopped on rbd-mirror, under either of its
+// names. On
+// a host where the environment's rbd-mirror does not run it answers
+// ErrRetryable: the pause is recorded, and the host running rbd-mirror
+// applies it, but this call cannot see it done.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
-	v, _, err := b.openReplicated(ctx, vol)
+	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err
 	}
 	defer v.close()
-	if err := b.pausedSet(vol.Environment.ID).set(v.spec, true, v.replayerNames()[1:]...); err != nil {
-		return fmt.Errorf("record the pause: %w", err)
+	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, true, v.spec, v.replayerNames()[1:]...); err != nil {
+		return err
+	}
+	// Held, the copy is replayed into by no rbd-mirror that opens it from
+	// now on (hold.go); snapshot mode ships nothing without new mirror
+	// snapshots.
+	if _, _, err := holdCopy(ctx, v.dstIO, v.name, true); err != nil {
+		return err
+	}
+	if in.mode == rbd.ImageMirrorModeSnapshot {
+		b.removeSchedule(ctx, v, in)
+	}
+	asoks, err := b.localAsoks(vol.Environment, v.dst)
+	if err != nil {
+		return fmt.Errorf("pause of %s recorded, not applied: %w", v.spec, err)
 	}
 	// Stop it now wherever rbd-mirror runs it, bootstrapping (the first
 	// copy, in journal mode) or replaying; otherwise the supervisor stops
 	// it as soon as its replayer appears.
 	for _, name := range v.replayerNames() {
-		if err := tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+name); err != nil {
+		if err := tellAll(ctx, asoks, "rbd mirror stop "+name); err != nil {
 			return err
 		}
 	}
@@ -50,8 +67,13 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	if err := b.resume(ctx, vol, v); err != nil {
+	if err := b.resume(ctx, vol, v, true); err != nil {
 		return err
+	}
+	if in.mode == rbd.ImageMirrorModeSnapshot && v.src.m.MirrorSnapshotInterval != "" {
+		if err := b.addSchedule(ctx, v); err != nil {
+			return err
+		}
 	}
 	if rs, ok := remoteStatus(in); ok && remoteFailed(rs) {
 		return b.resync(ctx, vol, v)
@@ -89,24 +111,43 @@ func (b *Backend) openReplicated(ctx context.Context, vol sdk.Volume) (*volConns
 	return v, in, nil
 }
 
-// resume takes the volume out of the paused set and restarts its replay.
-// It starts replay while rbd-mirror holds the image stopped, whoever
+// resume releases the copy's hold, removes the volume's pause record and
+// restarts its replay (a replayer that opened the copy held is restarted
+// once). It
+// starts replay while rbd-mirror holds the image stopped, whoever
 // stopped it: a start that lands while a stop is still being applied is
 // lost, so it looks again until the image replays (level, not edge), for
-// as long as ctx allows.
-func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns) error {
-	ps := b.pausedSet(vol.Environment.ID)
-	if ps.has(v.spec) {
-		if err := ps.set(v.spec, false); err != nil {
-			return err
-		}
+// as long as ctx allows. Where the environment's rbd-mirror does not run
+// on this host, strict (a resume) answers ErrRetryable; otherwise (a
+// start, a stop waiting for the first copy) the record's removal is
+// enough: the host running rbd-mirror starts what it stopped for it.
+func (b *Backend) resume(ctx context.Context, vol sdk.Volume, v *volConns, strict bool) error {
+	_, released, err := holdCopy(ctx, v.dstIO, v.name, false)
+	if err != nil {
+		return err
 	}
-	asoks := b.clusterAsoks(vol.Environment.ID)
+	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, false, v.spec); err != nil {
+		return err
+	}
+	asoks, err := b.localAsoks(vol.Environment, v.dst)
+	if err != nil {
+		if strict {
+			return fmt.Errorf("pause of %s lifted, replay not seen started: %w", v.spec, err)
+		}
+		return nil
+	}
 	loop, cancel := retryContext(ctx, resumeFallback)
 	defer cancel()
 	wait := newBackoff(resumeFirstWait, resumeMaxWait)
 	for {
 		st, asok, name, err := v.findReplayer(loop, asoks)
+		if err == nil && released && st.State != replayerStopped && st.State != replayerStopping {
+			// It runs, but opened the copy held: it must open it again.
+			if _, err := asokCommand(loop, asok, "rbd mirror restart "+name); err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil
+		}
 		if err != nil || (st.State != replayerStopped && st.State != replayerStopping) {
 			return nil // replaying, starting, or no replayer yet: nothing to start
 		}

@@ -1,95 +1,79 @@
 package cephrbd
 
 import (
+	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
+	"fmt"
 	"slices"
-	"sync"
+	"strings"
+
+	"github.com/ceph/go-ceph/rados"
 )
 
-// pausedSet is the set of paused images of an environment, persisted in
-// the state directory so a pause survives restarts of rbd-mirror and of
-// the plugin. Each image ("pool/image") keeps the other names its
-// replayer may have (pool/global-id while it bootstraps).
-type pausedSet struct {
-	mu   sync.Mutex
-	path string
+// A pause is a fact of the cluster: one key per paused image in the
+// target pool's metadata (pausedKey), so it holds whichever host runs
+// rbd-mirror, and through restarts of rbd-mirror, of the plugin and of
+// the host. rbd-mirror itself holds a stop in memory only; the
+// supervisor of every rbd-mirror the plugin runs applies these records
+// again (rbdmirror_pauses.go).
+
+// pausedImage is one paused image's record: its replayer's name
+// ("pool/image") and the other names the replayer may have
+// ("pool/<global id>" while it bootstraps).
+type pausedImage struct {
+	Spec    string   `json:"spec"`
+	Aliases []string `json:"aliases,omitempty"`
 }
 
-// pausedSet returns the environment's paused set.
-func (b *Backend) pausedSet(envID string) *pausedSet {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	p, ok := b.paused[envID]
-	if !ok {
-		p = &pausedSet{path: filepath.Join(b.stateDir, "paused", envID+".json")}
-		b.paused[envID] = p
-	}
-	return p
-}
+// names are every replayer name of the image.
+func (p pausedImage) names() []string { return append([]string{p.Spec}, p.Aliases...) }
 
-// load returns every replayer name that must stay stopped.
-func (p *pausedSet) load() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var names []string
-	for spec, aliases := range p.loadLocked() {
-		names = append(names, spec)
-		names = append(names, aliases...)
-	}
-	slices.Sort(names)
-	return names
-}
-
-func (p *pausedSet) loadLocked() map[string][]string {
-	set := map[string][]string{}
-	b, err := os.ReadFile(p.path)
+// pausedImages reads the paused images of envID ("" for every
+// environment's) from the target pool io, by spec.
+func pausedImages(ctx context.Context, io *rados.IOContext, envID string) (map[string]pausedImage, error) {
+	kv, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(io, pausedPrefix(envID)) })
 	if err != nil {
-		return set
+		return nil, fmt.Errorf("read the paused images: %w", err)
 	}
-	if json.Unmarshal(b, &set) != nil {
-		var specs []string // the first format: a list of images
-		_ = json.Unmarshal(b, &specs)
-		for _, s := range specs {
-			set[s] = nil
+	out := map[string]pausedImage{}
+	for k, v := range kv {
+		rest := strings.TrimPrefix(k, pausedPrefix(envID))
+		if envID != "" && strings.Contains(rest, ".") {
+			continue // another environment whose id starts with envID + "."
+		}
+		var p pausedImage
+		if json.Unmarshal([]byte(v), &p) == nil && p.Spec != "" {
+			out[p.Spec] = p
 		}
 	}
-	return set
+	return out, nil
 }
 
-// specs returns the paused images, read once for many volumes.
-func (p *pausedSet) specs() map[string][]string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.loadLocked()
-}
-
-func (p *pausedSet) has(spec string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, ok := p.loadLocked()[spec]
-	return ok
-}
-
-// set pauses or unpauses the image spec; aliases are its replayer's other
-// names.
-func (p *pausedSet) set(spec string, paused bool, aliases ...string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	set := p.loadLocked()
-	old, ok := set[spec]
-	switch {
-	case paused && (!ok || !slices.Equal(old, aliases)):
-		set[spec] = aliases
-	case !paused && ok:
-		delete(set, spec)
-	default:
-		return nil
+// isPaused says whether the image is paused in envID.
+func isPaused(ctx context.Context, io *rados.IOContext, envID, image string) (bool, error) {
+	ok, err := call(ctx, func() (bool, error) {
+		_, ok, err := getPoolMeta(io, pausedKey(envID, image))
+		return ok, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read whether %s is paused: %w", image, err)
 	}
-	if err := ensureDir(filepath.Dir(p.path)); err != nil {
-		return err
+	return ok, nil
+}
+
+// setPaused records the image (spec, with its replayer's other names) as
+// paused, or removes the record.
+func setPaused(ctx context.Context, io *rados.IOContext, envID, image string, paused bool, spec string, aliases ...string) error {
+	key := pausedKey(envID, image)
+	var err error
+	if paused {
+		data, _ := json.Marshal(pausedImage{Spec: spec, Aliases: slices.Clip(aliases)})
+		err = do(ctx, func() error { return setPoolMeta(io, key, string(data)) })
+	} else {
+		err = do(ctx, func() error { return removePoolMeta(io, key) })
 	}
-	b, _ := json.Marshal(set)
-	return writePrivate(p.path, b)
+	if err != nil {
+		return fmt.Errorf("record %s as paused=%v in the target pool's metadata: %w", spec, paused, err)
+	}
+	return nil
 }

@@ -127,13 +127,15 @@ func tellAll(ctx context.Context, asoks []string, cmd string) error {
 }
 
 // poolReplayer is one pool as the rbd-mirror daemon's status shows it:
-// its own instance id there, the pool's leader and the instances the
-// leader shares images out to (listed by the leader only).
+// its own instance id there, the pool's leader, the instances the leader
+// shares images out to (listed by the leader only), and its replayers.
 type poolReplayer struct {
 	Pool       string   `json:"pool"`
 	InstanceID string   `json:"instance_id"`
 	LeaderID   string   `json:"leader_instance_id"`
 	Instances  []string `json:"instances"`
+	// ImageReplayers are the replayers this daemon runs in the pool.
+	ImageReplayers []imageReplayerState `json:"image_replayers"`
 }
 
 // poolReplayersAt asks the rbd-mirror at asok for its pool replayers.

@@ -2,9 +2,7 @@ package cephrbd
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -36,17 +34,25 @@ type mirrorDaemon struct {
 	pidFile string
 	args    []string
 	env     []string
-	paused  func() []string // pool/image names that must stay stopped
-	cluster func() []string // admin sockets of every rbd-mirror on the target cluster
+	b       *Backend
+	dst     side   // the target storage
+	host    string // this host's name, in the instance records
+
+	// recorded holds the "pool/instance id" pairs recorded in the
+	// cluster; enforced the pauses applied (by spec), to lift them when
+	// their record goes. Both are the pause loop's own.
+	recorded map[string]bool
+	enforced map[string]pausedImage
 
 	// ctx ends the supervision (not the process: see stop).
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu     sync.Mutex
-	pid    int
-	starts int
+	mu        sync.Mutex
+	pid       int
+	starts    int
+	startedAt time.Time // when the current rbd-mirror was started or adopted
 }
 
 func (d *mirrorDaemon) running() bool {
@@ -59,6 +65,18 @@ func (d *mirrorDaemon) setPid(pid int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pid = pid
+	if pid > 0 {
+		d.startedAt = time.Now()
+	}
+}
+
+// starting says whether the current rbd-mirror started (or was adopted)
+// less than startingWindow ago: its replayers are appearing, and a pause
+// must be applied to each at once.
+func (d *mirrorDaemon) starting() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return time.Since(d.startedAt) < startingWindow
 }
 
 func (d *mirrorDaemon) currentPid() int {
@@ -80,17 +98,7 @@ func pidAlive(pid int, asok string) bool {
 
 // readPid reads the pid recorded for the environment, if that process is
 // still our rbd-mirror.
-func (d *mirrorDaemon) readPid() int {
-	b, err := os.ReadFile(d.pidFile)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || !pidAlive(pid, d.asok) {
-		return 0
-	}
-	return pid
-}
+func (d *mirrorDaemon) readPid() int { return livePid(d.pidFile, d.asok) }
 
 // start launches the supervisor; it adopts a live rbd-mirror recorded in
 // the pid file (left by an earlier plugin process).
@@ -146,6 +154,10 @@ func (d *mirrorDaemon) watchAdopted(pid int) error {
 // supervision ends (its error; the process is left to stop).
 func (d *mirrorDaemon) runOnce() error {
 	defer d.setPid(0)
+	// Every rbd-mirror recorded for the environment is dead or must
+	// stop: blocklisted, it frees the pool's leader lock and its images'
+	// locks at once, instead of after the watch timeout.
+	d.blocklistEarlier()
 	// umask 077: rbd-mirror's logs and sockets stay private.
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `umask 077; exec rbd-mirror "$@"`, "rbd-mirror"}, d.args...)...)
 	cmd.Env = d.env
@@ -156,8 +168,8 @@ func (d *mirrorDaemon) runOnce() error {
 		return nil
 	}
 	pid := cmd.Process.Pid
+	d.setPid(pid)
 	d.mu.Lock()
-	d.pid = pid
 	d.starts++
 	d.mu.Unlock()
 	_ = writePrivate(d.pidFile, []byte(strconv.Itoa(pid)+"\n"))
@@ -172,31 +184,6 @@ func (d *mirrorDaemon) runOnce() error {
 		<-exited
 		return d.ctx.Err()
 	}
-}
-
-// stop ends the supervisor and the rbd-mirror process: TERM to its
-// process group, KILL after stopKillAfter; it returns once the process is
-// gone.
-func (d *mirrorDaemon) stop(ctx context.Context) error {
-	d.quitSupervising()
-	pid := d.readPid()
-	if pid == 0 {
-		pid = d.currentPid()
-	}
-	if pid > 0 && pidAlive(pid, d.asok) {
-		if err := terminate(ctx, pid, d.asok); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-d.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := os.Remove(d.pidFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
 }
 
 // terminate sends TERM to rbd-mirror's process group, KILL once

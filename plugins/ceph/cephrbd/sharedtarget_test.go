@@ -40,7 +40,7 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 	srcIO2, dstIO2 := second(r.lab.Sites[0]).connect(t), second(r.lab.Sites[1]).connect(t)
 
 	r.prepareEnvironments(t, env1, env2)
-	asoks := r.be.clusterAsoks(env1.ID)
+	asoks := r.asoks(t, r.be, env1)
 	if len(asoks) != 2 {
 		t.Fatalf("rbd-mirror daemons known on the target cluster = %q, want both environments'", asoks)
 	}
@@ -113,6 +113,21 @@ func TestTwoEnvironmentsOnOneTargetCluster(t *testing.T) {
 			return err == nil
 		})
 	}
+}
+
+// asoks are the admin sockets of the rbd-mirror daemons be runs on env's
+// target cluster, env's own first.
+func (r *labRig) asoks(t testing.TB, be *Backend, env sdk.Environment) []string {
+	t.Helper()
+	dst, err := be.side(env.Target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asoks, err := be.localAsoks(env, dst)
+	if err != nil {
+		t.Fatalf("admin sockets of environment %s: %v", env.ID, err)
+	}
+	return asoks
 }
 
 // ensurePool creates an rbd pool on a lab site unless it exists.

@@ -50,10 +50,14 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := b.disableBothSides(ctx, v, src, dst); err != nil {
 		return err
 	}
-	if err := b.pausedSet(vol.Environment.ID).set(v.spec, false); err != nil {
+	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, false, v.spec); err != nil {
 		return err
 	}
 	if dst.exists {
+		// The kept copy is the user's volume: no pause's hold on it.
+		if _, _, err := holdCopy(ctx, v.dstIO, v.name, false); err != nil {
+			return err
+		}
 		if err := verifyKept(ctx, v); err != nil {
 			return fmt.Errorf("the kept copy %s on storage %s is not a standalone writable image: %w", v.spec, v.dst.key(), err)
 		}
@@ -76,7 +80,9 @@ func (b *Backend) awaitFirstCopy(ctx context.Context, vol sdk.Volume, v *volConn
 
 // promoteCopy lets rbd-mirror release the copy, then force-promotes it.
 func (b *Backend) promoteCopy(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) error {
-	_ = tellAll(ctx, b.clusterAsoks(vol.Environment.ID), "rbd mirror stop "+v.spec)
+	if asoks, err := b.localAsoks(vol.Environment, v.dst); err == nil {
+		_ = tellAll(ctx, asoks, "rbd mirror stop "+v.spec)
+	}
 	err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorPromote(true) })
 	if isErrno(err, syscall.EINVAL) && dst.mode == rbd.ImageMirrorModeSnapshot {
 		// librbd promotes to the last complete mirror snapshot and
@@ -119,7 +125,7 @@ func (b *Backend) disableBothSides(ctx context.Context, v *volConns, src, dst im
 // complete: the stop supersedes a pause, so replay goes on, and the
 // daemon asks again later.
 func (b *Backend) waitForCopy(ctx context.Context, vol sdk.Volume, v *volConns, missing string) error {
-	if err := b.resume(ctx, vol, v); err != nil {
+	if err := b.resume(ctx, vol, v, false); err != nil {
 		return err
 	}
 	return fmt.Errorf("the copy %s on storage %s is not complete (%s): the stop keeps it once it is; stop_and_delete drops it instead: %w",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
@@ -100,7 +102,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 	spec := "volumes/volume-" + h.vol.VolumeUUID
 	asok := r.be.asokPath(h.env.ID)
 	stopped := func() bool {
-		st, err := imageStateAt(ctx, asok, spec)
+		st, err := replayerStateOf(ctx, asok, r.srcIO, spec)
 		return err == nil && st.State == replayerStopped
 	}
 	waitFor(t, "stopped on the admin socket", 30*time.Second, stopped)
@@ -146,6 +148,26 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		t.Fatalf("StopVolume: %v", err)
 	}
 	r.checkNoSecrets(t)
+}
+
+// replayerStateOf asks the rbd-mirror at asok about the image's replayer
+// under either of its names: pool/image, or pool/<global id> while it
+// bootstraps (a replayer stopped then keeps that name).
+func replayerStateOf(ctx context.Context, asok string, srcIO *rados.IOContext, spec string) (imageReplayerState, error) {
+	st, err := imageStateAt(ctx, asok, spec)
+	if err == nil {
+		return st, nil
+	}
+	img, oerr := rbd.OpenImageReadOnly(srcIO, path.Base(spec), rbd.NoSnapshot)
+	if oerr != nil {
+		return st, err
+	}
+	defer img.Close()
+	mi, oerr := img.GetMirrorImageInfo()
+	if oerr != nil {
+		return st, err
+	}
+	return imageStateAt(ctx, asok, path.Dir(spec)+"/"+mi.GlobalID)
 }
 
 func TestSnapshotClonableOnTarget(t *testing.T) {

@@ -112,31 +112,24 @@ func TestStateFiles(t *testing.T) {
 	}
 }
 
-func TestPausedSet(t *testing.T) {
-	p := &pausedSet{path: filepath.Join(t.TempDir(), "paused", "e.json")}
-	_ = p.set("volumes/a", true)
-	_ = p.set("volumes/b", true)
-	_ = p.set("volumes/a", false)
-	_ = p.set("volumes/c", true, "volumes/7f3e-gid")
-	again := &pausedSet{path: p.path} // as after a plugin restart
-	if !again.has("volumes/b") || again.has("volumes/a") || !again.has("volumes/c") {
-		t.Fatalf("paused set = %v", again.load())
+// The paused files of the last release, both formats, still read (they
+// are moved into the cluster once).
+func TestLegacyPausedFormats(t *testing.T) {
+	got := legacyPaused([]byte(`{"volumes/a":null,"volumes/c":["volumes/7f3e-gid"]}`))
+	if len(got) != 2 || !slices.Equal(got["volumes/c"], []string{"volumes/7f3e-gid"}) {
+		t.Fatalf("legacyPaused(map) = %v", got)
 	}
-	if got, want := again.load(), []string{"volumes/7f3e-gid", "volumes/b", "volumes/c"}; !slices.Equal(got, want) {
-		t.Fatalf("names to keep stopped = %v, want %v", got, want)
+	got = legacyPaused([]byte(`["volumes/x"]`))
+	if _, ok := got["volumes/x"]; !ok || len(got) != 1 {
+		t.Fatalf("legacyPaused(list) = %v", got)
 	}
-	_ = again.set("volumes/c", false)
-	if got := again.load(); !slices.Equal(got, []string{"volumes/b"}) {
-		t.Fatalf("after resuming c: %v, want its alias gone too", got)
-	}
+}
 
-	// The first format, a list of images, still reads.
-	old := &pausedSet{path: filepath.Join(t.TempDir(), "old.json")}
-	if err := os.WriteFile(old.path, []byte(`["volumes/x"]`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if !old.has("volumes/x") {
-		t.Fatalf("old-format paused set = %v", old.load())
+func TestSplitNul(t *testing.T) {
+	for in, want := range map[string][]string{"": nil, "a\x00": {"a"}, "a\x00\x00b\x00": {"a", "", "b"}} {
+		if got := splitNul([]byte(in)); !slices.Equal(got, want) {
+			t.Errorf("splitNul(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -183,12 +183,17 @@ func (v *volConns) inspectBoth(ctx context.Context) (src, dst imageInfo, err err
 	return src, dst, nil
 }
 
-// replayer asks the rbd-mirror daemons of the target cluster about the
-// volume's replayer under its image name.
+// replayer asks the rbd-mirror daemons this host runs on the target
+// cluster about the volume's replayer under its image name; an error
+// when none runs it here (callers then read the cluster's mirror status).
 func (b *Backend) replayer(ctx context.Context, vol sdk.Volume, v *volConns) (imageReplayerState, error) {
+	asoks, err := b.localAsoks(vol.Environment, v.dst)
+	if err != nil {
+		return imageReplayerState{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, asokTimeout)
 	defer cancel()
-	st, _, err := replayerOf(ctx, b.clusterAsoks(vol.Environment.ID), v.spec)
+	st, _, err := replayerOf(ctx, asoks, v.spec)
 	return st, err
 }
 

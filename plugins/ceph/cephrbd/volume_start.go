@@ -16,14 +16,18 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !b.prepared(vol.Environment.ID) {
-		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
-	}
 	v, err := b.openVol(ctx, vol)
 	if err != nil {
 		return err
 	}
 	defer v.close()
+	ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
+	}
 	in, err := inspect(ctx, v.srcIO, v.name, false)
 	if err != nil {
 		return fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
@@ -42,8 +46,9 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 			return err
 		}
 	}
-	// Start resumes a paused volume.
-	return b.resume(ctx, vol, v)
+	// Start resumes a paused volume; the replication is set up whichever
+	// host runs rbd-mirror.
+	return b.resume(ctx, vol, v, false)
 }
 
 // checkSource refuses a source image that is missing or is itself a

@@ -32,7 +32,11 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 		r.State = sdk.ReplicationAbsent
 		return r, nil
 	}
-	if b.pausedSet(vol.Environment.ID).has(v.spec) {
+	paused, err := isPaused(ctx, v.dstIO, vol.Environment.ID, v.name)
+	if err != nil {
+		return sdk.VolumeReplication{}, err
+	}
+	if paused {
 		r.State, r.Description = sdk.ReplicationPaused, "replay stopped on rbd-mirror by a pause"
 		return r, nil
 	}

@@ -16,8 +16,8 @@ import (
 // pool, the mirror status list (each mirrored image, and rbd-mirror's
 // status of it) and the mirror mode list; on the target pool, the image
 // names and the mirror status list (the copies rbd-mirror replays into,
-// and whether one was promoted). Added to those, the paused set, read
-// once.
+// and whether one was promoted). Added to those, the paused images'
+// records in the target pool's metadata, read once.
 //
 // What is older than VolumeStatus's answer: the status rbd-mirror writes
 // into the source pool's mirror status objects, which lags up to ~30 s,
@@ -75,7 +75,7 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 type poolsView struct {
 	sources map[string]listedSource // mirror-enabled images of the source pool, by name
 	targets map[string]listedTarget // every image of the target pool, by name
-	paused  map[string][]string     // the paused set
+	paused  map[string]pausedImage  // the paused images, by spec
 	pool    string                  // the target pool: rbd-mirror's names are pool/image
 	storage string                  // the target storage, for messages
 }
@@ -153,7 +153,7 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 	if err != nil {
 		return poolsView{}, err
 	}
-	view := poolsView{pool: dst.m.Pool, storage: dst.key(), paused: b.pausedSet(env.ID).specs()}
+	view := poolsView{pool: dst.m.Pool, storage: dst.key()}
 	srcIO, err := b.ioctx(ctx, src, false)
 	if err != nil {
 		return poolsView{}, err
@@ -169,6 +169,9 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 	}
 	if view.targets, err = call(ctx, func() (map[string]listedTarget, error) { return listTargets(dstIO) }); err != nil {
 		return poolsView{}, fmt.Errorf("list the images of pool %s on storage %s: %w", dst.m.Pool, dst.key(), err)
+	}
+	if view.paused, err = pausedImages(ctx, dstIO, env.ID); err != nil {
+		return poolsView{}, fmt.Errorf("pool %s on storage %s: %w", dst.m.Pool, dst.key(), err)
 	}
 	return view, nil
 }

@@ -40,7 +40,7 @@ var (
 // VolumeStatus (ok false).
 func TestListedStatus(t *testing.T) {
 	withSource := func(src listedSource, dst *listedTarget) poolsView {
-		v := poolsView{pool: "volumes", storage: "6/13", paused: map[string][]string{},
+		v := poolsView{pool: "volumes", storage: "6/13", paused: map[string]pausedImage{},
 			sources: map[string]listedSource{"volume-a": src}, targets: map[string]listedTarget{}}
 		if dst != nil {
 			v.targets["volume-a"] = *dst
@@ -53,7 +53,7 @@ func TestListedStatus(t *testing.T) {
 	promoted := followingCopy
 	promoted.mirror.Primary = true
 	paused := withSource(sourceListed(rbd.ImageMirrorModeJournal, replayingRemote), &followingCopy)
-	paused.paused["volumes/volume-a"] = nil
+	paused.paused["volumes/volume-a"] = pausedImage{Spec: "volumes/volume-a"}
 	for _, c := range []struct {
 		name       string
 		view       poolsView

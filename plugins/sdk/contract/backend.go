@@ -11,6 +11,14 @@ import "context"
 // method returns promptly with an error wrapping ctx.Err(), and leaves the
 // storage in a state a later call can resume from. Methods may be called
 // concurrently for different volumes.
+//
+// Daemons on several hosts call the plugin, each through its own plugin
+// process, and a takeover moves an environment or volume between them.
+// What one host's call must know of another's (prepared, paused, who owns
+// or replicates what) lives in the storage, never only in a plugin's local
+// files, which hold per-host things: caches, sockets, pid files, logs,
+// secret files (mode 0600). Host-bound work: see VolumesFollowEnvironment
+// and ReleaseEnvironment.
 type Backend interface {
 	// Info describes the plugin. It is called at load time and must not
 	// need any storage to be reachable.
