@@ -266,3 +266,28 @@ func TestDurableSurvivesDeletion(t *testing.T) {
 		}
 	}
 }
+
+// Ending the Subscribe ctx from a goroutine nothing orders after
+// Subscribe (as a signal does in the daemon) stops the subscription
+// without a data race (the race detector caught Stop reading what
+// Subscribe wrote after arming the ctx's callback).
+func TestSubscribeCtxEndedElsewhere(t *testing.T) {
+	srv := natstest.Start(t, true)
+	b := newBus(t, testConfig(srv.URL()))
+	for _, durable := range []string{"", "d"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		ended := make(chan struct{})
+		go func() {
+			time.Sleep(300 * time.Millisecond) // after Subscribe, unordered with it
+			cancel()
+			close(ended)
+		}()
+		s, err := b.Subscribe(ctx, "test.ctx.elsewhere", durable, newRecorder().handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-ended
+		time.Sleep(200 * time.Millisecond) // the stop the ctx started runs, not ours
+		_ = s.Stop()
+	}
+}

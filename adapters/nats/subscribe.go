@@ -84,7 +84,8 @@ func (b *Bus) subscribeCore(ctx context.Context, subject, durable string, h port
 		return nil, fmt.Errorf("subscribe to %s: %w", subject, err)
 	}
 	s.sub.SetClosedHandler(func(string) { close(s.closed) })
-	s.unwatch = context.AfterFunc(ctx, func() { _ = s.Stop() })
+	// The callback may run before unwatch is set: it stops without it.
+	s.unwatch = context.AfterFunc(ctx, s.stop)
 	// A round trip, so the server has the subscription once Subscribe
 	// returns: core NATS keeps nothing for a subscription not yet there.
 	// Disconnected, it fails; the client subscribes again on reconnect.
@@ -99,15 +100,21 @@ func (b *Bus) subscribeCore(ctx context.Context, subject, durable string, h port
 // Stop implements ports.Subscription. It cancels the handler's ctx and
 // waits for it to return. It is idempotent and safe on a closed connection.
 func (s *coreSub) Stop() error {
+	s.unwatch()
+	s.stop()
+	return nil
+}
+
+// stop is Stop without disarming the Subscribe ctx's callback, which it
+// is too.
+func (s *coreSub) stop() {
 	s.once.Do(func() {
-		s.unwatch()
 		s.cancel()
 		_ = s.sub.Unsubscribe() // fails only if already closed with its connection
 		s.mu.Lock()
 		s.mu.Unlock() // mu is held while a handler runs: this waited for it
 		waitClosed(s.closed)
 	})
-	return nil
 }
 
 // durableSub is a JetStream durable pull consumer being consumed.
@@ -147,7 +154,8 @@ func (b *Bus) subscribeDurable(ctx context.Context, subject, durable string, h p
 		return nil, err
 	}
 	go s.run(cc)
-	s.unwatch = context.AfterFunc(ctx, func() { _ = s.Stop() })
+	// The callback may run before unwatch is set: it stops without it.
+	s.unwatch = context.AfterFunc(ctx, s.stop)
 	return s, nil
 }
 
@@ -312,14 +320,20 @@ func (s *durableSub) consumerGone() bool {
 // acknowledge stays with the consumer. It is idempotent and safe on a
 // closed connection.
 func (s *durableSub) Stop() error {
+	s.unwatch()
+	s.stop()
+	return nil
+}
+
+// stop is Stop without disarming the Subscribe ctx's callback, which it
+// is too.
+func (s *durableSub) stop() {
 	s.once.Do(func() {
-		s.unwatch()
 		s.cancel()
 		<-s.done
 		s.mu.Lock()
 		s.mu.Unlock() // mu is held while a handler runs: this waited for it
 	})
-	return nil
 }
 
 // waitClosed waits, within closeWait, for the client library to release a
