@@ -75,6 +75,14 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 			return err
 		}
 	}
+	if in.mode == rbd.ImageMirrorModeSnapshot {
+		// What the pause held back (writes, recovery points added while
+		// paused) reaches the copy now, not at the next schedule, if any.
+		err := withImage(ctx, v.srcIO, v.name, func(img *rbd.Image) error { _, err := img.CreateMirrorSnapshot(); return err })
+		if err != nil {
+			return fmt.Errorf("take a mirror snapshot of %s/%s on storage %s to resume: %w", v.src.m.Pool, v.name, v.src.key(), err)
+		}
+	}
 	if rs, ok := remoteStatus(in); ok && remoteFailed(rs) {
 		return b.resync(ctx, vol, v)
 	}

@@ -61,6 +61,17 @@ func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
 	if err := v.protectOnSource(ctx, name); err != nil {
 		return err
 	}
+	// A paused copy must not change, so no mirror snapshot now: the
+	// recovery point reaches the copy with the one ResumeVolume takes (in
+	// journal mode, with the journal's replay, which the pause holds back
+	// alike).
+	paused, err := isPaused(ctx, v.dstIO, s.Volume.Environment.ID, v.name)
+	if err != nil {
+		return fmt.Errorf("read whether %s is paused: %w", v.spec, err)
+	}
+	if paused {
+		return nil
+	}
 	return v.sendToCopy(ctx, name)
 }
 
