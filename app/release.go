@@ -88,7 +88,13 @@ func (m *monitor) releaseNow(id core.EnvironmentID, l *lead) {
 		}
 		env, backend = l.env, l.backend // as resolved when won (the records may be gone)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	m.callRelease(context.Background(), r, env, backend)
+}
+
+// callRelease asks the backend to release env, bounded by releaseTimeout;
+// a failure is logged, never returned: the call never blocks a stop.
+func (m *monitor) callRelease(ctx context.Context, r core.Resource, env ports.Environment, backend ports.StorageBackend) {
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
 	defer cancel()
 	if err := backend.ReleaseEnvironment(ctx, env); err != nil {
 		m.e.log.Warn("releasing environment failed", "environment", r.Key(), "err", err)
@@ -134,11 +140,7 @@ func (m *monitor) releaseLeftovers() {
 			if err != nil {
 				return
 			}
-			ctx, cancel := context.WithTimeout(m.ctx, releaseTimeout)
-			defer cancel()
-			if err := backend.ReleaseEnvironment(ctx, env); err != nil {
-				m.e.log.Warn("releasing environment at start failed", "environment", core.EnvironmentKey(id), "err", err)
-			}
+			m.callRelease(m.ctx, core.EnvironmentResource(id), env, backend)
 		}()
 	}
 	wg.Wait()
