@@ -71,7 +71,8 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		if plan.Action == core.ActPrepare {
 			return backend.PrepareEnvironment(ctx, env)
 		}
-		return backend.TeardownEnvironment(ctx, env)
+		_, err := backend.TeardownEnvironment(ctx, env, false)
+		return err
 	})
 	if err != nil {
 		return result{failed: true}, err

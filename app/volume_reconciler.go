@@ -156,7 +156,8 @@ func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume,
 	case core.ActPause:
 		return b.PauseVolume(ctx, vol)
 	case core.ActStop:
-		return b.StopVolume(ctx, vol)
+		_, err := b.StopVolume(ctx, vol)
+		return err
 	case core.ActDeleteTarget:
 		return b.DeleteTarget(ctx, vol)
 	}

@@ -135,17 +135,18 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env ports.Environment) 
 }
 
 // TeardownEnvironment implements ports.StorageBackend.
-func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment) error {
+func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment, force bool) (ports.CleanupReport, error) {
 	if err := b.enter(ctx, "TeardownEnvironment", env.ID); err != nil {
-		return err
+		return ports.CleanupReport{}, err
 	}
-	if err := b.mem.TeardownEnvironment(ctx, env); err != nil {
-		return err
+	rep, err := b.mem.TeardownEnvironment(ctx, env, force)
+	if err != nil {
+		return rep, err
 	}
 	b.mu.Lock()
 	delete(b.health, env.ID)
 	b.mu.Unlock()
-	return nil
+	return rep, nil
 }
 
 // ReleaseEnvironment implements ports.StorageBackend: the call is logged
@@ -237,9 +238,9 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
 
 // StopVolume implements ports.StorageBackend. It lets a first copy held
 // for want of Sync complete first.
-func (b *Backend) StopVolume(ctx context.Context, vol ports.Volume) error {
+func (b *Backend) StopVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
 	if err := b.enter(ctx, "StopVolume", vol.VolumeUUID); err != nil {
-		return err
+		return ports.CleanupReport{}, err
 	}
 	b.releaseCopy(vol.VolumeUUID)
 	return b.mem.StopVolume(ctx, vol)
@@ -265,9 +266,9 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
 
 // DestroyVolume implements ports.StorageBackend. It reports the leftovers
 // scripted with SetLeftovers.
-func (b *Backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.DestroyReport, error) {
+func (b *Backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
 	if err := b.enter(ctx, "DestroyVolume", vol.VolumeUUID); err != nil {
-		return ports.DestroyReport{}, err
+		return ports.CleanupReport{}, err
 	}
 	rep, err := b.mem.DestroyVolume(ctx, vol)
 	if err != nil {
@@ -310,6 +311,14 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, snap ports.Snapshot) error
 	delete(b.snapWait, snap.SnapshotUUID)
 	b.mu.Unlock()
 	return nil
+}
+
+// FindLeftovers implements ports.StorageBackend.
+func (b *Backend) FindLeftovers(ctx context.Context, q ports.LeftoverQuery) ([]ports.Leftover, error) {
+	if err := b.enter(ctx, "FindLeftovers", fmt.Sprintf("%d.%d", q.Storage.ClusterID, q.Storage.StorageID)); err != nil {
+		return nil, err
+	}
+	return b.mem.FindLeftovers(ctx, q)
 }
 
 // SnapshotStatus implements ports.StorageBackend. An added snapshot counts

@@ -155,7 +155,7 @@ func TestBackendStopDuringFirstCopy(t *testing.T) {
 	b := newStarted(t)
 	release := b.HoldFirstCopy(vol.VolumeUUID)
 	for range 2 {
-		if err := b.StopVolume(ctx, vol); !errors.Is(err, ports.ErrInProgress) {
+		if err := reportless(b.StopVolume(ctx, vol)); !errors.Is(err, ports.ErrInProgress) {
 			t.Fatalf("StopVolume with the first copy held = %v, want ErrInProgress", err)
 		}
 		if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationSyncing {
@@ -164,7 +164,7 @@ func TestBackendStopDuringFirstCopy(t *testing.T) {
 		b.Sync(vol.VolumeUUID) // does not end a held copy
 	}
 	release()
-	if err := b.StopVolume(ctx, vol); err != nil {
+	if err := reportless(b.StopVolume(ctx, vol)); err != nil {
 		t.Fatalf("StopVolume once released = %v", err)
 	}
 	if st := b.Replication(vol.VolumeUUID); st.State != ports.ReplicationAbsent || !st.TargetExists {
@@ -176,7 +176,7 @@ func TestBackendBlock(t *testing.T) {
 	b := newStarted(t)
 	release := b.Block("StopVolume")
 	done := make(chan error)
-	go func() { done <- b.StopVolume(context.Background(), vol) }()
+	go func() { done <- reportless(b.StopVolume(context.Background(), vol)) }()
 	for b.Blocked("StopVolume") != 1 {
 		time.Sleep(time.Millisecond)
 	}
@@ -211,7 +211,7 @@ func TestBackendEnvironmentHealth(t *testing.T) {
 	if h, _ := b.EnvironmentStatus(ctx, env); !h.Ready {
 		t.Fatalf("health after prepare = %+v", h)
 	}
-	if err := b.TeardownEnvironment(ctx, env); !errors.Is(err, ports.ErrPrecondition) {
+	if err := reportless(b.TeardownEnvironment(ctx, env, false)); !errors.Is(err, ports.ErrPrecondition) {
 		t.Fatalf("teardown = %v, want ErrPrecondition", err)
 	}
 }
@@ -273,3 +273,5 @@ func TestBackendVolumeStatuses(t *testing.T) {
 		t.Fatalf("TargetExists over bulk polls = %v, want %v", exists, want)
 	}
 }
+
+func reportless(_ ports.CleanupReport, err error) error { return err }

@@ -68,9 +68,9 @@ func (b *backend) EnvironmentStatus(ctx context.Context, env ports.Environment) 
 	})
 }
 
-func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment) error {
-	return do(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) error {
-		return be.TeardownEnvironment(ctx, env)
+func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment, force bool) (ports.CleanupReport, error) {
+	return call(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
+		return be.TeardownEnvironment(ctx, env, force)
 	})
 }
 
@@ -146,8 +146,8 @@ func (b *backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
 	})
 }
 
-func (b *backend) StopVolume(ctx context.Context, vol ports.Volume) error {
-	return do(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) error {
+func (b *backend) StopVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
+	return call(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
 		return be.StopVolume(ctx, vol)
 	})
 }
@@ -158,8 +158,8 @@ func (b *backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
 	})
 }
 
-func (b *backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.DestroyReport, error) {
-	return call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.DestroyReport, error) {
+func (b *backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
+	return call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
 		return be.DestroyVolume(ctx, vol)
 	})
 }
@@ -173,6 +173,12 @@ func (b *backend) AddSnapshot(ctx context.Context, snap ports.Snapshot) error {
 func (b *backend) RemoveSnapshot(ctx context.Context, snap ports.Snapshot) error {
 	return do(b, ctx, "RemoveSnapshot", func(ctx context.Context, be sdk.Backend) error {
 		return be.RemoveSnapshot(ctx, snap)
+	})
+}
+
+func (b *backend) FindLeftovers(ctx context.Context, q ports.LeftoverQuery) ([]ports.Leftover, error) {
+	return call(b, ctx, "FindLeftovers", func(ctx context.Context, be sdk.Backend) ([]ports.Leftover, error) {
+		return be.FindLeftovers(ctx, q)
 	})
 }
 

@@ -395,7 +395,7 @@ func (b callerBackend) ResumeVolume(ctx context.Context, v ports.Volume) error {
 	return b.Backend.ResumeVolume(ctx, v)
 }
 
-func (b callerBackend) StopVolume(ctx context.Context, v ports.Volume) error {
+func (b callerBackend) StopVolume(ctx context.Context, v ports.Volume) (ports.CleanupReport, error) {
 	b.log.note(v.VolumeUUID, b.id)
 	return b.Backend.StopVolume(ctx, v)
 }
@@ -405,7 +405,7 @@ func (b callerBackend) DeleteTarget(ctx context.Context, v ports.Volume) error {
 	return b.Backend.DeleteTarget(ctx, v)
 }
 
-func (b callerBackend) DestroyVolume(ctx context.Context, v ports.Volume) (ports.DestroyReport, error) {
+func (b callerBackend) DestroyVolume(ctx context.Context, v ports.Volume) (ports.CleanupReport, error) {
 	b.log.note(v.VolumeUUID, b.id)
 	return b.Backend.DestroyVolume(ctx, v)
 }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -49,9 +50,12 @@ func (g *grpcClient) EnvironmentStatus(ctx context.Context, env Environment) (En
 	return EnvironmentHealth{Ready: r.Ready, Description: r.Description}, nil
 }
 
-func (g *grpcClient) TeardownEnvironment(ctx context.Context, env Environment) error {
-	_, err := g.c.TeardownEnvironment(ctx, &pb.EnvironmentRequest{Environment: environmentToPB(env)})
-	return fromStatus(err)
+func (g *grpcClient) TeardownEnvironment(ctx context.Context, env Environment, force bool) (CleanupReport, error) {
+	r, err := g.c.TeardownEnvironment(ctx, &pb.TeardownRequest{Environment: environmentToPB(env), Force: force})
+	if err != nil {
+		return CleanupReport{}, fromStatus(err)
+	}
+	return CleanupReport{Leftovers: r.Leftovers}, nil
 }
 
 // ReleaseEnvironment is a no-op for a plugin built before it existed
@@ -113,9 +117,12 @@ func (g *grpcClient) ResumeVolume(ctx context.Context, vol Volume) error {
 	return fromStatus(err)
 }
 
-func (g *grpcClient) StopVolume(ctx context.Context, vol Volume) error {
-	_, err := g.c.StopVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
-	return fromStatus(err)
+func (g *grpcClient) StopVolume(ctx context.Context, vol Volume) (CleanupReport, error) {
+	r, err := g.c.StopVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
+	if err != nil {
+		return CleanupReport{}, fromStatus(err)
+	}
+	return CleanupReport{Leftovers: r.Leftovers}, nil
 }
 
 func (g *grpcClient) DeleteTarget(ctx context.Context, vol Volume) error {
@@ -123,12 +130,26 @@ func (g *grpcClient) DeleteTarget(ctx context.Context, vol Volume) error {
 	return fromStatus(err)
 }
 
-func (g *grpcClient) DestroyVolume(ctx context.Context, vol Volume) (DestroyReport, error) {
+func (g *grpcClient) DestroyVolume(ctx context.Context, vol Volume) (CleanupReport, error) {
 	r, err := g.c.DestroyVolume(ctx, &pb.VolumeRequest{Volume: volumeToPB(vol)})
 	if err != nil {
-		return DestroyReport{}, fromStatus(err)
+		return CleanupReport{}, fromStatus(err)
 	}
-	return DestroyReport{Leftovers: r.Leftovers}, nil
+	return CleanupReport{Leftovers: r.Leftovers}, nil
+}
+
+// FindLeftovers of a plugin built before the call existed
+// (codes.Unimplemented) is an ErrPrecondition saying so: it cannot tell
+// what it left.
+func (g *grpcClient) FindLeftovers(ctx context.Context, q LeftoverQuery) ([]Leftover, error) {
+	r, err := g.c.FindLeftovers(ctx, leftoverQueryToPB(q))
+	if status.Code(err) == codes.Unimplemented {
+		return nil, fmt.Errorf("the plugin predates FindLeftovers and cannot list what it left; upgrade it: %w", ErrPrecondition)
+	}
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return leftoversFromPB(r), nil
 }
 
 func (g *grpcClient) AddSnapshot(ctx context.Context, snap Snapshot) error {

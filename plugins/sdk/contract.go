@@ -20,7 +20,9 @@ type (
 	VolumeReplication   = contract.VolumeReplication
 	SnapshotState       = contract.SnapshotState
 	SnapshotReplication = contract.SnapshotReplication
-	DestroyReport       = contract.DestroyReport
+	CleanupReport       = contract.CleanupReport
+	LeftoverQuery       = contract.LeftoverQuery
+	Leftover            = contract.Leftover
 	Info                = contract.Info
 	Capabilities        = contract.Capabilities
 )

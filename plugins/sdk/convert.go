@@ -90,3 +90,41 @@ func replicationFromPB(r *pb.VolumeReplication) VolumeReplication {
 	}
 	return out
 }
+
+func leftoverQueryToPB(q LeftoverQuery) *pb.LeftoverQuery {
+	out := &pb.LeftoverQuery{Storage: storageToPB(q.Storage)}
+	for _, e := range q.Environments {
+		out.Environments = append(out.Environments, environmentToPB(e))
+	}
+	for _, v := range q.Volumes {
+		out.Volumes = append(out.Volumes, volumeToPB(v))
+	}
+	return out
+}
+
+func leftoverQueryFromPB(q *pb.LeftoverQuery) LeftoverQuery {
+	out := LeftoverQuery{Storage: storageFromPB(q.Storage)}
+	for _, e := range q.Environments {
+		out.Environments = append(out.Environments, environmentFromPB(e))
+	}
+	for _, v := range q.Volumes {
+		out.Volumes = append(out.Volumes, volumeFromPB(v))
+	}
+	return out
+}
+
+func leftoversToPB(list []Leftover) *pb.LeftoverList {
+	out := &pb.LeftoverList{}
+	for _, l := range list {
+		out.Leftovers = append(out.Leftovers, &pb.Leftover{Kind: l.Kind, Name: l.Name, Description: l.Description, Remedy: l.Remedy})
+	}
+	return out
+}
+
+func leftoversFromPB(r *pb.LeftoverList) []Leftover {
+	var out []Leftover
+	for _, l := range r.Leftovers {
+		out = append(out, Leftover{Kind: l.Kind, Name: l.Name, Description: l.Description, Remedy: l.Remedy})
+	}
+	return out
+}

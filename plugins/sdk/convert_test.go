@@ -20,7 +20,8 @@ type recorder struct {
 	env  sdk.EnvironmentHealth
 	rep  sdk.VolumeReplication
 	reps []sdk.VolumeReplication
-	dr   sdk.DestroyReport
+	dr   sdk.CleanupReport
+	lo   []sdk.Leftover
 	snap sdk.SnapshotReplication
 }
 
@@ -39,9 +40,15 @@ func (r *recorder) EnvironmentStatus(_ context.Context, e sdk.Environment) (sdk.
 	r.keep("EnvironmentStatus", e)
 	return r.env, nil
 }
-func (r *recorder) TeardownEnvironment(_ context.Context, e sdk.Environment) error {
-	r.keep("TeardownEnvironment", e)
-	return nil
+// teardown is what TeardownEnvironment received.
+type teardown struct {
+	env   sdk.Environment
+	force bool
+}
+
+func (r *recorder) TeardownEnvironment(_ context.Context, e sdk.Environment, force bool) (sdk.CleanupReport, error) {
+	r.keep("TeardownEnvironment", teardown{e, force})
+	return r.dr, nil
 }
 func (r *recorder) ReleaseEnvironment(_ context.Context, e sdk.Environment) error {
 	r.keep("ReleaseEnvironment", e)
@@ -74,17 +81,21 @@ func (r *recorder) ResumeVolume(_ context.Context, v sdk.Volume) error {
 	r.keep("ResumeVolume", v)
 	return nil
 }
-func (r *recorder) StopVolume(_ context.Context, v sdk.Volume) error {
+func (r *recorder) StopVolume(_ context.Context, v sdk.Volume) (sdk.CleanupReport, error) {
 	r.keep("StopVolume", v)
-	return nil
+	return r.dr, nil
 }
 func (r *recorder) DeleteTarget(_ context.Context, v sdk.Volume) error {
 	r.keep("DeleteTarget", v)
 	return nil
 }
-func (r *recorder) DestroyVolume(_ context.Context, v sdk.Volume) (sdk.DestroyReport, error) {
+func (r *recorder) DestroyVolume(_ context.Context, v sdk.Volume) (sdk.CleanupReport, error) {
 	r.keep("DestroyVolume", v)
 	return r.dr, nil
+}
+func (r *recorder) FindLeftovers(_ context.Context, q sdk.LeftoverQuery) ([]sdk.Leftover, error) {
+	r.keep("FindLeftovers", q)
+	return r.lo, nil
 }
 func (r *recorder) AddSnapshot(_ context.Context, s sdk.Snapshot) error {
 	r.keep("AddSnapshot", s)
@@ -116,7 +127,9 @@ func TestValuesOverGRPC(t *testing.T) {
 			{State: sdk.ReplicationAbsent},
 			{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 7},
 		},
-		dr:   sdk.DestroyReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
+		dr:   sdk.CleanupReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
+		lo: []sdk.Leftover{{Kind: "copy", Name: "image volumes/volume-1", Description: "kept: the source was unreachable", Remedy: "rbd rm volumes/volume-1"},
+			{Kind: "pairing", Name: "peer p"}},
 		snap: sdk.SnapshotReplication{State: sdk.SnapshotPending, Description: "copying"},
 	}
 	client, _ := plugintest.ServeGRPC(t, r)
@@ -155,13 +168,23 @@ func TestValuesOverGRPC(t *testing.T) {
 	dr, err := client.DestroyVolume(ctx, vol)
 	check("DestroyVolume", err, nil)
 	check("DestroyVolume", dr, r.dr)
+	dr, err = client.StopVolume(ctx, vol)
+	check("StopVolume", err, nil)
+	check("StopVolume", dr, r.dr)
+	dr, err = client.TeardownEnvironment(ctx, env, true)
+	check("TeardownEnvironment", err, nil)
+	check("TeardownEnvironment", dr, r.dr)
+	query := sdk.LeftoverQuery{Storage: env.Target, Environments: []sdk.Environment{env}, Volumes: []sdk.Volume{vol}}
+	lo, err := client.FindLeftovers(ctx, query)
+	check("FindLeftovers", err, nil)
+	check("FindLeftovers", lo, r.lo)
 	ss, err := client.SnapshotStatus(ctx, snap)
 	check("SnapshotStatus", err, nil)
 	check("SnapshotStatus", ss, r.snap)
 	for _, err := range []error{
-		client.PrepareEnvironment(ctx, env), client.TeardownEnvironment(ctx, env), client.ReleaseEnvironment(ctx, env),
+		client.PrepareEnvironment(ctx, env), client.ReleaseEnvironment(ctx, env),
 		client.StartVolume(ctx, vol), client.PauseVolume(ctx, vol), client.ResumeVolume(ctx, vol),
-		client.StopVolume(ctx, vol), client.DeleteTarget(ctx, vol),
+		client.DeleteTarget(ctx, vol),
 		client.AddSnapshot(ctx, snap), client.RemoveSnapshot(ctx, snap),
 	} {
 		check("call", err, nil)
@@ -170,7 +193,8 @@ func TestValuesOverGRPC(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for method, want := range map[string]any{
-		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": env, "ReleaseEnvironment": env,
+		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": teardown{env, true}, "ReleaseEnvironment": env,
+		"FindLeftovers": query,
 		"StartVolume": vol, "VolumeStatus": vol, "VolumeStatuses": volumeStatuses{env, vols}, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
 		"DeleteTarget": vol, "DestroyVolume": vol,
 		"AddSnapshot": snap, "RemoveSnapshot": snap, "SnapshotStatus": snap,

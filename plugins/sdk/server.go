@@ -35,8 +35,12 @@ func (s *grpcServer) EnvironmentStatus(ctx context.Context, r *pb.EnvironmentReq
 	return &pb.EnvironmentHealth{Ready: h.Ready, Description: h.Description}, nil
 }
 
-func (s *grpcServer) TeardownEnvironment(ctx context.Context, r *pb.EnvironmentRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.impl.TeardownEnvironment(ctx, environmentFromPB(r.Environment)))
+func (s *grpcServer) TeardownEnvironment(ctx context.Context, r *pb.TeardownRequest) (*pb.CleanupReport, error) {
+	rep, err := s.impl.TeardownEnvironment(ctx, environmentFromPB(r.Environment), r.Force)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CleanupReport{Leftovers: rep.Leftovers}, nil
 }
 
 func (s *grpcServer) ReleaseEnvironment(ctx context.Context, r *pb.EnvironmentRequest) (*pb.Empty, error) {
@@ -81,20 +85,24 @@ func (s *grpcServer) ResumeVolume(ctx context.Context, r *pb.VolumeRequest) (*pb
 	return empty, toStatus(s.impl.ResumeVolume(ctx, volumeFromPB(r.Volume)))
 }
 
-func (s *grpcServer) StopVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.Empty, error) {
-	return empty, toStatus(s.impl.StopVolume(ctx, volumeFromPB(r.Volume)))
+func (s *grpcServer) StopVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.CleanupReport, error) {
+	rep, err := s.impl.StopVolume(ctx, volumeFromPB(r.Volume))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.CleanupReport{Leftovers: rep.Leftovers}, nil
 }
 
 func (s *grpcServer) DeleteTarget(ctx context.Context, r *pb.VolumeRequest) (*pb.Empty, error) {
 	return empty, toStatus(s.impl.DeleteTarget(ctx, volumeFromPB(r.Volume)))
 }
 
-func (s *grpcServer) DestroyVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.DestroyReport, error) {
+func (s *grpcServer) DestroyVolume(ctx context.Context, r *pb.VolumeRequest) (*pb.CleanupReport, error) {
 	rep, err := s.impl.DestroyVolume(ctx, volumeFromPB(r.Volume))
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.DestroyReport{Leftovers: rep.Leftovers}, nil
+	return &pb.CleanupReport{Leftovers: rep.Leftovers}, nil
 }
 
 func (s *grpcServer) AddSnapshot(ctx context.Context, r *pb.SnapshotRequest) (*pb.Empty, error) {
@@ -111,4 +119,12 @@ func (s *grpcServer) SnapshotStatus(ctx context.Context, r *pb.SnapshotRequest) 
 		return nil, toStatus(err)
 	}
 	return &pb.SnapshotReplication{State: string(rep.State), Description: rep.Description}, nil
+}
+
+func (s *grpcServer) FindLeftovers(ctx context.Context, r *pb.LeftoverQuery) (*pb.LeftoverList, error) {
+	list, err := s.impl.FindLeftovers(ctx, leftoverQueryFromPB(r))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return leftoversToPB(list), nil
 }

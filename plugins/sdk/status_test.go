@@ -20,7 +20,9 @@ func (f failing) PrepareEnvironment(context.Context, sdk.Environment) error { re
 func (f failing) EnvironmentStatus(context.Context, sdk.Environment) (sdk.EnvironmentHealth, error) {
 	return sdk.EnvironmentHealth{}, f.err
 }
-func (f failing) TeardownEnvironment(context.Context, sdk.Environment) error { return f.err }
+func (f failing) TeardownEnvironment(context.Context, sdk.Environment, bool) (sdk.CleanupReport, error) {
+	return sdk.CleanupReport{}, f.err
+}
 func (f failing) ReleaseEnvironment(context.Context, sdk.Environment) error  { return f.err }
 func (f failing) StartVolume(context.Context, sdk.Volume) error              { return f.err }
 func (f failing) VolumeStatus(context.Context, sdk.Volume) (sdk.VolumeReplication, error) {
@@ -31,15 +33,20 @@ func (f failing) VolumeStatuses(context.Context, sdk.Environment, []sdk.Volume) 
 }
 func (f failing) PauseVolume(context.Context, sdk.Volume) error  { return f.err }
 func (f failing) ResumeVolume(context.Context, sdk.Volume) error { return f.err }
-func (f failing) StopVolume(context.Context, sdk.Volume) error   { return f.err }
+func (f failing) StopVolume(context.Context, sdk.Volume) (sdk.CleanupReport, error) {
+	return sdk.CleanupReport{}, f.err
+}
 func (f failing) DeleteTarget(context.Context, sdk.Volume) error { return f.err }
-func (f failing) DestroyVolume(context.Context, sdk.Volume) (sdk.DestroyReport, error) {
-	return sdk.DestroyReport{}, f.err
+func (f failing) DestroyVolume(context.Context, sdk.Volume) (sdk.CleanupReport, error) {
+	return sdk.CleanupReport{}, f.err
 }
 func (f failing) AddSnapshot(context.Context, sdk.Snapshot) error    { return f.err }
 func (f failing) RemoveSnapshot(context.Context, sdk.Snapshot) error { return f.err }
 func (f failing) SnapshotStatus(context.Context, sdk.Snapshot) (sdk.SnapshotReplication, error) {
 	return sdk.SnapshotReplication{}, f.err
+}
+func (f failing) FindLeftovers(context.Context, sdk.LeftoverQuery) ([]sdk.Leftover, error) {
+	return nil, f.err
 }
 
 // calls calls every method of b once, in a fixed order.
@@ -51,18 +58,19 @@ func calls(ctx context.Context, b sdk.Backend) map[string]error {
 	_, out["Info"] = b.Info(ctx)
 	out["PrepareEnvironment"] = b.PrepareEnvironment(ctx, env)
 	_, out["EnvironmentStatus"] = b.EnvironmentStatus(ctx, env)
-	out["TeardownEnvironment"] = b.TeardownEnvironment(ctx, env)
+	_, out["TeardownEnvironment"] = b.TeardownEnvironment(ctx, env, false)
 	out["StartVolume"] = b.StartVolume(ctx, vol)
 	_, out["VolumeStatus"] = b.VolumeStatus(ctx, vol)
 	_, out["VolumeStatuses"] = b.VolumeStatuses(ctx, env, []sdk.Volume{vol})
 	out["PauseVolume"] = b.PauseVolume(ctx, vol)
 	out["ResumeVolume"] = b.ResumeVolume(ctx, vol)
-	out["StopVolume"] = b.StopVolume(ctx, vol)
+	_, out["StopVolume"] = b.StopVolume(ctx, vol)
 	out["DeleteTarget"] = b.DeleteTarget(ctx, vol)
 	_, out["DestroyVolume"] = b.DestroyVolume(ctx, vol)
 	out["AddSnapshot"] = b.AddSnapshot(ctx, snap)
 	out["RemoveSnapshot"] = b.RemoveSnapshot(ctx, snap)
 	_, out["SnapshotStatus"] = b.SnapshotStatus(ctx, snap)
+	_, out["FindLeftovers"] = b.FindLeftovers(ctx, sdk.LeftoverQuery{})
 	return out
 }
 

@@ -50,15 +50,15 @@ func splitDestroyBudget(left time.Duration, hasDeadline bool) destroyBudget {
 // DestroyVolume implements sdk.Backend: each side in its own goroutine,
 // under its share of ctx's time, so an unreachable cluster blocks
 // nothing and what could not be cleaned is reported, not returned.
-func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.DestroyReport, error) {
+func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := ctx.Err(); err != nil {
-		return sdk.DestroyReport{}, err
+		return sdk.CleanupReport{}, err
 	}
 	if err := checkEnvID(vol.Environment); err != nil {
-		return sdk.DestroyReport{}, err
+		return sdk.CleanupReport{}, err
 	}
 	if !uuidPattern.MatchString(vol.VolumeUUID) {
-		return sdk.DestroyReport{}, fmt.Errorf("volume uuid %q cannot name an image: %w", vol.VolumeUUID, sdk.ErrPrecondition)
+		return sdk.CleanupReport{}, fmt.Errorf("volume uuid %q cannot name an image: %w", vol.VolumeUUID, sdk.ErrPrecondition)
 	}
 	deadline, hasDeadline := ctx.Deadline()
 	budget := splitDestroyBudget(time.Until(deadline), hasDeadline)
@@ -69,7 +69,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 	wg.Go(func() { srcDone <- b.destroySource(ctx, budget.source, vol, name, &left) })
 	wg.Go(func() { b.destroyTarget(ctx, budget, vol, name, srcDone, &left) })
 	wg.Wait()
-	return sdk.DestroyReport{Leftovers: left.list}, nil
+	return sdk.CleanupReport{Leftovers: left.list}, nil
 }
 
 // leftovers collects what the two sides of a destroy could not clean.

@@ -18,7 +18,11 @@ import (
 // TeardownEnvironment implements sdk.Backend: refused while an image of
 // the pair is mirrored; then it stops rbd-mirror, removes the peers, the
 // environment's records in the target pool and its files.
-func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) error {
+func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
+	return sdk.CleanupReport{}, b.teardownEnvironment(ctx, env)
+}
+
+func (b *Backend) teardownEnvironment(ctx context.Context, env sdk.Environment) error {
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func testStopDuringFirstCopy(t *testing.T, mode string, pause bool) {
 	waited, progress := 0, []int{}
 	var err error
 	for {
-		err = r.be.StopVolume(ctx, vol)
+		err = reportless(r.be.StopVolume(ctx, vol))
 		if !errors.Is(err, sdk.ErrInProgress) || time.Since(begin) > 2*time.Minute {
 			break
 		}
@@ -66,7 +66,7 @@ func testStopDuringFirstCopy(t *testing.T, mode string, pause bool) {
 	if waited == 0 {
 		t.Fatalf("the first stop went through at once: the first copy of %d MiB cannot be done yet, so it kept a partial copy", bigImageSize>>20)
 	}
-	if err := r.be.StopVolume(ctx, vol); err != nil {
+	if err := reportless(r.be.StopVolume(ctx, vol)); err != nil {
 		t.Fatalf("StopVolume again: %v", err)
 	}
 	checkKeptCopy(t, r, name)
@@ -199,7 +199,7 @@ func TestPauseDuringFirstCopy(t *testing.T) {
 	})
 	t.Logf("resumed; the first copy finished in %v", time.Since(begin).Round(100*time.Millisecond))
 	waitFor(t, "stopped with its copy kept", time.Minute, func() bool {
-		err := r.be.StopVolume(ctx, vol)
+		err := reportless(r.be.StopVolume(ctx, vol))
 		if err != nil && !errors.Is(err, sdk.ErrInProgress) {
 			t.Fatalf("StopVolume: %v", err)
 		}

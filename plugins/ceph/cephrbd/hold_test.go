@@ -95,7 +95,7 @@ func testHoldFirstCopy(t *testing.T, mode string) {
 	release := h.HoldFirstCopy(t)
 	begin := time.Now()
 	for stops := 0; stops < 2 || time.Since(begin) < heldFor; stops++ {
-		err := r.be.StopVolume(ctx, h.vol)
+		err := reportless(r.be.StopVolume(ctx, h.vol))
 		if !errors.Is(err, sdk.ErrInProgress) {
 			t.Fatalf("StopVolume %v into a held first copy = %v; want ErrInProgress", time.Since(begin).Round(time.Second), err)
 		}
@@ -110,7 +110,7 @@ func testHoldFirstCopy(t *testing.T, mode string) {
 	release()
 	begin = time.Now()
 	waitFor(t, "the stop done after the release", 2*time.Minute, func() bool {
-		err := r.be.StopVolume(ctx, h.vol)
+		err := reportless(r.be.StopVolume(ctx, h.vol))
 		if err != nil && !errors.Is(err, sdk.ErrInProgress) {
 			t.Fatalf("StopVolume after the release: %v", err)
 		}

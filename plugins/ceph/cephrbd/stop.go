@@ -26,7 +26,11 @@ const (
 // verify the copy is a plain writable image. Before that it answers
 // ErrInProgress and lets the copy go on: a stop never keeps a partial
 // copy.
-func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
+func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
+	return sdk.CleanupReport{}, b.stopVolume(ctx, vol)
+}
+
+func (b *Backend) stopVolume(ctx context.Context, vol sdk.Volume) error {
 	v, err := b.openVol(ctx, vol)
 	if err != nil {
 		return err

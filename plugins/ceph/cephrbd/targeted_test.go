@@ -144,7 +144,7 @@ func TestPauseSurvivesRestart(t *testing.T) {
 		st, err := imageStateAt(ctx, asok, spec)
 		return err == nil && st.State == replayerReplaying
 	})
-	if err := r.be.StopVolume(ctx, h.vol); err != nil {
+	if err := reportless(r.be.StopVolume(ctx, h.vol)); err != nil {
 		t.Fatalf("StopVolume: %v", err)
 	}
 	r.checkNoSecrets(t)
@@ -207,7 +207,7 @@ func TestSnapshotClonableOnTarget(t *testing.T) {
 	if err := rbd.RemoveImage(r.dstIO, clone); err != nil {
 		t.Errorf("remove clone: %v", err)
 	}
-	if err := r.be.StopVolume(ctx, h.vol); err != nil {
+	if err := reportless(r.be.StopVolume(ctx, h.vol)); err != nil {
 		t.Fatalf("StopVolume: %v", err)
 	}
 	if err := r.be.RemoveSnapshot(ctx, h.snap); err != nil {
@@ -225,7 +225,7 @@ func TestTeardownRefusalNamesImages(t *testing.T) {
 		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		_, _ = r.be.DestroyVolume(cctx, h.vol)
-		_ = r.be.TeardownEnvironment(cctx, h.env)
+		_ = reportless(r.be.TeardownEnvironment(cctx, h.env, false))
 	})
 	if err := r.be.PrepareEnvironment(ctx, h.env); err != nil {
 		t.Fatalf("PrepareEnvironment: %v", err)
@@ -233,7 +233,7 @@ func TestTeardownRefusalNamesImages(t *testing.T) {
 	if err := r.be.StartVolume(ctx, h.vol); err != nil {
 		t.Fatalf("StartVolume: %v", err)
 	}
-	err := r.be.TeardownEnvironment(ctx, h.env)
+	err := reportless(r.be.TeardownEnvironment(ctx, h.env, false))
 	if !errors.Is(err, sdk.ErrPrecondition) {
 		t.Fatalf("teardown with a volume replicated: %v, want ErrPrecondition", err)
 	}
@@ -272,7 +272,7 @@ func TestSnapshotScheduleFromMetadata(t *testing.T) {
 	if got := schedules(); !strings.Contains(got, "3m") {
 		t.Fatalf("no 3m schedule on the image after start: %q", got)
 	}
-	if err := r.be.StopVolume(t.Context(), h.vol); err != nil {
+	if err := reportless(r.be.StopVolume(t.Context(), h.vol)); err != nil {
 		t.Fatalf("StopVolume: %v", err)
 	}
 	if got := schedules(); strings.Contains(got, "3m") {

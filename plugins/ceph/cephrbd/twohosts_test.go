@@ -348,7 +348,7 @@ func leading(ctx context.Context, asok, pool string) (bool, []string) {
 func stopKeeping(t *testing.T, be *Backend, v sdk.Volume) {
 	t.Helper()
 	waitFor(t, "stopped with its copy kept "+imageName(v), 90*time.Second, func() bool {
-		err := be.StopVolume(t.Context(), v)
+		err := reportless(be.StopVolume(t.Context(), v))
 		if err != nil && !errors.Is(err, sdk.ErrInProgress) {
 			t.Fatalf("StopVolume %s: %v", imageName(v), err)
 		}

@@ -35,7 +35,16 @@ type Backend interface {
 	// TeardownEnvironment undoes PrepareEnvironment. ErrPrecondition while
 	// any volume of the pair is still replicated (paused counts). Tearing
 	// down an environment never prepared succeeds.
-	TeardownEnvironment(ctx context.Context, env Environment) error
+	//
+	// With one storage unreachable (a site lost) it tears down what it can
+	// reach on the other and on this host, within ctx, and succeeds,
+	// listing the rest in the report; it never waits for the lost storage.
+	// force tears down even while volumes are still replicated (their
+	// records were deleted by hand, or the operator gives up on them): it
+	// ends the pairing (peers, host-bound work, records, files), deletes no
+	// volume or copy, and lists every replicated volume it left as a
+	// leftover. An error means nothing could be torn down.
+	TeardownEnvironment(ctx context.Context, env Environment, force bool) (CleanupReport, error)
 
 	// ReleaseEnvironment tells the plugin that this daemon no longer leads
 	// env (it resigned, lost its session or is shutting down): stop the
@@ -93,7 +102,16 @@ type Backend interface {
 	// how far the copy is; the daemon calls again later. The copy must get
 	// on without being asked: the daemon may call nothing but StopVolume
 	// until it succeeds.
-	StopVolume(ctx context.Context, vol Volume) error
+	//
+	// With the source storage unreachable (the protection site lost) it
+	// does not wait for it: a complete copy is made standalone and writable
+	// on the target alone (forcing it primary), replication ends on the
+	// target, and what could not be done on the source (mirroring still
+	// enabled there) is listed in the report and recorded on the target,
+	// where FindLeftovers finds it. When the source comes back nothing
+	// replicates into the kept copy on its own. An incomplete copy with the
+	// source unreachable cannot be kept: ErrPrecondition, saying so.
+	StopVolume(ctx context.Context, vol Volume) (CleanupReport, error)
 
 	// DeleteTarget ends replication and deletes the target copy, also a
 	// standalone one left by StopVolume: the operator asked for it. It may
@@ -108,9 +126,16 @@ type Backend interface {
 	// sync points). It deletes neither the source volume nor a standalone
 	// copy StopVolume left on the target (VolumeStatus: absent, with
 	// TargetExists): that copy is a volume of its own, and only
-	// DeleteTarget removes it. What it could not clean up is listed in the
+	// DeleteTarget removes it.
+	//
+	// It never deletes the last copy: the replicated target copy is
+	// deleted only when the source volume is known intact (read during
+	// this call: it exists and is the primary). Otherwise (the source
+	// unreachable or gone) the copy is kept, standalone where the storage
+	// allows, listed in the report, and recorded on the target, where
+	// FindLeftovers finds it. What it could not clean up is listed in the
 	// report; an error means it could not even try.
-	DestroyVolume(ctx context.Context, vol Volume) (DestroyReport, error)
+	DestroyVolume(ctx context.Context, vol Volume) (CleanupReport, error)
 
 	// AddSnapshot makes the snapshot a recovery point on the target (Ceph:
 	// protect it on the source so the target can clone it). ErrNotFound
@@ -125,6 +150,15 @@ type Backend interface {
 
 	// SnapshotStatus reports the snapshot's replication.
 	SnapshotStatus(ctx context.Context, snap Snapshot) (SnapshotReplication, error)
+
+	// FindLeftovers lists what the plugin made on q.Storage, or runs on
+	// this host for it, that none of q's environments and volumes accounts
+	// for (after records were deleted by hand, or a site was lost): pairings
+	// (peers), replicated volumes and copies, snapshots it protected,
+	// host-bound work (processes) and its files; and everything an earlier
+	// StopVolume, DestroyVolume or TeardownEnvironment recorded it could
+	// not clean. It changes nothing. A storage it cannot reach is an error.
+	FindLeftovers(ctx context.Context, q LeftoverQuery) ([]Leftover, error)
 }
 
 // MaxVolumeStatuses is the most volumes the daemon asks VolumeStatuses

@@ -104,10 +104,36 @@ type SnapshotReplication struct {
 	Description string
 }
 
-// DestroyReport lists what a best-effort destroy left behind, in words an
-// operator can act on.
-type DestroyReport struct {
+// CleanupReport lists what a call that ends replication (StopVolume,
+// DestroyVolume, TeardownEnvironment) could not do, in words an operator
+// can act on: which storage, what is left, why.
+type CleanupReport struct {
 	Leftovers []string
+}
+
+// LeftoverQuery asks FindLeftovers about one storage. Environments and
+// Volumes are every environment and volume the daemon's records still
+// hold that involve Storage, as source or target: what they account for
+// is no leftover.
+type LeftoverQuery struct {
+	Storage      Storage
+	Environments []Environment
+	Volumes      []Volume
+}
+
+// Leftover is one thing FindLeftovers found.
+type Leftover struct {
+	// Kind is one of "volume", "copy", "pairing", "snapshot", "process",
+	// "file" or "record".
+	Kind string
+	// Name says which one and where, e.g. "image volumes/volume-7f3a… on
+	// storage clusters.6.storages.13".
+	Name string
+	// Description says why it is a leftover.
+	Description string
+	// Remedy says how an operator removes it (a command where one does),
+	// and what to check first.
+	Remedy string
 }
 
 // Info describes a plugin.

@@ -260,9 +260,9 @@ func (b *Backend) ReleaseEnvironment(ctx context.Context, env sdk.Environment) e
 }
 
 // TeardownEnvironment implements sdk.Backend.
-func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) error {
+func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "teardown environment %s", env.ID); err != nil {
-		return err
+		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -274,11 +274,11 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment) 
 	}
 	if len(busy) > 0 {
 		slices.Sort(busy)
-		return fmt.Errorf("teardown environment %s: volumes still replicated %v, stop or destroy them first: %w",
+		return sdk.CleanupReport{}, fmt.Errorf("teardown environment %s: volumes still replicated %v, stop or destroy them first: %w",
 			env.ID, busy, sdk.ErrPrecondition)
 	}
 	delete(b.envs, env.ID)
-	return nil
+	return sdk.CleanupReport{}, nil
 }
 
 // StartVolume implements sdk.Backend. The first copy starts now and
@@ -381,15 +381,15 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 }
 
 // StopVolume implements sdk.Backend. The target copy stays, standalone.
-func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
+func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "stop volume %s", vol.VolumeUUID); err != nil {
-		return err
+		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v := b.replicated(vol.VolumeUUID)
 	if v == nil {
-		return nil
+		return sdk.CleanupReport{}, nil
 	}
 	if !v.synced {
 		// Never keep a partial copy; a pause gives way to the stop.
@@ -397,11 +397,11 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) error {
 		if v.state == sdk.ReplicationPaused {
 			v.resume(now)
 		}
-		return fmt.Errorf("stop volume %s: the first copy is %d%% done, the target is kept once it is complete: %w",
+		return sdk.CleanupReport{}, fmt.Errorf("stop volume %s: the first copy is %d%% done, the target is kept once it is complete: %w",
 			vol.VolumeUUID, v.progress(now), sdk.ErrInProgress)
 	}
 	*v = volume{env: v.env, state: sdk.ReplicationAbsent, targetExists: true, lastSync: v.lastSync}
-	return nil
+	return sdk.CleanupReport{}, nil
 }
 
 // DeleteTarget implements sdk.Backend. The copy is gone at once.
@@ -419,9 +419,9 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 // replication, its replicated target copy and its snapshots' recovery
 // points, and never leaves anything behind. The source keeps the volume
 // and its snapshots, and a standalone copy left by StopVolume stays.
-func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.DestroyReport, error) {
+func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "destroy volume %s", vol.VolumeUUID); err != nil {
-		return sdk.DestroyReport{}, err
+		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -433,7 +433,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Destro
 			delete(b.snaps, id)
 		}
 	}
-	return sdk.DestroyReport{}, nil
+	return sdk.CleanupReport{}, nil
 }
 
 // AddSnapshot implements sdk.Backend. The snapshot is pending until the
@@ -667,4 +667,12 @@ func (f HoldFile) Hold() (release func(), err error) {
 	}
 	var once sync.Once
 	return func() { once.Do(func() { _ = os.Remove(string(f)) }) }, nil
+}
+
+// FindLeftovers implements sdk.Backend.
+func (b *Backend) FindLeftovers(ctx context.Context, q sdk.LeftoverQuery) ([]sdk.Leftover, error) {
+	if err := enter(ctx, "find leftovers on storage %d/%d", q.Storage.ClusterID, q.Storage.StorageID); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("memstorage: FindLeftovers is not written yet: %w", sdk.ErrPrecondition)
 }

@@ -199,9 +199,9 @@ func (n noHold) Timeout() time.Duration       { return n.h.Timeout() }
 // returns nil: what a fast storage's kit run never shows.
 type partialStop struct{ sdk.Backend }
 
-func (p partialStop) StopVolume(ctx context.Context, vol sdk.Volume) error {
+func (p partialStop) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if st, err := p.VolumeStatus(ctx, vol); err == nil && st.State == sdk.ReplicationSyncing {
-		return p.DeleteTarget(ctx, vol)
+		return sdk.CleanupReport{}, p.DeleteTarget(ctx, vol)
 	}
 	return p.Backend.StopVolume(ctx, vol)
 }
@@ -229,7 +229,7 @@ func (n noTarget) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 // destroyAll deletes the target copy, standalone or not.
 type destroyAll struct{ sdk.Backend }
 
-func (d destroyAll) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.DestroyReport, error) {
+func (d destroyAll) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	rep, err := d.Backend.DestroyVolume(ctx, vol)
 	if err == nil {
 		err = d.DeleteTarget(ctx, vol)

@@ -5,6 +5,12 @@
 //   1: this service. VolumeStatuses was added later within version 1: a
 //      plugin built before answers it codes.Unimplemented, and the SDK's
 //      client then asks VolumeStatus of each volume instead.
+//      ReleaseEnvironment and FindLeftovers were added the same way (an
+//      older plugin: nothing to release; no leftovers it can list). The
+//      replies of StopVolume and TeardownEnvironment became a
+//      CleanupReport and TeardownEnvironment's request gained force: an
+//      Empty reply reads as a report with nothing left, and an older
+//      plugin ignores force.
 //
 // Within a protocol version changes are additive only: new fields and new
 // RPCs, never a changed meaning.
@@ -566,6 +572,59 @@ func (x *EnvironmentRequest) GetEnvironment() *Environment {
 	return nil
 }
 
+// TeardownRequest is an EnvironmentRequest with force added.
+type TeardownRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Environment   *Environment           `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TeardownRequest) Reset() {
+	*x = TeardownRequest{}
+	mi := &file_backend_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TeardownRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TeardownRequest) ProtoMessage() {}
+
+func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
+func (*TeardownRequest) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TeardownRequest) GetEnvironment() *Environment {
+	if x != nil {
+		return x.Environment
+	}
+	return nil
+}
+
+func (x *TeardownRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type VolumeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -575,7 +634,7 @@ type VolumeRequest struct {
 
 func (x *VolumeRequest) Reset() {
 	*x = VolumeRequest{}
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +646,7 @@ func (x *VolumeRequest) String() string {
 func (*VolumeRequest) ProtoMessage() {}
 
 func (x *VolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +659,7 @@ func (x *VolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeRequest.ProtoReflect.Descriptor instead.
 func (*VolumeRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{9}
+	return file_backend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VolumeRequest) GetVolume() *Volume {
@@ -619,7 +678,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +690,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +703,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{10}
+	return file_backend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SnapshotRequest) GetSnapshot() *Snapshot {
@@ -666,7 +725,7 @@ type VolumeStatusesRequest struct {
 
 func (x *VolumeStatusesRequest) Reset() {
 	*x = VolumeStatusesRequest{}
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +737,7 @@ func (x *VolumeStatusesRequest) String() string {
 func (*VolumeStatusesRequest) ProtoMessage() {}
 
 func (x *VolumeStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +750,7 @@ func (x *VolumeStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeStatusesRequest.ProtoReflect.Descriptor instead.
 func (*VolumeStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{11}
+	return file_backend_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *VolumeStatusesRequest) GetEnvironment() *Environment {
@@ -718,7 +777,7 @@ type VolumeStatusesResponse struct {
 
 func (x *VolumeStatusesResponse) Reset() {
 	*x = VolumeStatusesResponse{}
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +789,7 @@ func (x *VolumeStatusesResponse) String() string {
 func (*VolumeStatusesResponse) ProtoMessage() {}
 
 func (x *VolumeStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +802,7 @@ func (x *VolumeStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeStatusesResponse.ProtoReflect.Descriptor instead.
 func (*VolumeStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{12}
+	return file_backend_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VolumeStatusesResponse) GetReplications() []*VolumeReplication {
@@ -763,7 +822,7 @@ type EnvironmentHealth struct {
 
 func (x *EnvironmentHealth) Reset() {
 	*x = EnvironmentHealth{}
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +834,7 @@ func (x *EnvironmentHealth) String() string {
 func (*EnvironmentHealth) ProtoMessage() {}
 
 func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +847,7 @@ func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentHealth.ProtoReflect.Descriptor instead.
 func (*EnvironmentHealth) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{13}
+	return file_backend_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnvironmentHealth) GetReady() bool {
@@ -821,7 +880,7 @@ type VolumeReplication struct {
 
 func (x *VolumeReplication) Reset() {
 	*x = VolumeReplication{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +892,7 @@ func (x *VolumeReplication) String() string {
 func (*VolumeReplication) ProtoMessage() {}
 
 func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +905,7 @@ func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeReplication.ProtoReflect.Descriptor instead.
 func (*VolumeReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *VolumeReplication) GetState() string {
@@ -891,28 +950,28 @@ func (x *VolumeReplication) GetDescription() string {
 	return ""
 }
 
-type DestroyReport struct {
+type CleanupReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Leftovers     []string               `protobuf:"bytes,1,rep,name=leftovers,proto3" json:"leftovers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *DestroyReport) Reset() {
-	*x = DestroyReport{}
-	mi := &file_backend_proto_msgTypes[15]
+func (x *CleanupReport) Reset() {
+	*x = CleanupReport{}
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *DestroyReport) String() string {
+func (x *CleanupReport) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*DestroyReport) ProtoMessage() {}
+func (*CleanupReport) ProtoMessage() {}
 
-func (x *DestroyReport) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+func (x *CleanupReport) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,12 +982,184 @@ func (x *DestroyReport) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use DestroyReport.ProtoReflect.Descriptor instead.
-func (*DestroyReport) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+// Deprecated: Use CleanupReport.ProtoReflect.Descriptor instead.
+func (*CleanupReport) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
-func (x *DestroyReport) GetLeftovers() []string {
+func (x *CleanupReport) GetLeftovers() []string {
+	if x != nil {
+		return x.Leftovers
+	}
+	return nil
+}
+
+type LeftoverQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Storage       *Storage               `protobuf:"bytes,1,opt,name=storage,proto3" json:"storage,omitempty"`
+	Environments  []*Environment         `protobuf:"bytes,2,rep,name=environments,proto3" json:"environments,omitempty"`
+	Volumes       []*Volume              `protobuf:"bytes,3,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeftoverQuery) Reset() {
+	*x = LeftoverQuery{}
+	mi := &file_backend_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeftoverQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeftoverQuery) ProtoMessage() {}
+
+func (x *LeftoverQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeftoverQuery.ProtoReflect.Descriptor instead.
+func (*LeftoverQuery) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LeftoverQuery) GetStorage() *Storage {
+	if x != nil {
+		return x.Storage
+	}
+	return nil
+}
+
+func (x *LeftoverQuery) GetEnvironments() []*Environment {
+	if x != nil {
+		return x.Environments
+	}
+	return nil
+}
+
+func (x *LeftoverQuery) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type Leftover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Remedy        string                 `protobuf:"bytes,4,opt,name=remedy,proto3" json:"remedy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leftover) Reset() {
+	*x = Leftover{}
+	mi := &file_backend_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leftover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leftover) ProtoMessage() {}
+
+func (x *Leftover) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leftover.ProtoReflect.Descriptor instead.
+func (*Leftover) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Leftover) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Leftover) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Leftover) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Leftover) GetRemedy() string {
+	if x != nil {
+		return x.Remedy
+	}
+	return ""
+}
+
+type LeftoverList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leftovers     []*Leftover            `protobuf:"bytes,1,rep,name=leftovers,proto3" json:"leftovers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeftoverList) Reset() {
+	*x = LeftoverList{}
+	mi := &file_backend_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeftoverList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeftoverList) ProtoMessage() {}
+
+func (x *LeftoverList) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeftoverList.ProtoReflect.Descriptor instead.
+func (*LeftoverList) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *LeftoverList) GetLeftovers() []*Leftover {
 	if x != nil {
 		return x.Leftovers
 	}
@@ -946,7 +1177,7 @@ type SnapshotReplication struct {
 
 func (x *SnapshotReplication) Reset() {
 	*x = SnapshotReplication{}
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1189,7 @@ func (x *SnapshotReplication) String() string {
 func (*SnapshotReplication) ProtoMessage() {}
 
 func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1202,7 @@ func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplication.ProtoReflect.Descriptor instead.
 func (*SnapshotReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{16}
+	return file_backend_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotReplication) GetState() string {
@@ -1032,7 +1263,10 @@ const file_backend_proto_rawDesc = "" +
 	"\rsnapshot_uuid\x18\x03 \x01(\tR\fsnapshotUuid\x12#\n" +
 	"\rsnapshot_name\x18\x04 \x01(\tR\fsnapshotName\"V\n" +
 	"\x12EnvironmentRequest\x12@\n" +
-	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\"B\n" +
+	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\"i\n" +
+	"\x0fTeardownRequest\x12@\n" +
+	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"B\n" +
 	"\rVolumeRequest\x121\n" +
 	"\x06volume\x18\x01 \x01(\v2\x19.mirror.storage.v1.VolumeR\x06volume\"J\n" +
 	"\x0fSnapshotRequest\x127\n" +
@@ -1052,30 +1286,41 @@ const file_backend_proto_rawDesc = "" +
 	"\x18last_sync_time_unix_nano\x18\x04 \x01(\x03R\x14lastSyncTimeUnixNano\x12\x10\n" +
 	"\x03lag\x18\x05 \x01(\tR\x03lag\x12 \n" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\"-\n" +
-	"\rDestroyReport\x12\x1c\n" +
-	"\tleftovers\x18\x01 \x03(\tR\tleftovers\"M\n" +
+	"\rCleanupReport\x12\x1c\n" +
+	"\tleftovers\x18\x01 \x03(\tR\tleftovers\"\xbe\x01\n" +
+	"\rLeftoverQuery\x124\n" +
+	"\astorage\x18\x01 \x01(\v2\x1a.mirror.storage.v1.StorageR\astorage\x12B\n" +
+	"\fenvironments\x18\x02 \x03(\v2\x1e.mirror.storage.v1.EnvironmentR\fenvironments\x123\n" +
+	"\avolumes\x18\x03 \x03(\v2\x19.mirror.storage.v1.VolumeR\avolumes\"l\n" +
+	"\bLeftover\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06remedy\x18\x04 \x01(\tR\x06remedy\"I\n" +
+	"\fLeftoverList\x129\n" +
+	"\tleftovers\x18\x01 \x03(\v2\x1b.mirror.storage.v1.LeftoverR\tleftovers\"M\n" +
 	"\x13SnapshotReplication\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription2\xc1\n" +
-	"\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription2\xa2\v\n" +
 	"\aBackend\x12G\n" +
 	"\x04Info\x12\x1e.mirror.storage.v1.InfoRequest\x1a\x1f.mirror.storage.v1.InfoResponse\x12U\n" +
 	"\x12PrepareEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12`\n" +
-	"\x11EnvironmentStatus\x12%.mirror.storage.v1.EnvironmentRequest\x1a$.mirror.storage.v1.EnvironmentHealth\x12V\n" +
-	"\x13TeardownEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12U\n" +
+	"\x11EnvironmentStatus\x12%.mirror.storage.v1.EnvironmentRequest\x1a$.mirror.storage.v1.EnvironmentHealth\x12[\n" +
+	"\x13TeardownEnvironment\x12\".mirror.storage.v1.TeardownRequest\x1a .mirror.storage.v1.CleanupReport\x12U\n" +
 	"\x12ReleaseEnvironment\x12%.mirror.storage.v1.EnvironmentRequest\x1a\x18.mirror.storage.v1.Empty\x12I\n" +
 	"\vStartVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12V\n" +
 	"\fVolumeStatus\x12 .mirror.storage.v1.VolumeRequest\x1a$.mirror.storage.v1.VolumeReplication\x12e\n" +
 	"\x0eVolumeStatuses\x12(.mirror.storage.v1.VolumeStatusesRequest\x1a).mirror.storage.v1.VolumeStatusesResponse\x12I\n" +
 	"\vPauseVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12J\n" +
-	"\fResumeVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12H\n" +
+	"\fResumeVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12P\n" +
 	"\n" +
-	"StopVolume\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12J\n" +
+	"StopVolume\x12 .mirror.storage.v1.VolumeRequest\x1a .mirror.storage.v1.CleanupReport\x12J\n" +
 	"\fDeleteTarget\x12 .mirror.storage.v1.VolumeRequest\x1a\x18.mirror.storage.v1.Empty\x12S\n" +
-	"\rDestroyVolume\x12 .mirror.storage.v1.VolumeRequest\x1a .mirror.storage.v1.DestroyReport\x12K\n" +
+	"\rDestroyVolume\x12 .mirror.storage.v1.VolumeRequest\x1a .mirror.storage.v1.CleanupReport\x12K\n" +
 	"\vAddSnapshot\x12\".mirror.storage.v1.SnapshotRequest\x1a\x18.mirror.storage.v1.Empty\x12N\n" +
 	"\x0eRemoveSnapshot\x12\".mirror.storage.v1.SnapshotRequest\x1a\x18.mirror.storage.v1.Empty\x12\\\n" +
-	"\x0eSnapshotStatus\x12\".mirror.storage.v1.SnapshotRequest\x1a&.mirror.storage.v1.SnapshotReplicationB1Z/github.com/cdmdr/mirror/plugins/sdk/internal/pbb\x06proto3"
+	"\x0eSnapshotStatus\x12\".mirror.storage.v1.SnapshotRequest\x1a&.mirror.storage.v1.SnapshotReplication\x12R\n" +
+	"\rFindLeftovers\x12 .mirror.storage.v1.LeftoverQuery\x1a\x1f.mirror.storage.v1.LeftoverListB1Z/github.com/cdmdr/mirror/plugins/sdk/internal/pbb\x06proto3"
 
 var (
 	file_backend_proto_rawDescOnce sync.Once
@@ -1089,7 +1334,7 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_backend_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: mirror.storage.v1.Empty
 	(*InfoRequest)(nil),            // 1: mirror.storage.v1.InfoRequest
@@ -1100,14 +1345,18 @@ var file_backend_proto_goTypes = []any{
 	(*Volume)(nil),                 // 6: mirror.storage.v1.Volume
 	(*Snapshot)(nil),               // 7: mirror.storage.v1.Snapshot
 	(*EnvironmentRequest)(nil),     // 8: mirror.storage.v1.EnvironmentRequest
-	(*VolumeRequest)(nil),          // 9: mirror.storage.v1.VolumeRequest
-	(*SnapshotRequest)(nil),        // 10: mirror.storage.v1.SnapshotRequest
-	(*VolumeStatusesRequest)(nil),  // 11: mirror.storage.v1.VolumeStatusesRequest
-	(*VolumeStatusesResponse)(nil), // 12: mirror.storage.v1.VolumeStatusesResponse
-	(*EnvironmentHealth)(nil),      // 13: mirror.storage.v1.EnvironmentHealth
-	(*VolumeReplication)(nil),      // 14: mirror.storage.v1.VolumeReplication
-	(*DestroyReport)(nil),          // 15: mirror.storage.v1.DestroyReport
-	(*SnapshotReplication)(nil),    // 16: mirror.storage.v1.SnapshotReplication
+	(*TeardownRequest)(nil),        // 9: mirror.storage.v1.TeardownRequest
+	(*VolumeRequest)(nil),          // 10: mirror.storage.v1.VolumeRequest
+	(*SnapshotRequest)(nil),        // 11: mirror.storage.v1.SnapshotRequest
+	(*VolumeStatusesRequest)(nil),  // 12: mirror.storage.v1.VolumeStatusesRequest
+	(*VolumeStatusesResponse)(nil), // 13: mirror.storage.v1.VolumeStatusesResponse
+	(*EnvironmentHealth)(nil),      // 14: mirror.storage.v1.EnvironmentHealth
+	(*VolumeReplication)(nil),      // 15: mirror.storage.v1.VolumeReplication
+	(*CleanupReport)(nil),          // 16: mirror.storage.v1.CleanupReport
+	(*LeftoverQuery)(nil),          // 17: mirror.storage.v1.LeftoverQuery
+	(*Leftover)(nil),               // 18: mirror.storage.v1.Leftover
+	(*LeftoverList)(nil),           // 19: mirror.storage.v1.LeftoverList
+	(*SnapshotReplication)(nil),    // 20: mirror.storage.v1.SnapshotReplication
 }
 var file_backend_proto_depIdxs = []int32{
 	3,  // 0: mirror.storage.v1.InfoResponse.capabilities:type_name -> mirror.storage.v1.Capabilities
@@ -1116,48 +1365,55 @@ var file_backend_proto_depIdxs = []int32{
 	5,  // 3: mirror.storage.v1.Volume.environment:type_name -> mirror.storage.v1.Environment
 	6,  // 4: mirror.storage.v1.Snapshot.volume:type_name -> mirror.storage.v1.Volume
 	5,  // 5: mirror.storage.v1.EnvironmentRequest.environment:type_name -> mirror.storage.v1.Environment
-	6,  // 6: mirror.storage.v1.VolumeRequest.volume:type_name -> mirror.storage.v1.Volume
-	7,  // 7: mirror.storage.v1.SnapshotRequest.snapshot:type_name -> mirror.storage.v1.Snapshot
-	5,  // 8: mirror.storage.v1.VolumeStatusesRequest.environment:type_name -> mirror.storage.v1.Environment
-	6,  // 9: mirror.storage.v1.VolumeStatusesRequest.volumes:type_name -> mirror.storage.v1.Volume
-	14, // 10: mirror.storage.v1.VolumeStatusesResponse.replications:type_name -> mirror.storage.v1.VolumeReplication
-	1,  // 11: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
-	8,  // 12: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 13: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 14: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 15: mirror.storage.v1.Backend.ReleaseEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	9,  // 16: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 17: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
-	11, // 18: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
-	9,  // 19: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 20: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 21: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 22: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
-	9,  // 23: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 24: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 25: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	10, // 26: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
-	2,  // 27: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
-	0,  // 28: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
-	13, // 29: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
-	0,  // 30: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.Empty
-	0,  // 31: mirror.storage.v1.Backend.ReleaseEnvironment:output_type -> mirror.storage.v1.Empty
-	0,  // 32: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
-	14, // 33: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
-	12, // 34: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
-	0,  // 35: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 36: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 37: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 38: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
-	15, // 39: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.DestroyReport
-	0,  // 40: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
-	0,  // 41: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
-	16, // 42: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
-	27, // [27:43] is the sub-list for method output_type
-	11, // [11:27] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	5,  // 6: mirror.storage.v1.TeardownRequest.environment:type_name -> mirror.storage.v1.Environment
+	6,  // 7: mirror.storage.v1.VolumeRequest.volume:type_name -> mirror.storage.v1.Volume
+	7,  // 8: mirror.storage.v1.SnapshotRequest.snapshot:type_name -> mirror.storage.v1.Snapshot
+	5,  // 9: mirror.storage.v1.VolumeStatusesRequest.environment:type_name -> mirror.storage.v1.Environment
+	6,  // 10: mirror.storage.v1.VolumeStatusesRequest.volumes:type_name -> mirror.storage.v1.Volume
+	15, // 11: mirror.storage.v1.VolumeStatusesResponse.replications:type_name -> mirror.storage.v1.VolumeReplication
+	4,  // 12: mirror.storage.v1.LeftoverQuery.storage:type_name -> mirror.storage.v1.Storage
+	5,  // 13: mirror.storage.v1.LeftoverQuery.environments:type_name -> mirror.storage.v1.Environment
+	6,  // 14: mirror.storage.v1.LeftoverQuery.volumes:type_name -> mirror.storage.v1.Volume
+	18, // 15: mirror.storage.v1.LeftoverList.leftovers:type_name -> mirror.storage.v1.Leftover
+	1,  // 16: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
+	8,  // 17: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	8,  // 18: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
+	9,  // 19: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.TeardownRequest
+	8,  // 20: mirror.storage.v1.Backend.ReleaseEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	10, // 21: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 22: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
+	12, // 23: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
+	10, // 24: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 25: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 26: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 27: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
+	10, // 28: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 29: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	11, // 30: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	11, // 31: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
+	17, // 32: mirror.storage.v1.Backend.FindLeftovers:input_type -> mirror.storage.v1.LeftoverQuery
+	2,  // 33: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
+	0,  // 34: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
+	14, // 35: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
+	16, // 36: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 37: mirror.storage.v1.Backend.ReleaseEnvironment:output_type -> mirror.storage.v1.Empty
+	0,  // 38: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
+	15, // 39: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
+	13, // 40: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
+	0,  // 41: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 42: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
+	16, // 43: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 44: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
+	16, // 45: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 46: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
+	0,  // 47: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
+	20, // 48: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
+	19, // 49: mirror.storage.v1.Backend.FindLeftovers:output_type -> mirror.storage.v1.LeftoverList
+	33, // [33:50] is the sub-list for method output_type
+	16, // [16:33] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1171,7 +1427,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

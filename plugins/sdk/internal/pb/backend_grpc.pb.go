@@ -5,6 +5,12 @@
 //   1: this service. VolumeStatuses was added later within version 1: a
 //      plugin built before answers it codes.Unimplemented, and the SDK's
 //      client then asks VolumeStatus of each volume instead.
+//      ReleaseEnvironment and FindLeftovers were added the same way (an
+//      older plugin: nothing to release; no leftovers it can list). The
+//      replies of StopVolume and TeardownEnvironment became a
+//      CleanupReport and TeardownEnvironment's request gained force: an
+//      Empty reply reads as a report with nothing left, and an older
+//      plugin ignores force.
 //
 // Within a protocol version changes are additive only: new fields and new
 // RPCs, never a changed meaning.
@@ -46,6 +52,7 @@ const (
 	Backend_AddSnapshot_FullMethodName         = "/mirror.storage.v1.Backend/AddSnapshot"
 	Backend_RemoveSnapshot_FullMethodName      = "/mirror.storage.v1.Backend/RemoveSnapshot"
 	Backend_SnapshotStatus_FullMethodName      = "/mirror.storage.v1.Backend/SnapshotStatus"
+	Backend_FindLeftovers_FullMethodName       = "/mirror.storage.v1.Backend/FindLeftovers"
 )
 
 // BackendClient is the client API for Backend service.
@@ -59,7 +66,7 @@ type BackendClient interface {
 	// EnvironmentStatus reports whether the environment is ready.
 	EnvironmentStatus(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*EnvironmentHealth, error)
 	// TeardownEnvironment undoes PrepareEnvironment.
-	TeardownEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error)
+	TeardownEnvironment(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*CleanupReport, error)
 	// ReleaseEnvironment stops this host's work for an environment it no
 	// longer leads.
 	ReleaseEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error)
@@ -75,17 +82,20 @@ type BackendClient interface {
 	// ResumeVolume restarts one volume's replay.
 	ResumeVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
 	// StopVolume ends replication, keeping the target as a standalone copy.
-	StopVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
+	StopVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*CleanupReport, error)
 	// DeleteTarget ends replication and deletes the target copy.
 	DeleteTarget(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error)
 	// DestroyVolume tears everything down, best effort.
-	DestroyVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*DestroyReport, error)
+	DestroyVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*CleanupReport, error)
 	// AddSnapshot makes a snapshot a recovery point on the target.
 	AddSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*Empty, error)
 	// RemoveSnapshot removes a snapshot from both sides.
 	RemoveSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*Empty, error)
 	// SnapshotStatus reports a snapshot's replication.
 	SnapshotStatus(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotReplication, error)
+	// FindLeftovers lists what the plugin left on one storage that no
+	// known environment or volume accounts for.
+	FindLeftovers(ctx context.Context, in *LeftoverQuery, opts ...grpc.CallOption) (*LeftoverList, error)
 }
 
 type backendClient struct {
@@ -126,9 +136,9 @@ func (c *backendClient) EnvironmentStatus(ctx context.Context, in *EnvironmentRe
 	return out, nil
 }
 
-func (c *backendClient) TeardownEnvironment(ctx context.Context, in *EnvironmentRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *backendClient) TeardownEnvironment(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*CleanupReport, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(CleanupReport)
 	err := c.cc.Invoke(ctx, Backend_TeardownEnvironment_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -196,9 +206,9 @@ func (c *backendClient) ResumeVolume(ctx context.Context, in *VolumeRequest, opt
 	return out, nil
 }
 
-func (c *backendClient) StopVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *backendClient) StopVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*CleanupReport, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(CleanupReport)
 	err := c.cc.Invoke(ctx, Backend_StopVolume_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -216,9 +226,9 @@ func (c *backendClient) DeleteTarget(ctx context.Context, in *VolumeRequest, opt
 	return out, nil
 }
 
-func (c *backendClient) DestroyVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*DestroyReport, error) {
+func (c *backendClient) DestroyVolume(ctx context.Context, in *VolumeRequest, opts ...grpc.CallOption) (*CleanupReport, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DestroyReport)
+	out := new(CleanupReport)
 	err := c.cc.Invoke(ctx, Backend_DestroyVolume_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -256,6 +266,16 @@ func (c *backendClient) SnapshotStatus(ctx context.Context, in *SnapshotRequest,
 	return out, nil
 }
 
+func (c *backendClient) FindLeftovers(ctx context.Context, in *LeftoverQuery, opts ...grpc.CallOption) (*LeftoverList, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeftoverList)
+	err := c.cc.Invoke(ctx, Backend_FindLeftovers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BackendServer is the server API for Backend service.
 // All implementations must embed UnimplementedBackendServer
 // for forward compatibility.
@@ -267,7 +287,7 @@ type BackendServer interface {
 	// EnvironmentStatus reports whether the environment is ready.
 	EnvironmentStatus(context.Context, *EnvironmentRequest) (*EnvironmentHealth, error)
 	// TeardownEnvironment undoes PrepareEnvironment.
-	TeardownEnvironment(context.Context, *EnvironmentRequest) (*Empty, error)
+	TeardownEnvironment(context.Context, *TeardownRequest) (*CleanupReport, error)
 	// ReleaseEnvironment stops this host's work for an environment it no
 	// longer leads.
 	ReleaseEnvironment(context.Context, *EnvironmentRequest) (*Empty, error)
@@ -283,17 +303,20 @@ type BackendServer interface {
 	// ResumeVolume restarts one volume's replay.
 	ResumeVolume(context.Context, *VolumeRequest) (*Empty, error)
 	// StopVolume ends replication, keeping the target as a standalone copy.
-	StopVolume(context.Context, *VolumeRequest) (*Empty, error)
+	StopVolume(context.Context, *VolumeRequest) (*CleanupReport, error)
 	// DeleteTarget ends replication and deletes the target copy.
 	DeleteTarget(context.Context, *VolumeRequest) (*Empty, error)
 	// DestroyVolume tears everything down, best effort.
-	DestroyVolume(context.Context, *VolumeRequest) (*DestroyReport, error)
+	DestroyVolume(context.Context, *VolumeRequest) (*CleanupReport, error)
 	// AddSnapshot makes a snapshot a recovery point on the target.
 	AddSnapshot(context.Context, *SnapshotRequest) (*Empty, error)
 	// RemoveSnapshot removes a snapshot from both sides.
 	RemoveSnapshot(context.Context, *SnapshotRequest) (*Empty, error)
 	// SnapshotStatus reports a snapshot's replication.
 	SnapshotStatus(context.Context, *SnapshotRequest) (*SnapshotReplication, error)
+	// FindLeftovers lists what the plugin left on one storage that no
+	// known environment or volume accounts for.
+	FindLeftovers(context.Context, *LeftoverQuery) (*LeftoverList, error)
 	mustEmbedUnimplementedBackendServer()
 }
 
@@ -313,7 +336,7 @@ func (UnimplementedBackendServer) PrepareEnvironment(context.Context, *Environme
 func (UnimplementedBackendServer) EnvironmentStatus(context.Context, *EnvironmentRequest) (*EnvironmentHealth, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnvironmentStatus not implemented")
 }
-func (UnimplementedBackendServer) TeardownEnvironment(context.Context, *EnvironmentRequest) (*Empty, error) {
+func (UnimplementedBackendServer) TeardownEnvironment(context.Context, *TeardownRequest) (*CleanupReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method TeardownEnvironment not implemented")
 }
 func (UnimplementedBackendServer) ReleaseEnvironment(context.Context, *EnvironmentRequest) (*Empty, error) {
@@ -334,13 +357,13 @@ func (UnimplementedBackendServer) PauseVolume(context.Context, *VolumeRequest) (
 func (UnimplementedBackendServer) ResumeVolume(context.Context, *VolumeRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeVolume not implemented")
 }
-func (UnimplementedBackendServer) StopVolume(context.Context, *VolumeRequest) (*Empty, error) {
+func (UnimplementedBackendServer) StopVolume(context.Context, *VolumeRequest) (*CleanupReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method StopVolume not implemented")
 }
 func (UnimplementedBackendServer) DeleteTarget(context.Context, *VolumeRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTarget not implemented")
 }
-func (UnimplementedBackendServer) DestroyVolume(context.Context, *VolumeRequest) (*DestroyReport, error) {
+func (UnimplementedBackendServer) DestroyVolume(context.Context, *VolumeRequest) (*CleanupReport, error) {
 	return nil, status.Error(codes.Unimplemented, "method DestroyVolume not implemented")
 }
 func (UnimplementedBackendServer) AddSnapshot(context.Context, *SnapshotRequest) (*Empty, error) {
@@ -351,6 +374,9 @@ func (UnimplementedBackendServer) RemoveSnapshot(context.Context, *SnapshotReque
 }
 func (UnimplementedBackendServer) SnapshotStatus(context.Context, *SnapshotRequest) (*SnapshotReplication, error) {
 	return nil, status.Error(codes.Unimplemented, "method SnapshotStatus not implemented")
+}
+func (UnimplementedBackendServer) FindLeftovers(context.Context, *LeftoverQuery) (*LeftoverList, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindLeftovers not implemented")
 }
 func (UnimplementedBackendServer) mustEmbedUnimplementedBackendServer() {}
 func (UnimplementedBackendServer) testEmbeddedByValue()                 {}
@@ -428,7 +454,7 @@ func _Backend_EnvironmentStatus_Handler(srv interface{}, ctx context.Context, de
 }
 
 func _Backend_TeardownEnvironment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(EnvironmentRequest)
+	in := new(TeardownRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -440,7 +466,7 @@ func _Backend_TeardownEnvironment_Handler(srv interface{}, ctx context.Context, 
 		FullMethod: Backend_TeardownEnvironment_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(BackendServer).TeardownEnvironment(ctx, req.(*EnvironmentRequest))
+		return srv.(BackendServer).TeardownEnvironment(ctx, req.(*TeardownRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -661,6 +687,24 @@ func _Backend_SnapshotStatus_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Backend_FindLeftovers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeftoverQuery)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BackendServer).FindLeftovers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Backend_FindLeftovers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BackendServer).FindLeftovers(ctx, req.(*LeftoverQuery))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Backend_ServiceDesc is the grpc.ServiceDesc for Backend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -731,6 +775,10 @@ var Backend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SnapshotStatus",
 			Handler:    _Backend_SnapshotStatus_Handler,
+		},
+		{
+			MethodName: "FindLeftovers",
+			Handler:    _Backend_FindLeftovers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
