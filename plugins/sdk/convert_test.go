@@ -40,6 +40,7 @@ func (r *recorder) EnvironmentStatus(_ context.Context, e sdk.Environment) (sdk.
 	r.keep("EnvironmentStatus", e)
 	return r.env, nil
 }
+
 // teardown is what TeardownEnvironment received.
 type teardown struct {
 	env   sdk.Environment
@@ -127,7 +128,7 @@ func TestValuesOverGRPC(t *testing.T) {
 			{State: sdk.ReplicationAbsent},
 			{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 7},
 		},
-		dr:   sdk.CleanupReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
+		dr: sdk.CleanupReport{Leftovers: []string{"image volume-1 on storage 14: unreachable", "snapshot s"}},
 		lo: []sdk.Leftover{{Kind: "copy", Name: "image volumes/volume-1", Description: "kept: the source was unreachable", Remedy: "rbd rm volumes/volume-1"},
 			{Kind: "pairing", Name: "peer p"}},
 		snap: sdk.SnapshotReplication{State: sdk.SnapshotPending, Description: "copying"},
@@ -195,7 +196,7 @@ func TestValuesOverGRPC(t *testing.T) {
 	for method, want := range map[string]any{
 		"PrepareEnvironment": env, "EnvironmentStatus": env, "TeardownEnvironment": teardown{env, true}, "ReleaseEnvironment": env,
 		"FindLeftovers": query,
-		"StartVolume": vol, "VolumeStatus": vol, "VolumeStatuses": volumeStatuses{env, vols}, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
+		"StartVolume":   vol, "VolumeStatus": vol, "VolumeStatuses": volumeStatuses{env, vols}, "PauseVolume": vol, "ResumeVolume": vol, "StopVolume": vol,
 		"DeleteTarget": vol, "DestroyVolume": vol,
 		"AddSnapshot": snap, "RemoveSnapshot": snap, "SnapshotStatus": snap,
 	} {

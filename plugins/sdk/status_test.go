@@ -23,8 +23,8 @@ func (f failing) EnvironmentStatus(context.Context, sdk.Environment) (sdk.Enviro
 func (f failing) TeardownEnvironment(context.Context, sdk.Environment, bool) (sdk.CleanupReport, error) {
 	return sdk.CleanupReport{}, f.err
 }
-func (f failing) ReleaseEnvironment(context.Context, sdk.Environment) error  { return f.err }
-func (f failing) StartVolume(context.Context, sdk.Volume) error              { return f.err }
+func (f failing) ReleaseEnvironment(context.Context, sdk.Environment) error { return f.err }
+func (f failing) StartVolume(context.Context, sdk.Volume) error             { return f.err }
 func (f failing) VolumeStatus(context.Context, sdk.Volume) (sdk.VolumeReplication, error) {
 	return sdk.VolumeReplication{}, f.err
 }
