@@ -19,7 +19,7 @@ import (
 func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Leftover, error) {
 	io, err := b.ioctx(ctx, sd, true)
 	if err != nil {
-		return nil, fmt.Errorf("find leftovers: %w", err)
+		return nil, fmt.Errorf("find leftovers on storage %s: %w", sd.key(), err)
 	}
 	defer io.Destroy()
 	p := poolScan{sd: sd, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}

@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +91,7 @@ func TestFindLeftovers(t *testing.T) {
 
 	// (b) The reset. The plugin restarts (its supervisors go; rbd-mirror
 	// runs on) and is asked with nothing held.
-	r.be.Close()
+	quitSupervisors(r.be)
 	srcFound, dstFound := find(t, r.be, sdk.LeftoverQuery{Storage: src}), find(t, r.be, sdk.LeftoverQuery{Storage: dst})
 	t.Logf("source: %s", show(srcFound))
 	t.Logf("target: %s", show(dstFound))
@@ -194,8 +195,21 @@ func TestFindLeftovers(t *testing.T) {
 	r.checkNoSecrets(t)
 }
 
-// find calls FindLeftovers and checks it changes nothing in the state
-// directory.
+// quitSupervisors ends the backend's rbd-mirror supervisors, as a plugin
+// process that exits does (rbd-mirror runs on), but keeps its
+// connections: Close would shut them down under a supervisor's last
+// call, which librados does not survive.
+func quitSupervisors(b *Backend) {
+	b.mu.Lock()
+	ds := maps.Clone(b.daemons)
+	clear(b.daemons)
+	b.mu.Unlock()
+	for _, d := range ds {
+		d.quitSupervising()
+	}
+}
+
+// find calls FindLeftovers, bounded.
 func find(t *testing.T, b sdk.Backend, q sdk.LeftoverQuery) []sdk.Leftover {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
@@ -311,4 +325,38 @@ func startPlugin(t *testing.T, bin func() string, stateDir string) sdk.Backend {
 		t.Fatal(err)
 	}
 	return plugintest.StartBinary(t, script)
+}
+
+// TestFindLeftoversUnreachable: a storage no monitor answers for is an
+// error within the caller's deadline, naming the storage and no secret,
+// and the call leaves nothing in the state directory.
+func TestFindLeftoversUnreachable(t *testing.T) {
+	const secret = "AQD1pQ1rQB2ZCBAA7YeZMpmoe14juJm5CKFdqg=="
+	md := fmt.Sprintf(`{"pool":"volumes","conf":"[global]\nmon host = [v1:127.0.0.1:9]\nauth client required = cephx\n",`+
+		`"client":"cinder","keyring":%q,"admin_client":"admin","admin_keyring":%q}`, secret, secret)
+	stateDir := t.TempDir()
+	be := New(sdkLoggerTo(&logBuffer{}), stateDir)
+	t.Cleanup(be.Close)
+	s := sdk.Storage{ClusterID: 8, StorageID: 1, Type: StorageType, BackendName: "ceph", Metadata: []byte(md)}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	begin := time.Now()
+	got, err := be.FindLeftovers(ctx, sdk.LeftoverQuery{Storage: s})
+	elapsed := time.Since(begin)
+	if err == nil {
+		t.Fatalf("FindLeftovers of an unreachable storage = %v, want an error", got)
+	}
+	if elapsed > 3*time.Second {
+		t.Errorf("FindLeftovers took %v with a deadline of 2s", elapsed)
+	}
+	if !strings.Contains(err.Error(), storageKey(s)) {
+		t.Errorf("the error does not name the storage: %v", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("the error holds the key: %v", err)
+	}
+	if entries, _ := os.ReadDir(stateDir); len(entries) != 0 {
+		t.Errorf("FindLeftovers left %d entries in the state directory, want none", len(entries))
+	}
+	t.Logf("after %v: %v", elapsed.Round(10*time.Millisecond), err)
 }
