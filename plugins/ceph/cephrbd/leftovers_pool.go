@@ -9,6 +9,7 @@ import (
 
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
+	"github.com/ceph/go-ceph/rbd/admin"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
 )
@@ -17,12 +18,16 @@ import (
 // its metadata gives: mirror-enabled images and the snapshots protected
 // on them, peers and mirror mode, the plugin's records.
 func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Leftover, error) {
+	conn, err := b.conn(ctx, sd, true)
+	if err != nil {
+		return nil, fmt.Errorf("find leftovers on storage %s: %w", sd.key(), err)
+	}
 	io, err := b.ioctx(ctx, sd, true)
 	if err != nil {
 		return nil, fmt.Errorf("find leftovers on storage %s: %w", sd.key(), err)
 	}
 	defer io.Destroy()
-	p := poolScan{sd: sd, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
+	p := poolScan{sd: sd, conn: conn, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
 	var out []sdk.Leftover
 	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.recorded} {
 		found, err := scan(ctx)
@@ -37,6 +42,7 @@ func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Lef
 // poolScan is one storage's pool, open, and what the query holds.
 type poolScan struct {
 	sd    side
+	conn  *rados.Conn
 	io    *rados.IOContext
 	h     held
 	where string // "in pool P on storage K"
@@ -61,7 +67,7 @@ func (p poolScan) images(ctx context.Context) ([]sdk.Leftover, error) {
 			return nil, fmt.Errorf("name of image id %s: %w", it.ID, err)
 		}
 		if it.Info.Primary && !p.h.sources[name] {
-			out = append(out, p.sourceImage(name, it.Mode))
+			out = append(out, p.sourceImage(name, it.Mode, p.schedules(ctx, name, it.Mode)))
 			snaps, err := p.protectedSnapshots(ctx, name)
 			if err != nil {
 				return nil, err
@@ -87,24 +93,59 @@ func modeWord(m rbd.ImageMirrorMode) string {
 }
 
 // sourceImage is a leftover mirror-enabled source image: the image is a
-// user's volume, its mirroring the leftover.
-func (p poolScan) sourceImage(name string, mode rbd.ImageMirrorMode) sdk.Leftover {
+// user's volume, its mirroring (and snapshot schedule) the leftover.
+func (p poolScan) sourceImage(name string, mode rbd.ImageMirrorMode, sched imageSchedules) sdk.Leftover {
 	spec := p.sd.m.Pool + "/" + name
 	check := fmt.Sprintf("the daemon no longer replicates the volume (`rbd mirror image status %s`). Its copy on the target "+
 		"cluster, if one is left, is a leftover of the target storage: an rbd-mirror still running there deletes it once "+
 		"mirroring is disabled here, so clean (keep) the copy first if it is to be kept.", spec)
-	if mode == rbd.ImageMirrorModeSnapshot {
-		check += fmt.Sprintf(" A mirror snapshot schedule of the image (`rbd mirror snapshot schedule ls --pool %s --image %s`) "+
-			"is removed with `rbd mirror snapshot schedule remove --pool %s --image %s INTERVAL`.", p.sd.m.Pool, name, p.sd.m.Pool, name)
+	if sched.unknown {
+		check += " Whether it has a mirror snapshot schedule could not be read (the manager did not answer): " +
+			"list it with rbd mirror snapshot schedule ls --pool " + p.sd.m.Pool + " --image " + name + " and remove it too."
 	}
+	cmds := append(sched.remove, "rbd mirror image disable "+spec)
 	return sdk.Leftover{
 		Kind: "volume",
 		Name: fmt.Sprintf("image %s on storage %s", spec, p.sd.key()),
 		Description: fmt.Sprintf("mirroring (%s mode) is enabled on this source image (primary), and no volume the daemon holds "+
 			"replicates it from this storage", modeWord(mode)),
-		Remedy: remedy(check+" Disabling mirroring keeps the image, a user's volume.",
-			"rbd mirror image disable "+spec),
+		Remedy: remedy(check+" Disabling mirroring keeps the image, a user's volume.", cmds...),
 	}
+}
+
+// imageSchedules are the commands that remove an image's mirror snapshot
+// schedules; unknown when they could not be read.
+type imageSchedules struct {
+	remove  []string
+	unknown bool
+}
+
+// schedules reads a snapshot-mode source image's mirror snapshot
+// schedules (addSchedule gives it the storage's) from the manager.
+func (p poolScan) schedules(ctx context.Context, name string, mode rbd.ImageMirrorMode) imageSchedules {
+	if mode != rbd.ImageMirrorModeSnapshot {
+		return imageSchedules{}
+	}
+	list, err := call(ctx, func() ([]admin.SnapshotSchedule, error) {
+		return admin.NewFromConn(p.conn).MirrorSnashotSchedule().List(admin.NewLevelSpec(p.sd.m.Pool, "", name))
+	})
+	if err != nil {
+		return imageSchedules{unknown: true}
+	}
+	var out imageSchedules
+	for _, s := range list {
+		if s.Name != name && !strings.HasSuffix(s.Name, "/"+name) {
+			continue
+		}
+		for _, t := range s.Schedule {
+			c := fmt.Sprintf("rbd mirror snapshot schedule remove --pool %s --image %s %s", p.sd.m.Pool, name, t.Interval)
+			if t.StartTime != "" {
+				c += " " + shellQuote(string(t.StartTime))
+			}
+			out.remove = append(out.remove, c)
+		}
+	}
+	return out
 }
 
 // protectedSnapshots lists the snapshot-{uuid} snapshots protected on a
