@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -64,18 +65,25 @@ func (p poolScan) images(ctx context.Context) ([]sdk.Leftover, error) {
 		}
 		name, err := call(ctx, func() (string, error) { return imageNameByID(p.io, it.ID) })
 		if err != nil {
-			return nil, fmt.Errorf("name of image id %s: %w", it.ID, err)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			out = append(out, p.unnamedImage(it, err))
+			continue
 		}
 		if it.Info.Primary && !p.h.sources[name] {
 			out = append(out, p.sourceImage(name, it.Mode, p.schedules(ctx, name, it.Mode)))
 			snaps, err := p.protectedSnapshots(ctx, name)
-			if err != nil {
+			if err != nil && !errors.Is(err, rbd.ErrNotFound) { // gone since the list: nothing left
 				return nil, err
 			}
 			out = append(out, snaps...)
 		}
 		if !it.Info.Primary && !p.h.targets[name] {
 			l, err := p.copyImage(ctx, name, it.Mode)
+			if errors.Is(err, rbd.ErrNotFound) {
+				continue
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -83,6 +91,24 @@ func (p poolScan) images(ctx context.Context) ([]sdk.Leftover, error) {
 		}
 	}
 	return out, nil
+}
+
+// unnamedImage is a mirror-enabled image whose name the pool's directory
+// does not give (an image being deleted, in the trash): no query can
+// account for it, and no command is safe without a look first.
+func (p poolScan) unnamedImage(it rbd.MirrorImageInfoItem, err error) sdk.Leftover {
+	kind, role := "volume", "source image (primary)"
+	if !it.Info.Primary {
+		kind, role = "copy", "non-primary copy"
+	}
+	return sdk.Leftover{
+		Kind: kind,
+		Name: fmt.Sprintf("image id %s %s", it.ID, p.where),
+		Description: fmt.Sprintf("a mirror-enabled %s (global id %s) whose name could not be read (%v): "+
+			"an image being deleted, or in the trash", role, it.Info.GlobalID, err),
+		Remedy: fmt.Sprintf("Look at it with `rbd trash ls --all --long %s` and `rbd info --image-id %s -p %s`: "+
+			"an image being deleted goes once its deletion ends; clean what stays by hand.", p.sd.m.Pool, it.ID, p.sd.m.Pool),
+	}
 }
 
 func modeWord(m rbd.ImageMirrorMode) string {
