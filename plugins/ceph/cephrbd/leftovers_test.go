@@ -219,9 +219,11 @@ func find(t *testing.T, b sdk.Backend, q sdk.LeftoverQuery) []sdk.Leftover {
 	if err != nil {
 		t.Fatalf("FindLeftovers(%s): %v", storageKey(q.Storage), err)
 	}
-	if d := time.Since(begin); d > 10*time.Second {
+	d := time.Since(begin)
+	if d > 10*time.Second {
 		t.Errorf("FindLeftovers(%s) took %v", storageKey(q.Storage), d)
 	}
+	t.Logf("FindLeftovers(%s, %d volumes held): %d in %v", storageKey(q.Storage), len(q.Volumes), len(got), d.Round(time.Millisecond))
 	return got
 }
 
