@@ -246,9 +246,10 @@ func (p poolScan) copyImage(ctx context.Context, name string, mode rbd.ImageMirr
 		Kind:        "copy",
 		Name:        fmt.Sprintf("image %s on storage %s", spec, p.sd.key()),
 		Description: desc,
-		Remedy: remedy(fmt.Sprintf("no rbd-mirror replays into it any more (the process leftovers stopped; `rbd mirror image status %s`). "+
-			"It may be the last copy of the volume when its source is lost: the commands keep it as a standalone volume, "+
-			"to delete like any volume once it is known not to be needed.", spec), cmds...),
+		Remedy: remedy(fmt.Sprintf("no rbd-mirror replays into it any more (the process leftovers stopped; `rbd mirror image status %s`; "+
+			"a copy whose first sync never ended is not a usable volume, and in snapshot mode one without a complete mirror "+
+			"snapshot cannot be promoted). It may be the last copy of the volume when its source is lost: the commands keep it "+
+			"as a standalone volume, to delete like any volume once it is known not to be needed.", spec), cmds...),
 	}, nil
 }
 
