@@ -107,9 +107,10 @@ func sourceStillMirrored(vol sdk.Volume, what string) sdk.Leftover {
 			"there (DestroyVolume)", src)}
 }
 
-// keptCopy: DestroyVolume kept the replicated copy, since with the source
-// unreachable it may be the volume's last one.
-func keptCopy(vol sdk.Volume, complete bool) sdk.Leftover {
+// keptCopy: DestroyVolume kept the replicated copy, since without the
+// source volume known intact it may be the volume's last one; why says
+// what was not known.
+func keptCopy(vol sdk.Volume, complete bool, why string) sdk.Leftover {
 	src, dst := keyOf(vol.Environment.Source), keyOf(vol.Environment.Target)
 	state := "complete"
 	if !complete {
@@ -117,10 +118,10 @@ func keptCopy(vol sdk.Volume, complete bool) sdk.Leftover {
 	}
 	return sdk.Leftover{Kind: kindCopy,
 		Name: fmt.Sprintf("copy of volume %s on storage %s", vol.VolumeUUID, dst),
-		Description: fmt.Sprintf("DestroyVolume kept this %s copy as a standalone volume: the source storage %s was unreachable, "+
-			"so it may be the volume's last copy", state, src),
-		Remedy: fmt.Sprintf("once storage %s is back, check the source volume there; delete this copy (DeleteTarget) "+
-			"only if it is intact, or keep the copy as the volume", src)}
+		Description: fmt.Sprintf("DestroyVolume kept this %s copy as a standalone volume: %s, so it may be the volume's "+
+			"last copy", state, why),
+		Remedy: fmt.Sprintf("check the source volume on storage %s; delete this copy (DeleteTarget) only if that one is "+
+			"intact, or keep the copy as the volume", src)}
 }
 
 // copyNotDeleted: DestroyVolume could not reach the target to delete the

@@ -24,14 +24,13 @@
 // exists. A snapshot of a volume is pending until the volume's first
 // copy is complete, then ready.
 //
-// A storage can be made unreachable, as a lost site's is (reach.go): by
-// CutStorage in the same process, or, over the wire, while the file
-// named by "cut_file" in the storage's metadata exists. A call that needs
-// it then fails with ErrRetryable, except where the contract says the
-// call copes with it (StopVolume, DestroyVolume, TeardownEnvironment):
-// those do what the reachable storage allows, report the rest, and record
-// it on the reachable storage, where FindLeftovers finds it
-// (leftovers.go).
+// A storage can be made unreachable, as a lost site's is: by CutStorage
+// in the same process, or, over the wire, while the file named by
+// "cut_file" in the storage's metadata exists. A call that needs it then
+// fails with ErrRetryable, except where the contract says the call copes
+// with it (StopVolume, DestroyVolume, TeardownEnvironment): those do what
+// the reachable storage allows, report the rest, and record it on the
+// reachable storage, where FindLeftovers finds it.
 package memstorage
 
 import (
@@ -50,7 +49,7 @@ import (
 // Name and Version are what Info reports.
 const (
 	Name    = "memstorage"
-	Version = "1.1.0"
+	Version = "1.2.0"
 )
 
 // DefaultType is the storage type served when no Types option is given.
@@ -67,7 +66,7 @@ type Backend struct {
 
 	mu          sync.Mutex
 	envs        map[string]*pairing  // environments prepared on one side at least, by ID
-	sourceVols  map[string]bool      // volume UUIDs added on the source
+	sourceVols  map[string]bool      // volume UUIDs added on the source (true) or removed from it (false)
 	sourceSnaps map[string]string    // snapshot UUID → volume UUID added on the source
 	removed     map[string]bool      // snapshot UUIDs removed from the source
 	vols        map[string]*volume   // by volume UUID
@@ -171,6 +170,15 @@ func (b *Backend) AddSourceVolume(volumeUUID string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sourceVols[volumeUUID] = true
+}
+
+// RemoveSourceVolume makes the volume gone from the source storage, as
+// if its user deleted it there: the volume's replicated copy may then be
+// its last one.
+func (b *Backend) RemoveSourceVolume(volumeUUID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sourceVols[volumeUUID] = false
 }
 
 // AddSourceSnapshot makes the snapshot of the volume exist on the source
@@ -300,8 +308,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	defer b.mu.Unlock()
 	srcErr, dstErr := b.unreachable(env.Source), b.unreachable(env.Target)
 	if srcErr != nil && dstErr != nil {
-		return sdk.CleanupReport{}, fmt.Errorf("teardown environment %s: nothing could be torn down: %w", env.ID,
-			errors.Join(srcErr, dstErr))
+		return sdk.CleanupReport{}, fmt.Errorf("teardown environment %s: nothing could be torn down: %w; %w", env.ID, srcErr, dstErr)
 	}
 	var busy []string
 	for id, v := range b.vols {
@@ -483,8 +490,8 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupRe
 	switch {
 	case !v.synced && srcErr != nil:
 		return sdk.CleanupReport{}, fmt.Errorf("stop volume %s: the first copy is only %d%% done and cannot be kept "+
-			"without the source (%w); bring the source back to let it complete, or delete the target copy: %w",
-			vol.VolumeUUID, v.progress(now), srcErr, sdk.ErrPrecondition)
+			"while the source storage %s is unreachable; bring the source back to let it complete, or delete the "+
+			"target copy: %w", vol.VolumeUUID, v.progress(now), keyOf(vol.Environment.Source), sdk.ErrPrecondition)
 	case !v.synced:
 		// Never keep a partial copy; a pause gives way to the stop.
 		if v.state == sdk.ReplicationPaused {
@@ -528,10 +535,11 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 // DestroyVolume implements sdk.Backend. It forgets the volume's
 // replication, its replicated target copy and its snapshots' recovery
 // points. The source keeps the volume and its snapshots, and a standalone
-// copy left by StopVolume stays. With the source unreachable the
-// replicated copy is kept standalone, since it may be the last one; with
-// the target unreachable it stays as it is; either way what is left is
-// reported and recorded on the reachable storage.
+// copy left by StopVolume stays. With the source unreachable, or the
+// volume gone from it, the replicated copy is kept standalone, since it
+// may be the last one; with the target unreachable it stays as it is;
+// either way what is left is reported and recorded on the reachable
+// storage.
 func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "destroy volume %s", vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, err
@@ -541,8 +549,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 	src, dst := keyOf(vol.Environment.Source), keyOf(vol.Environment.Target)
 	srcErr, dstErr := b.unreachable(vol.Environment.Source), b.unreachable(vol.Environment.Target)
 	if srcErr != nil && dstErr != nil {
-		return sdk.CleanupReport{}, fmt.Errorf("destroy volume %s: could not even try: %w", vol.VolumeUUID,
-			errors.Join(srcErr, dstErr))
+		return sdk.CleanupReport{}, fmt.Errorf("destroy volume %s: could not even try: %w; %w", vol.VolumeUUID, srcErr, dstErr)
 	}
 	var rep sdk.CleanupReport
 	leave := func(on storageKey, lo sdk.Leftover) {
@@ -553,7 +560,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 	switch {
 	case srcErr != nil:
 		if v != nil {
-			leave(dst, keptCopy(vol, v.synced))
+			leave(dst, keptCopy(vol, v.synced, fmt.Sprintf("the source storage %s was unreachable", src)))
 			leave(dst, sourceStillMirrored(vol, "DestroyVolume kept the copy on the target"))
 			v.standalone()
 		}
@@ -562,12 +569,19 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 			leave(src, copyNotDeleted(vol))
 		}
 	default:
-		if v != nil {
-			delete(b.vols, vol.VolumeUUID)
-			b.forget(src, vol.VolumeUUID, kindCopy)
-			b.forget(dst, vol.VolumeUUID, kindCopy)
-		}
 		b.forget(dst, vol.VolumeUUID, kindVolume)
+		if v == nil {
+			break
+		}
+		// The copy goes only if the source volume is known intact.
+		if meta, err := readSource(vol.Environment.Source); err != nil || !b.onSource(meta, vol.VolumeUUID) {
+			leave(dst, keptCopy(vol, v.synced, fmt.Sprintf("the volume was not found on the source storage %s", src)))
+			v.standalone()
+			break
+		}
+		delete(b.vols, vol.VolumeUUID)
+		b.forget(src, vol.VolumeUUID, kindCopy)
+		b.forget(dst, vol.VolumeUUID, kindCopy)
 	}
 	for id, s := range b.snaps {
 		if s.volume == vol.VolumeUUID {
@@ -792,7 +806,10 @@ func readSource(s sdk.Storage) (source, error) {
 // onSource reports whether the volume exists on the source. Callers hold
 // mu.
 func (b *Backend) onSource(src source, volumeUUID string) bool {
-	return b.sourceVols[volumeUUID] || slices.Contains(src.Volumes, volumeUUID) ||
+	if added, ok := b.sourceVols[volumeUUID]; ok {
+		return added
+	}
+	return slices.Contains(src.Volumes, volumeUUID) ||
 		b.autoSource && len(src.Volumes) == 0
 }
 

@@ -174,8 +174,8 @@ func TestStopIncompleteWithSourceCut(t *testing.T) {
 	restore := b.CutStorage(vol.Environment.Source)
 	defer restore()
 	err := reportless(b.StopVolume(ctx, vol))
-	if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), "30% done") {
-		t.Fatalf("StopVolume of a 30%% copy with the source cut = %v, want ErrPrecondition saying how far it is", err)
+	if !errors.Is(err, sdk.ErrPrecondition) || errors.Is(err, sdk.ErrRetryable) || !strings.Contains(err.Error(), "30% done") {
+		t.Fatalf("StopVolume of a 30%% copy with the source cut = %v, want ErrPrecondition (not retryable) saying how far it is", err)
 	}
 	if st := b.Replication(vol.VolumeUUID); st.State != sdk.ReplicationPaused {
 		t.Fatalf("replication after the refused stop = %+v, want paused (nothing changed)", st)
@@ -353,5 +353,23 @@ func TestFindLeftoversQuery(t *testing.T) {
 	other := sdk.Storage{ClusterID: 9, StorageID: 99}
 	if got := leftovers(t, b, sdk.LeftoverQuery{Storage: other}); len(got) != 0 {
 		t.Fatalf("FindLeftovers on an unrelated storage = %q, want none", got)
+	}
+}
+
+// TestDestroyWithSourceGone: a source that answers but no longer holds
+// the volume does not make the copy deletable: it may be the last one.
+func TestDestroyWithSourceGone(t *testing.T) {
+	ctx := t.Context()
+	b, vol := replaying(t)
+	b.RemoveSourceVolume(vol.VolumeUUID)
+	rep, err := b.DestroyVolume(ctx, vol)
+	if err != nil || len(rep.Leftovers) != 1 || !strings.Contains(rep.Leftovers[0], "not found on the source") {
+		t.Fatalf("DestroyVolume with the source volume gone = %q, %v; want nil and the kept copy reported", rep.Leftovers, err)
+	}
+	if st := b.Replication(vol.VolumeUUID); st.State != sdk.ReplicationAbsent || !st.TargetExists {
+		t.Fatalf("replication after the destroy = %+v, want absent with the copy kept", st)
+	}
+	if err := b.StartVolume(ctx, vol); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("StartVolume of a volume gone from the source = %v, want ErrNotFound", err)
 	}
 }
