@@ -173,6 +173,13 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [flags]\n", name)
+		if extra == nil {
+			fmt.Fprintln(stderr, "       mirrord leftovers [flags]    list what the plugins left on the storages (-h for its flags)")
+		}
+		fs.PrintDefaults()
+	}
 	if extra != nil {
 		extra(fs)
 	}
