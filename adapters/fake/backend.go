@@ -355,6 +355,10 @@ func (b *Backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (port
 	return rep, nil
 }
 
+// CutStorage makes the storage unreachable, as a lost site's is, until
+// restore is called (memstorage.Backend.CutStorage).
+func (b *Backend) CutStorage(s ports.Storage) (restore func()) { return b.mem.CutStorage(s) }
+
 // AddSourceVolume makes volumeUUID exist on the source storage.
 func (b *Backend) AddSourceVolume(volumeUUID string) { b.mem.AddSourceVolume(volumeUUID) }
 
