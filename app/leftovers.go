@@ -78,7 +78,8 @@ type storageRecord struct {
 // SurveyLeftovers reads every storage and every mirror environment and
 // volume still recorded, and asks the plugin serving each storage's type
 // what it left there (ports.StorageBackend.FindLeftovers), with the
-// environments and volumes involving that storage. Each read of the store
+// environments and volumes involving that storage; a leftover two
+// storages report alike is listed with the first. Each read of the store
 // is bounded by readTimeout, each plugin call by callTimeout. Only a store
 // that cannot be read is an error; a storage its plugin cannot answer for
 // is reported in the survey.
@@ -97,6 +98,9 @@ func SurveyLeftovers(ctx context.Context, kv ports.KV, backends ports.Backends, 
 		return survey, err
 	}
 	survey.Unusable = unusable
+	// One thing found through two storages (a host's process serving
+	// both of a pair) is listed once, with the first.
+	seen := map[ports.Leftover]bool{}
 	for _, s := range storages {
 		key := core.StorageKey(s.ref)
 		if s.err != nil {
@@ -128,6 +132,11 @@ func SurveyLeftovers(ctx context.Context, kv ports.KV, backends ports.Backends, 
 		if answer.Err != nil {
 			answer.Leftovers = nil
 		}
+		answer.Leftovers = slices.DeleteFunc(answer.Leftovers, func(l ports.Leftover) bool {
+			dup := seen[l]
+			seen[l] = true
+			return dup
+		})
 		survey.Storages = append(survey.Storages, answer)
 	}
 	return survey, ctx.Err()

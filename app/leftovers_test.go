@@ -34,7 +34,10 @@ func (b *askedBackend) FindLeftovers(ctx context.Context, q ports.LeftoverQuery)
 	if key == b.fail {
 		return nil, fmt.Errorf("storage %s unreachable: %w", key, ports.ErrRetryable)
 	}
-	return []ports.Leftover{{Kind: "volume", Name: "image on " + key, Description: "d", Remedy: "r"}}, nil
+	return []ports.Leftover{
+		{Kind: "process", Name: "rbd-mirror 42 on this host", Description: "d", Remedy: "kill 42"}, // the same from every storage
+		{Kind: "volume", Name: "image on " + key, Description: "d", Remedy: "r"},
+	}, nil
 }
 
 func (b *askedBackend) asked(key string) (envs, vols []string) {
@@ -53,7 +56,8 @@ func (b *askedBackend) asked(key string) (envs, vols []string) {
 // TestSurveyLeftovers: each storage's plugin is asked with exactly the
 // environments and volumes involving that storage; unusable records are
 // named; storages no plugin serves, or whose record is unusable, are
-// skipped; a storage its plugin cannot answer for is reported.
+// skipped; a storage its plugin cannot answer for is reported; what two
+// storages report alike is listed once.
 func TestSurveyLeftovers(t *testing.T) {
 	kv := fake.NewKV()
 	put := func(key, value string) {
@@ -101,8 +105,8 @@ func TestSurveyLeftovers(t *testing.T) {
 	if slices.Sort(envs); !slices.Equal(envs, []string{"storage.11.13", "storage.14.13"}) || !slices.Equal(vols, []string{seedUUID}) {
 		t.Errorf("storage 13 asked with environments %q, volumes %q", envs, vols)
 	}
-	if s.Found() != 2 {
-		t.Errorf("found %d leftovers, want 2 (storages 11 and 13)", s.Found())
+	if s.Found() != 3 || len(s.Storages[0].Leftovers) != 2 || len(s.Storages[1].Leftovers) != 1 {
+		t.Errorf("found %+v, want the images of storages 11 and 13, and the process once, with storage 11", s.Storages)
 	}
 	un := s.Unanswered()
 	if len(un) != 1 || un[0].Storage != "clusters/6/storages/14" || !errors.Is(un[0].Err, ports.ErrRetryable) || len(un[0].Leftovers) != 0 {
