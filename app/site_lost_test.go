@@ -1,11 +1,15 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
+	"github.com/cdmdr/mirror/adapters/fake"
+	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/app/harness"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -163,6 +167,80 @@ func TestEnvironmentNotReadySaysWhy(t *testing.T) {
 		}
 		if evs := eventsWith(h, "environment.waiting-prepare-not_ready"); len(evs) != 2 {
 			t.Fatalf("not-ready events = %+v, want one per description", evs)
+		}
+	})
+}
+
+// TestSourceLost: the day the protection site is lost, on the SDK's
+// storage model. The source cut, a stop keeps the target and ends, the
+// environment's stop ends, each saying what it left on the source; then
+// the survey finds those leftovers through the surviving storage and
+// reports the lost one as not answered.
+func TestSourceLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		restore := h.Shared.Backend.CutStorage(ports.Storage{ClusterID: src.ClusterID, StorageID: src.StorageID})
+		defer restore()
+
+		setOp(h, vol7, "stop")
+		waitVolumeGone(h, vol7)
+		ev := waitEvent(h, "cdm-dr.mirror.volume.stop-leftovers-found")
+		if !strings.Contains(ev.Message, seedUUID) {
+			t.Fatalf("stop leftovers event = %+v, want it to name the volume", ev)
+		}
+		wantReplication(t, h, seedUUID, ports.ReplicationAbsent, true)
+
+		setEnvOp(h, "stop")
+		h.WaitGone(envKey)
+		if ev := waitEvent(h, "cdm-dr.mirror.environment.stop-leftovers-found"); ev.Level != ports.LevelWarn {
+			t.Fatalf("environment leftovers event = %+v", ev)
+		}
+
+		backends := fake.NewBackends(map[string]ports.StorageBackend{harness.CephType: h.Shared.Backend})
+		s, err := app.SurveyLeftovers(context.Background(), h.Shared.KV, backends, time.Second, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if un := s.Unanswered(); len(un) != 1 || un[0].Storage != core.StorageKey(src) {
+			t.Fatalf("unanswered = %+v, want the lost source", un)
+		}
+		kinds := map[string]bool{}
+		for _, st := range s.Storages {
+			for _, l := range st.Leftovers {
+				if st.Storage == core.StorageKey(tgt) && (l.Kind == "pairing" || strings.Contains(l.Name, seedUUID)) {
+					kinds[l.Kind] = true
+				}
+			}
+		}
+		if !kinds["volume"] || !kinds["pairing"] {
+			t.Fatalf("survey = %+v, want the volume and the pairing left on the source, found through the target", s)
+		}
+	})
+}
+
+// TestForcedStopAfterKeysDeletedByHand: the volume's keys deleted by hand
+// while the storage still replicates it, the plain stop is refused and
+// stays in error; the forced stop ends, listing the volume it left.
+func TestForcedStopAfterKeysDeletedByHand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		if err := h.Shared.KV.DeletePrefix(context.Background(), core.VolumeKey(vol7)); err != nil {
+			t.Fatal(err)
+		}
+		setEnvOp(h, "stop")
+		h.TickState(envStatus, core.StateError, fastPoll)
+		wantStatus(t, h, envStatus, core.StateError, "cdm-dr.mirror.environment.failure-teardown-precondition")
+
+		h.Put(core.EnvironmentOperationKey(envID), `{"operation":"stop","force":true}`)
+		h.WaitGone(envKey)
+		ev := waitEvent(h, "cdm-dr.mirror.environment.stop-leftovers-found")
+		if !strings.Contains(ev.Message, seedUUID) || !strings.Contains(ev.Message, "by force") {
+			t.Fatalf("forced stop event = %+v, want it to name the replicated volume", ev)
+		}
+		if h.Shared.Backend.Prepared(envID.String()) {
+			t.Fatal("environment still prepared after the forced stop")
 		}
 	})
 }
