@@ -61,7 +61,7 @@ func runLeftovers(ctx context.Context, args []string, getenv func(string) string
 		level = "warn"
 	}
 	log := newLogger(stderr, level, cfg.LogFormat)
-	survey, err := surveyLeftovers(ctx, cfg, opts.timeout, log)
+	survey, broken, err := surveyLeftovers(ctx, cfg, opts.timeout, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "mirrord leftovers:", err)
 		return leftoversError
@@ -81,11 +81,19 @@ func runLeftovers(ctx context.Context, args []string, getenv func(string) string
 	for _, u := range survey.Unusable {
 		fmt.Fprintf(stderr, "mirrord leftovers: record not usable (what it names may be listed): %s\n", u)
 	}
-	if un := survey.Unanswered(); len(un) > 0 {
-		for _, s := range un {
-			fmt.Fprintf(stderr, "mirrord leftovers: storage %s could not be answered: %v\n", s.Storage, s.Err)
-		}
-		fmt.Fprintf(stderr, "mirrord leftovers: %d storage(s) could not be answered; the listing is incomplete\n", len(un))
+	for _, b := range broken {
+		fmt.Fprintf(stderr, "mirrord leftovers: plugin not loaded, the storages of its types were not asked: %s\n", b)
+	}
+	un := survey.Unanswered()
+	for _, s := range un {
+		fmt.Fprintf(stderr, "mirrord leftovers: storage %s could not be answered: %v\n", s.Storage, s.Err)
+	}
+	if len(survey.Storages) == 0 && len(survey.Skipped) > 0 {
+		fmt.Fprintf(stderr, "mirrord leftovers: no storage was asked: no plugin of %s serves their types\n", cfg.PluginDir)
+		return leftoversError
+	}
+	if len(un) > 0 || len(broken) > 0 {
+		fmt.Fprintf(stderr, "mirrord leftovers: %d storage(s) not answered, %d plugin(s) not loaded; the listing is incomplete\n", len(un), len(broken))
 		return leftoversError
 	}
 	if survey.Found() > 0 {
@@ -95,15 +103,16 @@ func runLeftovers(ctx context.Context, args []string, getenv func(string) string
 }
 
 // surveyLeftovers connects to etcd, runs the plugins of the plugin
-// directory and asks them.
-func surveyLeftovers(ctx context.Context, cfg Config, timeout time.Duration, log *slog.Logger) (app.LeftoverSurvey, error) {
+// directory and asks them. broken lists the plugins that could not be
+// loaded: the storages they would have served are among the skipped.
+func surveyLeftovers(ctx context.Context, cfg Config, timeout time.Duration, log *slog.Logger) (survey app.LeftoverSurvey, broken []string, err error) {
 	if cfg.Embedded != "" {
 		// The daemon's in-process etcd, which must be running.
 		cfg.Etcd.Endpoints = []string{fmt.Sprintf("127.0.0.1:%d", cfg.EmbeddedEtcdPort)}
 	}
 	cli, closeEtcd, err := provideEtcdClient(cfg, log)
 	if err != nil {
-		return app.LeftoverSurvey{}, err
+		return survey, nil, err
 	}
 	defer closeEtcd()
 
@@ -123,38 +132,16 @@ func surveyLeftovers(ctx context.Context, cfg Config, timeout time.Duration, log
 
 	// etcd unreachable shows as a read that does not come back: bound
 	// each read as a dial is.
-	survey, err := app.SurveyLeftovers(ctx, etcd.NewKV(cli), host, 2*cfg.Etcd.DialTimeout, timeout)
+	survey, err = app.SurveyLeftovers(ctx, etcd.NewKV(cli), host, 2*cfg.Etcd.DialTimeout, timeout)
 	if err != nil {
-		return survey, fmt.Errorf("%w (etcd %s)", err, strings.Join(cfg.Etcd.Endpoints, ","))
+		return survey, nil, fmt.Errorf("%w (etcd %s)", err, strings.Join(cfg.Etcd.Endpoints, ","))
 	}
-	if len(survey.Storages) == 0 && len(survey.Skipped) > 0 && !anyPluginRunning(host) {
-		return survey, fmt.Errorf("no plugin could be loaded from %s, so no storage was asked: %s", cfg.PluginDir, pluginSummary(host))
-	}
-	return survey, nil
-}
-
-func anyPluginRunning(h *pluginhost.Host) bool {
-	for _, p := range h.Plugins() {
-		if p.State == pluginhost.StateRunning {
-			return true
+	for _, p := range host.Plugins() {
+		if p.State != pluginhost.StateRunning {
+			broken = append(broken, fmt.Sprintf("%s: %s (%v)", p.Path, p.State, p.Err))
 		}
 	}
-	return false
-}
-
-func pluginSummary(h *pluginhost.Host) string {
-	var parts []string
-	for _, p := range h.Plugins() {
-		s := fmt.Sprintf("%s: %s", p.Path, p.State)
-		if p.Err != nil {
-			s += " (" + p.Err.Error() + ")"
-		}
-		parts = append(parts, s)
-	}
-	if len(parts) == 0 {
-		return "the directory holds no plugin"
-	}
-	return strings.Join(parts, "; ")
+	return survey, broken, nil
 }
 
 // writeLeftoversTable prints one row per leftover, or says nothing was

@@ -191,6 +191,23 @@ func TestLeftovers(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != "nothing found on clusters/5/storages/11, clusters/6/storages/13" {
 		t.Fatalf("exit code %d, output %q, want 0 and nothing found; stderr:\n%s", code, out, errOut)
 	}
+
+	// A plugin that cannot be loaded: the others still answer, and the
+	// listing is incomplete.
+	if err := os.WriteFile(filepath.Join(s.pluginDir, "broken"), []byte("#!/bin/sh\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = s.run(nil)
+	if code != 2 || !strings.Contains(errOut, "plugin not loaded") || !strings.Contains(errOut, "broken") || !strings.Contains(out, "nothing found on") {
+		t.Fatalf("with a broken plugin: exit code %d, output %q, stderr:\n%s", code, out, errOut)
+	}
+
+	// No plugin serves any storage (a wrong plugin directory).
+	s.pluginDir = t.TempDir()
+	code, _, errOut = s.run(nil)
+	if code != 2 || !strings.Contains(errOut, "no storage was asked") {
+		t.Fatalf("with no plugin: exit code %d, stderr:\n%s", code, errOut)
+	}
 }
 
 // TestLeftoversErrors: what stops the listing is exit code 2 with words.
