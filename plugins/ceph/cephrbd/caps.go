@@ -28,6 +28,8 @@ import (
 //     credentials the source's client is the peer user the target's
 //     rbd-mirror reads the source with; it reads the site name
 //     (config-key rbd/mirror/site_name).
+//   - on both sides, `config-key rm` under rbd/mirror/peer/ (peerRmCap):
+//     removing a peer, at teardown, removes its config-key first.
 //   - every rbd mon profile allows `osd blocklist add` of a client
 //     address, which the exclusive lock and the plugin's takeover of a
 //     dead rbd-mirror use.
@@ -52,23 +54,35 @@ func roleOf(sd, src side) role {
 	return roleTarget
 }
 
-// Mon capabilities of a storage's client, per role.
+// Mon capabilities of a storage's client, per role. No rbd profile
+// allows removing a peer's config-key, which removing the peer does
+// first (the target's rx peer; the tx peer rbd-mirror registers on the
+// source): peerRmCap allows it.
 const (
-	sourceMonCaps = "profile rbd-mirror-peer"
-	targetMonCaps = "profile rbd-mirror, profile rbd-mirror-peer"
+	peerRmCap     = `allow command "config-key rm" with key prefix rbd/mirror/peer/`
+	sourceMonCaps = "profile rbd-mirror-peer, " + peerRmCap
+	targetMonCaps = "profile rbd-mirror, profile rbd-mirror-peer, " + peerRmCap
 )
+
+// mgrCaps is the manager capability a source's client needs for mirror
+// snapshot schedules (snapshot mode with mirror_snapshot_interval).
+func mgrCaps(pool string) string { return "profile rbd pool=" + pool }
 
 // osdCaps is the OSD capability a storage's client needs on its pool.
 func osdCaps(pool string) string { return "profile rbd pool=" + pool }
 
-// capsCommand is the command that gives user the capabilities a storage
-// needs in role r.
-func capsCommand(user string, r role, pool string) string {
+// capsCommand is the command that gives sd's user the capabilities a
+// storage needs in role r.
+func capsCommand(user string, r role, m meta) string {
 	mon := sourceMonCaps
 	if r == roleTarget {
 		mon = targetMonCaps
 	}
-	return fmt.Sprintf("ceph auth caps client.%s mon '%s' osd '%s'", user, mon, osdCaps(pool))
+	cmd := fmt.Sprintf("ceph auth caps client.%s mon '%s' osd '%s'", user, mon, osdCaps(m.Pool))
+	if r == roleSource && m.MirrorMode == modeSnapshot && m.MirrorSnapshotInterval != "" {
+		cmd += fmt.Sprintf(" mgr '%s'", mgrCaps(m.Pool))
+	}
+	return cmd
 }
 
 // isDenied says whether Ceph refused a call for a missing capability:
@@ -111,10 +125,10 @@ func denied(err error, sd side, admin bool, r role, doing, missing string) error
 	if admin && sd.m.adminGiven {
 		fix = fmt.Sprintf("admin_client must be an administrator of the cluster (mon 'allow *' osd 'allow *'), "+
 			"or leave admin_client and admin_keyring out of the storage's metadata and give its client what a %s needs: `%s`",
-			r, capsCommand(sd.m.Client, r, sd.m.Pool))
+			r, capsCommand(sd.m.Client, r, sd.m))
 	} else {
 		fix = fmt.Sprintf("give it what a %s storage's client needs: `%s` (this replaces the user's capabilities: add any others it needs)",
-			r, capsCommand(user, r, sd.m.Pool))
+			r, capsCommand(user, r, sd.m))
 	}
 	return &deniedError{
 		msg: fmt.Sprintf("Ceph refused client.%s on storage %s (the %s) to %s (%v):%s %s", user, sd.key(), r, doing, err, lacks, fix),
@@ -174,6 +188,20 @@ func probeConfigKeySet(ctx context.Context, conn *rados.Conn, key string) error 
 		return err
 	})
 	if isErrno(err, syscall.EFBIG) {
+		return nil
+	}
+	return err
+}
+
+// probeConfigKeyRm checks that the user may remove key (one that does
+// not exist) from the monitors' config-key store.
+func probeConfigKeyRm(ctx context.Context, conn *rados.Conn, key string) error {
+	cmd, _ := json.Marshal(map[string]string{"prefix": "config-key rm", "key": key})
+	err := do(ctx, func() error {
+		_, _, err := conn.MonCommand(cmd)
+		return err
+	})
+	if isErrno(err, syscall.ENOENT) {
 		return nil
 	}
 	return err

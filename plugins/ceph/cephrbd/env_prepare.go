@@ -28,6 +28,9 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	}
 	defer e.close()
 	// Check everything that can refuse before changing anything.
+	if err := b.preflight(ctx, e, 0); err != nil {
+		return err
+	}
 	ours, modes, err := e.checkPreparable(ctx)
 	if err != nil {
 		return err
@@ -48,18 +51,15 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	return b.startDaemon(ctx, env, e.dst, e.dstSite)
 }
 
-// checkPreparable refuses what this environment cannot be prepared on:
-// one cluster for both sides, pools of different names, a user without
-// a capability it needs, a full target pool (preflight), a target pool
-// that pulls from another cluster, a pool in pool mode. It returns our
+// checkPreparable refuses, after the preflight (pools of different
+// names, a user without a capability it needs, a full target pool), what
+// this environment cannot be prepared on: one cluster for both sides, a
+// target pool that pulls from another cluster, a pool in pool mode. It returns our
 // peer (nil when missing) and both pools' mirror modes.
 func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []rbd.MirrorMode, error) {
 	if e.srcSite == e.dstSite {
 		return nil, nil, fmt.Errorf("storages %s and %s have the same mirror site name %q (the same cluster?); rbd-mirror needs two clusters: %w",
 			e.src.key(), e.dst.key(), e.srcSite, sdk.ErrPrecondition)
-	}
-	if err := e.preflight(ctx); err != nil {
-		return nil, nil, err
 	}
 	ours, foreign, err := e.peers(ctx)
 	if err != nil {

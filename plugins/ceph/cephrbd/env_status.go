@@ -41,7 +41,7 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 	}
 	// What PrepareEnvironment would refuse makes a prepared environment
 	// not ready too: a capability taken away, a pool renamed or full.
-	if err := e.preflight(ctx); err != nil {
+	if err := b.preflight(ctx, e, capsRecheck); err != nil {
 		if !isPrecondition(err) {
 			return sdk.EnvironmentHealth{}, err
 		}

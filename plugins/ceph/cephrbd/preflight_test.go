@@ -59,8 +59,9 @@ func (s labSite) metadataAs(t testing.TB, name, key string, extra map[string]str
 
 // The capabilities docs/ceph.md gives a storage's client.
 const (
-	docSourceMon = "profile rbd-mirror-peer"
-	docTargetMon = "profile rbd-mirror, profile rbd-mirror-peer"
+	docPeerRm    = `allow command "config-key rm" with key prefix rbd/mirror/peer/`
+	docSourceMon = "profile rbd-mirror-peer, " + docPeerRm
+	docTargetMon = "profile rbd-mirror, profile rbd-mirror-peer, " + docPeerRm
 	docOSD       = "profile rbd pool=volumes"
 )
 
@@ -129,12 +130,13 @@ func TestPreflightPoolNames(t *testing.T) {
 func TestPreflightMissingCapability(t *testing.T) {
 	r := newRig(t, modeJournal)
 	a, b := r.lab.Sites[0], r.lab.Sites[1]
-	srcKey := a.user(t, "mirror-pf-src", "profile rbd-mirror-peer", docOSD)
+	srcKey := a.user(t, "mirror-pf-src", docSourceMon, docOSD)
 	for _, c := range []struct {
 		name, side, mon, osd, missing string
 	}{
 		{"target without rbd-mirror", "b", "profile rbd", docOSD, "mon 'profile rbd-mirror'"},
-		{"target without rbd-mirror-peer", "b", "profile rbd-mirror", docOSD, "mon 'profile rbd-mirror-peer'"},
+		{"target without rbd-mirror-peer", "b", "profile rbd-mirror, " + docPeerRm, docOSD, "mon 'profile rbd-mirror-peer'"},
+		{"target without config-key rm", "b", "profile rbd-mirror, profile rbd-mirror-peer", docOSD, "mon '" + docPeerRm + "'"},
 		{"target read-only", "b", docTargetMon, "profile rbd-read-only pool=volumes", "osd 'profile rbd pool=volumes'"},
 		{"source without rbd-mirror-peer", "a", "profile rbd", docOSD, "mon 'profile rbd-mirror-peer'"},
 	} {
@@ -257,14 +259,24 @@ func TestLeastPrivilege(t *testing.T) {
 
 	// A capability taken away: the status says which, from a fresh
 	// connection (the monitors keep a session's capabilities).
-	b.ceph(t, "auth", "caps", "client.mirror-lp-dst", "mon", "profile rbd-mirror", "osd", docOSD)
+	b.ceph(t, "auth", "caps", "client.mirror-lp-dst", "mon", "profile rbd-mirror, "+docPeerRm, "osd", docOSD)
 	other := New(sdkLoggerTo(r.logs), t.TempDir()+"/state")
 	st, err := other.EnvironmentStatus(ctx, h.env)
 	other.Close()
 	if err != nil || st.Ready || !strings.Contains(st.Description, "mon 'profile rbd-mirror-peer'") {
 		t.Errorf("EnvironmentStatus with a capability taken away = %+v, %v; want not ready, naming it", st, err)
 	}
+	// The host leading it sees it on its next prepare, and from then on
+	// in its status.
+	err = r.be.PrepareEnvironment(ctx, h.env)
+	r.refused(t, h.env, err, "client.mirror-lp-dst", "mon 'profile rbd-mirror-peer'")
 	b.ceph(t, "auth", "caps", "client.mirror-lp-dst", "mon", docTargetMon, "osd", docOSD)
+	if err := r.be.PrepareEnvironment(ctx, h.env); err != nil {
+		t.Fatalf("PrepareEnvironment with the capability given back: %v", err)
+	}
+	if st, err := r.be.EnvironmentStatus(ctx, h.env); err != nil || !st.Ready {
+		t.Fatalf("EnvironmentStatus with the capability given back = %+v, %v; want ready", st, err)
+	}
 
 	stopKeeping(t, r.be, h.vol)
 	// The kept copy is the target storage's own volume: its client
@@ -294,6 +306,9 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if got := r.mirrorSetup(t); strings.Contains(got, "mirror-lp-src") {
 		t.Fatalf("the peer outlived the teardown: %q", got)
+	}
+	if peers, err := rbd.ListMirrorPeerSite(r.srcIO); err != nil || len(peers) > 0 {
+		t.Fatalf("the source pool's peers after the teardown: %v, %v; want none (rbd-mirror's tx peer removed)", peers, err)
 	}
 	t.Logf("prepare to teardown without admin credentials in %v", time.Since(begin).Round(100*time.Millisecond))
 	r.checkNoSecrets(t)
