@@ -27,13 +27,14 @@ func (s labSite) ceph(t testing.TB, args ...string) []byte {
 }
 
 // user creates client.name on the site with the given capabilities
-// (removed when the test ends) and returns its key.
-func (s labSite) user(t testing.TB, name, mon, osd string) string {
+// (mon and osd, and more "service", "caps" pairs; removed when the test
+// ends) and returns its key.
+func (s labSite) user(t testing.TB, name, mon, osd string, more ...string) string {
 	t.Helper()
 	cmd := exec.Command("ceph", "--cluster", s.Name, "-c", s.Conf, "auth", "rm", "client."+name)
 	cmd.Env = append(os.Environ(), "CEPH_ARGS=--keyring "+s.AdminKeyring)
 	_ = cmd.Run()
-	out := s.ceph(t, "auth", "get-or-create", "client."+name, "mon", mon, "osd", osd, "-f", "json")
+	out := s.ceph(t, append(append([]string{"auth", "get-or-create", "client." + name, "mon", mon, "osd", osd}, more...), "-f", "json")...)
 	var entries []struct {
 		Key string `json:"key"`
 	}
@@ -63,6 +64,7 @@ const (
 	docSourceMon = "profile rbd-mirror-peer, " + docPeerRm
 	docTargetMon = "profile rbd-mirror, profile rbd-mirror-peer, " + docPeerRm
 	docOSD       = "profile rbd pool=volumes"
+	docSourceMgr = "profile rbd pool=volumes" // for snapshot schedules
 )
 
 // mirrorSetup is what the target pool's mirroring looks like, read as
@@ -131,25 +133,28 @@ func TestPreflightMissingCapability(t *testing.T) {
 	r := newRig(t, modeJournal)
 	a, b := r.lab.Sites[0], r.lab.Sites[1]
 	srcKey := a.user(t, "mirror-pf-src", docSourceMon, docOSD)
+	snapshots := map[string]string{"mirror_mode": modeSnapshot, "mirror_snapshot_interval": "1m"}
 	for _, c := range []struct {
 		name, side, mon, osd, missing string
+		extra                         map[string]string
 	}{
-		{"target without rbd-mirror", "b", "profile rbd", docOSD, "mon 'profile rbd-mirror'"},
-		{"target without rbd-mirror-peer", "b", "profile rbd-mirror, " + docPeerRm, docOSD, "mon 'profile rbd-mirror-peer'"},
-		{"target without config-key rm", "b", "profile rbd-mirror, profile rbd-mirror-peer", docOSD, "mon '" + docPeerRm + "'"},
-		{"target read-only", "b", docTargetMon, "profile rbd-read-only pool=volumes", "osd 'profile rbd pool=volumes'"},
-		{"source without rbd-mirror-peer", "a", "profile rbd", docOSD, "mon 'profile rbd-mirror-peer'"},
+		{"target without rbd-mirror", "b", "profile rbd", docOSD, "mon 'profile rbd-mirror'", nil},
+		{"target without rbd-mirror-peer", "b", "profile rbd-mirror, " + docPeerRm, docOSD, "mon 'profile rbd-mirror-peer'", nil},
+		{"target without config-key rm", "b", "profile rbd-mirror, profile rbd-mirror-peer", docOSD, "mon '" + docPeerRm + "'", nil},
+		{"target read-only", "b", docTargetMon, "profile rbd-read-only pool=volumes", "osd 'profile rbd pool=volumes'", nil},
+		{"source without rbd-mirror-peer", "a", "profile rbd", docOSD, "mon 'profile rbd-mirror-peer'", nil},
+		{"source with schedules without mgr", "a", docSourceMon, docOSD, "mgr 'profile rbd pool=volumes'", snapshots},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			env := r.env(t)
 			user := "mirror-pf-" + c.side
 			if c.side == "a" {
 				key := a.user(t, user, c.mon, c.osd)
-				env.Source.Metadata = a.metadataAs(t, user, key, nil)
-				env.Target.Metadata = b.metadataAs(t, "mirror-pf-dst", b.user(t, "mirror-pf-dst", docTargetMon, docOSD), nil)
+				env.Source.Metadata = a.metadataAs(t, user, key, c.extra)
+				env.Target.Metadata = b.metadataAs(t, "mirror-pf-dst", b.user(t, "mirror-pf-dst", docTargetMon, docOSD), c.extra)
 			} else {
-				env.Source.Metadata = a.metadataAs(t, "mirror-pf-src", srcKey, nil)
-				env.Target.Metadata = b.metadataAs(t, user, b.user(t, user, c.mon, c.osd), nil)
+				env.Source.Metadata = a.metadataAs(t, "mirror-pf-src", srcKey, c.extra)
+				env.Target.Metadata = b.metadataAs(t, user, b.user(t, user, c.mon, c.osd), c.extra)
 			}
 			storage := "clusters.6.storages.13"
 			if c.side == "a" {
@@ -215,14 +220,28 @@ func jsonNumber(n uint64) string { b, _ := json.Marshal(n); return string(b) }
 
 // Storages without admin credentials, their clients holding the
 // capabilities docs/ceph.md lists: every operation works, the kept copy
-// is writable, and a capability taken away shows in the status.
+// is writable, and a capability taken away shows in the status; in
+// journal mode, and in snapshot mode with a schedule (which needs the
+// manager's rbd profile on the source).
 func TestLeastPrivilege(t *testing.T) {
-	r := newRig(t, modeJournal)
+	for _, mode := range []string{modeJournal, modeSnapshot} {
+		t.Run(mode, func(t *testing.T) { leastPrivilege(t, mode) })
+	}
+}
+
+func leastPrivilege(t *testing.T, mode string) {
+	r := newRig(t, mode)
 	a, b := r.lab.Sites[0], r.lab.Sites[1]
 	ctx := t.Context()
 	h := r.newHarness(t)
-	h.env.Source.Metadata = a.metadataAs(t, "mirror-lp-src", a.user(t, "mirror-lp-src", docSourceMon, docOSD), map[string]string{"mirror_mode": modeJournal})
-	h.env.Target.Metadata = b.metadataAs(t, "mirror-lp-dst", b.user(t, "mirror-lp-dst", docTargetMon, docOSD), map[string]string{"mirror_mode": modeJournal})
+	extra := map[string]string{"mirror_mode": mode}
+	var mgr []string
+	if mode == modeSnapshot {
+		extra["mirror_snapshot_interval"] = "1m"
+		mgr = []string{"mgr", docSourceMgr}
+	}
+	h.env.Source.Metadata = a.metadataAs(t, "mirror-lp-src", a.user(t, "mirror-lp-src", docSourceMon, docOSD, mgr...), extra)
+	h.env.Target.Metadata = b.metadataAs(t, "mirror-lp-dst", b.user(t, "mirror-lp-dst", docTargetMon, docOSD), extra)
 	h.vol.Environment = h.env
 	h.snap.Volume = h.vol
 	begin := time.Now()
