@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 
 	"github.com/ceph/go-ceph/rados"
@@ -130,8 +131,47 @@ func denied(err error, sd side, admin bool, r role, doing, missing string) error
 		fix = fmt.Sprintf("give it what a %s storage's client needs: `%s` (this replaces the user's capabilities: add any others it needs)",
 			r, capsCommand(user, r, sd.m))
 	}
+	msg := fmt.Sprintf("Ceph refused client.%s on storage %s (the %s) to %s (%v):%s %s", user, sd.key(), r, doing, err, lacks, fix)
+	if doing == "" {
+		msg = fmt.Sprintf("Ceph refused client.%s on storage %s (the %s): %v;%s %s", user, sd.key(), r, err, lacks, fix)
+	}
+	return &deniedError{msg: msg, err: err}
+}
+
+// explainDenied is denied for a call on env that does not know which
+// side Ceph refused: the side its message names, or both. admin says
+// which users the call used (conn's admin). A public method whose calls
+// do not explain their refusals ends with it.
+func explainDenied(err error, env sdk.Environment, admin bool) error {
+	var d *deniedError
+	if err == nil || errors.As(err, &d) || !isDenied(err) {
+		return err
+	}
+	src, serr := parseMeta(env.Source)
+	dst, derr := parseMeta(env.Target)
+	if serr != nil || derr != nil {
+		return err
+	}
+	sides := []side{{s: env.Source, m: src}, {s: env.Target, m: dst}}
+	roles := []role{roleSource, roleTarget}
+	inSrc, inDst := strings.Contains(err.Error(), sides[0].key()), strings.Contains(err.Error(), sides[1].key())
+	switch {
+	case inSrc && !inDst:
+		return denied(err, sides[0], admin, roleSource, "", "")
+	case inDst && !inSrc:
+		return denied(err, sides[1], admin, roleTarget, "", "")
+	}
+	var needs []string
+	for i, sd := range sides {
+		user := sd.m.Client
+		if admin {
+			user = sd.m.AdminClient
+		}
+		needs = append(needs, fmt.Sprintf("client.%s on storage %s (the %s) needs `%s`", user, sd.key(), roles[i], capsCommand(user, roles[i], sd.m)))
+	}
 	return &deniedError{
-		msg: fmt.Sprintf("Ceph refused client.%s on storage %s (the %s) to %s (%v):%s %s", user, sd.key(), r, doing, err, lacks, fix),
+		msg: fmt.Sprintf("Ceph refused a call for a missing capability (%v): %s (this replaces a user's capabilities: add any others it needs)",
+			err, strings.Join(needs, "; ")),
 		err: err,
 	}
 }

@@ -2,6 +2,7 @@ package cephrbd
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,5 +102,28 @@ func TestPoolRoom(t *testing.T) {
 	}
 	if got := sizeText(16 << 20); got != "16 MiB (16777216 bytes)" {
 		t.Errorf("sizeText = %q", got)
+	}
+}
+
+// A refusal whose side the call does not know names the side its
+// message names, or both sides' users and capabilities.
+func TestExplainDenied(t *testing.T) {
+	md := map[string]any{"pool": "volumes", "conf": "x", "client": "cinder", "keyring": secret}
+	env := sdk.Environment{ID: "storage.11.13", Source: storage(md), Target: storage(md)}
+	env.Source.ClusterID, env.Source.StorageID = 5, 11
+	refused := fmt.Errorf("protect snapshot on storage clusters.5.storages.11: %w", rados.ErrPermissionDenied)
+	err := explainDenied(refused, env, false)
+	if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), "client.cinder on storage clusters.5.storages.11 (the source)") ||
+		!strings.Contains(err.Error(), "`ceph auth caps client.cinder mon '"+sourceMonCaps+"'") || strings.Contains(err.Error(), "(the target)") {
+		t.Errorf("one side named: %v", err)
+	}
+	err = explainDenied(fmt.Errorf("somewhere: %w", rados.ErrPermissionDenied), env, false)
+	for _, w := range []string{"clusters.5.storages.11 (the source) needs", "clusters.6.storages.13 (the target) needs"} {
+		if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), w) {
+			t.Errorf("no side named: %v; want %q", err, w)
+		}
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("the explanation quotes a secret: %v", err)
 	}
 }

@@ -269,6 +269,21 @@ func leastPrivilege(t *testing.T, mode string) {
 	if err := r.be.ResumeVolume(ctx, h.vol); err != nil {
 		t.Fatalf("ResumeVolume: %v", err)
 	}
+	if mode == modeJournal {
+		// The source's client without write access: a snapshot call is
+		// refused naming it (through a fresh connection: a session's
+		// OSD capabilities are those of its ticket).
+		a.ceph(t, "auth", "caps", "client.mirror-lp-src", "mon", docSourceMon, "osd", "profile rbd-read-only pool=volumes")
+		other := New(sdkLoggerTo(r.logs), t.TempDir()+"/state")
+		err := other.AddSnapshot(ctx, h.snap)
+		other.Close()
+		a.ceph(t, "auth", "caps", "client.mirror-lp-src", "mon", docSourceMon, "osd", docOSD)
+		if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), "client.mirror-lp-src on storage clusters.5.storages.11") ||
+			!strings.Contains(err.Error(), "ceph auth caps client.mirror-lp-src") {
+			t.Fatalf("AddSnapshot without write access = %v; want ErrPrecondition naming the user and the caps", err)
+		}
+		t.Logf("refused: %v", err)
+	}
 	if err := r.be.AddSnapshot(ctx, h.snap); err != nil {
 		t.Fatalf("AddSnapshot: %v", err)
 	}
