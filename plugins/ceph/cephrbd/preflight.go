@@ -199,7 +199,7 @@ func openSession(ctx context.Context, sd side, admin bool) (*session, error) {
 	if err != nil {
 		conn.Shutdown()
 		if errors.Is(err, rados.ErrNotFound) {
-			return nil, fmt.Errorf("pool %s does not exist on storage %s: %w", sd.m.Pool, sd.key(), sdk.ErrPrecondition)
+			return nil, errNoPool(sd)
 		}
 		return nil, fmt.Errorf("open pool %s on storage %s: %w", sd.m.Pool, sd.key(), err)
 	}
@@ -242,7 +242,7 @@ func poolSpace(ctx context.Context, conn *rados.Conn, sd side) (poolRoom, error)
 			return r, nil
 		}
 	}
-	return poolRoom{}, fmt.Errorf("pool %s does not exist on storage %s: %w", sd.m.Pool, sd.key(), sdk.ErrPrecondition)
+	return poolRoom{}, errNoPool(sd)
 }
 
 // left is the room left: the pool's max_avail, or its byte quota's rest

@@ -125,6 +125,10 @@ func TestPreflightPoolNames(t *testing.T) {
 	if after := r.mirrorSetup(t); after != before {
 		t.Errorf("the refused prepare changed the target's mirroring: %q, was %q", after, before)
 	}
+	b.Pool = "nosuchpool"
+	env.Target.Metadata = b.metadata(t, nil)
+	err = r.be.PrepareEnvironment(t.Context(), env)
+	r.refused(t, env, err, "pool nosuchpool does not exist on storage clusters.6.storages.13", "ceph osd pool create nosuchpool")
 }
 
 // A user without a capability the plugin needs is refused by the
