@@ -83,7 +83,7 @@ func (e *envConns) readSites(ctx context.Context) error {
 	const doing = "read the mirror site name (config-key get rbd/mirror/site_name)"
 	if e.srcSite, err = siteName(ctx, e.srcConn); err != nil {
 		return denied(fmt.Errorf("mirror site name of storage %s: %w", e.src.key(), err),
-			e.src, true, roleSource, doing, "mon '"+sourceMonCaps+"'")
+			e.src, true, roleSource, doing, "mon 'profile rbd-mirror-peer'")
 	}
 	if e.dstSite, err = siteName(ctx, e.dstConn); err != nil {
 		return denied(fmt.Errorf("mirror site name of storage %s: %w", e.dst.key(), err),

@@ -54,8 +54,8 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 // checkPreparable refuses, after the preflight (pools of different
 // names, a user without a capability it needs, a full target pool), what
 // this environment cannot be prepared on: one cluster for both sides, a
-// target pool that pulls from another cluster, a pool in pool mode. It returns our
-// peer (nil when missing) and both pools' mirror modes.
+// target pool that pulls from another cluster, a pool in pool mode. It
+// returns our peer (nil when missing) and both pools' mirror modes.
 func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []rbd.MirrorMode, error) {
 	if e.srcSite == e.dstSite {
 		return nil, nil, fmt.Errorf("storages %s and %s have the same mirror site name %q (the same cluster?); rbd-mirror needs two clusters: %w",

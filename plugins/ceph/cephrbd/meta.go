@@ -156,7 +156,7 @@ var keyLine = regexp.MustCompile(`(?m)^\s*key\s*=\s*(\S+)\s*$`)
 
 // bareKey is the secret a keyring field gives entity: the field itself
 // when it is a bare key, else the key of entity's section of the keyring
-// file (or its only key). "" when it holds none.
+// file (else its first key). "" when it holds none.
 func bareKey(entity, keyring string) string {
 	if !strings.Contains(keyring, "[") {
 		return strings.TrimSpace(keyring)
