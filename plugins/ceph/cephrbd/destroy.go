@@ -87,8 +87,26 @@ func (l *leftovers) add(format string, args ...any) {
 // sourceOutcome is what the source side of a destroy found and did.
 type sourceOutcome struct {
 	read     bool // the source image was read before anything changed
+	exists   bool // it existed then
+	primary  bool // it was the primary then (mirrored primary, or not mirrored)
 	mirrored bool // mirroring was enabled on it then
 	disabled bool // mirroring is disabled now, or never was enabled
+}
+
+// intact says whether the source volume is known intact: read in this
+// call, there, and the primary. Only then may a destroy delete the
+// replicated copy; otherwise the copy may be the last one. why says
+// what is not known.
+func (o sourceOutcome) intact() (ok bool, why string) {
+	switch {
+	case !o.read:
+		return false, "the source storage could not be reached to check that the source image is intact"
+	case !o.exists:
+		return false, "the source image does not exist"
+	case !o.primary:
+		return false, "the source image is not the primary"
+	}
+	return true, ""
 }
 
 // destroySource disables mirroring on the source image within budget
@@ -118,7 +136,8 @@ func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContex
 	if err != nil {
 		return sourceOutcome{}, err
 	}
-	out := sourceOutcome{read: true, mirrored: in.mirrored()}
+	out := sourceOutcome{read: true, exists: in.exists, mirrored: in.mirrored(),
+		primary: in.exists && (!in.mirrored() || in.mirror.Primary)}
 	if !in.mirrored() {
 		out.disabled = true
 		return out, nil
@@ -147,12 +166,15 @@ const (
 // disabled, or rbd-mirror's snapshots still on it) from the one a stop
 // kept (mirroring disabled on both sides, rbd-mirror's snapshots removed
 // by verifyKept). A copy with mirroring disabled and no such snapshot
-// while the source is still mirrored is one rbd-mirror is creating; when
-// the source could not be read, it cannot be told.
-func kindOfCopy(dst imageInfo, src sourceOutcome) copyKind {
+// while the source is still mirrored is one rbd-mirror is creating,
+// unless a stop without the source recorded it kept it (kept); when the
+// source could not be read, it cannot be told.
+func kindOfCopy(dst imageInfo, src sourceOutcome, kept bool) copyKind {
 	switch {
 	case !dst.exists:
 		return copyNone
+	case kept && dst.mirror.State == rbd.MirrorImageDisabled:
+		return copyKept
 	case dst.mirror.State != rbd.MirrorImageDisabled || hasMirrorSnapshots(dst.snaps):
 		return copyReplicated
 	case !src.read:
@@ -199,10 +221,15 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 	}
 	// Read before the source's side changes anything (rbd-mirror then
 	// deletes its copy: disabling, then gone, never a kept copy's look).
-	before, err := inspect(ctx, io, name, false)
+	before, err := inspect(ctx, io, name, true)
 	if err != nil {
 		left.add("target image %s/%s on storage %s may remain: it could not be read to tell a replicated copy from one a stop kept (%v)",
 			dd.m.Pool, name, dd.key(), err)
+		return
+	}
+	kept, err := keptByStop(ctx, io, vol.Environment.ID, name)
+	if err != nil {
+		left.add("target image %s/%s on storage %s is left: %v", dd.m.Pool, name, dd.key(), err)
 		return
 	}
 	var src sourceOutcome
@@ -210,21 +237,52 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 	case src = <-srcDone:
 	case <-ctx.Done():
 	}
-	switch kindOfCopy(before, src) {
+	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
+	v.src, _ = b.side(vol.Environment.Source)
+	switch kindOfCopy(before, src, kept) {
 	case copyKept:
+		if kept && src.disabled {
+			// The source's mirroring, all a stop without it left, is off.
+			if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {
+				left.add("%v", err)
+			}
+		}
 		return
 	case copyUnknown:
 		left.add("target image %s/%s on storage %s is left: mirroring is disabled on it, and with the source unread "+
 			"it cannot be told from a standalone copy a stop kept (DeleteTarget removes it)", dd.m.Pool, name, dd.key())
 		return
+	case copyReplicated:
+		if ok, why := src.intact(); !ok {
+			b.keepDestroyed(ctx, vol, v, before, why, left)
+			return
+		}
 	}
 	if src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name) {
 		return
 	}
-	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
 	if err := deleteCopy(ctx, v); err != nil {
 		left.add("target copy %s/%s on storage %s could not be deleted (%v)", dd.m.Pool, name, dd.key(), err)
 	}
+}
+
+// keepDestroyed keeps the replicated copy of a destroyed volume whose
+// source is not known intact (why): made standalone when it is complete,
+// left as it is otherwise, and recorded on the target either way.
+func (b *Backend) keepDestroyed(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo, why string, left *leftovers) {
+	state := "a standalone writable image now"
+	missing, err := b.keepCopy(ctx, vol, v, dst)
+	switch {
+	case err != nil:
+		state = fmt.Sprintf("left as it was: making it standalone failed (%v)", err)
+	case missing != "":
+		state = fmt.Sprintf("incomplete (%s) and left as it was, still a mirror copy", missing)
+	}
+	l := copyLeftover(v, why, state)
+	if err := recordLeftover(ctx, v.dstIO, vol.Environment.ID, v.name, l); err != nil {
+		left.add("%v", err)
+	}
+	left.add("%s", leftoverLine(l))
 }
 
 // awaitMirrorDelete waits up to grace for rbd-mirror to delete the copy;

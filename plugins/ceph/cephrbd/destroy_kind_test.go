@@ -33,7 +33,7 @@ func TestKindOfCopy(t *testing.T) {
 		{"kept by a stop", imageInfo{exists: true, mirror: disabled, snaps: userSnap}, srcPlain, copyKept},
 		{"kept by a stop, source unread", imageInfo{exists: true, mirror: disabled}, sourceOutcome{}, copyUnknown},
 	} {
-		if got := kindOfCopy(c.dst, c.src); got != c.want {
+		if got := kindOfCopy(c.dst, c.src, false); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
