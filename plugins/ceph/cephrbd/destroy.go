@@ -120,7 +120,8 @@ func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol s
 		return sourceOutcome{}
 	}
 	var out sourceOutcome
-	io, err := b.ioctx(ctx, sd, false)
+	// A lost source costs reachTimeout, not librados' longer OSD bound.
+	io, err := b.openSide(ctx, sd, false)
 	if err == nil {
 		defer io.Destroy()
 		out, err = b.disableSource(ctx, sd, io, name)
@@ -132,8 +133,13 @@ func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol s
 }
 
 func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContext, name string) (sourceOutcome, error) {
-	in, err := inspect(ctx, io, name, false)
+	rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	in, err := inspect(rctx, io, name, false)
+	cancel()
 	if err != nil {
+		if isUnreachable(unreachable(ctx, sd, err)) {
+			b.dropConn(sd, false)
+		}
 		return sourceOutcome{}, err
 	}
 	out := sourceOutcome{read: true, exists: in.exists, mirrored: in.mirrored(),
@@ -166,15 +172,20 @@ const (
 // disabled, or rbd-mirror's snapshots still on it) from the one a stop
 // kept (mirroring disabled on both sides, rbd-mirror's snapshots removed
 // by verifyKept). A copy with mirroring disabled and no such snapshot
-// while the source is still mirrored is one rbd-mirror is creating,
-// unless a stop without the source recorded it kept it (kept); when the
-// source could not be read, it cannot be told.
-func kindOfCopy(dst imageInfo, src sourceOutcome, kept bool) copyKind {
+// while the source is still mirrored is one rbd-mirror is creating; when
+// the source could not be read, it cannot be told. recorded, the kind of
+// the image's leftover record, tells what a call without the source
+// made of it: "volume", a stop kept it (the user's volume); "copy", an
+// earlier destroy kept the replicated copy (to delete once the source
+// is known intact).
+func kindOfCopy(dst imageInfo, src sourceOutcome, recorded string) copyKind {
 	switch {
 	case !dst.exists:
 		return copyNone
-	case kept && dst.mirror.State == rbd.MirrorImageDisabled:
+	case recorded == "volume" && dst.mirror.State == rbd.MirrorImageDisabled:
 		return copyKept
+	case recorded == "copy":
+		return copyReplicated
 	case dst.mirror.State != rbd.MirrorImageDisabled || hasMirrorSnapshots(dst.snaps):
 		return copyReplicated
 	case !src.read:
@@ -227,7 +238,7 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 			dd.m.Pool, name, dd.key(), err)
 		return
 	}
-	kept, err := keptByStop(ctx, io, vol.Environment.ID, name)
+	rec, _, err := readLeftover(ctx, io, vol.Environment.ID, name)
 	if err != nil {
 		left.add("target image %s/%s on storage %s is left: %v", dd.m.Pool, name, dd.key(), err)
 		return
@@ -239,9 +250,9 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 	}
 	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
 	v.src, _ = b.side(vol.Environment.Source)
-	switch kindOfCopy(before, src, kept) {
+	switch kindOfCopy(before, src, rec.Kind) {
 	case copyKept:
-		if kept && src.disabled {
+		if rec.Kind == "volume" && src.disabled {
 			// The source's mirroring, all a stop without it left, is off.
 			if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {
 				left.add("%v", err)
@@ -258,11 +269,17 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 			return
 		}
 	}
-	if src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name) {
-		return
+	if !(src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name)) {
+		if err := deleteCopy(ctx, v); err != nil {
+			left.add("target copy %s/%s on storage %s could not be deleted (%v)", dd.m.Pool, name, dd.key(), err)
+			return
+		}
 	}
-	if err := deleteCopy(ctx, v); err != nil {
-		left.add("target copy %s/%s on storage %s could not be deleted (%v)", dd.m.Pool, name, dd.key(), err)
+	if rec.Kind != "" {
+		// The copy an earlier destroy kept is gone with its source known intact.
+		if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {
+			left.add("%v", err)
+		}
 	}
 }
 

@@ -89,6 +89,14 @@ func testDestroyUnreachable(t *testing.T, down int) {
 		if st := mirrorStateOf(t, r.srcIO, name); st != rbd.MirrorImageEnabled {
 			t.Errorf("source image %s: mirroring %v after a DestroyVolume that could not reach it; the report says it may still be enabled", name, st)
 		}
+		// The target copy, maybe the last one, is kept: standalone (it
+		// was complete), and recorded where FindLeftovers finds it.
+		if st := mirrorStateOf(t, r.dstIO, name); st != rbd.MirrorImageDisabled {
+			t.Errorf("target copy %s: mirroring %v after a DestroyVolume without the source, want disabled (kept standalone)", name, st)
+		}
+		if l, ok, err := readLeftover(t.Context(), r.dstIO, h.env.ID, name); err != nil || !ok || l.Kind != "copy" {
+			t.Errorf("leftover record of %s = %+v, %v, %v; want one of kind copy", name, l, ok, err)
+		}
 	}
 
 	// Both sites back: destroying again cleans everything.
