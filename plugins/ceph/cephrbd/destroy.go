@@ -137,9 +137,6 @@ func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContex
 	in, err := inspect(rctx, io, name, false)
 	cancel()
 	if err != nil {
-		if isUnreachable(unreachable(ctx, sd, err)) {
-			b.dropConn(sd, false)
-		}
 		return sourceOutcome{}, err
 	}
 	out := sourceOutcome{read: true, exists: in.exists, mirrored: in.mirrored(),

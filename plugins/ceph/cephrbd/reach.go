@@ -42,27 +42,46 @@ func unreachable(ctx context.Context, sd side, err error) error {
 }
 
 // openSide opens sd's pool within reachTimeout; an error wraps
-// errUnreachable unless the storage answered it. A cached connection to
-// a storage found unreachable is dropped, so the next call connects
-// afresh (bounded by client_mount_timeout) rather than queue behind the
-// hung ones.
+// errUnreachable unless the storage answered it. A cached connection is
+// kept even when the storage did not answer: shutting it down under the
+// calls still waiting on it would leave them waiting for good, while
+// kept they end with librados' OSD timeout, or when the storage is back.
 func (b *Backend) openSide(ctx context.Context, sd side, admin bool) (*rados.IOContext, error) {
 	sctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
 	io, err := b.ioctx(sctx, sd, admin)
 	if err == nil {
-		// A cached connection opens a pool without asking the cluster:
-		// read once to know it answers.
-		_, err = call(sctx, func() (string, error) { v, _, err := getPoolMeta(io, preparedKey("-")); return v, err })
+		err = probePool(sctx, io)
 		if err != nil {
-			io.Destroy()
 			io = nil
 		}
 	}
-	if err = unreachable(ctx, sd, err); errors.Is(err, errUnreachable) {
-		b.dropConn(sd, admin)
+	return io, unreachable(ctx, sd, err)
+}
+
+// probePool reads the pool once (a cached connection opens a pool
+// without asking the cluster) to know the storage answers. On an error
+// the pool's IOContext is destroyed, once the read has ended: the read
+// uses it directly.
+func probePool(ctx context.Context, io *rados.IOContext) error {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := getPoolMeta(io, preparedKey("-"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			io.Destroy()
+		}
+		return err
+	case <-ctx.Done():
+		go func() {
+			<-done
+			io.Destroy()
+		}()
+		return ctx.Err()
 	}
-	return io, err
 }
 
 // openVolSides opens the volume's target pool (an error there ends the
@@ -99,9 +118,6 @@ func (b *Backend) openVolSides(ctx context.Context, vol sdk.Volume) (v *volConns
 		if err != nil {
 			srcIO.Destroy()
 			err = unreachable(ctx, v.src, fmt.Errorf("read image %s/%s: %w", v.src.m.Pool, v.name, err))
-			if errors.Is(err, errUnreachable) {
-				b.dropConn(v.src, false)
-			}
 		} else {
 			v.srcIO = srcIO
 		}
