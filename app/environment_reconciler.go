@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -38,7 +39,8 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		return result{requeue: e.cfg.PollInterval}, nil
 	}
 	to := &statusTarget{key: res.StatusKey(), subject: core.SubjectEnvironment, event: res.Key(), current: status}
-	op, err := core.DecodeEnvironmentOperation(opData)
+	rec, err := core.DecodeEnvironmentOperation(opData)
+	op := rec.Operation
 	if err != nil {
 		return e.badInput(ctx, lead, to, "decode_operation", fmt.Errorf("%s: %w", res.OperationKey(), err))
 	}
@@ -67,11 +69,13 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		})
 		plan = core.PlanEnvironment(in)
 	}
+	var report ports.CleanupReport // what the teardown could not do
 	out, failed, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {
 		if plan.Action == core.ActPrepare {
 			return backend.PrepareEnvironment(ctx, env)
 		}
-		_, err := backend.TeardownEnvironment(ctx, env, false)
+		var err error
+		report, err = backend.TeardownEnvironment(ctx, env, rec.Force)
 		return err
 	})
 	if err != nil {
@@ -81,14 +85,30 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		if err := e.deleteKeys(ctx, lead, []string{res.Key()}, []string{res.Key() + "/"}); err != nil {
 			return result{failed: true}, fmt.Errorf("delete environment keys: %w", err)
 		}
-		e.log.Info("environment stopped; keys deleted", "environment", res.Key())
-		e.report(ctx, ports.LevelInfo, core.FinishedCode(core.SubjectEnvironment, op), res.Key(), "environment %s stopped, keys deleted", res.Key())
+		e.finishedEnvironment(ctx, res.Key(), op, rec.Force, report.Leftovers)
 		return result{finished: true}, nil
 	}
 	if failed || in.ObserveErr != nil {
 		return result{failed: true}, nil
 	}
 	return result{requeue: e.pollFor(to.current)}, nil
+}
+
+// finishedEnvironment reports a stopped environment: one event, listing
+// what the teardown left if it left anything.
+func (e *Engine) finishedEnvironment(ctx context.Context, key string, op core.Operation, force bool, leftovers []string) {
+	how := "stopped"
+	if force {
+		how = "stopped by force"
+	}
+	if len(leftovers) > 0 {
+		e.log.Warn("environment stopped with leftovers; keys deleted", "environment", key, "force", force, "leftovers", leftovers)
+		e.report(ctx, ports.LevelWarn, core.LeftoversCode(core.SubjectEnvironment, op), key,
+			"environment %s %s, keys deleted; left behind: %s", key, how, strings.Join(leftovers, "; "))
+		return
+	}
+	e.log.Info("environment stopped; keys deleted", "environment", key, "force", force)
+	e.report(ctx, ports.LevelInfo, core.FinishedCode(core.SubjectEnvironment, op), key, "environment %s %s, keys deleted", key, how)
 }
 
 // volumesIn lists the mirror volumes present in an environment.

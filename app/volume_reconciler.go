@@ -116,14 +116,17 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 		}
 		plan = core.PlanVolume(in)
 	}
+	var report ports.CleanupReport // what a stop could not do
 	out, failed, err := e.execute(ctx, lead, to, plan, func(ctx context.Context) error {
-		return volumeAction(ctx, backend, vol, plan.Action)
+		var err error
+		report, err = volumeAction(ctx, backend, vol, plan.Action)
+		return err
 	})
 	if err != nil {
 		return result{failed: true}, err
 	}
 	if out.Finish {
-		return e.finishVolume(ctx, lead, ref, op, nil)
+		return e.finishVolume(ctx, lead, ref, op, report.Leftovers)
 	}
 	snaps := e.reconcileSnapshots(ctx, lead, backend, vol, ref, v.snapshots, to.current)
 
@@ -146,22 +149,22 @@ func settledState(st *core.Status) bool {
 	return st != nil && st.ErrorReason == nil && (st.StateCode == core.StateMirroring || st.StateCode == core.StatePaused)
 }
 
-// volumeAction runs one volume action on the backend.
-func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume, a core.Action) error {
+// volumeAction runs one volume action on the backend, with what it could
+// not do (a stop's report).
+func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume, a core.Action) (ports.CleanupReport, error) {
 	switch a {
 	case core.ActStart:
-		return b.StartVolume(ctx, vol)
+		return ports.CleanupReport{}, b.StartVolume(ctx, vol)
 	case core.ActResume:
-		return b.ResumeVolume(ctx, vol)
+		return ports.CleanupReport{}, b.ResumeVolume(ctx, vol)
 	case core.ActPause:
-		return b.PauseVolume(ctx, vol)
+		return ports.CleanupReport{}, b.PauseVolume(ctx, vol)
 	case core.ActStop:
-		_, err := b.StopVolume(ctx, vol)
-		return err
+		return b.StopVolume(ctx, vol)
 	case core.ActDeleteTarget:
-		return b.DeleteTarget(ctx, vol)
+		return ports.CleanupReport{}, b.DeleteTarget(ctx, vol)
 	}
-	return fmt.Errorf("action %q is not a volume action", a)
+	return ports.CleanupReport{}, fmt.Errorf("action %q is not a volume action", a)
 }
 
 // destroyOnBackend is the forced teardown (docs/contract.md §4.3): best effort
@@ -190,6 +193,8 @@ func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v vol
 
 // finishVolume deletes the volume's keys (its record, operation, status
 // and snapshot records): the end of stop, stop_and_delete and destroy.
+// leftovers is what the backend could not do (a destroy's, or a stop's
+// with the source unreachable): the ending event lists it.
 func (e *Engine) finishVolume(ctx context.Context, lead ports.Leadership, ref core.VolumeRef, op core.Operation, leftovers []string) (result, error) {
 	if ctx.Err() != nil {
 		return result{}, ctx.Err() // a destroy cut short by a lost lead or a stop: the next leader does it again
@@ -199,14 +204,25 @@ func (e *Engine) finishVolume(ctx context.Context, lead ports.Leadership, ref co
 		return result{failed: true}, fmt.Errorf("delete volume keys: %w", err)
 	}
 	if len(leftovers) > 0 {
-		msg := fmt.Sprintf("volume %s destroyed; left behind: %s", key, strings.Join(leftovers, "; "))
-		e.log.Warn("volume destroyed with leftovers", "volume", key, "leftovers", leftovers)
-		e.report(ctx, ports.LevelWarn, core.LeftoversCode(), key, "%s", msg)
+		msg := fmt.Sprintf("volume %s: %s; keys deleted; left behind: %s", key, endedWith(op), strings.Join(leftovers, "; "))
+		e.log.Warn("volume finished with leftovers", "volume", key, "operation", op, "leftovers", leftovers)
+		e.report(ctx, ports.LevelWarn, core.LeftoversCode(core.SubjectVolume, op), key, "%s", msg)
 	} else {
 		e.log.Info("volume finished; keys deleted", "volume", key, "operation", op)
 		e.report(ctx, ports.LevelInfo, core.FinishedCode(core.SubjectVolume, op), key, "volume %s: %s done, keys deleted", key, op)
 	}
 	return result{finished: true}, nil
+}
+
+// endedWith says how a volume operation that left something ended.
+func endedWith(op core.Operation) string {
+	switch op {
+	case core.OpStop:
+		return "stopped, the target copy kept as a standalone volume"
+	case core.OpDestroy:
+		return "destroyed"
+	}
+	return string(op) + " done"
 }
 
 // environmentState reads an environment's state from the cache.

@@ -17,12 +17,14 @@ func BackendEnvironment(id EnvironmentID, src, tgt Storage, srcMeta, tgtMeta jso
 	}
 	return ports.Environment{
 		ID:     id.String(),
-		Source: backendStorage(src, srcMeta),
-		Target: backendStorage(tgt, tgtMeta),
+		Source: BackendStorage(src, srcMeta),
+		Target: BackendStorage(tgt, tgtMeta),
 	}, nil
 }
 
-func backendStorage(s Storage, meta json.RawMessage) ports.Storage {
+// BackendStorage is the backend's view of a storage record and its
+// metadata.
+func BackendStorage(s Storage, meta json.RawMessage) ports.Storage {
 	return ports.Storage{ClusterID: s.ClusterID, StorageID: s.StorageID, Type: s.Type, BackendName: s.BackendName, Metadata: meta}
 }
 

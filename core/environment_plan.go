@@ -32,18 +32,19 @@ func PlanEnvironment(in EnvironmentInput) Plan {
 		if in.Observed.Ready {
 			return in.write(in.status(StateMirroring, nil))
 		}
-		// Not ready: prepare (idempotent), showing initializing meanwhile.
-		// An environment in error stays in error while it retries, so the
-		// reason stays visible. A ready one stays mirroring while it is
-		// prepared again: a new leader on another host finds the work the
-		// old host ran for it gone, and a takeover is no change of state
-		// (only a failed prepare is).
+		// Not ready: prepare (idempotent), showing initializing meanwhile,
+		// with what the backend says is missing (written again only when
+		// it changes). An environment in error stays in error while it
+		// retries, so the failure's reason stays visible. A ready one stays
+		// mirroring while it is prepared again: a new leader on another
+		// host finds the work the old host ran for it gone, and a takeover
+		// is no change of state (only a failed prepare is).
 		if in.Status != nil && in.Status.StateCode == StateMirroring {
 			return in.act(ActPrepare, Outcome{})
 		}
 		p := in.act(ActPrepare, Outcome{Write: in.status(StateMirroring, nil)})
 		if in.Status == nil || in.Status.StateCode != StateError {
-			p.Write = in.status(StateInitializing, nil)
+			p.Write = in.status(StateInitializing, notReadyReason(in.Observed.Description))
 		}
 		return p
 	case OpStop:
@@ -61,6 +62,18 @@ func PlanEnvironment(in EnvironmentInput) Plan {
 		Code:     Code(SubjectEnvironment, "refused", "operation", "unknown_operation"),
 		Contents: fmt.Sprintf("operation %q is not an environment operation (start, stop)", in.Operation),
 	}))
+}
+
+// notReadyReason is the waiting reason of an environment being prepared:
+// the backend's own words on what is missing.
+func notReadyReason(description string) *Reason {
+	if strings.TrimSpace(description) == "" {
+		description = "the backend gives no details"
+	}
+	return &Reason{
+		Code:     Code(SubjectEnvironment, "waiting", "prepare", "not_ready"),
+		Contents: "the environment is not ready yet, preparing it: " + description,
+	}
 }
 
 func (in EnvironmentInput) write(st *Status) Plan {

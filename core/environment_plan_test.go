@@ -27,12 +27,15 @@ func TestPlanEnvironment(t *testing.T) {
 		in   core.EnvironmentInput
 		want want
 	}{
-		"start, no status, not ready: prepare": {
+		"start, no status, not ready: prepare, saying why": {
 			core.EnvironmentInput{Operation: core.OpStart, Observed: notReady},
-			want{write: initializing, action: core.ActPrepare, success: mirroring}},
-		"start, initializing, not ready: prepare again": {
+			want{write: initializing, code: "cdm-dr.mirror.environment.waiting-prepare-not_ready", action: core.ActPrepare, success: mirroring}},
+		"start, initializing, not ready: prepare again, saying why": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(initializing, start), Observed: notReady},
-			want{write: initializing, action: core.ActPrepare, success: mirroring}},
+			want{write: initializing, code: "cdm-dr.mirror.environment.waiting-prepare-not_ready", action: core.ActPrepare, success: mirroring}},
+		"start, stopping, not ready: prepare, saying why": {
+			core.EnvironmentInput{Operation: core.OpStart, Status: st(stopping, core.OpStop), Observed: notReady},
+			want{write: initializing, code: "cdm-dr.mirror.environment.waiting-prepare-not_ready", action: core.ActPrepare, success: mirroring}},
 		"start, mirroring, not ready any more: prepare, keeping mirroring": {
 			core.EnvironmentInput{Operation: core.OpStart, Status: st(mirroring, start), Observed: notReady},
 			want{action: core.ActPrepare}},
@@ -86,6 +89,23 @@ func TestPlanEnvironment(t *testing.T) {
 				t.Errorf("OnSuccess.Finish = %v, want %v", p.OnSuccess.Finish, w.finish)
 			}
 		})
+	}
+}
+
+// TestPlanEnvironmentNotReadySaysWhy: the waiting reason of an environment
+// being prepared carries the backend's description, and one that says
+// nothing still gets words.
+func TestPlanEnvironmentNotReadySaysWhy(t *testing.T) {
+	t.Parallel()
+	for desc, want := range map[string]string{
+		"pool volumesdr does not exist on storage 13": "pool volumesdr does not exist on storage 13",
+		"": "no details",
+	} {
+		p := core.PlanEnvironment(core.EnvironmentInput{Operation: core.OpStart,
+			Observed: &ports.EnvironmentHealth{Description: desc}})
+		if p.Write == nil || p.Write.ErrorReason == nil || !strings.Contains(p.Write.ErrorReason.Contents, want) {
+			t.Errorf("description %q: write %+v, want a reason containing %q", desc, p.Write, want)
+		}
 	}
 }
 

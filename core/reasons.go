@@ -59,6 +59,10 @@ func FinishedCode(subject string, op Operation) string {
 	return CodePrefix + subject + ".finished-" + string(op)
 }
 
-// LeftoversCode is the event code of a destroy that left something on a
-// storage: cdm-dr.mirror.volume.destroy-leftovers-found.
-func LeftoversCode() string { return Code(SubjectVolume, "destroy", "leftovers", "found") }
+// LeftoversCode is the event code of an operation that ended with its
+// resource's keys deleted but left something on a storage, listed in the
+// event: cdm-dr.mirror.{subject}.{operation}-leftovers-found (a volume's
+// destroy or stop, an environment's stop).
+func LeftoversCode(subject string, op Operation) string {
+	return Code(subject, string(op), "leftovers", "found")
+}

@@ -81,6 +81,7 @@ func ruleFamilies() []codeFamily {
 		{"volume", "refused", []string{"operation"}, []string{"start", "resume", "pause", "stop", "stop_and_delete"}},
 		{"environment", "failure", []string{"observe"}, Causes()},
 		{"environment", "failure", []string{"prepare", "teardown"}, causesBut("in_progress")},
+		{"environment", "waiting", []string{"prepare"}, []string{"not_ready"}},
 		{"environment", "waiting", []string{"stop"}, []string{"volumes_remain"}},
 		{"environment", "refused", []string{"operation"}, []string{"unknown_operation"}},
 		{"snapshot", "failure", []string{"observe"}, Causes()},
@@ -103,7 +104,9 @@ func EventCodes() []string {
 		FinishedCode(SubjectVolume, OpStopAndDelete),
 		FinishedCode(SubjectVolume, OpDestroy),
 		FinishedCode(SubjectEnvironment, OpStop),
-		LeftoversCode(),
+		LeftoversCode(SubjectVolume, OpStop),
+		LeftoversCode(SubjectVolume, OpDestroy),
+		LeftoversCode(SubjectEnvironment, OpStop),
 		Code("snapshot", "failure", "decode_event", "malformed"),
 	}
 	sort.Strings(codes)

@@ -153,6 +153,10 @@ func checkPair(key string, id EnvironmentID, src, tgt StorageRef) error {
 // OperationRecord is an .../operation value.
 type OperationRecord struct {
 	Operation Operation `json:"operation"`
+	// Force asks an environment's stop to tear down even what the backend
+	// still replicates (docs/contract.md §3.1). Read with an environment's
+	// stop only: a start has nothing to force, and volumes ignore it.
+	Force bool `json:"force,omitempty"`
 }
 
 // DecodeVolumeOperation decodes a volume's operation record.
@@ -166,15 +170,26 @@ func DecodeVolumeOperation(data []byte) (Operation, error) {
 	return ParseVolumeOperation(w.Operation)
 }
 
-// DecodeEnvironmentOperation decodes an environment's operation record.
-func DecodeEnvironmentOperation(data []byte) (Operation, error) {
+// DecodeEnvironmentOperation decodes an environment's operation record:
+// its operation and force (a force that is not a boolean is malformed;
+// with start it is read and ignored).
+func DecodeEnvironmentOperation(data []byte) (OperationRecord, error) {
 	var w struct {
 		Operation string `json:"operation"`
+		Force     *bool  `json:"force"`
 	}
 	if err := decode(data, &w); err != nil {
-		return "", fmt.Errorf("operation: %w", err)
+		return OperationRecord{}, fmt.Errorf("operation: %w", err)
 	}
-	return ParseEnvironmentOperation(w.Operation)
+	op, err := ParseEnvironmentOperation(w.Operation)
+	if err != nil {
+		return OperationRecord{}, err
+	}
+	rec := OperationRecord{Operation: op}
+	if w.Force != nil && op == OpStop {
+		rec.Force = *w.Force
+	}
+	return rec, nil
 }
 
 // Reason is a status's error_reason: a stable dotted code and words a

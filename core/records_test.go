@@ -315,8 +315,8 @@ func TestDecodeOperations(t *testing.T) {
 	}
 	for _, op := range []string{"start", "stop"} {
 		got, err := core.DecodeEnvironmentOperation([]byte(`{"operation":"` + op + `"}`))
-		if err != nil || string(got) != op {
-			t.Errorf("DecodeEnvironmentOperation(%s) = %q, %v", op, got, err)
+		if err != nil || string(got.Operation) != op || got.Force {
+			t.Errorf("DecodeEnvironmentOperation(%s) = %+v, %v", op, got, err)
 		}
 	}
 	if got, err := core.DecodeVolumeOperation([]byte(`{"operation":"pause","requested_by":"dr-manager"}`)); err != nil || got != core.OpPause {
@@ -344,6 +344,8 @@ func TestDecodeOperations(t *testing.T) {
 		"env empty name":  {`{"operation":""}`, true, core.ErrUnknownOperation},
 		"env bad JSON":    {`{`, true, core.ErrMalformed},
 		"env empty value": {``, true, core.ErrMalformed},
+		"env force text":  {`{"operation":"stop","force":"yes"}`, true, core.ErrMalformed},
+		"env force 1":     {`{"operation":"stop","force":1}`, true, core.ErrMalformed},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -351,7 +353,9 @@ func TestDecodeOperations(t *testing.T) {
 			var err error
 			var got core.Operation
 			if c.env {
-				got, err = core.DecodeEnvironmentOperation([]byte(c.data))
+				var rec core.OperationRecord
+				rec, err = core.DecodeEnvironmentOperation([]byte(c.data))
+				got = rec.Operation
 			} else {
 				got, err = core.DecodeVolumeOperation([]byte(c.data))
 			}
@@ -360,6 +364,20 @@ func TestDecodeOperations(t *testing.T) {
 				t.Errorf("returned %q with the error", got)
 			}
 		})
+	}
+	forces := map[string]core.OperationRecord{
+		`{"operation":"stop","force":true}`:  {Operation: core.OpStop, Force: true},
+		`{"operation":"stop","force":false}`: {Operation: core.OpStop},
+		`{"operation":"stop","force":null}`:  {Operation: core.OpStop},
+		`{"operation":"start","force":true}`: {Operation: core.OpStart}, // a start has nothing to force
+	}
+	for data, want := range forces {
+		if got, err := core.DecodeEnvironmentOperation([]byte(data)); err != nil || got != want {
+			t.Errorf("DecodeEnvironmentOperation(%s) = %+v, %v; want %+v", data, got, err, want)
+		}
+	}
+	if got, err := core.DecodeVolumeOperation([]byte(`{"operation":"stop","force":"yes"}`)); err != nil || got != core.OpStop {
+		t.Errorf("a volume's operation with force (ignored) = %q, %v", got, err)
 	}
 	if _, err := core.ParseVolumeOperation("restart"); err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Errorf("ParseVolumeOperation error %v does not name the operation", err)

@@ -52,6 +52,7 @@ type Backend struct {
 	snapWait      map[string]int // SnapshotStatus calls still reporting pending
 	health        map[string]ports.EnvironmentHealth
 	leftovers     map[string][]string
+	reports       map[string][]string // "Method subject" → leftovers a successful call reports
 
 	failNext   map[string][]error
 	failAlways map[string]error
@@ -81,6 +82,7 @@ func NewBackend(types ...string) *Backend {
 		snapWait:   map[string]int{},
 		health:     map[string]ports.EnvironmentHealth{},
 		leftovers:  map[string][]string{},
+		reports:    map[string][]string{},
 		failNext:   map[string][]error{},
 		failAlways: map[string]error{},
 		gates:      map[string]chan struct{}{},
@@ -134,9 +136,14 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env ports.Environment) 
 	return b.mem.EnvironmentStatus(ctx, env)
 }
 
-// TeardownEnvironment implements ports.StorageBackend.
+// TeardownEnvironment implements ports.StorageBackend. A forced call is
+// logged as "TeardownEnvironment <env ID> force".
 func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment, force bool) (ports.CleanupReport, error) {
-	if err := b.enter(ctx, "TeardownEnvironment", env.ID); err != nil {
+	subject := env.ID
+	if force {
+		subject += " force"
+	}
+	if err := b.enter(ctx, "TeardownEnvironment", subject); err != nil {
 		return ports.CleanupReport{}, err
 	}
 	rep, err := b.mem.TeardownEnvironment(ctx, env, force)
@@ -145,6 +152,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env ports.Environment
 	}
 	b.mu.Lock()
 	delete(b.health, env.ID)
+	rep.Leftovers = append(rep.Leftovers, b.reports["TeardownEnvironment "+subject]...)
 	b.mu.Unlock()
 	return rep, nil
 }
@@ -243,7 +251,14 @@ func (b *Backend) StopVolume(ctx context.Context, vol ports.Volume) (ports.Clean
 		return ports.CleanupReport{}, err
 	}
 	b.releaseCopy(vol.VolumeUUID)
-	return b.mem.StopVolume(ctx, vol)
+	rep, err := b.mem.StopVolume(ctx, vol)
+	if err != nil {
+		return rep, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rep.Leftovers = append(rep.Leftovers, b.reports["StopVolume "+vol.VolumeUUID]...)
+	return rep, nil
 }
 
 // DeleteTarget implements ports.StorageBackend. The target still shows
@@ -339,6 +354,10 @@ func (b *Backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (port
 	}
 	return rep, nil
 }
+
+// CutStorage makes the storage unreachable, as a lost site's is, until
+// restore is called (memstorage.Backend.CutStorage).
+func (b *Backend) CutStorage(s ports.Storage) (restore func()) { return b.mem.CutStorage(s) }
 
 // AddSourceVolume makes volumeUUID exist on the source storage.
 func (b *Backend) AddSourceVolume(volumeUUID string) { b.mem.AddSourceVolume(volumeUUID) }
@@ -463,6 +482,16 @@ func (b *Backend) SetLeftovers(volumeUUID string, leftovers ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.leftovers[volumeUUID] = leftovers
+}
+
+// SetReport scripts the leftovers a successful StopVolume (subject: the
+// volume UUID) or TeardownEnvironment (subject: the environment ID, with
+// " force" for a forced call, as CallLog shows it) reports, as a plugin
+// does when one storage is unreachable.
+func (b *Backend) SetReport(method, subject string, leftovers ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reports[method+" "+subject] = leftovers
 }
 
 // FailNext makes the next call of method return err. Several FailNext

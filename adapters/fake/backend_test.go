@@ -47,6 +47,10 @@ func (h backendHarness) HoldFirstCopy(*testing.T) (release func()) {
 	return h.b.HoldFirstCopy(vol.VolumeUUID)
 }
 
+func (h backendHarness) CutSource(*testing.T) (restore func()) {
+	return h.b.CutStorage(env.Source)
+}
+
 func TestBackendConformance(t *testing.T) {
 	plugintest.Run(t, func(t *testing.T) plugintest.Harness { return newBackendHarness(t) })
 }

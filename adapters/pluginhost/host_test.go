@@ -28,6 +28,17 @@ type harness struct {
 	vol      ports.Volume
 	snap     ports.Snapshot
 	holdFile memstorage.HoldFile
+	cutFile  memstorage.CutFile
+}
+
+// CutSource implements plugintest.SourceCutter through the file the
+// source storage's metadata names to the plugin process.
+func (h *harness) CutSource(t *testing.T) (restore func()) {
+	restore, err := h.cutFile.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore
 }
 
 // HoldFirstCopy implements plugintest.FirstCopyHolder through the file
@@ -71,9 +82,11 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
-		env, vol, snap := fixture(exampleType, "hold_first_copy", holdFile)
-		return &harness{be: be, env: env, vol: vol, snap: snap, holdFile: holdFile}
+		dir := t.TempDir()
+		holdFile := memstorage.HoldFile(filepath.Join(dir, "hold"))
+		cutFile := memstorage.CutFile(filepath.Join(dir, "cut"))
+		env, vol, snap := fixture(exampleType, "hold_first_copy", holdFile, "cut_file", cutFile)
+		return &harness{be: be, env: env, vol: vol, snap: snap, holdFile: holdFile, cutFile: cutFile}
 	})
 }
 

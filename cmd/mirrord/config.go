@@ -144,6 +144,12 @@ func envName(flagName string) string {
 
 // loadConfig reads the configuration from args and the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	return loadConfigFor("mirrord", args, getenv, stderr, nil)
+}
+
+// loadConfigFor reads the configuration of the command name (mirrord, or
+// a subcommand), which adds its own flags with extra.
+func loadConfigFor(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
 	// The file comes first, so find --config before parsing the rest.
 	file := getenv("MIRRORD_CONFIG")
 	pre := flag.NewFlagSet("mirrord", flag.ContinueOnError)
@@ -165,8 +171,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	}
 
-	fs := flag.NewFlagSet("mirrord", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [flags]\n", name)
+		if extra == nil {
+			fmt.Fprintln(stderr, "       mirrord leftovers [flags]    list what the plugins left on the storages (-h for its flags)")
+		}
+		fs.PrintDefaults()
+	}
+	if extra != nil {
+		extra(fs)
+	}
 	fs.String("config", file, "YAML configuration file (or MIRRORD_CONFIG)")
 	for _, o := range c.options() {
 		if v := getenv(envName(o.name)); v != "" {

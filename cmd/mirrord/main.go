@@ -4,6 +4,8 @@
 //
 //	mirrord --embedded /var/lib/mirrord    # development: in-process etcd and NATS
 //	mirrord --config /etc/mirrord.yaml     # production
+//	mirrord leftovers --config /etc/mirrord.yaml [-o json]
+//	                                       # what the plugins left on the storages
 package main
 
 //go:generate go tool wire
@@ -19,7 +21,16 @@ import (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+	os.Exit(command(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// command runs what args ask for: the daemon, or a subcommand named by
+// the first argument. It returns the exit code.
+func command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "leftovers" {
+		return runLeftovers(ctx, args[1:], getenv, stdout, stderr)
+	}
+	return run(ctx, args, getenv, stderr)
 }
 
 // run is main without the process: it returns the exit code. It stops

@@ -10,7 +10,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if os.Getenv(runAsMirrord) != "" {
-		os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stderr))
+		os.Exit(command(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)
 }

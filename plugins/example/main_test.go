@@ -43,26 +43,31 @@ var storageIDs atomic.Uint64
 
 // harness is one subtest's fixture. The test cannot reach into the plugin
 // process, so the source storage's metadata lists the volume and snapshot
-// that exist on it and names the file that holds its first copies
-// (memstorage reads {"volumes": [...], "snapshots": {snapshot: volume},
-// "hold_first_copy": path}); a real plugin's harness creates them on its
-// real source storage instead, and holds a first copy there.
+// that exist on it and names the files that hold its first copies and cut
+// it off (memstorage reads {"volumes": [...], "snapshots": {snapshot:
+// volume}, "hold_first_copy": path, "cut_file": path}); a real plugin's
+// harness creates them on its real source storage instead, holds a first
+// copy there and cuts the network path to it.
 type harness struct {
 	b        sdk.Backend
 	env      sdk.Environment
 	vol      sdk.Volume
 	snap     sdk.Snapshot
 	holdFile memstorage.HoldFile
+	cutFile  memstorage.CutFile
 }
 
 func newHarness(t *testing.T, b sdk.Backend) plugintest.Harness {
 	src, dst := storageIDs.Add(1), storageIDs.Add(1)
 	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
-	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+	dir := t.TempDir()
+	holdFile := memstorage.HoldFile(filepath.Join(dir, "hold"))
+	cutFile := memstorage.CutFile(filepath.Join(dir, "cut"))
 	source, err := json.Marshal(map[string]any{
 		"volumes":         []string{volUUID},
 		"snapshots":       map[string]string{snapUUID: volUUID},
 		"hold_first_copy": holdFile,
+		"cut_file":        cutFile,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +78,7 @@ func newHarness(t *testing.T, b sdk.Backend) plugintest.Harness {
 		Target: sdk.Storage{ClusterID: 2, StorageID: dst, Type: StorageType, BackendName: "example-dr"},
 	}
 	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: volUUID}
-	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, snap: sdk.Snapshot{
+	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, cutFile: cutFile, snap: sdk.Snapshot{
 		Volume: vol, SnapshotID: src, SnapshotUUID: snapUUID, SnapshotName: "snapshot-" + snapUUID,
 	}}
 }
@@ -92,4 +97,14 @@ func (h *harness) HoldFirstCopy(t *testing.T) (release func()) {
 		t.Fatal(err)
 	}
 	return release
+}
+
+// CutSource implements plugintest.SourceCutter: while the file exists,
+// the plugin cannot reach the source storage.
+func (h *harness) CutSource(t *testing.T) (restore func()) {
+	restore, err := h.cutFile.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore
 }

@@ -56,6 +56,17 @@ type harness struct {
 	vol      sdk.Volume
 	snap     sdk.Snapshot
 	holdFile memstorage.HoldFile
+	cutFile  memstorage.CutFile
+}
+
+// CutSource implements plugintest.SourceCutter through the file the
+// source storage's metadata names.
+func (h *harness) CutSource(t *testing.T) (restore func()) {
+	restore, err := h.cutFile.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore
 }
 
 // HoldFirstCopy implements plugintest.FirstCopyHolder through the file
@@ -76,21 +87,23 @@ func (h *harness) Timeout() time.Duration       { return 5 * time.Second }
 
 // newHarness returns a fresh environment of memstorage's default type
 // whose source storage lists one volume and one snapshot in its
-// metadata, and names the file that holds its first copies: how a
-// harness reaches inside a plugin process.
+// metadata, and names the files that hold its first copies and cut it
+// off: how a harness reaches inside a plugin process.
 func newHarness(t *testing.T, b sdk.Backend) *harness {
 	src, dst := storageIDs.Add(1), storageIDs.Add(1)
 	volUUID, snapUUID := plugintest.NewUUID(), plugintest.NewUUID()
-	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+	dir := t.TempDir()
+	holdFile := memstorage.HoldFile(filepath.Join(dir, "hold"))
+	cutFile := memstorage.CutFile(filepath.Join(dir, "cut"))
 	env := sdk.Environment{
 		ID: fmt.Sprintf("storage.%d.%d", src, dst),
 		Source: sdk.Storage{ClusterID: 1, StorageID: src, Type: memstorage.DefaultType, BackendName: "memory",
-			Metadata: json.RawMessage(fmt.Sprintf(`{"volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q}`,
-				volUUID, snapUUID, volUUID, holdFile))},
+			Metadata: json.RawMessage(fmt.Sprintf(`{"volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q, "cut_file": %q}`,
+				volUUID, snapUUID, volUUID, holdFile, cutFile))},
 		Target: sdk.Storage{ClusterID: 2, StorageID: dst, Type: memstorage.DefaultType, BackendName: "memory"},
 	}
 	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: volUUID}
-	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, snap: sdk.Snapshot{
+	return &harness{b: b, env: env, vol: vol, holdFile: holdFile, cutFile: cutFile, snap: sdk.Snapshot{
 		Volume: vol, SnapshotID: src, SnapshotUUID: snapUUID, SnapshotName: "snapshot-" + snapUUID,
 	}}
 }

@@ -34,6 +34,9 @@ type Backend struct {
 	daemons  map[string]*mirrorDaemon
 	migrated map[string]bool // environments whose last-release files were moved into the cluster
 	copied   sync.Map        // target image id → its first copy was seen complete
+	// capsChecked holds the last capability check of each pair of
+	// storages (capsKey → capsCheck), which EnvironmentStatus reuses.
+	capsChecked sync.Map
 
 	// pauseLoopDelay, zero but in tests, keeps the supervisor from
 	// applying pauses that long after an rbd-mirror starts: a test of

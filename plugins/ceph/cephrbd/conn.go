@@ -145,10 +145,16 @@ func (b *Backend) ioctx(ctx context.Context, sd side, admin bool) (*rados.IOCont
 			return nil, err
 		}
 		if errors.Is(err, rados.ErrNotFound) {
-			return nil, fmt.Errorf("pool %s does not exist on storage %s: %w", sd.m.Pool, sd.key(), sdk.ErrPrecondition)
+			return nil, errNoPool(sd)
 		}
 		b.dropConn(sd, admin)
 		return nil, fmt.Errorf("open pool %s on storage %s: %w", sd.m.Pool, sd.key(), err)
 	}
 	return io, nil
+}
+
+// errNoPool says that sd's pool does not exist, and what to do.
+func errNoPool(sd side) error {
+	return fmt.Errorf("pool %s does not exist on storage %s; create it (`ceph osd pool create %s` and `rbd pool init %s`) "+
+		"or set the storage's pool to one that exists: %w", sd.m.Pool, sd.key(), sd.m.Pool, sd.m.Pool, sdk.ErrPrecondition)
 }

@@ -13,8 +13,9 @@ import (
 
 var rbdGetMirrorSiteName = rbd.GetMirrorSiteName
 
-// envConns is an environment's two sides with admin connections and
-// pools open.
+// envConns is an environment's two sides with connections and pools
+// open as each side's most privileged user: its admin when the metadata
+// gives one, else its client.
 type envConns struct {
 	src, dst         side
 	srcConn, dstConn *rados.Conn
@@ -79,11 +80,14 @@ func (b *Backend) openEnv(ctx context.Context, env sdk.Environment) (*envConns, 
 // monitor addresses.
 func (e *envConns) readSites(ctx context.Context) error {
 	var err error
+	const doing = "read the mirror site name (config-key get rbd/mirror/site_name)"
 	if e.srcSite, err = siteName(ctx, e.srcConn); err != nil {
-		return fmt.Errorf("mirror site name of storage %s: %w", e.src.key(), err)
+		return denied(fmt.Errorf("mirror site name of storage %s: %w", e.src.key(), err),
+			e.src, true, roleSource, doing, "mon 'profile rbd-mirror-peer'")
 	}
 	if e.dstSite, err = siteName(ctx, e.dstConn); err != nil {
-		return fmt.Errorf("mirror site name of storage %s: %w", e.dst.key(), err)
+		return denied(fmt.Errorf("mirror site name of storage %s: %w", e.dst.key(), err),
+			e.dst, true, roleTarget, doing, "mon 'profile rbd-mirror'")
 	}
 	if e.srcMonHost, err = e.srcConn.GetConfigOption("mon_host"); err != nil {
 		return fmt.Errorf("mon_host of storage %s: %w", e.src.key(), err)
@@ -104,7 +108,8 @@ func siteName(ctx context.Context, conn *rados.Conn) (string, error) {
 func (e *envConns) peers(ctx context.Context) (ours *rbd.MirrorPeerSite, foreign *rbd.MirrorPeerSite, err error) {
 	list, err := call(ctx, func() ([]*rbd.MirrorPeerSite, error) { return rbd.ListMirrorPeerSite(e.dstIO) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("list mirror peers of pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err)
+		return nil, nil, denied(fmt.Errorf("list mirror peers of pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err),
+			e.dst, true, roleTarget, "list the mirror peers of pool "+e.dst.m.Pool, "osd '"+osdCaps(e.dst.m.Pool)+"'")
 	}
 	for _, p := range list {
 		if p.Direction == rbd.MirrorPeerDirectionTx {

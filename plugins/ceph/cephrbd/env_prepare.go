@@ -28,6 +28,9 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	}
 	defer e.close()
 	// Check everything that can refuse before changing anything.
+	if err := b.preflight(ctx, e, 0); err != nil {
+		return err
+	}
 	ours, modes, err := e.checkPreparable(ctx)
 	if err != nil {
 		return err
@@ -40,18 +43,19 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 		return err
 	}
 	if err := b.migrateLegacy(ctx, e.dstIO, env.ID); err != nil {
-		return err
+		return e.deniedOnTarget(err, "move the records of an earlier version into pool metadata")
 	}
 	if err := writeMarker(ctx, e.dstIO, env.ID, marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite}); err != nil {
-		return err
+		return e.deniedOnTarget(err, "record the environment as prepared in the metadata of pool "+e.dst.m.Pool)
 	}
 	return b.startDaemon(ctx, env, e.dst, e.dstSite)
 }
 
-// checkPreparable refuses what this environment cannot be prepared on:
-// one cluster for both sides, a target pool that pulls from another
-// cluster, a pool in pool mode. It returns our peer (nil when missing)
-// and both pools' mirror modes.
+// checkPreparable refuses, after the preflight (pools of different
+// names, a user without a capability it needs, a full target pool), what
+// this environment cannot be prepared on: one cluster for both sides, a
+// target pool that pulls from another cluster, a pool in pool mode. It
+// returns our peer (nil when missing) and both pools' mirror modes.
 func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []rbd.MirrorMode, error) {
 	if e.srcSite == e.dstSite {
 		return nil, nil, fmt.Errorf("storages %s and %s have the same mirror site name %q (the same cluster?); rbd-mirror needs two clusters: %w",
@@ -71,7 +75,7 @@ func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []
 	for _, p := range e.pools() {
 		mode, err := mirrorMode(ctx, p)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, denied(err, p.s, true, roleOf(p.s, e.src), "read the mirror mode of pool "+p.s.m.Pool, "osd '"+osdCaps(p.s.m.Pool)+"'")
 		}
 		if mode == rbd.MirrorModePool {
 			return nil, nil, fmt.Errorf("pool %s on storage %s mirrors in pool mode (every image); this product needs image mode. "+
@@ -91,7 +95,8 @@ func (e *envConns) enableImageMode(ctx context.Context, modes []rbd.MirrorMode) 
 			continue
 		}
 		if err := do(ctx, func() error { return rbd.SetMirrorMode(p.io, rbd.MirrorModeImage) }); err != nil {
-			return fmt.Errorf("enable image mirroring on pool %s of storage %s: %w", p.s.m.Pool, p.s.key(), err)
+			return denied(fmt.Errorf("enable image mirroring on pool %s of storage %s: %w", p.s.m.Pool, p.s.key(), err),
+				p.s, true, roleOf(p.s, e.src), "enable image mirroring on pool "+p.s.m.Pool, "")
 		}
 	}
 	return nil
@@ -99,21 +104,30 @@ func (e *envConns) enableImageMode(ctx context.Context, modes []rbd.MirrorMode) 
 
 // ensurePeer registers the source as the rx peer of the target pool
 // unless ours is it already, and gives the peer the source's monitors
-// and the peer user's key.
+// and the peer user's name and key.
 func (b *Backend) ensurePeer(ctx context.Context, env sdk.Environment, e *envConns, ours *rbd.MirrorPeerSite) error {
-	key, err := b.peerKey(ctx, e)
+	client, key, err := b.peerUser(ctx, e)
 	if err != nil {
 		return err
 	}
 	if ours == nil {
 		uuid, err := call(ctx, func() (string, error) {
-			return rbd.AddMirrorPeerSite(e.dstIO, e.srcSite, peerClient, rbd.MirrorPeerDirectionRx)
+			return rbd.AddMirrorPeerSite(e.dstIO, e.srcSite, client, rbd.MirrorPeerDirectionRx)
 		})
 		if err != nil {
-			return fmt.Errorf("add storage %s as mirror peer of pool %s on storage %s: %w", e.src.key(), e.dst.m.Pool, e.dst.key(), err)
+			return e.deniedOnTarget(fmt.Errorf("add storage %s as mirror peer of pool %s on storage %s: %w", e.src.key(), e.dst.m.Pool, e.dst.key(), err),
+				"add a mirror peer to pool "+e.dst.m.Pool)
 		}
-		ours = &rbd.MirrorPeerSite{UUID: uuid, SiteName: e.srcSite, ClientName: peerClient}
+		ours = &rbd.MirrorPeerSite{UUID: uuid, SiteName: e.srcSite, ClientName: client}
 		b.log.Info("added mirror peer", "env", env.ID, "pool", e.dst.m.Pool, "target", e.dst.key(), "peer_site", e.srcSite, "uuid", uuid)
+	}
+	if ours.ClientName != client {
+		// The source's metadata changed (admin credentials given or taken
+		// away): rbd-mirror must read the source as the new peer user.
+		if err := do(ctx, func() error { return rbd.SetMirrorPeerSiteClientName(e.dstIO, ours.UUID, client) }); err != nil {
+			return e.deniedOnTarget(fmt.Errorf("set the user of mirror peer %s on pool %s of storage %s: %w", ours.UUID, e.dst.m.Pool, e.dst.key(), err),
+				"change the user of a mirror peer of pool "+e.dst.m.Pool)
+		}
 	}
 	attrs, err := call(ctx, func() (map[string]string, error) { return rbd.GetAttributesMirrorPeerSite(e.dstIO, ours.UUID) })
 	if err == nil && attrs["mon_host"] == e.srcMonHost && attrs["key"] == key {
@@ -123,14 +137,30 @@ func (b *Backend) ensurePeer(ctx context.Context, env sdk.Environment, e *envCon
 		return rbd.SetAttributesMirrorPeerSite(e.dstIO, ours.UUID, map[string]string{"mon_host": e.srcMonHost, "key": key})
 	})
 	if err != nil {
-		return fmt.Errorf("set the address and key of mirror peer %s on pool %s of storage %s: %w", ours.UUID, e.dst.m.Pool, e.dst.key(), err)
+		return e.deniedOnTarget(fmt.Errorf("set the address and key of mirror peer %s on pool %s of storage %s: %w", ours.UUID, e.dst.m.Pool, e.dst.key(), err),
+			"set a mirror peer's address and key (config-key set rbd/mirror/peer/...)")
 	}
 	return nil
 }
 
-// peerKey creates (or reads) the peer user on the source and returns its
-// key. The key is a secret: it goes only into the peer's attributes.
-func (b *Backend) peerKey(ctx context.Context, e *envConns) (string, error) {
+// deniedOnTarget explains err as denied to the target's user.
+func (e *envConns) deniedOnTarget(err error, doing string) error {
+	return denied(err, e.dst, true, roleTarget, doing, "")
+}
+
+// peerUser is the user the target's rbd-mirror reads the source with,
+// and its key (a secret: it goes only into the peer's attributes). With
+// admin credentials on the source it is client.rbd-mirror-peer, created
+// (or read) there with the least capabilities; without them, the source
+// storage's own client.
+func (b *Backend) peerUser(ctx context.Context, e *envConns) (client, key string, err error) {
+	if !e.src.m.adminGiven {
+		key := bareKey("client."+e.src.m.Client, e.src.m.Keyring)
+		if key == "" {
+			return "", "", fmt.Errorf("the keyring of storage %s holds no key for client.%s: %w", e.src.key(), e.src.m.Client, sdk.ErrPrecondition)
+		}
+		return "client." + e.src.m.Client, key, nil
+	}
 	cmd, _ := json.Marshal(map[string]any{
 		"prefix": "auth get-or-create", "entity": peerClient,
 		"caps": []string{"mon", "profile rbd-mirror-peer", "osd", "profile rbd"}, "format": "json",
@@ -140,15 +170,16 @@ func (b *Backend) peerKey(ctx context.Context, e *envConns) (string, error) {
 		return out, err
 	})
 	if err != nil {
-		return "", fmt.Errorf("create user %s on storage %s: %w", peerClient, e.src.key(), err)
+		return "", "", denied(fmt.Errorf("create user %s on storage %s: %w", peerClient, e.src.key(), err),
+			e.src, true, roleSource, "create the peer user "+peerClient+" (auth get-or-create)", "")
 	}
 	var entries []struct {
 		Key string `json:"key"`
 	}
 	if err := json.Unmarshal(out, &entries); err != nil || len(entries) == 0 || entries[0].Key == "" {
-		return "", fmt.Errorf("create user %s on storage %s: the monitors' answer holds no key", peerClient, e.src.key())
+		return "", "", fmt.Errorf("create user %s on storage %s: the monitors' answer holds no key", peerClient, e.src.key())
 	}
-	return entries[0].Key, nil
+	return peerClient, entries[0].Key, nil
 }
 
 // startDaemon starts (or adopts) the environment's rbd-mirror and waits

@@ -12,7 +12,9 @@ import (
 
 // EnvironmentStatus implements sdk.Backend: ready when both pools mirror
 // in image mode, the source is the target pool's only peer, and the
-// plugin's rbd-mirror runs with no foreign one beside it.
+// plugin's rbd-mirror runs with no foreign one beside it, and nothing
+// PrepareEnvironment checks first is amiss (pool names, capabilities,
+// room on the target). Not ready, its description says why.
 func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (sdk.EnvironmentHealth, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.EnvironmentHealth{}, err
@@ -21,13 +23,32 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 		return sdk.EnvironmentHealth{}, err
 	}
 	e, err := b.openEnv(ctx, env)
+	if isPrecondition(err) {
+		// A missing pool, a refused capability: not ready, and why.
+		return sdk.EnvironmentHealth{Description: reason(err)}, nil
+	}
 	if err != nil {
 		return sdk.EnvironmentHealth{}, err
 	}
 	defer e.close()
 	ok, err := b.prepared(ctx, e.dstIO, env.ID)
 	if err != nil {
+		err = e.deniedOnTarget(err, "read the metadata of pool "+e.dst.m.Pool)
+		if isPrecondition(err) {
+			return sdk.EnvironmentHealth{Description: reason(err)}, nil
+		}
 		return sdk.EnvironmentHealth{}, err
+	}
+	// What PrepareEnvironment would refuse makes a prepared environment
+	// not ready too: a capability taken away, a pool renamed or full.
+	if err := b.preflight(ctx, e, capsRecheck); err != nil {
+		if !isPrecondition(err) {
+			return sdk.EnvironmentHealth{}, err
+		}
+		if !ok {
+			return sdk.EnvironmentHealth{Description: "the environment is not prepared, and cannot be: " + reason(err)}, nil
+		}
+		return sdk.EnvironmentHealth{Description: reason(err)}, nil
 	}
 	if !ok {
 		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil

@@ -77,7 +77,8 @@ func recordedLeftovers(ctx context.Context, io *rados.IOContext) ([]sdk.Leftover
 		if err := json.Unmarshal([]byte(kv[k]), &l); err != nil || l.Name == "" {
 			l = sdk.Leftover{Kind: "record", Name: "pool metadata key " + k,
 				Description: "a leftover record this plugin cannot read",
-				Remedy:      "read it with `rbd pool metadata get POOL " + k + "`, clean what it names, then `rbd pool metadata remove POOL " + k + "`"}
+				Remedy: "read it with `rados -p POOL getomapval rbd_info metadata_" + k + " /dev/stdout`, clean what it names, " +
+					"then `rados -p POOL rmomapkey rbd_info metadata_" + k + "`"}
 		}
 		out = append(out, l)
 	}

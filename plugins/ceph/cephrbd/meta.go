@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -29,6 +30,11 @@ type meta struct {
 	AdminKeyring           string `json:"admin_keyring"`
 	MirrorMode             string `json:"mirror_mode"`
 	MirrorSnapshotInterval string `json:"mirror_snapshot_interval"`
+	// adminGiven says whether the metadata gave admin credentials. Without
+	// them parseMeta sets AdminClient and AdminKeyring to the storage's
+	// own client and keyring: "admin" is then the most privileged user
+	// the metadata gives, and every call runs as the client.
+	adminGiven bool
 }
 
 // storageKey names a storage in file names and as its Ceph cluster name,
@@ -42,7 +48,7 @@ func storageKey(s sdk.Storage) string {
 func parseMeta(s sdk.Storage) (meta, error) {
 	var m meta
 	if len(s.Metadata) == 0 {
-		return m, fmt.Errorf("storage %s has no metadata; it needs pool, conf, client, keyring, admin_client and admin_keyring: %w",
+		return m, fmt.Errorf("storage %s has no metadata; it needs pool, conf, client and keyring (admin_client and admin_keyring are optional): %w",
 			storageKey(s), sdk.ErrPrecondition)
 	}
 	if err := json.Unmarshal(s.Metadata, &m); err != nil {
@@ -53,11 +59,13 @@ func parseMeta(s sdk.Storage) (meta, error) {
 	}
 	for _, f := range []struct{ name, v string }{
 		{"pool", m.Pool}, {"conf", m.Conf}, {"client", m.Client}, {"keyring", m.Keyring},
-		{"admin_client", m.AdminClient}, {"admin_keyring", m.AdminKeyring},
 	} {
 		if strings.TrimSpace(f.v) == "" {
 			return m, fmt.Errorf("metadata of storage %s lacks %q: %w", storageKey(s), f.name, sdk.ErrPrecondition)
 		}
+	}
+	if err := m.checkAdmin(storageKey(s)); err != nil {
+		return m, err
 	}
 	for _, f := range []struct{ name, v string }{{"pool", m.Pool}, {"client", m.Client}, {"admin_client", m.AdminClient}} {
 		if strings.ContainsAny(f.v, "/ \t\n@") || strings.HasPrefix(f.v, ".") {
@@ -67,6 +75,9 @@ func parseMeta(s sdk.Storage) (meta, error) {
 	// "client.cinder" and "cinder" both name client.cinder.
 	m.Client = strings.TrimPrefix(m.Client, "client.")
 	m.AdminClient = strings.TrimPrefix(m.AdminClient, "client.")
+	if !m.adminGiven {
+		m.AdminClient, m.AdminKeyring = m.Client, m.Keyring
+	}
 	switch m.MirrorMode {
 	case "":
 		m.MirrorMode = modeJournal
@@ -82,6 +93,23 @@ func parseMeta(s sdk.Storage) (meta, error) {
 		}
 	}
 	return m, nil
+}
+
+// checkAdmin accepts admin_client and admin_keyring both given or both
+// absent: one without the other is a mistake to show, not to guess at.
+func (m *meta) checkAdmin(key string) error {
+	client, keyring := strings.TrimSpace(m.AdminClient) != "", strings.TrimSpace(m.AdminKeyring) != ""
+	switch {
+	case client && keyring:
+		m.adminGiven = true
+	case client:
+		return fmt.Errorf("metadata of storage %s has \"admin_client\" but lacks \"admin_keyring\"; give both or neither "+
+			"(without them the storage's client is used for everything): %w", key, sdk.ErrPrecondition)
+	case keyring:
+		return fmt.Errorf("metadata of storage %s has \"admin_keyring\" but lacks \"admin_client\"; give both or neither "+
+			"(without them the storage's client is used for everything): %w", key, sdk.ErrPrecondition)
+	}
+	return nil
 }
 
 // snapshotInterval checks a mirror snapshot schedule interval as rbd
@@ -122,4 +150,32 @@ func keyringText(entity, keyring string) string {
 		return strings.TrimSpace(keyring) + "\n"
 	}
 	return fmt.Sprintf("[%s]\n\tkey = %s\n", entity, strings.TrimSpace(keyring))
+}
+
+var keyLine = regexp.MustCompile(`(?m)^\s*key\s*=\s*(\S+)\s*$`)
+
+// bareKey is the secret a keyring field gives entity: the field itself
+// when it is a bare key, else the key of entity's section of the keyring
+// file (else its first key). "" when it holds none.
+func bareKey(entity, keyring string) string {
+	if !strings.Contains(keyring, "[") {
+		return strings.TrimSpace(keyring)
+	}
+	section, found := "", ""
+	for _, line := range strings.Split(keyring, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+			section = strings.Trim(t, "[]")
+			continue
+		}
+		if m := keyLine.FindStringSubmatch(line); m != nil {
+			if section == entity {
+				return m[1]
+			}
+			if found == "" {
+				found = m[1]
+			}
+		}
+	}
+	return found
 }

@@ -26,7 +26,8 @@ const (
 // a host where the environment's rbd-mirror does not run it answers
 // ErrRetryable: the pause is recorded, and the host running rbd-mirror
 // applies it, but this call cannot see it done.
-func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
+func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) (err error) {
+	defer func() { err = explainDenied(err, vol.Environment, false) }()
 	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err
@@ -61,7 +62,8 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 
 // ResumeVolume implements sdk.Backend: replay starts again; a failed
 // replication (split brain, ...) resumes by a resync.
-func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
+func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) (err error) {
+	defer func() { err = explainDenied(err, vol.Environment, false) }()
 	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err

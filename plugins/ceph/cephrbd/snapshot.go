@@ -52,7 +52,8 @@ func (b *Backend) openSnap(ctx context.Context, s sdk.Snapshot) (*volConns, stri
 }
 
 // AddSnapshot implements sdk.Backend: protect the snapshot on the primary.
-func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) error {
+func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) (err error) {
+	defer func() { err = explainDenied(err, s.Volume.Environment, false) }()
 	v, name, err := b.openSnap(ctx, s)
 	if err != nil {
 		return err
@@ -180,7 +181,8 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 
 // RemoveSnapshot implements sdk.Backend: unprotect and remove on the
 // source; rbd-mirror removes it from the copy.
-func (b *Backend) RemoveSnapshot(ctx context.Context, s sdk.Snapshot) error {
+func (b *Backend) RemoveSnapshot(ctx context.Context, s sdk.Snapshot) (err error) {
+	defer func() { err = explainDenied(err, s.Volume.Environment, false) }()
 	v, name, err := b.openSnap(ctx, s)
 	if err != nil {
 		return err

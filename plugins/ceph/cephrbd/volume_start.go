@@ -23,22 +23,26 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	defer v.close()
 	ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID)
 	if err != nil {
-		return err
+		return denied(err, v.dst, false, roleTarget, "read the metadata of pool "+v.dst.m.Pool, "")
 	}
 	if !ok {
 		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
 	}
 	in, err := inspect(ctx, v.srcIO, v.name, false)
 	if err != nil {
-		return fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+		return denied(fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err),
+			v.src, false, roleSource, "read image "+v.src.m.Pool+"/"+v.name, "")
 	}
 	if err := v.checkSource(in); err != nil {
 		return err
 	}
 	v.globalID = in.mirror.GlobalID
 	if in.mirror.State != rbd.MirrorImageEnabled {
-		if err := b.enableMirroring(ctx, vol, v, in); err != nil {
+		if err := b.checkRoom(ctx, v); err != nil {
 			return err
+		}
+		if err := b.enableMirroring(ctx, vol, v, in); err != nil {
+			return denied(err, v.src, false, roleSource, "enable mirroring on image "+v.src.m.Pool+"/"+v.name, "")
 		}
 	}
 	if v.src.m.MirrorMode == modeSnapshot && v.src.m.MirrorSnapshotInterval != "" {
@@ -49,6 +53,41 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	// Start resumes a paused volume; the replication is set up whichever
 	// host runs rbd-mirror.
 	return b.resume(ctx, vol, v, false)
+}
+
+// checkRoom refuses, before the first copy starts, a volume whose image
+// is larger than the room left in the target pool (its max_avail, or
+// what its byte quota leaves).
+func (b *Backend) checkRoom(ctx context.Context, v *volConns) error {
+	size, err := call(ctx, func() (uint64, error) {
+		img, err := rbd.OpenImageReadOnly(v.srcIO, v.name, rbd.NoSnapshot)
+		if err != nil {
+			return 0, err
+		}
+		defer img.Close()
+		return img.GetSize()
+	})
+	if err != nil {
+		return fmt.Errorf("read the size of image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	conn, err := b.conn(ctx, v.dst, false)
+	if err != nil {
+		return err
+	}
+	room, err := poolSpace(ctx, conn, v.dst)
+	if err != nil {
+		return denied(err, v.dst, false, roleTarget, "read the space of pool "+v.dst.m.Pool+" (ceph df)", "")
+	}
+	if left := room.left(); left < size {
+		why := fmt.Sprintf("max_avail %s", sizeText(room.MaxAvail))
+		if room.QuotaBytes > 0 {
+			why += fmt.Sprintf(", quota %s of which %s used", sizeText(room.QuotaBytes), sizeText(room.Stored))
+		}
+		return fmt.Errorf("image %s/%s on storage %s is %s, more than the %s left in pool %s on storage %s (%s); "+
+			"make room there (add capacity, raise the quota with `ceph osd pool set-quota %s max_bytes <bytes>`) before replicating it: %w",
+			v.src.m.Pool, v.name, v.src.key(), sizeText(size), sizeText(left), v.dst.m.Pool, v.dst.key(), why, v.dst.m.Pool, sdk.ErrPrecondition)
+	}
+	return nil
 }
 
 // checkSource refuses a source image that is missing or is itself a

@@ -23,6 +23,14 @@
 // the file named by "hold_first_copy" in the source storage's metadata
 // exists. A snapshot of a volume is pending until the volume's first
 // copy is complete, then ready.
+//
+// A storage can be made unreachable, as a lost site's is: by CutStorage
+// in the same process, or, over the wire, while the file named by
+// "cut_file" in the storage's metadata exists. A call that needs it then
+// fails with ErrRetryable, except where the contract says the call copes
+// with it (StopVolume, DestroyVolume, TeardownEnvironment): those do what
+// the reachable storage allows, report the rest, and record it on the
+// reachable storage, where FindLeftovers finds it.
 package memstorage
 
 import (
@@ -41,7 +49,7 @@ import (
 // Name and Version are what Info reports.
 const (
 	Name    = "memstorage"
-	Version = "1.1.0"
+	Version = "1.2.0"
 )
 
 // DefaultType is the storage type served when no Types option is given.
@@ -57,20 +65,30 @@ type Backend struct {
 	copyTime   time.Duration
 
 	mu          sync.Mutex
-	envs        map[string]bool      // prepared environments, by ID
-	sourceVols  map[string]bool      // volume UUIDs added on the source
+	envs        map[string]*pairing  // environments prepared on one side at least, by ID
+	sourceVols  map[string]bool      // volume UUIDs added on the source (true) or removed from it (false)
 	sourceSnaps map[string]string    // snapshot UUID → volume UUID added on the source
 	removed     map[string]bool      // snapshot UUIDs removed from the source
 	vols        map[string]*volume   // by volume UUID
 	snaps       map[string]*snapshot // by snapshot UUID
 	holds       map[string]int       // HoldFirstCopy calls not released, by volume UUID
+	cuts        map[storageKey]int   // CutStorage calls not restored
+	records     map[storageKey][]record
+}
+
+// pairing is an environment's set-up on each of its storages: a teardown
+// with one storage unreachable ends it on the other only.
+type pairing struct {
+	source, target     storageKey
+	onSource, onTarget bool
 }
 
 // volume is one volume's replication, and its copy on the target.
 type volume struct {
-	env          string
-	state        sdk.ReplicationState
-	targetExists bool
+	env            string
+	source, target storageKey
+	state          sdk.ReplicationState
+	targetExists   bool
 	// synced: the first copy is complete; a stop keeps the target, a
 	// resume replays at once.
 	synced   bool
@@ -131,13 +149,15 @@ func New(opts ...Option) *Backend {
 				SnapshotModes: []string{"journal"}},
 		},
 		now:         time.Now,
-		envs:        map[string]bool{},
+		envs:        map[string]*pairing{},
 		sourceVols:  map[string]bool{},
 		sourceSnaps: map[string]string{},
 		removed:     map[string]bool{},
 		vols:        map[string]*volume{},
 		snaps:       map[string]*snapshot{},
 		holds:       map[string]int{},
+		cuts:        map[storageKey]int{},
+		records:     map[storageKey][]record{},
 	}
 	for _, opt := range opts {
 		opt(b)
@@ -150,6 +170,15 @@ func (b *Backend) AddSourceVolume(volumeUUID string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sourceVols[volumeUUID] = true
+}
+
+// RemoveSourceVolume makes the volume gone from the source storage, as
+// if its user deleted it there: the volume's replicated copy may then be
+// its last one.
+func (b *Backend) RemoveSourceVolume(volumeUUID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sourceVols[volumeUUID] = false
 }
 
 // AddSourceSnapshot makes the snapshot of the volume exist on the source
@@ -229,25 +258,34 @@ func (b *Backend) Info(ctx context.Context) (sdk.Info, error) {
 }
 
 // PrepareEnvironment implements sdk.Backend. Any pair of storages can be
-// prepared.
+// prepared, both reachable.
 func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
 	if err := enter(ctx, "prepare environment %s", env.ID); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.envs[env.ID] = true
+	if err := b.reach(env.Source, env.Target); err != nil {
+		return fmt.Errorf("prepare environment %s: %w", env.ID, err)
+	}
+	src, dst := keyOf(env.Source), keyOf(env.Target)
+	b.envs[env.ID] = &pairing{source: src, target: dst, onSource: true, onTarget: true}
+	b.forget(src, env.ID, kindPairing)
+	b.forget(dst, env.ID, kindPairing)
 	return nil
 }
 
-// EnvironmentStatus implements sdk.Backend.
+// EnvironmentStatus implements sdk.Backend. It needs both storages.
 func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (sdk.EnvironmentHealth, error) {
 	if err := enter(ctx, "environment status %s", env.ID); err != nil {
 		return sdk.EnvironmentHealth{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.envs[env.ID] {
+	if err := b.reach(env.Source, env.Target); err != nil {
+		return sdk.EnvironmentHealth{}, fmt.Errorf("environment status %s: %w", env.ID, err)
+	}
+	if p := b.envs[env.ID]; p == nil || !p.onSource || !p.onTarget {
 		return sdk.EnvironmentHealth{Description: "environment not prepared"}, nil
 	}
 	return sdk.EnvironmentHealth{Ready: true}, nil
@@ -259,26 +297,59 @@ func (b *Backend) ReleaseEnvironment(ctx context.Context, env sdk.Environment) e
 	return enter(ctx, "release environment %s", env.ID)
 }
 
-// TeardownEnvironment implements sdk.Backend.
+// TeardownEnvironment implements sdk.Backend. With one storage
+// unreachable it ends the pairing on the other, and records there what it
+// left on the lost one; force leaves replicated volumes as they are.
 func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "teardown environment %s", env.ID); err != nil {
 		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	srcErr, dstErr := b.unreachable(env.Source), b.unreachable(env.Target)
+	if srcErr != nil && dstErr != nil {
+		return sdk.CleanupReport{}, fmt.Errorf("teardown environment %s: nothing could be torn down: %w; %w", env.ID, srcErr, dstErr)
+	}
 	var busy []string
 	for id, v := range b.vols {
 		if v.env == env.ID && v.state != sdk.ReplicationAbsent {
 			busy = append(busy, id)
 		}
 	}
-	if len(busy) > 0 {
-		slices.Sort(busy)
+	slices.Sort(busy)
+	if len(busy) > 0 && !force {
 		return sdk.CleanupReport{}, fmt.Errorf("teardown environment %s: volumes still replicated %v, stop or destroy them first: %w",
 			env.ID, busy, sdk.ErrPrecondition)
 	}
-	delete(b.envs, env.ID)
-	return sdk.CleanupReport{}, nil
+	var rep sdk.CleanupReport
+	for _, id := range busy {
+		v := b.vols[id]
+		rep.Leftovers = append(rep.Leftovers, words(forcedVolume(id, v.source, v.target)))
+	}
+	p := b.envs[env.ID]
+	if p == nil {
+		return rep, nil
+	}
+	if srcErr == nil {
+		p.onSource = false
+	} else if p.onSource {
+		lo := pairingLeft(env.ID, p.source)
+		rep.Leftovers = append(rep.Leftovers, words(lo))
+		b.record(p.target, env.ID, lo)
+	}
+	if dstErr == nil {
+		p.onTarget = false
+	} else if p.onTarget {
+		lo := pairingLeft(env.ID, p.target)
+		rep.Leftovers = append(rep.Leftovers, words(lo))
+		b.record(p.source, env.ID, lo)
+	}
+	if !p.onSource && !p.onTarget {
+		delete(b.envs, env.ID)
+		b.forget(p.source, env.ID, kindPairing)
+		b.forget(p.target, env.ID, kindPairing)
+	}
+	return rep, nil
 }
 
 // StartVolume implements sdk.Backend. The first copy starts now and
@@ -293,10 +364,13 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(vol.Environment.Source, vol.Environment.Target); err != nil {
+		return fmt.Errorf("start volume %s: %w", vol.VolumeUUID, err)
+	}
 	if !b.onSource(src, vol.VolumeUUID) {
 		return fmt.Errorf("start volume %s: no such volume on the source storage: %w", vol.VolumeUUID, sdk.ErrNotFound)
 	}
-	if !b.envs[vol.Environment.ID] {
+	if p := b.envs[vol.Environment.ID]; p == nil || !p.onSource || !p.onTarget {
 		return fmt.Errorf("start volume %s: environment %s not prepared: %w",
 			vol.VolumeUUID, vol.Environment.ID, sdk.ErrPrecondition)
 	}
@@ -306,6 +380,7 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		b.vols[vol.VolumeUUID] = v
 	}
 	v.env = vol.Environment.ID
+	v.source, v.target = keyOf(vol.Environment.Source), keyOf(vol.Environment.Target)
 	switch v.state {
 	case sdk.ReplicationAbsent:
 		// A standalone target left by StopVolume is resynced from scratch.
@@ -321,13 +396,16 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	return nil
 }
 
-// VolumeStatus implements sdk.Backend.
+// VolumeStatus implements sdk.Backend. It reads the target storage.
 func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
 	if err := enter(ctx, "volume status %s", vol.VolumeUUID); err != nil {
 		return sdk.VolumeReplication{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(vol.Environment.Target); err != nil {
+		return sdk.VolumeReplication{}, fmt.Errorf("volume status %s: %w", vol.VolumeUUID, err)
+	}
 	return b.report(vol.VolumeUUID), nil
 }
 
@@ -339,6 +417,9 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(env.Target); err != nil {
+		return nil, fmt.Errorf("volume statuses in environment %s: %w", env.ID, err)
+	}
 	reps := make([]sdk.VolumeReplication, len(vols))
 	for i, vol := range vols {
 		reps[i] = b.report(vol.VolumeUUID)
@@ -347,13 +428,17 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 }
 
 // PauseVolume implements sdk.Backend. A paused first copy stops where it
-// is, and goes on from there when resumed.
+// is, and goes on from there when resumed. Replay stops on the target:
+// the source is not needed.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := enter(ctx, "pause volume %s", vol.VolumeUUID); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(vol.Environment.Target); err != nil {
+		return fmt.Errorf("pause volume %s: %w", vol.VolumeUUID, err)
+	}
 	v := b.replicated(vol.VolumeUUID)
 	if v == nil {
 		return fmt.Errorf("pause volume %s: not replicated: %w", vol.VolumeUUID, sdk.ErrNotFound)
@@ -365,13 +450,16 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	return nil
 }
 
-// ResumeVolume implements sdk.Backend.
+// ResumeVolume implements sdk.Backend. Replay needs both storages.
 func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := enter(ctx, "resume volume %s", vol.VolumeUUID); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(vol.Environment.Source, vol.Environment.Target); err != nil {
+		return fmt.Errorf("resume volume %s: %w", vol.VolumeUUID, err)
+	}
 	v := b.replicated(vol.VolumeUUID)
 	if v == nil {
 		return fmt.Errorf("resume volume %s: not replicated: %w", vol.VolumeUUID, sdk.ErrNotFound)
@@ -381,59 +469,126 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 }
 
 // StopVolume implements sdk.Backend. The target copy stays, standalone.
+// It needs the target; with the source unreachable a complete copy is
+// kept all the same, and the replication left set up on the source is
+// reported and recorded on the target.
 func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "stop volume %s", vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(vol.Environment.Target); err != nil {
+		return sdk.CleanupReport{}, fmt.Errorf("stop volume %s: %w", vol.VolumeUUID, err)
+	}
 	v := b.replicated(vol.VolumeUUID)
 	if v == nil {
 		return sdk.CleanupReport{}, nil
 	}
-	if !v.synced {
+	srcErr := b.unreachable(vol.Environment.Source)
+	now := b.now()
+	switch {
+	case !v.synced && srcErr != nil:
+		return sdk.CleanupReport{}, fmt.Errorf("stop volume %s: the first copy is only %d%% done and cannot be kept "+
+			"while the source storage %s is unreachable; bring the source back to let it complete, or delete the "+
+			"target copy: %w", vol.VolumeUUID, v.progress(now), keyOf(vol.Environment.Source), sdk.ErrPrecondition)
+	case !v.synced:
 		// Never keep a partial copy; a pause gives way to the stop.
-		now := b.now()
 		if v.state == sdk.ReplicationPaused {
 			v.resume(now)
 		}
 		return sdk.CleanupReport{}, fmt.Errorf("stop volume %s: the first copy is %d%% done, the target is kept once it is complete: %w",
 			vol.VolumeUUID, v.progress(now), sdk.ErrInProgress)
 	}
-	*v = volume{env: v.env, state: sdk.ReplicationAbsent, targetExists: true, lastSync: v.lastSync}
-	return sdk.CleanupReport{}, nil
+	v.standalone()
+	if srcErr == nil {
+		return sdk.CleanupReport{}, nil
+	}
+	lo := sourceStillMirrored(vol, "StopVolume kept the copy on the target")
+	b.record(v.target, vol.VolumeUUID, lo)
+	return sdk.CleanupReport{Leftovers: []string{words(lo)}}, nil
 }
 
-// DeleteTarget implements sdk.Backend. The copy is gone at once.
+// DeleteTarget implements sdk.Backend. The copy is gone at once. It
+// needs the target, and the source too while the volume is replicated
+// (replication ends there).
 func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 	if err := enter(ctx, "delete target %s", vol.VolumeUUID); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	need := []sdk.Storage{vol.Environment.Target}
+	if b.replicated(vol.VolumeUUID) != nil {
+		need = append(need, vol.Environment.Source)
+	}
+	if err := b.reach(need...); err != nil {
+		return fmt.Errorf("delete target %s: %w", vol.VolumeUUID, err)
+	}
 	delete(b.vols, vol.VolumeUUID)
+	for _, s := range need {
+		b.forget(keyOf(s), vol.VolumeUUID, kindCopy)
+	}
 	return nil
 }
 
 // DestroyVolume implements sdk.Backend. It forgets the volume's
 // replication, its replicated target copy and its snapshots' recovery
-// points, and never leaves anything behind. The source keeps the volume
-// and its snapshots, and a standalone copy left by StopVolume stays.
+// points. The source keeps the volume and its snapshots, and a standalone
+// copy left by StopVolume stays. With the source unreachable, or the
+// volume gone from it, the replicated copy is kept standalone, since it
+// may be the last one; with the target unreachable it stays as it is;
+// either way what is left is reported and recorded on the reachable
+// storage.
 func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := enter(ctx, "destroy volume %s", vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.replicated(vol.VolumeUUID) != nil {
+	src, dst := keyOf(vol.Environment.Source), keyOf(vol.Environment.Target)
+	srcErr, dstErr := b.unreachable(vol.Environment.Source), b.unreachable(vol.Environment.Target)
+	if srcErr != nil && dstErr != nil {
+		return sdk.CleanupReport{}, fmt.Errorf("destroy volume %s: could not even try: %w; %w", vol.VolumeUUID, srcErr, dstErr)
+	}
+	var rep sdk.CleanupReport
+	leave := func(on storageKey, lo sdk.Leftover) {
+		rep.Leftovers = append(rep.Leftovers, words(lo))
+		b.record(on, vol.VolumeUUID, lo)
+	}
+	v := b.replicated(vol.VolumeUUID)
+	switch {
+	case srcErr != nil:
+		if v != nil {
+			leave(dst, keptCopy(vol, v.synced, fmt.Sprintf("the source storage %s was unreachable", src)))
+			leave(dst, sourceStillMirrored(vol, "DestroyVolume kept the copy on the target"))
+			v.standalone()
+		}
+	case dstErr != nil:
+		if v != nil {
+			leave(src, copyNotDeleted(vol))
+		}
+	default:
+		b.forget(dst, vol.VolumeUUID, kindVolume)
+		if v == nil {
+			break
+		}
+		// The copy goes only if the source volume is known intact.
+		if meta, err := readSource(vol.Environment.Source); err != nil || !b.onSource(meta, vol.VolumeUUID) {
+			leave(dst, keptCopy(vol, v.synced, fmt.Sprintf("the volume was not found on the source storage %s", src)))
+			v.standalone()
+			break
+		}
 		delete(b.vols, vol.VolumeUUID)
+		b.forget(src, vol.VolumeUUID, kindCopy)
+		b.forget(dst, vol.VolumeUUID, kindCopy)
 	}
 	for id, s := range b.snaps {
 		if s.volume == vol.VolumeUUID {
 			delete(b.snaps, id)
 		}
 	}
-	return sdk.CleanupReport{}, nil
+	return rep, nil
 }
 
 // AddSnapshot implements sdk.Backend. The snapshot is pending until the
@@ -448,6 +603,9 @@ func (b *Backend) AddSnapshot(ctx context.Context, snap sdk.Snapshot) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(snap.Volume.Environment.Source, snap.Volume.Environment.Target); err != nil {
+		return fmt.Errorf("add snapshot %s: %w", snap.SnapshotUUID, err)
+	}
 	if !b.snapshotOnSource(src, snap) {
 		return fmt.Errorf("add snapshot %s of volume %s: no such snapshot on the source storage: %w",
 			snap.SnapshotUUID, snap.Volume.VolumeUUID, sdk.ErrNotFound)
@@ -466,6 +624,9 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, snap sdk.Snapshot) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(snap.Volume.Environment.Source, snap.Volume.Environment.Target); err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", snap.SnapshotUUID, err)
+	}
 	delete(b.snaps, snap.SnapshotUUID)
 	delete(b.sourceSnaps, snap.SnapshotUUID)
 	b.removed[snap.SnapshotUUID] = true
@@ -479,6 +640,9 @@ func (b *Backend) SnapshotStatus(ctx context.Context, snap sdk.Snapshot) (sdk.Sn
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.reach(snap.Volume.Environment.Target); err != nil {
+		return sdk.SnapshotReplication{}, fmt.Errorf("snapshot status %s: %w", snap.SnapshotUUID, err)
+	}
 	s := b.snaps[snap.SnapshotUUID]
 	if s == nil {
 		return sdk.SnapshotReplication{State: sdk.SnapshotAbsent}, nil
@@ -562,6 +726,13 @@ func (v *volume) startCopy(now time.Time) {
 	v.description, v.lag = "", ""
 }
 
+// standalone ends the volume's replication, its copy kept on the target
+// as a volume of its own.
+func (v *volume) standalone() {
+	*v = volume{env: v.env, source: v.source, target: v.target, state: sdk.ReplicationAbsent,
+		targetExists: true, lastSync: v.lastSync}
+}
+
 // elapsed is how long the syncing volume's copy has run by now.
 func (v *volume) elapsed(now time.Time) time.Duration {
 	if v.state != sdk.ReplicationSyncing {
@@ -635,7 +806,10 @@ func readSource(s sdk.Storage) (source, error) {
 // onSource reports whether the volume exists on the source. Callers hold
 // mu.
 func (b *Backend) onSource(src source, volumeUUID string) bool {
-	return b.sourceVols[volumeUUID] || slices.Contains(src.Volumes, volumeUUID) ||
+	if added, ok := b.sourceVols[volumeUUID]; ok {
+		return added
+	}
+	return slices.Contains(src.Volumes, volumeUUID) ||
 		b.autoSource && len(src.Volumes) == 0
 }
 
@@ -662,17 +836,18 @@ type HoldFile string
 
 // Hold creates the file; release removes it (idempotent).
 func (f HoldFile) Hold() (release func(), err error) {
-	if err := os.WriteFile(string(f), nil, 0o600); err != nil {
+	release, err = touch(string(f))
+	if err != nil {
 		return nil, fmt.Errorf("hold first copies: %w", err)
 	}
-	var once sync.Once
-	return func() { once.Do(func() { _ = os.Remove(string(f)) }) }, nil
+	return release, nil
 }
 
-// FindLeftovers implements sdk.Backend.
-func (b *Backend) FindLeftovers(ctx context.Context, q sdk.LeftoverQuery) ([]sdk.Leftover, error) {
-	if err := enter(ctx, "find leftovers on storage %d/%d", q.Storage.ClusterID, q.Storage.StorageID); err != nil {
+// touch creates the file at path; remove removes it (idempotent).
+func touch(path string) (remove func(), err error) {
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		return nil, err
 	}
-	return nil, fmt.Errorf("memstorage: FindLeftovers is not written yet: %w", sdk.ErrPrecondition)
+	var once sync.Once
+	return func() { once.Do(func() { _ = os.Remove(path) }) }, nil
 }

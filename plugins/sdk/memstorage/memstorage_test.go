@@ -29,12 +29,15 @@ type harness struct {
 	env  sdk.Environment
 	vol  sdk.Volume
 	snap sdk.Snapshot
-	// hold holds the volume's first copy: in the same process through
-	// the backend, over the wire through the file the metadata names.
+	// hold holds the volume's first copy and cut cuts the source: in the
+	// same process through the backend, over the wire through the files
+	// the metadata names.
 	hold func(t *testing.T) (release func())
+	cut  func(t *testing.T) (restore func())
 }
 
 func (h *harness) HoldFirstCopy(t *testing.T) (release func()) { return h.hold(t) }
+func (h *harness) CutSource(t *testing.T) (restore func())     { return h.cut(t) }
 
 func (h *harness) Backend() sdk.Backend         { return h.b }
 func (h *harness) Environment() sdk.Environment { return h.env }
@@ -67,16 +70,19 @@ func added(t *testing.T) plugintest.Harness {
 	h := newHarness(b, nil)
 	b.AddSourceSnapshot(h.vol.VolumeUUID, h.snap.SnapshotUUID)
 	h.hold = func(*testing.T) func() { return b.HoldFirstCopy(h.vol.VolumeUUID) }
+	h.cut = func(*testing.T) func() { return b.CutStorage(h.env.Source) }
 	return h
 }
 
 // listed is a harness whose source volume and snapshot are listed in the
-// source storage's metadata, and whose first copy is held by a file the
-// metadata names, as a harness over the wire does it.
+// source storage's metadata, whose first copy is held and whose source is
+// cut by files the metadata names, as a harness over the wire does it.
 func listed(t *testing.T) plugintest.Harness {
-	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
+	dir := t.TempDir()
+	holdFile := memstorage.HoldFile(filepath.Join(dir, "hold"))
+	cutFile := memstorage.CutFile(filepath.Join(dir, "cut"))
 	h := newHarness(memstorage.New(memstorage.AutoSource()), func(vol, snap string) json.RawMessage {
-		return listing(vol, snap, string(holdFile))
+		return listing(vol, snap, string(holdFile), string(cutFile))
 	})
 	h.hold = func(t *testing.T) func() {
 		release, err := holdFile.Hold()
@@ -85,12 +91,19 @@ func listed(t *testing.T) plugintest.Harness {
 		}
 		return release
 	}
+	h.cut = func(t *testing.T) func() {
+		restore, err := cutFile.Cut()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return restore
+	}
 	return h
 }
 
-func listing(vol, snap, holdFile string) json.RawMessage {
-	return json.RawMessage(fmt.Sprintf(`{"pool": "volumes", "volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q}`,
-		vol, snap, vol, holdFile))
+func listing(vol, snap, holdFile, cutFile string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"pool": "volumes", "volumes": [%q], "snapshots": {%q: %q}, "hold_first_copy": %q, "cut_file": %q}`,
+		vol, snap, vol, holdFile, cutFile))
 }
 
 func TestConformance(t *testing.T) { plugintest.Run(t, added) }
@@ -239,7 +252,7 @@ func TestHoldFile(t *testing.T) {
 	ctx := t.Context()
 	holdFile := memstorage.HoldFile(filepath.Join(t.TempDir(), "hold"))
 	b := memstorage.New(memstorage.AutoSource())
-	h := newHarness(b, func(vol, snap string) json.RawMessage { return listing(vol, snap, string(holdFile)) })
+	h := newHarness(b, func(vol, snap string) json.RawMessage { return listing(vol, snap, string(holdFile), "") })
 	if err := b.PrepareEnvironment(ctx, h.env); err != nil {
 		t.Fatal(err)
 	}

@@ -113,6 +113,83 @@ var brokenBackends = []struct {
 		want:    "VolumeStatuses with a cancelled ctx returned <nil>; the contract wants an error wrapping ctx.Err() (context.Canceled)",
 		passing: []string{"VolumeStatuses"},
 	},
+	{
+		name:    "harness-cannot-cut",
+		harness: func(h *harness) plugintest.Harness { return noCut{h} },
+		failing: "StopWithSourceLost",
+		want:    "does not implement plugintest.SourceCutter",
+		passing: []string{"VolumeLifecycle", "StopDuringFirstCopy", "ForcedTeardown"},
+	},
+	{
+		name: "stop-retryable-with-source-lost",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = stopNeedsSource{h.b, h, false}
+			return h
+		},
+		failing: "StopWithSourceLost",
+		want: "StopVolume with the source storage unreachable returned memstorage: the source is unreachable: retryable; " +
+			"the contract wants nil once the complete copy is kept standalone on the target, without waiting for the source",
+		passing: []string{"VolumeLifecycle", "StopDuringFirstCopy", "DestroyKeepsLastCopy"},
+	},
+	{
+		name: "stop-waits-for-lost-source",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = stopNeedsSource{h.b, h, true}
+			return h
+		},
+		failing: "StopWithSourceLost",
+		want:    "it waited for the unreachable storage until its ctx ended",
+		passing: []string{"VolumeLifecycle"},
+	},
+	{
+		name: "destroy-deletes-last-copy",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = destroyWithoutSource{h.b, h}
+			return h
+		},
+		failing: "DestroyKeepsLastCopy",
+		want: "TargetExists is false, the contract wants true: with the source unreachable the target copy may be " +
+			"the volume's last one, and is never deleted",
+		passing: []string{"Destroy", "DestroyKeepsStandaloneCopy", "StopWithSourceLost"},
+	},
+	{
+		name: "teardown-needs-source",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = teardownNeedsSource{h.b, h}
+			return h
+		},
+		failing: "TeardownWithSourceLost",
+		want:    "TeardownEnvironment (not forced) with the source storage unreachable, no volume replicated returned",
+		passing: []string{"Environment", "TeardownWaitsForVolumes", "ForcedTeardown"},
+	},
+	{
+		name: "forced-teardown-refuses",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = forceIgnored{h.b}
+			return h
+		},
+		failing: "ForcedTeardown",
+		want:    "TeardownEnvironment(force) with a replicated volume returned",
+		passing: []string{"TeardownWaitsForVolumes", "TeardownWithSourceLost"},
+	},
+	{
+		name: "leftovers-forget-records",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = noLeftovers{h.b}
+			return h
+		},
+		failing: "StopWithSourceLost/FindLeftovers",
+		want:    "asked with no environment or volume, listed [], nothing naming the volume",
+	},
+	{
+		name: "leftovers-ignore-query",
+		harness: func(h *harness) plugintest.Harness {
+			h.b = leftoversIgnoreQuery{h.b}
+			return h
+		},
+		failing: "StopWithSourceLost/FindLeftovers",
+		want:    "the contract wants nothing the query accounts for listed, only what earlier calls recorded",
+	},
 }
 
 func TestKitFailsBrokenBackends(t *testing.T) {
@@ -127,7 +204,11 @@ func TestKitFailsBrokenBackends(t *testing.T) {
 	}
 	for _, bb := range brokenBackends {
 		t.Run(bb.name, func(t *testing.T) {
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKitFailsBrokenBackends$", "-test.v", "-test.count=1")
+			// Only the subtests the verdict is about run: a fault makes
+			// every wait of the others last the harness's Timeout.
+			subtests := append([]string{strings.Split(bb.failing, "/")[0]}, bb.passing...)
+			run := "-test.run=^TestKitFailsBrokenBackends$/^(" + strings.Join(subtests, "|") + ")$"
+			cmd := exec.CommandContext(t.Context(), os.Args[0], run, "-test.v", "-test.count=1")
 			cmd.Env = append(os.Environ(), brokenEnv+"="+bb.name)
 			out, err := cmd.CombinedOutput()
 			if err == nil {
@@ -153,14 +234,17 @@ func TestKitFailsBrokenBackends(t *testing.T) {
 
 var storageIDs atomic.Uint64
 
-// harness is memstorage in-process, its first copy held through the
-// backend.
+// harness is memstorage in-process, its first copy held and its source
+// cut through the backend.
 type harness struct {
 	mem  *memstorage.Backend
 	b    sdk.Backend
 	env  sdk.Environment
 	vol  sdk.Volume
 	snap sdk.Snapshot
+	// sourceCut: CutSource cut the source and has not restored it; the
+	// faults that show with the source lost look at it.
+	sourceCut *atomic.Bool
 }
 
 func newHarness(*testing.T) *harness {
@@ -173,7 +257,7 @@ func newHarness(*testing.T) *harness {
 	vol := sdk.Volume{Environment: env, ClusterID: 1, VolumeID: src, VolumeUUID: plugintest.NewUUID()}
 	snap := sdk.Snapshot{Volume: vol, SnapshotID: src, SnapshotUUID: plugintest.NewUUID()}
 	mem.AddSourceSnapshot(vol.VolumeUUID, snap.SnapshotUUID)
-	return &harness{mem: mem, b: mem, env: env, vol: vol, snap: snap}
+	return &harness{mem: mem, b: mem, env: env, vol: vol, snap: snap, sourceCut: new(atomic.Bool)}
 }
 
 func (h *harness) Backend() sdk.Backend         { return h.b }
@@ -184,6 +268,12 @@ func (h *harness) Timeout() time.Duration       { return 2 * time.Second }
 
 func (h *harness) HoldFirstCopy(*testing.T) (release func()) {
 	return h.mem.HoldFirstCopy(h.vol.VolumeUUID)
+}
+
+func (h *harness) CutSource(*testing.T) (restore func()) {
+	h.sourceCut.Store(true)
+	r := h.mem.CutStorage(h.env.Source)
+	return func() { r(); h.sourceCut.Store(false) }
 }
 
 // noHold is a harness that cannot hold the first copy.
@@ -265,4 +355,86 @@ type statusesIgnoreCtx struct{ sdk.Backend }
 
 func (s statusesIgnoreCtx) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
 	return s.Backend.VolumeStatuses(context.WithoutCancel(ctx), env, vols)
+}
+
+// noCut is a harness that cannot cut its source.
+type noCut struct{ h *harness }
+
+func (n noCut) Backend() sdk.Backend         { return n.h.Backend() }
+func (n noCut) Environment() sdk.Environment { return n.h.Environment() }
+func (n noCut) Volume() sdk.Volume           { return n.h.Volume() }
+func (n noCut) Snapshot() sdk.Snapshot       { return n.h.Snapshot() }
+func (n noCut) Timeout() time.Duration       { return n.h.Timeout() }
+
+func (n noCut) HoldFirstCopy(t *testing.T) (release func()) { return n.h.HoldFirstCopy(t) }
+
+// errSourceLost is what the faults below answer with the source cut: a
+// plugin that needs the source for everything.
+var errSourceLost = fmt.Errorf("memstorage: the source is unreachable: %w", sdk.ErrRetryable)
+
+// stopNeedsSource fails a stop with the source cut, or, waiting, retries
+// it until ctx ends.
+type stopNeedsSource struct {
+	sdk.Backend
+	h    *harness
+	wait bool
+}
+
+func (s stopNeedsSource) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
+	if !s.h.sourceCut.Load() {
+		return s.Backend.StopVolume(ctx, vol)
+	}
+	if s.wait {
+		<-ctx.Done()
+		return sdk.CleanupReport{}, fmt.Errorf("memstorage: retried until: %w", ctx.Err())
+	}
+	return sdk.CleanupReport{}, errSourceLost
+}
+
+// destroyWithoutSource deletes the target copy even with the source cut.
+type destroyWithoutSource struct {
+	sdk.Backend
+	h *harness
+}
+
+func (d destroyWithoutSource) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
+	rep, err := d.Backend.DestroyVolume(ctx, vol)
+	if err == nil && d.h.sourceCut.Load() {
+		err = d.DeleteTarget(ctx, vol)
+	}
+	return rep, err
+}
+
+// teardownNeedsSource fails a teardown with the source cut.
+type teardownNeedsSource struct {
+	sdk.Backend
+	h *harness
+}
+
+func (d teardownNeedsSource) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
+	if d.h.sourceCut.Load() {
+		return sdk.CleanupReport{}, errSourceLost
+	}
+	return d.Backend.TeardownEnvironment(ctx, env, force)
+}
+
+// forceIgnored tears down as if never forced.
+type forceIgnored struct{ sdk.Backend }
+
+func (f forceIgnored) TeardownEnvironment(ctx context.Context, env sdk.Environment, _ bool) (sdk.CleanupReport, error) {
+	return f.Backend.TeardownEnvironment(ctx, env, false)
+}
+
+// noLeftovers finds nothing, records included.
+type noLeftovers struct{ sdk.Backend }
+
+func (noLeftovers) FindLeftovers(ctx context.Context, _ sdk.LeftoverQuery) ([]sdk.Leftover, error) {
+	return nil, ctx.Err()
+}
+
+// leftoversIgnoreQuery lists what the query accounts for too.
+type leftoversIgnoreQuery struct{ sdk.Backend }
+
+func (l leftoversIgnoreQuery) FindLeftovers(ctx context.Context, q sdk.LeftoverQuery) ([]sdk.Leftover, error) {
+	return l.Backend.FindLeftovers(ctx, sdk.LeftoverQuery{Storage: q.Storage})
 }

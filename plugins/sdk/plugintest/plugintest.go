@@ -4,11 +4,11 @@
 // vendors' as much as ours, and which the daemon's own backends pass too.
 //
 // A vendor writes a Harness (a backend, a pair of storages it can prepare,
-// a volume and a snapshot that exist on the source, and a way to hold the
-// volume's first copy: FirstCopyHolder) and runs the suite three ways from
-// its tests: in-process with Run, through go-plugin's real gRPC shim with
-// RunGRPC, and against the built plugin executable with RunBinary, which
-// is what mirrord loads:
+// a volume and a snapshot that exist on the source, a way to hold the
+// volume's first copy: FirstCopyHolder, and a way to cut the source off:
+// SourceCutter) and runs the suite three ways from its tests: in-process
+// with Run, through go-plugin's real gRPC shim with RunGRPC, and against
+// the built plugin executable with RunBinary, which is what mirrord loads:
 //
 //	func TestConformance(t *testing.T) {
 //		plugintest.RunGRPC(t, func(t *testing.T) plugintest.Harness {
@@ -19,6 +19,22 @@
 // Each subtest gets a fresh harness and, when it ends, destroys the volume,
 // deletes its target copy and tears the environment down. A failure says
 // what the backend did and what the contract wants.
+//
+// CutSource makes the source storage unreachable for the backend under
+// test, as on the day the protection site is lost, until restore is
+// called; the kit then checks that stop, destroy and teardown end within
+// the harness's Timeout, keep the target copy and report what they left,
+// and that FindLeftovers finds what they recorded. For a real storage,
+// cut the network path from the plugin to the source and nothing else
+// (drop the packets to its addresses, for Ceph its monitors and OSDs, or
+// give the backend a source address that answers nothing), so that the
+// backend sees what it would see of a lost site: calls that hang until
+// their deadline, not a quick "connection refused". Restore must return
+// once the source answers again. A cut costs the storage's own timeouts,
+// so the kit cuts three times in all; keep the harness's Timeout above
+// what one stop or destroy with the source lost takes. For a simulator,
+// tell it (memstorage: CutStorage, or the file named by "cut_file" in
+// the source storage's metadata, memstorage.CutFile).
 package plugintest
 
 import (
@@ -90,6 +106,10 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DestroyKeepsStandaloneCopy", testDestroyKeepsStandalone},
 		{"Snapshots", testSnapshots},
 		{"CancelledContext", testCancelled},
+		{"StopWithSourceLost", testStopWithSourceLost},
+		{"DestroyKeepsLastCopy", testDestroyKeepsLastCopy},
+		{"TeardownWithSourceLost", testTeardownWithSourceLost},
+		{"ForcedTeardown", testForcedTeardown},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -407,16 +427,17 @@ func testVolumeLifecycle(t *testing.T, f *fixture) {
 	f.stopped(t, "after stop")
 }
 
-// holder finds the harness's FirstCopyHolder, through the kit's own
-// wrappers (RunGRPC's).
-func holder(h Harness) (FirstCopyHolder, bool) {
+// find finds the harness's T (FirstCopyHolder, SourceCutter), through
+// the kit's own wrappers (RunGRPC's).
+func find[T any](h Harness) (T, bool) {
 	for {
-		if fh, ok := h.(FirstCopyHolder); ok {
-			return fh, true
+		if x, ok := h.(T); ok {
+			return x, true
 		}
 		w, ok := h.(interface{ unwrap() Harness })
 		if !ok {
-			return nil, false
+			var none T
+			return none, false
 		}
 		h = w.unwrap()
 	}
@@ -424,7 +445,7 @@ func holder(h Harness) (FirstCopyHolder, bool) {
 
 func testStopDuringFirstCopy(t *testing.T, f *fixture) {
 	ctx := t.Context()
-	fh, ok := holder(f.h)
+	fh, ok := find[FirstCopyHolder](f.h)
 	if !ok {
 		t.Fatalf("the harness (%T) does not implement plugintest.FirstCopyHolder, so the kit cannot check the rule "+
 			"that matters most: StopVolume never keeps a partial copy. Add HoldFirstCopy(t *testing.T) (release func()) "+
@@ -737,6 +758,10 @@ func testCancelled(t *testing.T, f *fixture) {
 		{"AddSnapshot", func() error { return f.be.AddSnapshot(ctx, snap) }},
 		{"RemoveSnapshot", func() error { return f.be.RemoveSnapshot(ctx, snap) }},
 		{"SnapshotStatus", func() error { _, err := f.be.SnapshotStatus(ctx, snap); return err }},
+		{"FindLeftovers", func() error {
+			_, err := f.be.FindLeftovers(ctx, sdk.LeftoverQuery{Storage: f.env.Target})
+			return err
+		}},
 	}
 	for _, c := range calls {
 		begin := time.Now()
