@@ -36,7 +36,7 @@ func (b *Backend) openEnvSides(ctx context.Context, env sdk.Environment) (e *env
 		site string
 		err  error
 	}
-	open := func(sd side) opened {
+	open := func(sd side, r role, caps string) opened {
 		io, err := b.openSide(ctx, sd, true)
 		if err != nil {
 			return opened{err: err}
@@ -49,12 +49,14 @@ func (b *Backend) openEnvSides(ctx context.Context, env sdk.Environment) (e *env
 			}
 		}
 		io.Destroy()
-		return opened{err: unreachable(ctx, sd, fmt.Errorf("mirror site name: %w", err))}
+		err = denied(fmt.Errorf("mirror site name of storage %s: %w", sd.key(), err), sd, true, r,
+			"read the mirror site name (config-key get rbd/mirror/site_name)", caps)
+		return opened{err: unreachable(ctx, sd, err)}
 	}
 	// Side by side: a lost site costs reachTimeout once, not twice.
 	srcCh := make(chan opened, 1)
-	go func() { srcCh <- open(e.src) }()
-	d := open(e.dst)
+	go func() { srcCh <- open(e.src, roleSource, "mon 'profile rbd-mirror-peer'") }()
+	d := open(e.dst, roleTarget, "mon 'profile rbd-mirror'")
 	s := <-srcCh
 	for _, o := range []opened{s, d} {
 		if o.err != nil && !isUnreachable(o.err) {
