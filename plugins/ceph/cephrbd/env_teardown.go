@@ -139,8 +139,8 @@ func targetSideLeftover(env sdk.Environment, e *envConns, why error) sdk.Leftove
 			"in the pool metadata, an rbd-mirror another host runs for it, and the copies in the pool may remain", why, e.srcSite),
 		Remedy: fmt.Sprintf("once storage %s is back: tear the environment down again (force if copies remain), or by hand: "+
 			"`rbd mirror pool peer remove %s PEER_UUID` for the peer of site %s (`rbd mirror pool info %s`), "+
-			"`rbd pool metadata remove %s KEY` for each key starting with %s, %s or %s (`rbd pool metadata list %s`), "+
-			"and stop the rbd-mirror processes serving environment %s on the other hosts",
+			"`rados -p %s rmomapkey rbd_info metadata_KEY` for each KEY starting with %s, %s or %s (`rados -p %s listomapkeys rbd_info`: "+
+			"the pool metadata, which the rbd CLI does not edit), and stop the rbd-mirror processes serving environment %s on the other hosts",
 			e.dst.key(), p, e.srcSite, p, p, preparedKey(env.ID), pausedPrefix(env.ID), instancePrefix(env.ID), p, env.ID),
 	}
 }
