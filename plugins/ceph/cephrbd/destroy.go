@@ -87,8 +87,26 @@ func (l *leftovers) add(format string, args ...any) {
 // sourceOutcome is what the source side of a destroy found and did.
 type sourceOutcome struct {
 	read     bool // the source image was read before anything changed
+	exists   bool // it existed then
+	primary  bool // it was the primary then (mirrored primary, or not mirrored)
 	mirrored bool // mirroring was enabled on it then
 	disabled bool // mirroring is disabled now, or never was enabled
+}
+
+// intact says whether the source volume is known intact: read in this
+// call, there, and the primary. Only then may a destroy delete the
+// replicated copy; otherwise the copy may be the last one. why says
+// what is not known.
+func (o sourceOutcome) intact() (ok bool, why string) {
+	switch {
+	case !o.read:
+		return false, "the source storage could not be reached to check that the source image is intact"
+	case !o.exists:
+		return false, "the source image does not exist"
+	case !o.primary:
+		return false, "the source image is not the primary"
+	}
+	return true, ""
 }
 
 // destroySource disables mirroring on the source image within budget
@@ -102,7 +120,8 @@ func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol s
 		return sourceOutcome{}
 	}
 	var out sourceOutcome
-	io, err := b.ioctx(ctx, sd, false)
+	// A lost source costs reachTimeout, not librados' longer OSD bound.
+	io, err := b.openSide(ctx, sd, false)
 	if err == nil {
 		defer io.Destroy()
 		out, err = b.disableSource(ctx, sd, io, name)
@@ -114,11 +133,14 @@ func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol s
 }
 
 func (b *Backend) disableSource(ctx context.Context, sd side, io *rados.IOContext, name string) (sourceOutcome, error) {
-	in, err := inspect(ctx, io, name, false)
+	rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	in, err := inspect(rctx, io, name, false)
+	cancel()
 	if err != nil {
 		return sourceOutcome{}, err
 	}
-	out := sourceOutcome{read: true, mirrored: in.mirrored()}
+	out := sourceOutcome{read: true, exists: in.exists, mirrored: in.mirrored(),
+		primary: in.exists && (!in.mirrored() || in.mirror.Primary)}
 	if !in.mirrored() {
 		out.disabled = true
 		return out, nil
@@ -148,11 +170,19 @@ const (
 // kept (mirroring disabled on both sides, rbd-mirror's snapshots removed
 // by verifyKept). A copy with mirroring disabled and no such snapshot
 // while the source is still mirrored is one rbd-mirror is creating; when
-// the source could not be read, it cannot be told.
-func kindOfCopy(dst imageInfo, src sourceOutcome) copyKind {
+// the source could not be read, it cannot be told. recorded, the kind of
+// the image's leftover record, tells what a call without the source
+// made of it: "volume", a stop kept it (the user's volume); "copy", an
+// earlier destroy kept the replicated copy (to delete once the source
+// is known intact).
+func kindOfCopy(dst imageInfo, src sourceOutcome, recorded string) copyKind {
 	switch {
 	case !dst.exists:
 		return copyNone
+	case recorded == "volume" && dst.mirror.State == rbd.MirrorImageDisabled:
+		return copyKept
+	case recorded == "copy":
+		return copyReplicated
 	case dst.mirror.State != rbd.MirrorImageDisabled || hasMirrorSnapshots(dst.snaps):
 		return copyReplicated
 	case !src.read:
@@ -199,10 +229,15 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 	}
 	// Read before the source's side changes anything (rbd-mirror then
 	// deletes its copy: disabling, then gone, never a kept copy's look).
-	before, err := inspect(ctx, io, name, false)
+	before, err := inspect(ctx, io, name, true)
 	if err != nil {
 		left.add("target image %s/%s on storage %s may remain: it could not be read to tell a replicated copy from one a stop kept (%v)",
 			dd.m.Pool, name, dd.key(), err)
+		return
+	}
+	rec, _, err := readLeftover(ctx, io, vol.Environment.ID, name)
+	if err != nil {
+		left.add("target image %s/%s on storage %s is left: %v", dd.m.Pool, name, dd.key(), err)
 		return
 	}
 	var src sourceOutcome
@@ -210,21 +245,58 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 	case src = <-srcDone:
 	case <-ctx.Done():
 	}
-	switch kindOfCopy(before, src) {
+	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
+	v.src, _ = b.side(vol.Environment.Source)
+	switch kindOfCopy(before, src, rec.Kind) {
 	case copyKept:
+		if rec.Kind == "volume" && src.disabled {
+			// The source's mirroring, all a stop without it left, is off.
+			if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {
+				left.add("%v", err)
+			}
+		}
 		return
 	case copyUnknown:
 		left.add("target image %s/%s on storage %s is left: mirroring is disabled on it, and with the source unread "+
 			"it cannot be told from a standalone copy a stop kept (DeleteTarget removes it)", dd.m.Pool, name, dd.key())
 		return
+	case copyReplicated:
+		if ok, why := src.intact(); !ok {
+			b.keepDestroyed(ctx, vol, v, before, why, left)
+			return
+		}
 	}
-	if src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name) {
-		return
+	if !(src.disabled && awaitMirrorDelete(ctx, budget.grace, io, name)) {
+		if err := deleteCopy(ctx, v); err != nil {
+			left.add("target copy %s/%s on storage %s could not be deleted (%v)", dd.m.Pool, name, dd.key(), err)
+			return
+		}
 	}
-	v := &volConns{dst: dd, dstIO: io, name: name, spec: dd.m.Pool + "/" + name}
-	if err := deleteCopy(ctx, v); err != nil {
-		left.add("target copy %s/%s on storage %s could not be deleted (%v)", dd.m.Pool, name, dd.key(), err)
+	if rec.Kind != "" {
+		// The copy an earlier destroy kept is gone with its source known intact.
+		if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {
+			left.add("%v", err)
+		}
 	}
+}
+
+// keepDestroyed keeps the replicated copy of a destroyed volume whose
+// source is not known intact (why): made standalone when it is complete,
+// left as it is otherwise, and recorded on the target either way.
+func (b *Backend) keepDestroyed(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo, why string, left *leftovers) {
+	state := "a standalone writable image now"
+	missing, err := b.keepCopy(ctx, vol, v, dst)
+	switch {
+	case err != nil:
+		state = fmt.Sprintf("left as it was: making it standalone failed (%v)", err)
+	case missing != "":
+		state = fmt.Sprintf("incomplete (%s) and left as it was, still a mirror copy", missing)
+	}
+	l := copyLeftover(v, why, state)
+	if err := recordLeftover(ctx, v.dstIO, vol.Environment.ID, v.name, l); err != nil {
+		left.add("%v", err)
+	}
+	left.add("%s", leftoverLine(l))
 }
 
 // awaitMirrorDelete waits up to grace for rbd-mirror to delete the copy;

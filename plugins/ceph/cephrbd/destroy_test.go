@@ -89,6 +89,14 @@ func testDestroyUnreachable(t *testing.T, down int) {
 		if st := mirrorStateOf(t, r.srcIO, name); st != rbd.MirrorImageEnabled {
 			t.Errorf("source image %s: mirroring %v after a DestroyVolume that could not reach it; the report says it may still be enabled", name, st)
 		}
+		// The target copy, maybe the last one, is kept: standalone (it
+		// was complete), and recorded where FindLeftovers finds it.
+		if st := mirrorStateOf(t, r.dstIO, name); st != rbd.MirrorImageDisabled {
+			t.Errorf("target copy %s: mirroring %v after a DestroyVolume without the source, want disabled (kept standalone)", name, st)
+		}
+		if l, ok, err := readLeftover(t.Context(), r.dstIO, h.env.ID, name); err != nil || !ok || l.Kind != "copy" {
+			t.Errorf("leftover record of %s = %+v, %v, %v; want one of kind copy", name, l, ok, err)
+		}
 	}
 
 	// Both sites back: destroying again cleans everything.
@@ -171,6 +179,12 @@ func freezeSite(t *testing.T, l lab, i int) *frozenSite {
 	if len(f.pids) != 2 || f.osdID == "" {
 		t.Fatalf("CEPH_LAB=%s: want the mon and the OSD of %s in pids, found pids %v", dir, site.Name, f.pids)
 	}
+	// Every thaw marks the OSD down; an OSD marked down more than
+	// osd_max_markdown_count (5) times in 10 minutes shuts itself down
+	// for good, and the tests that freeze the site run in a row.
+	if _, err := monCommand(site, `{"prefix": "config set", "who": "osd", "name": "osd_max_markdown_count", "value": "1000"}`); err != nil {
+		t.Fatalf("%s: raise osd_max_markdown_count: %v", site.Name, err)
+	}
 	t.Cleanup(func() { f.thaw(t) })
 	for _, pid := range f.pids {
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -213,7 +227,7 @@ func (f *frozenSite) thaw(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		for strayCalls() > 0 {
 			if time.Now().After(deadline) {
-				t.Errorf("%d librados calls of the plugin still running 60 s after the thaw", strayCalls())
+				t.Errorf("%d librados calls of the plugin still running 60 s after the thaw:\n%s", strayCalls(), strayStacks())
 				return
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -326,7 +340,12 @@ func probeSite(s labSite) error {
 
 // strayCalls counts the goroutines running a librados call through call
 // (call.go): a call whose caller gave up finishes in the background.
-func strayCalls() int {
+func strayCalls() int { return len(strayGoroutines()) }
+
+// strayStacks are the stacks of those goroutines, for a failure's message.
+func strayStacks() string { return strings.Join(strayGoroutines(), "\n\n") }
+
+func strayGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -339,11 +358,11 @@ func strayCalls() int {
 	// The package's path prefixes its functions in stacks (not "main").
 	fn := runtime.FuncForPC(reflect.ValueOf(strayCalls).Pointer()).Name()
 	call := strings.TrimSuffix(fn, "strayCalls") + "call["
-	count := 0
+	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, call) {
-			count++
+			out = append(out, g)
 		}
 	}
-	return count
+	return out
 }

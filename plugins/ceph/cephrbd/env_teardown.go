@@ -16,44 +16,145 @@ import (
 )
 
 // TeardownEnvironment implements sdk.Backend: refused while an image of
-// the pair is mirrored; then it stops rbd-mirror, removes the peers, the
-// environment's records in the target pool and its files.
+// the pair is mirrored (unless force); then it stops rbd-mirror, removes
+// the peers, the environment's records in the target pool and its files.
+// Each side is reached on its own (openEnvSides): with one lost, what the
+// other and this host hold is torn down, and what is left on the lost one
+// is reported and recorded on the reachable one.
 func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
-	return sdk.CleanupReport{}, b.teardownEnvironment(ctx, env)
-}
-
-func (b *Backend) teardownEnvironment(ctx context.Context, env sdk.Environment) error {
-	e, err := b.openEnv(ctx, env)
+	e, srcErr, dstErr, err := b.openEnvSides(ctx, env)
 	if err != nil {
-		return err
+		return sdk.CleanupReport{}, err
 	}
 	defer e.close()
-	ours, _, err := e.peers(ctx)
-	if err != nil {
-		return err
+	if srcErr != nil && dstErr != nil {
+		return b.teardownLocal(ctx, env, e, srcErr, dstErr)
 	}
-	prepared, err := b.prepared(ctx, e.dstIO, env.ID)
+	var rep sdk.CleanupReport
+	replicated, err := e.mirroredImages(ctx)
 	if err != nil {
-		return err
+		return rep, err
 	}
-	if ours != nil || prepared {
-		if err := e.refuseWhileMirrored(ctx, env); err != nil {
-			return err
+	var ours *rbd.MirrorPeerSite
+	prepared := true // unknown without the target: the source's images decide
+	if e.dstIO != nil {
+		if ours, _, err = e.peers(ctx); err != nil {
+			return rep, err
+		}
+		if prepared, err = b.prepared(ctx, e.dstIO, env.ID); err != nil {
+			return rep, err
+		}
+	}
+	if len(replicated) > 0 && (ours != nil || prepared) {
+		if !force {
+			return rep, refuseWhileMirrored(env, replicated)
+		}
+		for _, n := range replicated {
+			rep.Leftovers = append(rep.Leftovers, leftoverLine(replicatedLeftover(env, n)))
 		}
 	}
 	if err := b.stopDaemon(ctx, env.ID); err != nil {
-		return err
+		return rep, err
 	}
-	if ours != nil {
-		if err := b.removePeer(ctx, env, e, ours); err != nil {
-			return err
+	if e.dstIO != nil {
+		if ours != nil {
+			if err := b.removePeer(ctx, env, e, ours); err != nil {
+				return rep, err
+			}
+		}
+		if err := removeEnvRecords(ctx, e, env.ID); err != nil {
+			return rep, err
 		}
 	}
-	e.removeTxPeer(ctx)
-	if err := removeEnvRecords(ctx, e, env.ID); err != nil {
-		return err
+	if e.srcIO != nil {
+		e.removeTxPeer(ctx)
 	}
-	return b.removeEnvFiles(env.ID, e)
+	if err := b.recordLostSide(ctx, env, e, srcErr, dstErr, &rep); err != nil {
+		return rep, err
+	}
+	return rep, b.removeEnvFiles(env.ID, e)
+}
+
+// recordLostSide reports what a teardown left on a lost side, and records
+// it on the reachable one (image ""). With both reached, a record an
+// earlier teardown wrote so is done, and removed: records of images
+// (stops and destroys without a side) stay.
+func (b *Backend) recordLostSide(ctx context.Context, env sdk.Environment, e *envConns, srcErr, dstErr error, rep *sdk.CleanupReport) error {
+	var l sdk.Leftover
+	var io *rados.IOContext
+	switch {
+	case srcErr != nil:
+		l, io = sourceSideLeftover(env, e, srcErr), e.dstIO
+	case dstErr != nil:
+		l, io = targetSideLeftover(env, e, dstErr), e.srcIO
+	default:
+		for _, io := range []*rados.IOContext{e.srcIO, e.dstIO} {
+			if err := clearLeftover(ctx, io, env.ID, ""); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rep.Leftovers = append(rep.Leftovers, leftoverLine(l))
+	return recordLeftover(ctx, io, env.ID, "", l)
+}
+
+// teardownLocal is a teardown with both storages unreachable: only what
+// this host holds (rbd-mirror, files) is torn down.
+func (b *Backend) teardownLocal(ctx context.Context, env sdk.Environment, e *envConns, srcErr, dstErr error) (sdk.CleanupReport, error) {
+	if err := b.stopDaemon(ctx, env.ID); err != nil {
+		return sdk.CleanupReport{}, err
+	}
+	if err := b.removeEnvFiles(env.ID, e); err != nil {
+		return sdk.CleanupReport{}, err
+	}
+	return sdk.CleanupReport{Leftovers: []string{
+		fmt.Sprintf("nothing on storages %s and %s was touched: neither could be reached (%v; %v); only this host's rbd-mirror and files "+
+			"of environment %s were removed. Tear the environment down again once they are back", e.src.key(), e.dst.key(), srcErr, dstErr, env.ID),
+		leftoverLine(sourceSideLeftover(env, e, srcErr)),
+		leftoverLine(targetSideLeftover(env, e, dstErr)),
+	}}, nil
+}
+
+// sourceSideLeftover is what a teardown without the source leaves on it.
+func sourceSideLeftover(env sdk.Environment, e *envConns, why error) sdk.Leftover {
+	return sdk.Leftover{
+		Kind: "pairing",
+		Name: fmt.Sprintf("pool %s on storage %s (source of environment %s)", e.src.m.Pool, e.src.key(), env.ID),
+		Description: fmt.Sprintf("the environment was torn down without this storage (%v): the tx-only peer rbd-mirror registered there for site %s "+
+			"may remain, and mirroring stays enabled on the images it replicated", why, e.dstSite),
+		Remedy: fmt.Sprintf("once storage %s is back: `rbd mirror pool info %s` lists the peers; remove the tx-only one of site %s with "+
+			"`rbd mirror pool peer remove %s PEER_UUID`; `rbd mirror image disable %s/IMAGE` for each image whose volume is not replicated any more "+
+			"(the volumes' own records say which)", e.src.key(), e.src.m.Pool, e.dstSite, e.src.m.Pool, e.src.m.Pool),
+	}
+}
+
+// targetSideLeftover is what a teardown without the target leaves on it.
+func targetSideLeftover(env sdk.Environment, e *envConns, why error) sdk.Leftover {
+	p := e.dst.m.Pool
+	return sdk.Leftover{
+		Kind: "pairing",
+		Name: fmt.Sprintf("pool %s on storage %s (target of environment %s)", p, e.dst.key(), env.ID),
+		Description: fmt.Sprintf("the environment was torn down without this storage (%v): its peer for site %s, the environment's records "+
+			"in the pool metadata, an rbd-mirror another host runs for it, and the copies in the pool may remain", why, e.srcSite),
+		Remedy: fmt.Sprintf("once storage %s is back: tear the environment down again (force if copies remain), or by hand: "+
+			"`rbd mirror pool peer remove %s PEER_UUID` for the peer of site %s (`rbd mirror pool info %s`), "+
+			"`rados -p %s rmomapkey rbd_info metadata_KEY` for each KEY starting with %s, %s or %s (`rados -p %s listomapkeys rbd_info`: "+
+			"the pool metadata, which the rbd CLI does not edit), and stop the rbd-mirror processes serving environment %s on the other hosts",
+			e.dst.key(), p, e.srcSite, p, p, preparedKey(env.ID), pausedPrefix(env.ID), instancePrefix(env.ID), p, env.ID),
+	}
+}
+
+// replicatedLeftover is an image a forced teardown left replicated.
+func replicatedLeftover(env sdk.Environment, image string) sdk.Leftover {
+	return sdk.Leftover{
+		Kind:        "volume",
+		Name:        "image " + image,
+		Description: fmt.Sprintf("still mirror-enabled when environment %s was torn down by force: the pairing is gone, the image and its mirroring stay", env.ID),
+		Remedy: "on a source (primary) image: `rbd mirror image disable POOL/IMAGE`; on a target copy (non-primary): keep it with " +
+			"`rbd mirror image promote --force POOL/IMAGE` then `rbd mirror image disable POOL/IMAGE`, or delete it with " +
+			"`rbd mirror image disable --force POOL/IMAGE && rbd snap purge POOL/IMAGE && rbd rm POOL/IMAGE`",
+	}
 }
 
 // removeEnvRecords removes what the target pool's metadata holds of the
@@ -81,18 +182,14 @@ func removeEnvRecords(ctx context.Context, e *envConns, envID string) error {
 }
 
 // refuseWhileMirrored refuses the teardown while images of the
-// environment are replicated, naming up to five.
-func (e *envConns) refuseWhileMirrored(ctx context.Context, env sdk.Environment) error {
-	names, err := e.mirroredImages(ctx)
-	if err != nil || len(names) == 0 {
-		return err
-	}
+// environment are replicated (names), naming up to five.
+func refuseWhileMirrored(env sdk.Environment, names []string) error {
 	more := ""
 	if len(names) > 5 {
 		more = fmt.Sprintf(" and %d more", len(names)-5)
 		names = names[:5]
 	}
-	return fmt.Errorf("environment %s still replicates %s%s; stop or delete those volumes first: %w",
+	return fmt.Errorf("environment %s still replicates %s%s; stop or delete those volumes first, or tear it down by force: %w",
 		env.ID, strings.Join(names, ", "), more, sdk.ErrPrecondition)
 }
 
@@ -147,10 +244,13 @@ func (b *Backend) removeEnvFiles(envID string, e *envConns) error {
 
 // mirroredImages lists the images still replicated in the environment:
 // mirror-enabled primaries of the source pool, non-primaries of the
-// target pool.
+// target pool; of the pools that are open.
 func (e *envConns) mirroredImages(ctx context.Context) ([]string, error) {
 	var names []string
 	for i, p := range e.pools() {
+		if p.io == nil {
+			continue
+		}
 		primary := i == 0
 		items, err := call(ctx, func() ([]rbd.MirrorImageInfoItem, error) {
 			return rbd.MirrorImageInfoList(p.io, nil, "", 0)

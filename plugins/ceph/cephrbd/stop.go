@@ -25,23 +25,39 @@ const (
 // force-promote the target copy, disable mirroring on both sides, and
 // verify the copy is a plain writable image. Before that it answers
 // ErrInProgress and lets the copy go on: a stop never keeps a partial
-// copy.
+// copy. The target is reached first; the source gets reachTimeout, and
+// without it a complete copy is kept on the target alone
+// (stopWithoutSource).
 func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
-	return sdk.CleanupReport{}, b.stopVolume(ctx, vol)
-}
-
-func (b *Backend) stopVolume(ctx context.Context, vol sdk.Volume) error {
-	v, err := b.openVol(ctx, vol)
+	v, src, srcErr, err := b.openVolSides(ctx, vol)
 	if err != nil {
-		return err
+		return sdk.CleanupReport{}, err
 	}
 	defer v.close()
-	src, dst, err := v.inspectBoth(ctx)
+	if srcErr != nil {
+		return b.stopWithoutSource(ctx, vol, v, srcErr)
+	}
+	if err := b.stopVolume(ctx, vol, v, src); err != nil {
+		return sdk.CleanupReport{}, err
+	}
+	// The source was reached and its mirroring is disabled: what an
+	// earlier stop without it recorded is done.
+	return sdk.CleanupReport{}, clearLeftover(ctx, v.dstIO, vol.Environment.ID, v.name)
+}
+
+func (b *Backend) stopVolume(ctx context.Context, vol sdk.Volume, v *volConns, src imageInfo) error {
+	dst, err := inspect(ctx, v.dstIO, v.name, false)
+	if err != nil {
+		return fmt.Errorf("read image %s/%s on storage %s: %w", v.dst.m.Pool, v.name, v.dst.key(), err)
+	}
+	v.globalID = src.mirror.GlobalID
+	kept, err := keptByStop(ctx, v.dstIO, vol.Environment.ID, v.name)
 	if err != nil {
 		return err
 	}
-	v.globalID = src.mirror.GlobalID
-	if src.mirrored() {
+	// A copy an earlier stop kept without the source is complete: only
+	// the source's mirroring is left to end.
+	if src.mirrored() && !kept {
 		if err := b.awaitFirstCopy(ctx, vol, v, src, dst); err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 )
 
 // VolumeStatus implements sdk.Backend. In order: absent unless the source
-// is mirrored; paused while the pause set has it; failed on an error or a
+// is mirrored, or when a stop without the source kept the copy; paused while the pause set has it; failed on an error or a
 // split brain; replaying once rbd-mirror replays and the first copy is
 // complete; otherwise syncing, with the first copy's progress.
 func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
@@ -31,6 +31,19 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	if !src.mirrored() {
 		r.State = sdk.ReplicationAbsent
 		return r, nil
+	}
+	if dst.exists && dst.mirror.State == rbd.MirrorImageDisabled {
+		// A stop without the source kept this copy (keep.go): the volume
+		// is stopped, the source's mirroring a recorded leftover.
+		kept, err := keptByStop(ctx, v.dstIO, vol.Environment.ID, v.name)
+		if err != nil {
+			return sdk.VolumeReplication{}, err
+		}
+		if kept {
+			r.State, r.Description = sdk.ReplicationAbsent, "stopped while the source was unreachable: the copy was kept standalone, "+
+				"and mirroring is still enabled on the source image (a recorded leftover)"
+			return r, nil
+		}
 	}
 	paused, err := isPaused(ctx, v.dstIO, vol.Environment.ID, v.name)
 	if err != nil {
