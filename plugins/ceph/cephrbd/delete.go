@@ -23,7 +23,8 @@ const (
 // DeleteTarget implements sdk.Backend: mirroring disabled on the source,
 // so rbd-mirror deletes the non-primary copy; a standalone copy is
 // deleted here.
-func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
+func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) (err error) {
+	defer func() { err = explainDenied(err, vol.Environment, false) }()
 	v, err := b.openVol(ctx, vol)
 	if err != nil {
 		return err

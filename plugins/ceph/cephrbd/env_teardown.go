@@ -21,7 +21,8 @@ import (
 // Each side is reached on its own (openEnvSides): with one lost, what the
 // other and this host hold is torn down, and what is left on the lost one
 // is reported and recorded on the reachable one.
-func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
+func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (_ sdk.CleanupReport, err error) {
+	defer func() { err = explainDenied(err, env, true) }()
 	e, srcErr, dstErr, err := b.openEnvSides(ctx, env)
 	if err != nil {
 		return sdk.CleanupReport{}, err

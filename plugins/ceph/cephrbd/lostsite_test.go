@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,11 @@ func testSourceLost(t *testing.T, mode string) {
 	checkStandaloneCLI(t, dst, keepName)
 	if got := exportDigest(t, dst, keepName); got != kept {
 		t.Fatalf("the kept copy changed once the source came back (prepared): %s, was %s", got, kept)
+	}
+	// Starting the volume again would have rbd-mirror replicate into a
+	// taken name: refused, saying why, until the operator decides.
+	if err := r.be.StartVolume(t.Context(), keep.vol); !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), "kept while the source was unreachable") {
+		t.Fatalf("StartVolume of the volume whose copy the stop kept: %v; want ErrPrecondition naming the kept copy", err)
 	}
 
 	f = freezeSite(t, r.lab, 0)

@@ -28,7 +28,8 @@ const (
 // copy. The target is reached first; the source gets reachTimeout, and
 // without it a complete copy is kept on the target alone
 // (stopWithoutSource).
-func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
+func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (_ sdk.CleanupReport, err error) {
+	defer func() { err = explainDenied(err, vol.Environment, false) }()
 	v, src, srcErr, err := b.openVolSides(ctx, vol)
 	if err != nil {
 		return sdk.CleanupReport{}, err

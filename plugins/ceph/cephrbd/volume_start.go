@@ -2,6 +2,7 @@ package cephrbd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ceph/go-ceph/rbd"
@@ -27,6 +28,9 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	}
 	if !ok {
 		return fmt.Errorf("environment %s is not prepared: %w", vol.Environment.ID, sdk.ErrPrecondition)
+	}
+	if err := refuseKeptCopy(ctx, v, vol.Environment.ID); err != nil {
+		return err
 	}
 	in, err := inspect(ctx, v.srcIO, v.name, false)
 	if err != nil {
@@ -131,4 +135,28 @@ func (b *Backend) enableMirroring(ctx context.Context, vol sdk.Volume, v *volCon
 	}
 	b.log.Info("mirroring enabled", "env", vol.Environment.ID, "image", v.name, "mode", mode.String())
 	return nil
+}
+
+// refuseKeptCopy refuses a start while the target holds a copy a stop or
+// destroy kept when the source was unreachable (its leftover record says
+// so): rbd-mirror cannot create its copy under that taken name, and the
+// two may differ since (split brain). The operator decides first.
+func refuseKeptCopy(ctx context.Context, v *volConns, envID string) error {
+	type record struct {
+		value string
+		found bool
+	}
+	r, err := call(ctx, func() (record, error) {
+		value, found, err := getPoolMeta(v.dstIO, leftoverKey(envID, v.name))
+		return record{value, found}, err
+	})
+	if err != nil || !r.found {
+		return err
+	}
+	var l sdk.Leftover
+	_ = json.Unmarshal([]byte(r.value), &l)
+	return fmt.Errorf("the target pool %s on storage %s holds %s, a copy kept while the source was unreachable (%s); "+
+		"rbd-mirror cannot replicate into that name, and the two may differ since. Decide which to keep "+
+		"(docs/runbook.md), clean what `mirrord leftovers` lists, then start again: %w",
+		v.dst.m.Pool, v.dst.key(), v.name, l.Description, sdk.ErrPrecondition)
 }
