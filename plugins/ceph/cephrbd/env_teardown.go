@@ -159,9 +159,13 @@ func replicatedLeftover(env sdk.Environment, image string) sdk.Leftover {
 }
 
 // removeEnvRecords removes what the target pool's metadata holds of the
-// environment: its paused images, its rbd-mirror instances, and last its
-// prepared marker (a teardown cut short is done again).
+// environment: its paused images, its rbd-mirror instances (retired, not
+// forgotten), and last its prepared marker (a teardown cut short is done
+// again).
 func removeEnvRecords(ctx context.Context, e *envConns, envID string) error {
+	if err := retireInstances(ctx, e.dstIO, envID); err != nil {
+		return fmt.Errorf("pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err)
+	}
 	var keys []string
 	for _, prefix := range []string{pausedPrefix(envID), instancePrefix(envID)} {
 		kv, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(e.dstIO, prefix) })

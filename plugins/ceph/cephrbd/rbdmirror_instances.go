@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -239,5 +240,51 @@ func knownInstances(ctx context.Context, io *rados.IOContext) (map[string]bool, 
 	for _, r := range recs {
 		known[r.InstanceID] = true
 	}
+	retired, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(io, retiredPrefix) })
+	if err != nil {
+		return nil, fmt.Errorf("read the rbd-mirror instances retired: %w", err)
+	}
+	for k := range retired {
+		known[strings.TrimPrefix(k, retiredPrefix)] = true
+	}
 	return known, nil
+}
+
+// An environment's teardown retires its instance records rather than
+// forgetting them: an rbd-mirror killed while its remote was frozen stays
+// registered in the pool until another one's leader times it out, and
+// must not be taken for a foreign one meanwhile. Retired records are
+// kept for retiredFor, the pool's last rbd-mirror may be gone for a
+// while, and pruned by later teardowns.
+const (
+	retiredPrefix = metaPrefix + "retired-rbd-mirror."
+	retiredFor    = time.Hour
+)
+
+// retireInstances moves envID's instance records to retired ones, and
+// prunes retired ones older than retiredFor.
+func retireInstances(ctx context.Context, io *rados.IOContext, envID string) error {
+	recs, err := instanceRecords(ctx, io, envID)
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, r := range recs {
+		if err := do(ctx, func() error { return setPoolMeta(io, retiredPrefix+r.InstanceID, strconv.FormatInt(now, 10)) }); err != nil {
+			return fmt.Errorf("retire rbd-mirror instance %s: %w", r.InstanceID, err)
+		}
+	}
+	retired, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(io, retiredPrefix) })
+	if err != nil {
+		return fmt.Errorf("read the rbd-mirror instances retired: %w", err)
+	}
+	for k, v := range retired {
+		if at, err := strconv.ParseInt(v, 10, 64); err == nil && now-at < int64(retiredFor/time.Second) {
+			continue
+		}
+		if err := do(ctx, func() error { return removePoolMeta(io, k) }); err != nil {
+			return fmt.Errorf("prune retired record %s: %w", k, err)
+		}
+	}
+	return nil
 }
