@@ -31,20 +31,8 @@ const leftoverPool = "lftv"
 // (checked with the rbd CLI).
 func TestCephLeftovers(t *testing.T) {
 	l := needCephLab(t)
-	pluginDir := t.TempDir()
-	_ = os.Chmod(pluginDir, 0o755)
-	buildCephPluginInto(t, pluginDir)
-	l.createPool(t, leftoverPool)
-	state := cephStateDir(t)
-	c := newCluster(t)
-	p := startMirrordProcess(t, c, "d1", pluginDir, state)
-
-	c.put("clusters/5/storages/11", `{"cluster_id":5,"storage_id":11,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
-	c.put("clusters/5/storages/11/metadata", l.poolMetadata(t, "A", leftoverPool))
-	c.put("clusters/6/storages/13", `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
-	c.put("clusters/6/storages/13/metadata", l.poolMetadata(t, "B", leftoverPool))
-	c.seedEnvironment("start")
-	c.waitStateWithin("mirror_environment/storage.11.13/status", core.StateMirroring, 90*time.Second)
+	r := startCephEnvironment(t, l, leftoverPool)
+	c, p := r.c, r.p
 	uuid := uuidFor(uint64(time.Now().UnixNano() % 1e9))
 	image := leftoverPool + "/volume-" + uuid
 	if out, err := l.rbd(t, "A", "create", image, "--size", "16M"); err != nil {
@@ -76,27 +64,17 @@ func TestCephLeftovers(t *testing.T) {
 	}
 
 	// mirrord leftovers with the daemon's configuration file.
-	cfg, _ := yaml.Marshal(map[string]any{
-		"etcd":       map[string]any{"endpoints": c.etcd.Endpoints()},
-		"plugin_dir": pluginDir,
-		"plugins":    map[string]any{"ceph": map[string]any{"args": []string{"--state-dir", state}}},
-	})
-	cfgFile := filepath.Join(t.TempDir(), "mirrord.yaml")
-	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
 	began := time.Now()
-	code := command(context.Background(), []string{"leftovers", "--config", cfgFile, "-o", "json"}, env(nil), &out, &errOut)
-	t.Logf("mirrord leftovers took %s; exit %d; stderr:\n%s", time.Since(began).Round(time.Millisecond), code, errOut.String())
+	code, out, errOut := r.leftovers(t)
+	t.Logf("mirrord leftovers took %s; exit %d; stderr:\n%s", time.Since(began).Round(time.Millisecond), code, errOut)
 	if code != 1 {
-		t.Fatalf("exit code %d, want 1 (leftovers found); output:\n%s", code, out.String())
+		t.Fatalf("exit code %d, want 1 (leftovers found); output:\n%s", code, out)
 	}
 	var got leftoversJSON
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-		t.Fatalf("JSON listing: %v\n%s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("JSON listing: %v\n%s", err, out)
 	}
-	t.Logf("leftovers:\n%s", out.String())
+	t.Logf("leftovers:\n%s", out)
 	has := func(what string, match func(leftoverJSON) bool) {
 		t.Helper()
 		if !slices.ContainsFunc(got.Leftovers, match) {
@@ -116,7 +94,7 @@ func TestCephLeftovers(t *testing.T) {
 			t.Errorf("leftover %+v: want a description and a remedy", x)
 		}
 	}
-	if strings.Contains(out.String()+errOut.String(), l["CEPH_A_ADMIN_KEY"]) || strings.Contains(out.String()+errOut.String(), l["CEPH_B_ADMIN_KEY"]) {
+	if strings.Contains(out+errOut, l["CEPH_A_ADMIN_KEY"]) || strings.Contains(out+errOut, l["CEPH_B_ADMIN_KEY"]) {
 		t.Fatal("a Ceph key reached the listing")
 	}
 
@@ -134,4 +112,50 @@ func TestCephLeftovers(t *testing.T) {
 	}
 	// At cleanup cephStateDir's stops the rbd-mirror, then the pools go
 	// with the images and the peer.
+}
+
+// cephRun is one test's mirrord process with the Ceph plugin, on a pool of
+// its own on both sites, and environment storage.11.13 mirroring there.
+type cephRun struct {
+	c                *cluster
+	p                *mirrordProcess
+	pluginDir, state string
+}
+
+// startCephEnvironment creates pool on both sites, starts mirrord with the
+// Ceph plugin as a process, writes the storages and starts the environment.
+func startCephEnvironment(t *testing.T, l cephLab, pool string) cephRun {
+	t.Helper()
+	r := cephRun{pluginDir: t.TempDir()}
+	_ = os.Chmod(r.pluginDir, 0o755)
+	buildCephPluginInto(t, r.pluginDir)
+	l.createPool(t, pool)
+	r.state = cephStateDir(t)
+	r.c = newCluster(t)
+	r.p = startMirrordProcess(t, r.c, "d1", r.pluginDir, r.state)
+	r.c.put("clusters/5/storages/11", `{"cluster_id":5,"storage_id":11,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
+	r.c.put("clusters/5/storages/11/metadata", l.poolMetadata(t, "A", pool))
+	r.c.put("clusters/6/storages/13", `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
+	r.c.put("clusters/6/storages/13/metadata", l.poolMetadata(t, "B", pool))
+	r.c.seedEnvironment("start")
+	r.c.waitStateWithin("mirror_environment/storage.11.13/status", core.StateMirroring, 90*time.Second)
+	return r
+}
+
+// leftovers runs `mirrord leftovers -o json` with the daemon's
+// configuration file: its exit code, output and error output.
+func (r cephRun) leftovers(t *testing.T) (code int, out, errOut string) {
+	t.Helper()
+	cfg, _ := yaml.Marshal(map[string]any{
+		"etcd":       map[string]any{"endpoints": r.c.etcd.Endpoints()},
+		"plugin_dir": r.pluginDir,
+		"plugins":    map[string]any{"ceph": map[string]any{"args": []string{"--state-dir", r.state}}},
+	})
+	cfgFile := filepath.Join(t.TempDir(), "mirrord.yaml")
+	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var o, e bytes.Buffer
+	code = command(context.Background(), []string{"leftovers", "--config", cfgFile, "-o", "json"}, env(nil), &o, &e)
+	return code, o.String(), e.String()
 }

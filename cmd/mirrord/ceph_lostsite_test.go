@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"gopkg.in/yaml.v3"
 
 	"github.com/cdmdr/mirror/core"
 )
@@ -34,21 +31,9 @@ const lostSitePool = "lost"
 // and `mirrord leftovers` lists the source images still mirror-enabled.
 func TestCephProtectionSiteLost(t *testing.T) {
 	l := needCephLab(t)
-	pluginDir := t.TempDir()
-	_ = os.Chmod(pluginDir, 0o755)
-	buildCephPluginInto(t, pluginDir)
-	l.createPool(t, lostSitePool)
-	state := cephStateDir(t)
-	c := newCluster(t)
-	p := startMirrordProcess(t, c, "d1", pluginDir, state)
+	r := startCephEnvironment(t, l, lostSitePool)
+	c, p, state := r.c, r.p, r.state
 	events := c.subscribeEvents(t)
-
-	c.put("clusters/5/storages/11", `{"cluster_id":5,"storage_id":11,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
-	c.put("clusters/5/storages/11/metadata", l.poolMetadata(t, "A", lostSitePool))
-	c.put("clusters/6/storages/13", `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
-	c.put("clusters/6/storages/13/metadata", l.poolMetadata(t, "B", lostSitePool))
-	c.seedEnvironment("start")
-	c.waitStateWithin("mirror_environment/storage.11.13/status", core.StateMirroring, 90*time.Second)
 
 	run := uint64(time.Now().UnixNano() % 1e9)
 	vols := []hostVolume{
@@ -130,28 +115,19 @@ func TestCephProtectionSiteLost(t *testing.T) {
 	p.stop(t)
 
 	// mirrord leftovers lists the source images still mirror-enabled.
-	cfg, _ := yaml.Marshal(map[string]any{
-		"etcd":       map[string]any{"endpoints": c.etcd.Endpoints()},
-		"plugin_dir": pluginDir,
-		"plugins":    map[string]any{"ceph": map[string]any{"args": []string{"--state-dir", state}}},
-	})
-	cfgFile := filepath.Join(t.TempDir(), "mirrord.yaml")
-	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errOut bytes.Buffer
-	if code := command(context.Background(), []string{"leftovers", "--config", cfgFile, "-o", "json"}, env(nil), &out, &errOut); code != 1 {
-		t.Fatalf("mirrord leftovers: exit %d, want 1 (leftovers found)\n%s\n%s", code, out.String(), errOut.String())
+	code, out, errOut := r.leftovers(t)
+	if code != 1 {
+		t.Fatalf("mirrord leftovers: exit %d, want 1 (leftovers found)\n%s\n%s", code, out, errOut)
 	}
 	var got leftoversJSON
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-		t.Fatalf("JSON listing: %v\n%s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("JSON listing: %v\n%s", err, out)
 	}
 	for _, v := range vols {
 		if !slices.ContainsFunc(got.Leftovers, func(x leftoverJSON) bool {
 			return x.Storage == "clusters/5/storages/11" && strings.Contains(x.Name, "volume-"+v.uuid) && strings.Contains(x.Remedy, "mirror image disable")
 		}) {
-			t.Errorf("mirrord leftovers does not list the source image of volume %d with its remedy:\n%s", v.ref.VolumeID, out.String())
+			t.Errorf("mirrord leftovers does not list the source image of volume %d with its remedy:\n%s", v.ref.VolumeID, out)
 		}
 	}
 	for _, v := range vols {

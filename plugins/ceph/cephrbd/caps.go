@@ -202,10 +202,11 @@ func probeWrite(ctx context.Context, io *rados.IOContext) error {
 	return err
 }
 
-// probeConfigKeyGet checks that the user may read key from the monitors'
-// config-key store: a missing key answers ENOENT, a refused read EACCES.
-func probeConfigKeyGet(ctx context.Context, conn *rados.Conn, key string) error {
-	cmd, _ := json.Marshal(map[string]string{"prefix": "config-key get", "key": key})
+// probeConfigKey checks that the user may run the config-key command
+// ("get" or "rm") on key, one that does not exist: the monitors answer
+// ENOENT once the capability allows it, EACCES when it does not.
+func probeConfigKey(ctx context.Context, conn *rados.Conn, command, key string) error {
+	cmd, _ := json.Marshal(map[string]string{"prefix": "config-key " + command, "key": key})
 	err := do(ctx, func() error {
 		_, _, err := conn.MonCommand(cmd)
 		return err
@@ -228,20 +229,6 @@ func probeConfigKeySet(ctx context.Context, conn *rados.Conn, key string) error 
 		return err
 	})
 	if isErrno(err, syscall.EFBIG) {
-		return nil
-	}
-	return err
-}
-
-// probeConfigKeyRm checks that the user may remove key (one that does
-// not exist) from the monitors' config-key store.
-func probeConfigKeyRm(ctx context.Context, conn *rados.Conn, key string) error {
-	cmd, _ := json.Marshal(map[string]string{"prefix": "config-key rm", "key": key})
-	err := do(ctx, func() error {
-		_, _, err := conn.MonCommand(cmd)
-		return err
-	})
-	if isErrno(err, syscall.ENOENT) {
 		return nil
 	}
 	return err

@@ -109,19 +109,19 @@ func (e *envConns) probeCaps(ctx context.Context) error {
 	probes := []probe{
 		{e.src, true, roleSource, "read the mirror site name (config-key get rbd/mirror/site_name), as the target's rbd-mirror does with the peer's credentials",
 			"mon 'profile rbd-mirror-peer'", func(c *rados.Conn, _ *rados.IOContext) error {
-				return probeConfigKeyGet(ctx, c, "rbd/mirror/site_name")
+				return probeConfigKey(ctx, c, "get", "rbd/mirror/site_name")
 			}},
 		{e.src, true, roleSource, "remove a mirror peer's config-key (config-key rm rbd/mirror/peer/...), as the teardown does",
-			"mon '" + peerRmCap + "'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKeyRm(ctx, c, probeKey) }},
+			"mon '" + peerRmCap + "'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKey(ctx, c, "rm", probeKey) }},
 		write(e.src, true),
 		{e.dst, true, roleTarget, "read the mirror peer's address and key (config-key get rbd/mirror/peer/...)",
-			"mon 'profile rbd-mirror'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKeyGet(ctx, c, probeKey) }},
+			"mon 'profile rbd-mirror'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKey(ctx, c, "get", probeKey) }},
 		{e.dst, true, roleTarget, "set the mirror peer's address and key (config-key set rbd/mirror/peer/...)",
 			"mon 'profile rbd-mirror-peer'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKeySet(ctx, c, probeKey) }},
 		// After the set probe: should the monitors have stored its value
 		// (a raised size limit), this removes it.
 		{e.dst, true, roleTarget, "remove a mirror peer's config-key (config-key rm rbd/mirror/peer/...), as the teardown does",
-			"mon '" + peerRmCap + "'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKeyRm(ctx, c, probeKey) }},
+			"mon '" + peerRmCap + "'", func(c *rados.Conn, _ *rados.IOContext) error { return probeConfigKey(ctx, c, "rm", probeKey) }},
 		write(e.dst, true),
 	}
 	for _, sd := range []side{e.src, e.dst} {
