@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"syscall"
+	"time"
 )
 
 // call runs f, returning early with ctx's error when ctx ends first (f
@@ -29,6 +30,24 @@ func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
+}
+
+// abandonedGrace is how long a librados call that call abandoned (its
+// caller's context ended) may still run: each is bounded by the
+// connection's timeouts (rados_osd_op_timeout 30 s, opTimeout on the
+// monitors).
+const abandonedGrace = 45 * time.Second
+
+// releaseAfter runs free (an IOContext's Destroy, a connection's
+// Shutdown) now; or, when ctx has ended, once abandonedGrace has passed,
+// since a call abandoned on what free releases may still run in C, and
+// freeing under it crashes the process.
+func releaseAfter(ctx context.Context, free func()) {
+	if ctx == nil || ctx.Err() == nil {
+		free()
+		return
+	}
+	time.AfterFunc(abandonedGrace, free)
 }
 
 // do is call for functions without a result.

@@ -123,7 +123,7 @@ func (b *Backend) destroySource(ctx context.Context, budget time.Duration, vol s
 	// A lost source costs reachTimeout, not librados' longer OSD bound.
 	io, err := b.openSide(ctx, sd, false)
 	if err == nil {
-		defer io.Destroy()
+		defer releaseAfter(ctx, io.Destroy)
 		out, err = b.disableSource(ctx, sd, io, name)
 	}
 	if err != nil {
@@ -223,7 +223,7 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 		left.add("target copy %s/%s on storage %s may remain (%v)", dd.m.Pool, name, dd.key(), err)
 		return
 	}
-	defer io.Destroy()
+	defer releaseAfter(ctx, io.Destroy)
 	if err := setPaused(ctx, io, vol.Environment.ID, name, false, dd.m.Pool+"/"+name); err != nil {
 		left.add("%v", err)
 	}

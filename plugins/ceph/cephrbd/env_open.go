@@ -17,6 +17,9 @@ var rbdGetMirrorSiteName = rbd.GetMirrorSiteName
 // open as each side's most privileged user: its admin when the metadata
 // gives one, else its client.
 type envConns struct {
+	// ctx is the call's: closing after it ended waits for calls it
+	// abandoned (releaseAfter).
+	ctx              context.Context
 	src, dst         side
 	srcConn, dstConn *rados.Conn
 	srcIO, dstIO     *rados.IOContext
@@ -25,11 +28,10 @@ type envConns struct {
 }
 
 func (e *envConns) close() {
-	if e.srcIO != nil {
-		e.srcIO.Destroy()
-	}
-	if e.dstIO != nil {
-		e.dstIO.Destroy()
+	for _, io := range []*rados.IOContext{e.srcIO, e.dstIO} {
+		if io != nil {
+			releaseAfter(e.ctx, io.Destroy)
+		}
 	}
 }
 
@@ -48,7 +50,7 @@ func (b *Backend) openEnv(ctx context.Context, env sdk.Environment) (*envConns, 
 	if err := checkEnvID(env); err != nil {
 		return nil, err
 	}
-	e := &envConns{}
+	e := &envConns{ctx: ctx}
 	var err error
 	if e.src, err = b.side(env.Source); err != nil {
 		return nil, err

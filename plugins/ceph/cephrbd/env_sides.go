@@ -23,7 +23,7 @@ func (b *Backend) openEnvSides(ctx context.Context, env sdk.Environment) (e *env
 	if err := checkEnvID(env); err != nil {
 		return nil, nil, nil, err
 	}
-	e = &envConns{}
+	e = &envConns{ctx: ctx}
 	if e.src, err = b.side(env.Source); err != nil {
 		return nil, nil, nil, err
 	}
@@ -48,7 +48,7 @@ func (b *Backend) openEnvSides(ctx context.Context, env sdk.Environment) (e *env
 				return opened{conn: conn, io: io, site: site}
 			}
 		}
-		io.Destroy()
+		releaseAfter(ctx, io.Destroy)
 		err = denied(fmt.Errorf("mirror site name of storage %s: %w", sd.key(), err), sd, true, r,
 			"read the mirror site name (config-key get rbd/mirror/site_name)", caps)
 		return opened{err: unreachable(ctx, sd, err)}
@@ -61,10 +61,10 @@ func (b *Backend) openEnvSides(ctx context.Context, env sdk.Environment) (e *env
 	for _, o := range []opened{s, d} {
 		if o.err != nil && !isUnreachable(o.err) {
 			if s.io != nil {
-				s.io.Destroy()
+				releaseAfter(ctx, s.io.Destroy)
 			}
 			if d.io != nil {
-				d.io.Destroy()
+				releaseAfter(ctx, d.io.Destroy)
 			}
 			return nil, nil, nil, o.err
 		}

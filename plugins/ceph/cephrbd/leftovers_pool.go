@@ -27,7 +27,7 @@ func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Lef
 	if err != nil {
 		return nil, fmt.Errorf("find leftovers on storage %s: %w", sd.key(), err)
 	}
-	defer io.Destroy()
+	defer releaseAfter(ctx, io.Destroy)
 	p := poolScan{sd: sd, conn: conn, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
 	var out []sdk.Leftover
 	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.recorded} {

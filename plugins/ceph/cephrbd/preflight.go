@@ -141,7 +141,7 @@ func (e *envConns) probeCaps(ctx context.Context) error {
 	sessions := map[string]*session{}
 	defer func() {
 		for _, s := range sessions {
-			s.close()
+			releaseAfter(ctx, s.close)
 		}
 	}()
 	for _, p := range probes {

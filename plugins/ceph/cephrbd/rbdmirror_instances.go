@@ -130,7 +130,7 @@ func (d *mirrorDaemon) blocklistEarlier() {
 		d.log.Warn("cannot blocklist earlier rbd-mirror instances", "env", d.envID, "error", err)
 		return
 	}
-	defer io.Destroy()
+	defer releaseAfter(ctx, io.Destroy)
 	recs, err := instanceRecords(ctx, io, d.envID)
 	if err != nil {
 		d.log.Warn("cannot blocklist earlier rbd-mirror instances", "env", d.envID, "error", err)

@@ -68,7 +68,7 @@ func (d *mirrorDaemon) enforcePauses() {
 		}
 		d.recordInstance(ctx, io, p)
 		d.applyPauses(ctx, io, p)
-		io.Destroy()
+		releaseAfter(ctx, io.Destroy)
 	}
 }
 

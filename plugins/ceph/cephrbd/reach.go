@@ -99,7 +99,7 @@ func (b *Backend) openVolSides(ctx context.Context, vol sdk.Volume) (v *volConns
 	if !uuidPattern.MatchString(vol.VolumeUUID) {
 		return nil, src, nil, fmt.Errorf("volume uuid %q cannot name an image: %w", vol.VolumeUUID, sdk.ErrPrecondition)
 	}
-	v = &volConns{name: imageName(vol)}
+	v = &volConns{ctx: ctx, name: imageName(vol)}
 	if v.src, err = b.side(vol.Environment.Source); err != nil {
 		return nil, src, nil, err
 	}
@@ -116,7 +116,7 @@ func (b *Backend) openVolSides(ctx context.Context, vol sdk.Volume) (v *volConns
 		src, err = inspect(sctx, srcIO, v.name, true)
 		cancel()
 		if err != nil {
-			srcIO.Destroy()
+			releaseAfter(sctx, srcIO.Destroy)
 			err = unreachable(ctx, v.src, fmt.Errorf("read image %s/%s: %w", v.src.m.Pool, v.name, err))
 		} else {
 			v.srcIO = srcIO

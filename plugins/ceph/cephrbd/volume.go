@@ -19,6 +19,9 @@ var uuidPattern = regexp.MustCompile(`^[0-9A-Za-z-]{1,64}$`)
 
 // volConns is a volume's two pools, opened as each storage's client.
 type volConns struct {
+	// ctx is the call's: closing after it ended waits for calls it
+	// abandoned (releaseAfter).
+	ctx          context.Context
 	src, dst     side
 	srcIO, dstIO *rados.IOContext
 	name         string // volume-{uuid}
@@ -37,11 +40,10 @@ func (v *volConns) replayerNames() []string {
 }
 
 func (v *volConns) close() {
-	if v.srcIO != nil {
-		v.srcIO.Destroy()
-	}
-	if v.dstIO != nil {
-		v.dstIO.Destroy()
+	for _, io := range []*rados.IOContext{v.srcIO, v.dstIO} {
+		if io != nil {
+			releaseAfter(v.ctx, io.Destroy)
+		}
 	}
 }
 
@@ -57,7 +59,7 @@ func (b *Backend) openVol(ctx context.Context, vol sdk.Volume) (*volConns, error
 	if !uuidPattern.MatchString(vol.VolumeUUID) {
 		return nil, fmt.Errorf("volume uuid %q cannot name an image: %w", vol.VolumeUUID, sdk.ErrPrecondition)
 	}
-	v := &volConns{name: imageName(vol)}
+	v := &volConns{ctx: ctx, name: imageName(vol)}
 	var err error
 	if v.src, err = b.side(vol.Environment.Source); err != nil {
 		return nil, err

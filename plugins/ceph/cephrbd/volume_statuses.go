@@ -158,12 +158,12 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 	if err != nil {
 		return poolsView{}, err
 	}
-	defer srcIO.Destroy()
+	defer releaseAfter(ctx, srcIO.Destroy)
 	dstIO, err := b.ioctx(ctx, dst, false)
 	if err != nil {
 		return poolsView{}, err
 	}
-	defer dstIO.Destroy()
+	defer releaseAfter(ctx, dstIO.Destroy)
 	if view.sources, err = call(ctx, func() (map[string]listedSource, error) { return listSources(srcIO) }); err != nil {
 		return poolsView{}, fmt.Errorf("list the mirrored images of pool %s on storage %s: %w", src.m.Pool, src.key(), err)
 	}
