@@ -443,7 +443,7 @@ func startMirrordProcess(t *testing.T, c *cluster, id, pluginDir, stateDir strin
 	t.Cleanup(func() {
 		p.stop(t)
 		if t.Failed() {
-			t.Logf("logs of %s (last 200 lines):\n%s", id, lastLines(p.logs(), 200))
+			t.Logf("logs of %s:\n%s", id, p.logs())
 		}
 		if strings.Contains(p.logs(), "DATA RACE") {
 			t.Errorf("%s reported a data race:\n%s", id, p.logs())
