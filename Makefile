@@ -19,7 +19,7 @@ build:
 ## test with the race detector.
 test: lint ceph-lab-up
 	@set -e; trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
-	$(GO) test -race -count=1 $(PKGS); \
+	$(GO) test -race -count=1 -timeout 30m $(PKGS); \
 	for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done; \
 	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
 	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 30m ./...

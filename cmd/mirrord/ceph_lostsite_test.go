@@ -61,7 +61,7 @@ func TestCephProtectionSiteLost(t *testing.T) {
 	stop := vols[0]
 	began := time.Now()
 	c.setOp(stop.ref, "stop")
-	c.waitFor("volume 7's keys deleted with the source frozen", 150*time.Second, func() bool { return c.get(core.VolumeKey(stop.ref)) == "" })
+	c.waitFor("volume 7's keys deleted with the source frozen", 240*time.Second, func() bool { return c.get(core.VolumeKey(stop.ref)) == "" })
 	t.Logf("stop with the source frozen: keys deleted %s after the operation was written", time.Since(began).Round(100*time.Millisecond))
 	events.want(t, "cdm-dr.mirror.volume.stop-leftovers-found", core.VolumeKey(stop.ref), "volume-"+stop.uuid)
 	if out, err := l.rbd(t, "B", "mirror", "image", "status", stop.image()); err == nil {
@@ -79,7 +79,7 @@ func TestCephProtectionSiteLost(t *testing.T) {
 	destroy := vols[1]
 	began = time.Now()
 	c.setOp(destroy.ref, "destroy")
-	c.waitFor("volume 8's keys deleted with the source frozen", 150*time.Second, func() bool { return c.get(core.VolumeKey(destroy.ref)) == "" })
+	c.waitFor("volume 8's keys deleted with the source frozen", 240*time.Second, func() bool { return c.get(core.VolumeKey(destroy.ref)) == "" })
 	t.Logf("destroy with the source frozen: keys deleted %s after the operation was written", time.Since(began).Round(100*time.Millisecond))
 	events.want(t, "cdm-dr.mirror.volume.destroy-leftovers-found", core.VolumeKey(destroy.ref), "volume-"+destroy.uuid)
 	if got, err := l.trySum("B", destroy.image()); err != nil || got != sums[8] {
@@ -89,7 +89,7 @@ func TestCephProtectionSiteLost(t *testing.T) {
 	// the environment's stop completes on the surviving side
 	began = time.Now()
 	c.seedEnvironment("stop")
-	c.waitFor("environment keys deleted with the source frozen", 150*time.Second, func() bool { return c.get("mirror_environment/storage.11.13") == "" })
+	c.waitFor("environment keys deleted with the source frozen", 240*time.Second, func() bool { return c.get("mirror_environment/storage.11.13") == "" })
 	t.Logf("environment stop with the source frozen: keys deleted %s after the operation was written", time.Since(began).Round(100*time.Millisecond))
 	events.want(t, "cdm-dr.mirror.environment.stop-leftovers-found", "mirror_environment/storage.11.13", "")
 	if out, err := l.rbd(t, "B", "mirror", "pool", "info", lostSitePool, "--format", "json"); err != nil || strings.Contains(out, `"uuid"`) {
@@ -135,8 +135,9 @@ func TestCephProtectionSiteLost(t *testing.T) {
 	}
 }
 
-// freezeSite stops every daemon of a lab site ("a" or "b") with SIGSTOP:
-// the site is silent, as a lost one is, until thaw (also run at cleanup).
+// freezeSite stops the mon and the OSD of a lab site ("a" or "b") with
+// SIGSTOP: the site is silent, as a lost one is, until thaw (also run at
+// cleanup).
 func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 	t.Helper()
 	f, err := os.Open(filepath.Join(os.Getenv("CEPH_LAB"), "pids"))
@@ -145,17 +146,28 @@ func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 	}
 	defer f.Close()
 	var pids []int
+	osd := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[1] == "site-"+site {
-			if pid, err := strconv.Atoi(fields[0]); err == nil {
-				pids = append(pids, pid)
-			}
+		if len(fields) != 3 || fields[1] != "site-"+site || (fields[2] != "mon.a" && !strings.HasPrefix(fields[2], "osd.")) {
+			continue
+		}
+		if pid, err := strconv.Atoi(fields[0]); err == nil {
+			pids = append(pids, pid)
+		}
+		if id, ok := strings.CutPrefix(fields[2], "osd."); ok {
+			osd = id
 		}
 	}
-	if len(pids) == 0 {
-		t.Fatalf("no daemon of site %s in the lab's pids", site)
+	if len(pids) != 2 || osd == "" {
+		t.Fatalf("want the mon and the OSD of site %s in the lab's pids, found %v", site, pids)
+	}
+	name := strings.ToUpper(site)
+	// An OSD marked down more than osd_max_markdown_count times in ten
+	// minutes stops for good; the Ceph plugin's tests freeze it often.
+	if out, err := l.ceph(t, name, "config", "set", "osd", "osd_max_markdown_count", "1000"); err != nil {
+		t.Fatalf("raise osd_max_markdown_count on site %s: %v %s", site, err, out)
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -170,6 +182,24 @@ func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 		thawed = true
 		for _, pid := range pids {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+		// An OSD stopped longer than its PGs' read lease may come back
+		// with them laggy for good: a new interval clears them.
+		if out, err := l.ceph(t, name, "osd", "down", osd); err != nil {
+			t.Errorf("osd down %s on site %s after the thaw: %v %s", osd, site, err, out)
+		}
+		deadline := time.Now().Add(120 * time.Second)
+		for {
+			out, err := l.ceph(t, name, "health")
+			if err == nil && strings.HasPrefix(out, "HEALTH_OK") {
+				if _, err := l.rbd(t, name, "ls", lostSitePool); err == nil {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("site %s not healthy 120 s after the thaw: %v %s", site, err, out)
+			}
+			time.Sleep(time.Second)
 		}
 	}
 	t.Cleanup(thaw)
