@@ -216,15 +216,48 @@ type poolRoom struct {
 	QuotaObjects  uint64 `json:"quota_objects"`
 }
 
-// poolSpace reads the space of sd's pool through conn.
+// dfLag bounds the wait for a new pool's space figures: `ceph df` reports
+// what the manager last sent the monitors (every mgr_stats_period, 5 s by
+// default), so a pool created a moment ago exists but has no figures yet.
+const dfLag = 20 * time.Second
+
+// poolSpace reads the space of sd's pool through conn. A pool that exists
+// but has no figures yet is waited for (dfLag), then retried later.
 func poolSpace(ctx context.Context, conn *rados.Conn, sd side) (poolRoom, error) {
+	deadline := time.Now().Add(dfLag)
+	for {
+		r, found, err := poolDF(ctx, conn, sd)
+		if err != nil || found {
+			return r, err
+		}
+		if _, err := call(ctx, func() (int64, error) { return conn.GetPoolByName(sd.m.Pool) }); err != nil {
+			if errors.Is(err, rados.ErrNotFound) {
+				return poolRoom{}, errNoPool(sd)
+			}
+			return poolRoom{}, fmt.Errorf("look up pool %s on storage %s: %w", sd.m.Pool, sd.key(), err)
+		}
+		if time.Now().After(deadline) {
+			return poolRoom{}, fmt.Errorf("pool %s on storage %s exists but `ceph df` has no figures for it yet "+
+				"(the manager reports new pools within seconds; is a ceph-mgr running?): %w", sd.m.Pool, sd.key(), sdk.ErrRetryable)
+		}
+		select {
+		case <-ctx.Done():
+			return poolRoom{}, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// poolDF reads sd's pool from `ceph df detail`; found is false when the
+// monitors list no such pool.
+func poolDF(ctx context.Context, conn *rados.Conn, sd side) (poolRoom, bool, error) {
 	cmd, _ := json.Marshal(map[string]string{"prefix": "df", "detail": "detail", "format": "json"})
 	out, err := call(ctx, func() ([]byte, error) {
 		out, _, err := conn.MonCommand(cmd)
 		return out, err
 	})
 	if err != nil {
-		return poolRoom{}, fmt.Errorf("read the space of pool %s on storage %s (ceph df): %w", sd.m.Pool, sd.key(), err)
+		return poolRoom{}, false, fmt.Errorf("read the space of pool %s on storage %s (ceph df): %w", sd.m.Pool, sd.key(), err)
 	}
 	var df struct {
 		Pools []struct {
@@ -233,16 +266,16 @@ func poolSpace(ctx context.Context, conn *rados.Conn, sd side) (poolRoom, error)
 		} `json:"pools"`
 	}
 	if err := json.Unmarshal(out, &df); err != nil {
-		return poolRoom{}, fmt.Errorf("read the space of pool %s on storage %s: the monitors' answer: %w", sd.m.Pool, sd.key(), err)
+		return poolRoom{}, false, fmt.Errorf("read the space of pool %s on storage %s: the monitors' answer: %w", sd.m.Pool, sd.key(), err)
 	}
 	for _, p := range df.Pools {
 		if p.Name == sd.m.Pool {
 			r := p.Stats
 			r.pool, r.storage = sd.m.Pool, sd.key()
-			return r, nil
+			return r, true, nil
 		}
 	}
-	return poolRoom{}, errNoPool(sd)
+	return poolRoom{}, false, nil
 }
 
 // left is the room left: the pool's max_avail, or its byte quota's rest

@@ -360,3 +360,30 @@ func keyOf(t testing.TB, md json.RawMessage) string {
 	}
 	return m["keyring"]
 }
+
+// A pool created a moment ago exists before `ceph df` lists it (the
+// manager reports it within seconds): its room is waited for, never taken
+// for a missing pool.
+func TestPreflightNewPool(t *testing.T) {
+	r := newRig(t, modeJournal)
+	b := r.lab.Sites[1]
+	const pool = "volumesfresh"
+	b.ceph(t, "osd", "pool", "create", pool, "8", "8", "replicated")
+	t.Cleanup(func() { b.ceph(t, "osd", "pool", "delete", pool, pool, "--yes-i-really-really-mean-it") })
+	conn, err := labConn(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Shutdown()
+	room, err := poolSpace(t.Context(), conn, side{s: sdk.Storage{ClusterID: 6, StorageID: 13}, m: meta{Pool: pool}})
+	if err != nil {
+		t.Fatalf("the space of a pool just created: %v", err)
+	}
+	if room.MaxAvail == 0 {
+		t.Fatalf("the space of a pool just created: %+v; want its max_avail", room)
+	}
+	_, err = poolSpace(t.Context(), conn, side{s: sdk.Storage{ClusterID: 6, StorageID: 13}, m: meta{Pool: "nosuchpool"}})
+	if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("the space of a missing pool = %v; want ErrPrecondition, it does not exist", err)
+	}
+}
