@@ -78,15 +78,22 @@ func replicationToPB(r VolumeReplication) *pb.VolumeReplication {
 	if !r.LastSyncTime.IsZero() {
 		t = r.LastSyncTime.UnixNano()
 	}
+	var kept int64
+	if !r.Kept.Taken.IsZero() {
+		kept = r.Kept.Taken.UnixNano()
+	}
 	return &pb.VolumeReplication{State: string(r.State), TargetExists: r.TargetExists, Progress: int32(r.Progress),
-		LastSyncTimeUnixNano: t, Lag: r.Lag, Description: r.Description}
+		LastSyncTimeUnixNano: t, Lag: r.Lag, Description: r.Description, KeptName: r.Kept.Name, KeptTakenUnixNano: kept}
 }
 
 func replicationFromPB(r *pb.VolumeReplication) VolumeReplication {
 	out := VolumeReplication{State: ReplicationState(r.GetState()), TargetExists: r.GetTargetExists(), Progress: int(r.GetProgress()),
-		Lag: r.GetLag(), Description: r.GetDescription()}
+		Lag: r.GetLag(), Description: r.GetDescription(), Kept: KeptPoint{Name: r.GetKeptName()}}
 	if n := r.GetLastSyncTimeUnixNano(); n != 0 {
 		out.LastSyncTime = time.Unix(0, n).UTC()
+	}
+	if n := r.GetKeptTakenUnixNano(); n != 0 {
+		out.Kept.Taken = time.Unix(0, n).UTC()
 	}
 	return out
 }

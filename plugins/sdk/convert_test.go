@@ -121,7 +121,8 @@ func TestValuesOverGRPC(t *testing.T) {
 			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}, VolumesFollowEnvironment: true}},
 		env: sdk.EnvironmentHealth{Ready: true, Description: "peered"},
 		rep: sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Progress: 42,
-			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain"},
+			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain",
+			Kept: sdk.KeptPoint{Name: "image volumes/volume-1.kept", Taken: time.Date(2026, 5, 6, 7, 0, 0, 5, time.UTC)}},
 		reps: []sdk.VolumeReplication{
 			{State: sdk.ReplicationReplaying, TargetExists: true, Progress: 100,
 				LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC), Lag: "0 entries"},

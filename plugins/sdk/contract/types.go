@@ -83,6 +83,22 @@ type VolumeReplication struct {
 	Lag string
 	// Description is the storage's own explanation, shown on failure.
 	Description string
+	// Kept is the newest complete recovery point the backend preserved
+	// on the target as a standalone copy before something deleted the
+	// replica (a resync, a new first copy); zero when none stands. It
+	// stays usable while the new copy runs and goes once a newer
+	// recovery point has arrived.
+	Kept KeptPoint
+}
+
+// KeptPoint is a recovery point preserved as a standalone copy on the
+// target.
+type KeptPoint struct {
+	// Name says which copy and where, e.g. "image volumes/volume-7f3a….kept
+	// on storage clusters.6.storages.13"; empty when none stands.
+	Name string
+	// Taken is when the point was made on the source; zero if unknown.
+	Taken time.Time
 }
 
 // SnapshotState is the backend's view of one snapshot.

@@ -874,8 +874,12 @@ type VolumeReplication struct {
 	LastSyncTimeUnixNano int64  `protobuf:"varint,4,opt,name=last_sync_time_unix_nano,json=lastSyncTimeUnixNano,proto3" json:"last_sync_time_unix_nano,omitempty"`
 	Lag                  string `protobuf:"bytes,5,opt,name=lag,proto3" json:"lag,omitempty"`
 	Description          string `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The recovery point kept as a standalone copy; empty name: none.
+	KeptName string `protobuf:"bytes,7,opt,name=kept_name,json=keptName,proto3" json:"kept_name,omitempty"`
+	// Unix nanoseconds; 0 when unknown.
+	KeptTakenUnixNano int64 `protobuf:"varint,8,opt,name=kept_taken_unix_nano,json=keptTakenUnixNano,proto3" json:"kept_taken_unix_nano,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *VolumeReplication) Reset() {
@@ -948,6 +952,20 @@ func (x *VolumeReplication) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *VolumeReplication) GetKeptName() string {
+	if x != nil {
+		return x.KeptName
+	}
+	return ""
+}
+
+func (x *VolumeReplication) GetKeptTakenUnixNano() int64 {
+	if x != nil {
+		return x.KeptTakenUnixNano
+	}
+	return 0
 }
 
 type CleanupReport struct {
@@ -1278,14 +1296,16 @@ const file_backend_proto_rawDesc = "" +
 	"\freplications\x18\x01 \x03(\v2$.mirror.storage.v1.VolumeReplicationR\freplications\"K\n" +
 	"\x11EnvironmentHealth\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xd6\x01\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xa4\x02\n" +
 	"\x11VolumeReplication\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12#\n" +
 	"\rtarget_exists\x18\x02 \x01(\bR\ftargetExists\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\x126\n" +
 	"\x18last_sync_time_unix_nano\x18\x04 \x01(\x03R\x14lastSyncTimeUnixNano\x12\x10\n" +
 	"\x03lag\x18\x05 \x01(\tR\x03lag\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\"-\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x1b\n" +
+	"\tkept_name\x18\a \x01(\tR\bkeptName\x12/\n" +
+	"\x14kept_taken_unix_nano\x18\b \x01(\x03R\x11keptTakenUnixNano\"-\n" +
 	"\rCleanupReport\x12\x1c\n" +
 	"\tleftovers\x18\x01 \x03(\tR\tleftovers\"\xbe\x01\n" +
 	"\rLeftoverQuery\x124\n" +
