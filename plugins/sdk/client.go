@@ -47,7 +47,7 @@ func (g *grpcClient) EnvironmentStatus(ctx context.Context, env Environment) (En
 	if err != nil {
 		return EnvironmentHealth{}, fromStatus(err)
 	}
-	return EnvironmentHealth{Ready: r.Ready, Description: r.Description}, nil
+	return EnvironmentHealth{Ready: r.Ready, Description: r.Description, Unintended: r.Unintended}, nil
 }
 
 func (g *grpcClient) TeardownEnvironment(ctx context.Context, env Environment, force bool) (CleanupReport, error) {

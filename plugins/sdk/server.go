@@ -32,7 +32,7 @@ func (s *grpcServer) EnvironmentStatus(ctx context.Context, r *pb.EnvironmentReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.EnvironmentHealth{Ready: h.Ready, Description: h.Description}, nil
+	return &pb.EnvironmentHealth{Ready: h.Ready, Description: h.Description, Unintended: h.Unintended}, nil
 }
 
 func (s *grpcServer) TeardownEnvironment(ctx context.Context, r *pb.TeardownRequest) (*pb.CleanupReport, error) {

@@ -49,6 +49,12 @@ type EnvironmentHealth struct {
 	Ready bool
 	// Description says, in words an operator can act on, what is missing.
 	Description string
+	// Unintended lists replicas on the target that the storage made for
+	// this environment although no volume of it asked for them (a source
+	// pool feeding several targets), each naming the copy, where it came
+	// from and how to remove it. Reported, never removed by the plugin on
+	// its own.
+	Unintended []string
 }
 
 // ReplicationState is the backend's view of one volume's replication.

@@ -816,6 +816,7 @@ type EnvironmentHealth struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
 	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Unintended    []string               `protobuf:"bytes,3,rep,name=unintended,proto3" json:"unintended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -862,6 +863,13 @@ func (x *EnvironmentHealth) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *EnvironmentHealth) GetUnintended() []string {
+	if x != nil {
+		return x.Unintended
+	}
+	return nil
 }
 
 type VolumeReplication struct {
@@ -1293,10 +1301,13 @@ const file_backend_proto_rawDesc = "" +
 	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\x123\n" +
 	"\avolumes\x18\x02 \x03(\v2\x19.mirror.storage.v1.VolumeR\avolumes\"b\n" +
 	"\x16VolumeStatusesResponse\x12H\n" +
-	"\freplications\x18\x01 \x03(\v2$.mirror.storage.v1.VolumeReplicationR\freplications\"K\n" +
+	"\freplications\x18\x01 \x03(\v2$.mirror.storage.v1.VolumeReplicationR\freplications\"k\n" +
 	"\x11EnvironmentHealth\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xa4\x02\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"unintended\x18\x03 \x03(\tR\n" +
+	"unintended\"\xa4\x02\n" +
 	"\x11VolumeReplication\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12#\n" +
 	"\rtarget_exists\x18\x02 \x01(\bR\ftargetExists\x12\x1a\n" +
