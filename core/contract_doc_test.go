@@ -511,18 +511,19 @@ var contractRecords = map[string]struct {
 	typ  reflect.Type
 	skip []string
 }{
-	"storage":           {reflect.TypeFor[core.Storage](), nil},
-	"cluster_volume":    {reflect.TypeFor[core.ClusterVolume](), nil},
-	"environment":       {reflect.TypeFor[core.EnvironmentSpec](), nil},
-	"storage_reference": {reflect.TypeFor[core.StorageRef](), nil},
-	"mirror_volume":     {reflect.TypeFor[core.MirrorVolume](), nil},
-	"agent":             {reflect.TypeFor[core.Agent](), nil},
-	"operation":         {reflect.TypeFor[core.OperationRecord](), nil},
-	"status":            {reflect.TypeFor[core.Status](), nil},
-	"reason":            {reflect.TypeFor[core.Reason](), nil},
-	"snapshot":          {reflect.TypeFor[core.SnapshotRecord](), nil},
-	"snapshot_message":  {reflect.TypeFor[core.SnapshotRecord](), []string{"deleted"}},
-	"event":             {reflect.TypeFor[ports.Event](), nil},
+	"storage":             {reflect.TypeFor[core.Storage](), nil},
+	"cluster_volume":      {reflect.TypeFor[core.ClusterVolume](), nil},
+	"environment":         {reflect.TypeFor[core.EnvironmentSpec](), nil},
+	"storage_reference":   {reflect.TypeFor[core.StorageRef](), nil},
+	"mirror_volume":       {reflect.TypeFor[core.MirrorVolume](), nil},
+	"agent":               {reflect.TypeFor[core.Agent](), nil},
+	"operation":           {reflect.TypeFor[core.OperationRecord](), nil},
+	"status":              {reflect.TypeFor[core.Status](), nil},
+	"kept_recovery_point": {reflect.TypeFor[core.KeptRecoveryPoint](), nil},
+	"reason":              {reflect.TypeFor[core.Reason](), nil},
+	"snapshot":            {reflect.TypeFor[core.SnapshotRecord](), nil},
+	"snapshot_message":    {reflect.TypeFor[core.SnapshotRecord](), []string{"deleted"}},
+	"event":               {reflect.TypeFor[ports.Event](), nil},
 }
 
 // jsonType is the word the document uses for a Go type's JSON.
@@ -535,6 +536,8 @@ func jsonType(t reflect.Type) string {
 		return "time"
 	case t.Kind() == reflect.Struct:
 		return "object"
+	case t.Kind() == reflect.Slice:
+		return "array"
 	case t.Kind() == reflect.String:
 		return "string"
 	case t.Kind() == reflect.Bool:

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/cdmdr/mirror/ports"
@@ -87,7 +88,25 @@ func (in EnvironmentInput) act(a Action, success Outcome) Plan {
 }
 
 func (in EnvironmentInput) status(state State, reason *Reason) *Status {
-	return &Status{StateCode: state, ErrorReason: reason, Operation: in.Operation}
+	return &Status{StateCode: state, ErrorReason: reason, Operation: in.Operation, UnintendedReplicas: in.unintended()}
+}
+
+// unintended is the list of replicas nobody asked for, as the backend's
+// report says, sorted so that its order never rewrites the status;
+// without a report, the list the status holds already.
+func (in EnvironmentInput) unintended() []string {
+	if in.Observed == nil {
+		if in.Status != nil {
+			return in.Status.UnintendedReplicas
+		}
+		return nil
+	}
+	if len(in.Observed.Unintended) == 0 {
+		return nil
+	}
+	out := slices.Clone(in.Observed.Unintended)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func sample(keys []string, n int) string {

@@ -15,8 +15,8 @@ const CodePrefix = "cdm-dr.mirror."
 // Code builds a stable dotted code: cdm-dr.mirror.{subject}.{kind}-{step}-{cause}.
 // subject is volume, environment or snapshot; kind is failure, waiting or
 // refused in statuses; step names what was being done; cause is one word.
-// Events carry the same codes, and two of their own: FinishedCode and
-// LeftoversCode.
+// Events carry the same codes, and a few of their own: FinishedCode,
+// LeftoversCode, KeptPointCode and UnintendedCode.
 func Code(subject, kind, step, cause string) string {
 	return CodePrefix + subject + "." + kind + "-" + step + "-" + cause
 }
@@ -65,4 +65,18 @@ func FinishedCode(subject string, op Operation) string {
 // destroy or stop, an environment's stop).
 func LeftoversCode(subject string, op Operation) string {
 	return Code(subject, string(op), "leftovers", "found")
+}
+
+// KeptPointCode is the event code of a volume whose status newly records
+// a kept recovery point (docs/contract.md §2.4):
+// cdm-dr.mirror.volume.recovery-point-kept.
+func KeptPointCode() string {
+	return Code(SubjectVolume, "recovery", "point", "kept")
+}
+
+// UnintendedCode is the event code of an environment whose status newly
+// lists replicas no volume asked for, or lists others:
+// cdm-dr.mirror.environment.unintended-replicas-found.
+func UnintendedCode() string {
+	return Code(SubjectEnvironment, "unintended", "replicas", "found")
 }

@@ -107,6 +107,8 @@ func EventCodes() []string {
 		LeftoversCode(SubjectVolume, OpStop),
 		LeftoversCode(SubjectVolume, OpDestroy),
 		LeftoversCode(SubjectEnvironment, OpStop),
+		KeptPointCode(),
+		UnintendedCode(),
 		Code("snapshot", "failure", "decode_event", "malformed"),
 	}
 	sort.Strings(codes)

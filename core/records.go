@@ -212,8 +212,27 @@ type Status struct {
 	Progress     *int       `json:"progress,omitempty"`
 	LastSyncTime *time.Time `json:"last_sync_time,omitempty"`
 	Lag          string     `json:"lag,omitempty"`
-	Owner        string     `json:"owner,omitempty"`
-	UpdatedAt    *time.Time `json:"updated_at,omitempty"`
+	// KeptRecoveryPoint is a volume's newest complete recovery point
+	// that the backend kept as a standalone copy on the target before a
+	// resync deleted the replica; it stands until a newer recovery point
+	// has arrived.
+	KeptRecoveryPoint *KeptRecoveryPoint `json:"kept_recovery_point,omitempty"`
+	// UnintendedReplicas lists, sorted, the replicas on an environment's
+	// target that no volume of it asked for, as the backend names them.
+	// A field of its own, not an error_reason: the environment's state is
+	// good, and nothing is wrong with the work mirrord was asked to do.
+	UnintendedReplicas []string   `json:"unintended_replicas,omitempty"`
+	Owner              string     `json:"owner,omitempty"`
+	UpdatedAt          *time.Time `json:"updated_at,omitempty"`
+}
+
+// KeptRecoveryPoint is a status's kept_recovery_point (docs/contract.md
+// §2.4).
+type KeptRecoveryPoint struct {
+	// Name says which copy and where, in the backend's words.
+	Name string `json:"name"`
+	// TakenAt is when the point was made on the source, if known.
+	TakenAt *time.Time `json:"taken_at,omitempty"`
 }
 
 // DecodeStatus decodes a status record. An empty state_code is malformed.

@@ -278,6 +278,7 @@ func (in VolumeInput) refused(cur State) *Status {
 	if in.Status != nil {
 		st.Operation = in.Status.Operation // the state was not reached under this operation
 	}
+	st.KeptRecoveryPoint = in.kept()
 	return &st
 }
 
@@ -296,7 +297,7 @@ func (in VolumeInput) status(state State, reason *Reason) *Status {
 // statusUnder builds a status without checking it against the current
 // state: used for the outcome of an action, which follows a Write.
 func (in VolumeInput) statusUnder(state State, reason *Reason) *Status {
-	st := &Status{StateCode: state, ErrorReason: reason, Operation: in.Operation}
+	st := &Status{StateCode: state, ErrorReason: reason, Operation: in.Operation, KeptRecoveryPoint: in.kept()}
 	if obs := in.Observed; obs != nil {
 		if obs.State == ports.ReplicationSyncing && (state == StateInitializing || state == StateMirroring) {
 			p := obs.Progress
@@ -309,6 +310,34 @@ func (in VolumeInput) statusUnder(state State, reason *Reason) *Status {
 		st.Lag = obs.Lag
 	}
 	return st
+}
+
+// kept is the recovery point the backend kept for the volume, as its
+// report says; without a report, the one the status records already, so
+// a status written without looking (a refusal, a failed look) neither
+// drops it nor announces it again.
+func (in VolumeInput) kept() *KeptRecoveryPoint {
+	if obs := in.Observed; obs != nil {
+		return KeptPointOf(obs.Kept)
+	}
+	if in.Status != nil {
+		return in.Status.KeptRecoveryPoint
+	}
+	return nil
+}
+
+// KeptPointOf is the status field for the backend's kept point; nil when
+// none stands. Times are written in UTC.
+func KeptPointOf(k ports.KeptPoint) *KeptRecoveryPoint {
+	if k.Name == "" {
+		return nil
+	}
+	kp := &KeptRecoveryPoint{Name: k.Name}
+	if !k.Taken.IsZero() {
+		t := k.Taken.UTC()
+		kp.TakenAt = &t
+	}
+	return kp
 }
 
 func listStates(states []State) string {

@@ -24,6 +24,7 @@ type (
 	EnvironmentHealth   = contract.EnvironmentHealth
 	ReplicationState    = contract.ReplicationState
 	VolumeReplication   = contract.VolumeReplication
+	KeptPoint           = contract.KeptPoint
 	SnapshotState       = contract.SnapshotState
 	SnapshotReplication = contract.SnapshotReplication
 	CleanupReport       = contract.CleanupReport
