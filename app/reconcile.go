@@ -101,11 +101,13 @@ func (e *Engine) writeStatus(ctx context.Context, lead ports.Leadership, to *sta
 		return fmt.Errorf("write status: %w", err)
 	}
 	e.cache.wrote(to.key, value, rev)
+	was := to.current
 	prev := core.StateNone
-	if to.current != nil {
-		prev = to.current.StateCode
+	if was != nil {
+		prev = was.StateCode
 	}
 	to.current = &st
+	e.reportFindings(ctx, to, was, st)
 	log := e.log.With(to.subject, to.event)
 	if st.ErrorReason != nil {
 		log.Warn(to.subject+" status", "from", prev, "to", st.StateCode, "code", st.ErrorReason.Code, "reason", st.ErrorReason.Contents)
@@ -125,6 +127,10 @@ func (e *Engine) writeStatus(ctx context.Context, lead ports.Leadership, to *sta
 // retrying; a change of the keys wakes the worker.
 func (e *Engine) badInput(ctx context.Context, lead ports.Leadership, to *statusTarget, step string, err error) (result, error) {
 	st := core.Status{StateCode: core.StateError, ErrorReason: core.FailureReason(to.subject, step, err)}
+	if to.current != nil { // what the storage holds has not changed
+		st.KeptRecoveryPoint = to.current.KeptRecoveryPoint
+		st.UnintendedReplicas = to.current.UnintendedReplicas
+	}
 	if werr := e.writeStatus(ctx, lead, to, st); werr != nil {
 		return result{failed: true}, werr
 	}

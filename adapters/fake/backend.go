@@ -30,7 +30,8 @@ var _ ports.StorageBackend = (*Backend)(nil)
 // adds: a deleted target that still exists for DeleteDelay more
 // VolumeStatus (or VolumeStatuses) calls, an added snapshot pending for SnapshotDelay
 // SnapshotStatus calls, forced environment health and destroy leftovers,
-// failures (FailNext, FailAlways), calls held (Block), and a record of
+// scripted kept recovery points (SetKept) and unintended replicas
+// (SetUnintended), failures (FailNext, FailAlways), calls held (Block), and a record of
 // every call (Calls, CallLog). Method names in these helpers are the Go
 // method names, e.g. "StartVolume".
 type Backend struct {
@@ -51,6 +52,8 @@ type Backend struct {
 	snapshotDelay int
 	snapWait      map[string]int // SnapshotStatus calls still reporting pending
 	health        map[string]ports.EnvironmentHealth
+	unintended    map[string][]string        // by environment ID, added to every EnvironmentStatus
+	kept          map[string]ports.KeptPoint // by volume UUID, in every report of the volume
 	leftovers     map[string][]string
 	reports       map[string][]string // "Method subject" → leftovers a successful call reports
 
@@ -81,6 +84,8 @@ func NewBackend(types ...string) *Backend {
 		deleting:   map[string]int{},
 		snapWait:   map[string]int{},
 		health:     map[string]ports.EnvironmentHealth{},
+		unintended: map[string][]string{},
+		kept:       map[string]ports.KeptPoint{},
 		leftovers:  map[string][]string{},
 		reports:    map[string][]string{},
 		failNext:   map[string][]error{},
@@ -129,11 +134,16 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env ports.Environment) 
 	}
 	b.mu.Lock()
 	h, forced := b.health[env.ID]
+	unintended := slices.Clone(b.unintended[env.ID])
 	b.mu.Unlock()
-	if forced {
-		return h, nil
+	if !forced {
+		var err error
+		if h, err = b.mem.EnvironmentStatus(ctx, env); err != nil {
+			return h, err
+		}
 	}
-	return b.mem.EnvironmentStatus(ctx, env)
+	h.Unintended = append(slices.Clone(h.Unintended), unintended...)
+	return h, nil
 }
 
 // TeardownEnvironment implements ports.StorageBackend. A forced call is
@@ -199,6 +209,9 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.Vol
 		b.deleting[vol.VolumeUUID]--
 		rep.TargetExists = true
 	}
+	if k, ok := b.kept[vol.VolumeUUID]; ok {
+		rep.Kept = k
+	}
 	return rep, nil
 }
 
@@ -221,6 +234,9 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env ports.Environment, vol
 		if b.deleting[vol.VolumeUUID] > 0 {
 			b.deleting[vol.VolumeUUID]--
 			reps[i].TargetExists = true
+		}
+		if k, ok := b.kept[vol.VolumeUUID]; ok {
+			reps[i].Kept = k
 		}
 	}
 	return reps, nil
@@ -468,6 +484,33 @@ func (b *Backend) SetEnvironmentHealth(envID string, h ports.EnvironmentHealth) 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.health[envID] = h
+}
+
+// SetUnintended scripts the replicas EnvironmentStatus of envID reports
+// that no volume asked for (EnvironmentHealth.Unintended), added to what
+// it reports anyway, until set again (none: clear).
+func (b *Backend) SetUnintended(envID string, replicas ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(replicas) == 0 {
+		delete(b.unintended, envID)
+		return
+	}
+	b.unintended[envID] = slices.Clone(replicas)
+}
+
+// SetKept scripts the recovery point VolumeStatus and VolumeStatuses
+// report kept for volumeUUID (VolumeReplication.Kept) in place of the
+// storage's own, until set again (a KeptPoint without a Name: the
+// storage's own again).
+func (b *Backend) SetKept(volumeUUID string, k ports.KeptPoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if k.Name == "" {
+		delete(b.kept, volumeUUID)
+		return
+	}
+	b.kept[volumeUUID] = k
 }
 
 // Prepared reports whether envID is prepared (and not torn down).
