@@ -29,7 +29,7 @@ func (e *Engine) reportFindings(ctx context.Context, to *statusTarget, was *core
 		}
 		log.Info("recovery point kept", "copy", k.Name, "taken_at", k.TakenAt)
 		e.report(ctx, ports.LevelInfo, core.KeptPointCode(), to.event,
-			"%s %s: before the replica was deleted (a resync), the backend kept its newest complete recovery point, taken %s, as a standalone copy: %s; it stays usable while the new copy runs and goes once a newer recovery point has arrived",
+			"%s %s: before the replica was deleted (a resync, a new first copy), the backend kept its newest complete recovery point, taken %s, as a standalone copy: %s; it stays usable while the new copy runs and goes once a newer recovery point has arrived",
 			to.subject, to.event, taken, k.Name)
 	} else if k == nil && wasKept != nil {
 		log.Info("kept recovery point gone", "copy", wasKept.Name)
