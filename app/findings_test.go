@@ -74,6 +74,19 @@ func TestKeptRecoveryPointRecordedOnce(t *testing.T) {
 			t.Fatalf("%d recovery-point-kept events after the pause, want 1", n)
 		}
 
+		// A record mirrord cannot use: error, the point still recorded.
+		setOp(h, vol7, "frobnicate")
+		st = h.WaitState(volStatus7, core.StateError)
+		if st.KeptRecoveryPoint == nil {
+			t.Fatalf("error status = %s, want the kept point still recorded", h.Get(volStatus7))
+		}
+		setOp(h, vol7, "pause")
+		h.TickState(volStatus7, core.StatePaused, fastPoll)
+		h.WaitIdle()
+		if n := len(eventsWith(h, core.KeptPointCode())); n != 1 {
+			t.Fatalf("%d recovery-point-kept events after a bad operation, want 1", n)
+		}
+
 		// A newer point arrived: the backend deleted the copy.
 		h.Shared.Backend.SetKept(seedUUID, ports.KeptPoint{})
 		h.WaitTicking("the kept point removed", poll, func() bool {
