@@ -91,6 +91,10 @@ func TestForcedEnvironmentStop(t *testing.T) {
 		}
 
 		setEnvOp(h, "stop")
+		// The environment's and the volumes' keys come through two
+		// watches: let the plain stop reach the cache before the volume
+		// goes, or the forced one still standing there is acted on.
+		h.WaitIdle()
 		setOp(h, vol8, "stop")
 		waitVolumeGone(h, vol8)
 		h.TickState(envStatus, core.StateError, fastPoll)
