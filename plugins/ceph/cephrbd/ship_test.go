@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
@@ -381,6 +384,106 @@ func TestShipResumesAfterTornSteps(t *testing.T) {
 	if pts := shipSnapsCLI(t, r.a, name); len(pts) != 1 {
 		t.Errorf("the source's points: %v; want one", pts)
 	}
+}
+
+// TestShipSurvivesTargetCut: the target cluster cuts the step's client
+// off mid-transfer (blocklisted, as after a partition): the step fails,
+// the target's last point stays intact, and a step from another client
+// resumes from it (breaking the dead client's lock).
+func TestShipSurvivesTargetCut(t *testing.T) {
+	r := newShipRig(t)
+	name := r.image(t, 16<<20)
+	shipWrite(t, r.src.IO, name, 0, 4<<20)
+	first := mustShip(t, r, name)
+	shipWrite(t, r.src.IO, name, 0, 12<<20)
+
+	cut, cutIO := shipConnect(t, r.b)
+	admin, adminIO := shipConnect(t, r.b)
+	var (
+		once   sync.Once
+		addr   string
+		cutErr error
+	)
+	t.Cleanup(func() { shipAfterChunk = nil })
+	shipAfterChunk = func(uint64) {
+		once.Do(func() {
+			img, err := rbd.OpenImageReadOnly(adminIO, name, rbd.NoSnapshot)
+			if err != nil {
+				cutErr = err
+				return
+			}
+			ws, err := img.ListWatchers()
+			img.Close()
+			for _, w := range ws {
+				if uint64(w.Id) == cut.GetInstanceID() {
+					addr = w.Addr
+				}
+			}
+			if addr == "" {
+				cutErr = fmt.Errorf("no watcher of client %d among %+v (%v)", cut.GetInstanceID(), ws, err)
+				return
+			}
+			cmd, _ := json.Marshal(map[string]string{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr})
+			_, _, cutErr = admin.MonCommand(cmd)
+		})
+	}
+	t.Cleanup(func() {
+		if addr != "" {
+			cmd, _ := json.Marshal(map[string]string{"prefix": "osd blocklist", "blocklistop": "rm", "addr": addr})
+			_, _, _ = admin.MonCommand(cmd)
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	begin := time.Now()
+	_, err := ShipStep(ctx, r.src, ShipSide{IO: cutIO, FSID: r.dst.FSID}, name)
+	shipAfterChunk = nil
+	if cutErr != nil {
+		t.Fatalf("cut the step's client off: %v", cutErr)
+	}
+	if err == nil {
+		t.Fatal("the step succeeded although the target cut its client off")
+	}
+	t.Logf("the cut step failed after %v: %v", time.Since(begin).Round(time.Millisecond), err)
+	if pts := shipSnapsCLI(t, r.b, name); !slices.Equal(pts, []string{first.Point.Name}) {
+		t.Fatalf("the target's points after a cut step: %v; want %s", pts, first.Point.Name)
+	}
+	r.sameAt(t, name, first.Point)
+	resumed := mustShip(t, r, name)
+	if resumed.Base != first.Point {
+		t.Fatalf("the step after the cut = %+v; want base %s", resumed, first.Point.Name)
+	}
+	r.sameAt(t, name, resumed.Point)
+	if head, pt := exportDigest(t, r.b, name), exportDigest(t, r.b, name+"@"+resumed.Point.Name); head != pt {
+		t.Errorf("the target's head (sha256 %s) differs from its new point (%s)", head, pt)
+	}
+}
+
+// shipConnect opens its own connection to a lab site (a client of its
+// own, as another host would have).
+func shipConnect(t *testing.T, s labSite) (*rados.Conn, *rados.IOContext) {
+	t.Helper()
+	conn, err := rados.NewConnWithClusterAndUser(s.Name, "client.admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range [][2]string{{"keyring", s.AdminKeyring}, {"rados_mon_op_timeout", "10"}, {"rados_osd_op_timeout", "10"}, {"client_mount_timeout", "10"}, {"admin_socket", ""}} {
+		if err := conn.SetConfigOption(o[0], o[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.ReadConfigFile(s.Conf); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	io, err := conn.OpenIOContext(s.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { io.Destroy(); conn.Shutdown() })
+	return conn, io
 }
 
 // BenchmarkShip: a first copy of a 64 MiB image with 16 MiB written, and
