@@ -40,6 +40,10 @@ type ShipResult struct {
 	// written them into the target's head (counted in Written or Zeroed
 	// too); zero after a clean step.
 	Refreshed uint64
+	// CopyTook is the time spent on the extents (diffs, reads, writes,
+	// flush); the rest of a step is snapshot and metadata operations,
+	// each a round of the clusters' monitors.
+	CopyTook time.Duration
 	// Removed are the points the step removed: torn attempts' and older
 	// ones on the source, the oldest beyond shipTargetKeep on the target.
 	Removed []string
@@ -202,6 +206,7 @@ func ShipStep(ctx context.Context, src, dst ShipSide, image string) (ShipResult,
 		}
 		c.progress = res.Point.Name
 	}
+	copyStart := time.Now()
 	var dirty []shipExtent
 	if !res.Base.IsZero() {
 		// What a torn attempt wrote into the target's head is not always
@@ -227,6 +232,7 @@ func ShipStep(ctx context.Context, src, dst ShipSide, image string) (ShipResult,
 	if err := tImg.Flush(); err != nil {
 		return res, fmt.Errorf("flush the target %s: %w", dstSpec, err)
 	}
+	res.CopyTook = time.Since(copyStart)
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -237,14 +243,19 @@ func ShipStep(ctx context.Context, src, dst ShipSide, image string) (ShipResult,
 		_ = tImg.RemoveMetadata(shipProgressKey) // ShipStatus ignores a note of a complete point
 	}
 
-	// Prune. The point is complete whatever happens here; what fails is
-	// tried again by the next step.
+	// Prune, both sides at once (each removal is a round of the cluster's
+	// monitors). The point is complete whatever happens here; what fails
+	// is tried again by the next step.
+	var wg sync.WaitGroup
+	var srcRemoved, srcWarn []string
 	if !res.Base.IsZero() {
-		if err := removeSnap(sImg, res.Base.Name); err != nil {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s@%s: %v", srcSpec, res.Base.Name, err))
-		} else {
-			res.Removed = append(res.Removed, srcSpec+"@"+res.Base.Name)
-		}
+		wg.Go(func() {
+			if err := removeSnap(sImg, res.Base.Name); err != nil {
+				srcWarn = append(srcWarn, fmt.Sprintf("%s@%s: %v", srcSpec, res.Base.Name, err))
+			} else {
+				srcRemoved = append(srcRemoved, srcSpec+"@"+res.Base.Name)
+			}
+		})
 	}
 	tPts = append(tPts, res.Point)
 	for _, p := range tPts[:max(0, len(tPts)-shipTargetKeep)] {
@@ -254,6 +265,9 @@ func ShipStep(ctx context.Context, src, dst ShipSide, image string) (ShipResult,
 			res.Removed = append(res.Removed, dstSpec+"@"+p.Name)
 		}
 	}
+	wg.Wait()
+	res.Removed = append(res.Removed, srcRemoved...)
+	res.Warnings = append(res.Warnings, srcWarn...)
 	return res, nil
 }
 
