@@ -249,6 +249,14 @@ func TestShipCopiesOnlyWhatChanged(t *testing.T) {
 	if !slices.Contains(snapsCLI(t, r.a, name), "user-src") || !slices.Contains(snapsCLI(t, r.b, name), "user-dst") {
 		t.Errorf("a user snapshot is gone: source %v, target %v", snapsCLI(t, r.a, name), snapsCLI(t, r.b, name))
 	}
+
+	// The source shrinks: the target follows.
+	shipEdit(t, r.src.IO, name, func(img *rbd.Image) error { return img.Resize(48 << 20) })
+	fifth := mustShip(t, r, name)
+	if fifth.Size != 48<<20 {
+		t.Fatalf("fifth step = %+v; want 48 MiB", fifth)
+	}
+	r.sameAt(t, name, fifth.Point)
 }
 
 // TestShipRefusesImagesItDidNotMake: a target image without the mark, or
