@@ -82,15 +82,17 @@ var shipAfterChunk func(written uint64)
 //  2. It takes the target's exclusive lock for the whole step: a second
 //     step into the same image, from this host or another, gets
 //     ErrRetryable instead of interleaving its writes. The lock is
-//     librbd's: a holder that died is broken (and blocklisted) by the
-//     next one once its watch expired.
+//     librbd's: the lock of a holder that died is broken (and the holder
+//     blocklisted) by the next step once its watch is gone.
 //  3. Base: the newest target point the source still has. Every other
 //     source point of this target is removed: older ones and those of
 //     torn attempts.
 //  4. It makes the source snapshot of the new point, sizes the target
 //     like it, writes the diff base→point (the whole allocated image
-//     without a base), flushes, and only then makes the target snapshot
-//     of the same name: a target point always holds its whole diff.
+//     without a base), copies again what a torn step left in the
+//     target's head (see refresh), flushes, and only then makes the
+//     target snapshot of the same name: a target point always holds its
+//     whole diff.
 //  5. It prunes: the source keeps the new point, the target the newest
 //     shipTargetKeep. Snapshots of other names are never touched.
 //
