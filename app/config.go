@@ -22,6 +22,12 @@ type Config struct {
 	// FastPollInterval is the same while something is changing:
 	// initializing, stopping, deleting (default 2s).
 	FastPollInterval time.Duration
+	// SnapshotPollInterval is the same while a snapshot of a copying
+	// volume (initializing or mirroring) is on its way to the target
+	// (default 1s, never above FastPollInterval): the DR manager waits on
+	// its record, which should turn mirrored within about this much of the
+	// recovery point being usable on the target.
+	SnapshotPollInterval time.Duration
 	// ActionTimeout bounds one backend call (default 5m).
 	ActionTimeout time.Duration
 	// DestroyTimeout bounds a destroy, which must never hang (default 2m).
@@ -60,6 +66,7 @@ const (
 	DefaultResyncInterval         = 5 * time.Minute
 	DefaultPollInterval           = 30 * time.Second
 	DefaultFastPollInterval       = 2 * time.Second
+	DefaultSnapshotPollInterval   = time.Second
 	DefaultActionTimeout          = 5 * time.Minute
 	DefaultDestroyTimeout         = 2 * time.Minute
 	DefaultWorkers                = 128
@@ -79,6 +86,7 @@ func (c Config) WithDefaults() Config {
 	set(&c.ResyncInterval, DefaultResyncInterval)
 	set(&c.PollInterval, DefaultPollInterval)
 	set(&c.FastPollInterval, DefaultFastPollInterval)
+	set(&c.SnapshotPollInterval, min(DefaultSnapshotPollInterval, c.FastPollInterval))
 	set(&c.ActionTimeout, DefaultActionTimeout)
 	set(&c.DestroyTimeout, DefaultDestroyTimeout)
 	set(&c.PlacementGrace, 2*c.FastPollInterval)

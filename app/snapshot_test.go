@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/app/harness"
@@ -214,5 +215,36 @@ func TestSnapshotEventsWhileNoDaemonRuns(t *testing.T) {
 				t.Fatalf("RemoveSnapshot called %d times, want 1", n)
 			}
 		})
+	})
+}
+
+// A recovery point's record turns mirrored within about a second of the
+// snapshot being usable on the target, not at the volume's fast poll
+// (docs/benchmarks.md, "Snapshot record latency, on Ceph"): the DR manager
+// waits on it. The worst case is measured: the snapshot becomes usable
+// just after the backend answered pending.
+func TestSnapshotRecordFollowsTheTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		h.Shared.Backend.AddSourceSnapshot(seedUUID, snapUUID)
+		h.Shared.Backend.SnapshotDelay(2) // pending at the two looks after AddSnapshot
+
+		publish(t, h, app.DefaultSnapshotCreatedSubject, snapshotEvent(7, seedUUID))
+		h.WaitState(snapStatus21, core.SnapshotMirroring)
+		// The first look answers absent (AddSnapshot follows), the next
+		// two pending; the snapshot is usable from the last of them on.
+		h.WaitTicking("the last pending answer", 10*time.Millisecond, func() bool {
+			return callsFor(h, "SnapshotStatus", snapUUID) == 3
+		})
+		usable := h.Shared.Clock.Now()
+		h.TickState(snapStatus21, core.SnapshotMirrored, 10*time.Millisecond)
+		if d := h.Shared.Clock.Now().Sub(usable); d > app.DefaultSnapshotPollInterval {
+			t.Fatalf("record mirrored %s after the snapshot was usable on the target, want within %s", d, app.DefaultSnapshotPollInterval)
+		}
+		// Paced by the snapshot, not more often: two looks while pending.
+		if n := callsFor(h, "SnapshotStatus", snapUUID); n != 4 {
+			t.Fatalf("SnapshotStatus called %d times, want 4", n)
+		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -135,12 +136,24 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 	}
 	switch {
 	case snaps == snapshotsPending:
-		return result{requeue: e.cfg.FastPollInterval}, nil
+		return result{requeue: e.snapshotPace(to.current)}, nil
 	case snaps == snapshotsFailed || !settledState(to.current):
 		return result{requeue: e.pollFor(to.current)}, nil
 	}
 	// Nothing under way: the bulk poll of the environment looks at it.
 	return result{settled: &settledVolume{mv: mv, op: op, status: *to.current}}, nil
+}
+
+// snapshotPace is how soon a volume whose snapshot is on its way is
+// looked at again. While the volume copies, the snapshot may arrive on the
+// target at any moment and the DR manager waits on its record: the
+// snapshot pace. Otherwise (paused, or not replicating) it cannot arrive
+// before the volume's state changes: the fast poll.
+func (e *Engine) snapshotPace(st *core.Status) time.Duration {
+	if st != nil && (st.StateCode == core.StateMirroring || st.StateCode == core.StateInitializing) {
+		return e.cfg.SnapshotPollInterval
+	}
+	return e.cfg.FastPollInterval
 }
 
 // settledState says a volume in st waits for nothing: the bulk poll

@@ -57,6 +57,7 @@ type Config struct {
 	ResyncInterval time.Duration `yaml:"resync_interval"`
 	PollInterval   time.Duration `yaml:"poll_interval"`
 	FastPoll       time.Duration `yaml:"fast_poll_interval"`
+	SnapshotPoll   time.Duration `yaml:"snapshot_poll_interval"`
 	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat      string        `yaml:"log_format"` // auto, text, json
 
@@ -93,6 +94,7 @@ func defaultConfig() Config {
 	c.ResyncInterval = app.DefaultResyncInterval
 	c.PollInterval = 30 * time.Second
 	c.FastPoll = 2 * time.Second
+	c.SnapshotPoll = app.DefaultSnapshotPollInterval
 	c.LogLevel = "info"
 	c.LogFormat = "auto"
 	return c
@@ -132,6 +134,7 @@ func (c *Config) options() []option {
 		{"resync-interval", "how often every key is listed again (safety net for missed watch events)", (*durationValue)(&c.ResyncInterval)},
 		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
 		{"fast-poll-interval", "the same while a volume is initializing, stopping or deleting", (*durationValue)(&c.FastPoll)},
+		{"snapshot-poll-interval", "the same while a snapshot of a copying volume is on its way (at most the fast poll interval)", (*durationValue)(&c.SnapshotPoll)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "auto (colour on a terminal, JSON otherwise), text or json", (*stringValue)(&c.LogFormat)},
 	}
@@ -249,7 +252,7 @@ func (c Config) validate() error {
 	if c.Etcd.SessionTTL < 2*time.Second {
 		errs = append(errs, fmt.Errorf("etcd session ttl %s: at least 2s", c.Etcd.SessionTTL))
 	}
-	if c.ResyncInterval <= 0 || c.PollInterval <= 0 || c.FastPoll <= 0 {
+	if c.ResyncInterval <= 0 || c.PollInterval <= 0 || c.FastPoll <= 0 || c.SnapshotPoll <= 0 {
 		errs = append(errs, errors.New("resync and poll intervals must be positive"))
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Plugins)) {

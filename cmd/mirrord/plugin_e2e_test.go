@@ -31,11 +31,15 @@ func buildExamplePlugin(t *testing.T) string {
 }
 
 // startWithPlugins runs a daemon built by the production injector: its
-// backends are the plugins of dir, started as real processes.
-func (c *cluster) startWithPlugins(id, dir string) *daemon {
+// backends are the plugins of dir, started as real processes; edit
+// changes the test configuration first.
+func (c *cluster) startWithPlugins(id, dir string, edit ...func(*Config)) *daemon {
 	c.t.Helper()
 	cfg := c.config(id)
 	cfg.PluginDir = dir
+	for _, e := range edit {
+		e(&cfg)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())

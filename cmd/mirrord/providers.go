@@ -68,7 +68,7 @@ func provideEvents(bus ports.Bus, c Config, log *slog.Logger) *app.BusEvents {
 func provideEngineConfig(c Config) app.Config {
 	return app.Config{
 		LeaderPrefix: c.Etcd.LeaderPrefix, ResyncInterval: c.ResyncInterval, PollInterval: c.PollInterval,
-		FastPollInterval:       c.FastPoll,
+		FastPollInterval: c.FastPoll, SnapshotPollInterval: min(c.SnapshotPoll, c.FastPoll),
 		SnapshotCreatedSubject: c.NATS.CreatedSubj, SnapshotDeletedSubject: c.NATS.DeletedSubj,
 	}
 }

@@ -22,6 +22,7 @@ import (
 // it. go-ceph v0.28 does not expose rbd_snap_get_mirror_namespace, and
 // only it tells whether a non-primary snapshot was copied completely.
 type mirrorSnapshot struct {
+	id               uint64
 	name             string
 	nonPrimary       bool
 	complete         bool
@@ -67,6 +68,7 @@ func mirrorSnapshots(io *rados.IOContext, name string, snaps []rbd.SnapInfo) ([]
 			return nil, fmt.Errorf("read mirror snapshot %s of %s: %w", s.Name, name, syscall.Errno(-ret))
 		}
 		out = append(out, mirrorSnapshot{
+			id:               s.Id,
 			name:             s.Name,
 			nonPrimary:       ns.state == C.RBD_SNAP_MIRROR_STATE_NON_PRIMARY || ns.state == C.RBD_SNAP_MIRROR_STATE_NON_PRIMARY_DEMOTED,
 			complete:         bool(ns.complete),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -141,8 +142,45 @@ func snapOn(ctx context.Context, io *rados.IOContext, image, name string) (exist
 	return exists, prot, err
 }
 
+// copiedOn says whether the copy in io holds the data of its snapshot
+// name completely. In snapshot mode rbd-mirror creates a sync's user
+// snapshots on the copy before it copies their data, and marks the
+// non-primary mirror snapshot it creates after them complete once the
+// data is there: the snapshot is copied once a complete one follows it.
+// A copy without mirror snapshots (journal mode, which replays a snapshot
+// after the writes before it; or a copy a stop made standalone) holds
+// what it shows.
+func copiedOn(ctx context.Context, io *rados.IOContext, image, name string) (bool, error) {
+	copied := false
+	err := do(ctx, func() error {
+		img, err := rbd.OpenImageReadOnly(io, image, rbd.NoSnapshot)
+		if err != nil {
+			return err
+		}
+		snaps, err := img.GetSnapshotNames()
+		img.Close()
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(snaps, func(s rbd.SnapInfo) bool { return s.Name == name })
+		if i < 0 {
+			return nil
+		}
+		ms, err := mirrorSnapshots(io, image, snaps)
+		if err != nil {
+			return err
+		}
+		copied = len(ms) == 0 || slices.ContainsFunc(ms, func(m mirrorSnapshot) bool {
+			return m.nonPrimary && m.complete && m.id > snaps[i].Id
+		})
+		return nil
+	})
+	return copied, err
+}
+
 // SnapshotStatus implements sdk.Backend: ready once the snapshot is on
-// the target copy, protected, so it can be cloned there.
+// the target copy, protected, so it can be cloned there, with its data
+// copied completely.
 func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.SnapshotReplication, error) {
 	var r sdk.SnapshotReplication
 	v, name, err := b.openSnap(ctx, s)
@@ -165,10 +203,19 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 	if err != nil {
 		return r, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
 	}
+	copied := false
+	if dExists && dProt {
+		if copied, err = copiedOn(ctx, v.dstIO, v.name, name); err != nil {
+			return r, fmt.Errorf("read whether snapshot %s of %s on storage %s is copied: %w", name, v.spec, v.dst.key(), err)
+		}
+	}
 	switch {
-	case dExists && dProt:
+	case copied:
 		r.State = sdk.SnapshotReady
 		r.Description = "protected on the target copy; it can be cloned there"
+	case dExists && dProt:
+		r.State = sdk.SnapshotPending
+		r.Description = "protected on the target copy, its data not copied completely yet"
 	case dExists:
 		r.State = sdk.SnapshotPending
 		r.Description = "on the target copy, protection not replayed yet"
