@@ -57,7 +57,10 @@ func needLab(t testing.TB) lab {
 		}
 	} else {
 		str := func(k string) string { v, _ := flat[k].(string); return v }
-		for _, s := range []string{"A", "B"} {
+		for _, s := range []string{"A", "B", "C"} {
+			if s == "C" && str("CEPH_C_CONF") == "" {
+				break // a two-site lab (cluster.sh up without IP_C)
+			}
 			l.Sites = append(l.Sites, labSite{
 				Name: str("CEPH_" + s + "_CLUSTER"), Conf: str("CEPH_" + s + "_CONF"),
 				AdminKeyring: str("CEPH_" + s + "_KEYRING"), FSID: str("CEPH_" + s + "_FSID"), Pool: str("CEPH_POOL"),
@@ -73,6 +76,17 @@ func needLab(t testing.TB) lab {
 		}
 	}
 	return l
+}
+
+// siteC is the lab's third site, which test/ceph/cluster.sh builds when
+// IP_C is set (make test sets it); a test that needs it skips on a
+// two-site lab.
+func (l lab) siteC(t testing.TB) labSite {
+	t.Helper()
+	if len(l.Sites) < 3 || l.Sites[2].Conf == "" {
+		t.Skip("the Ceph lab has no site-c: bring it up with IP_C set (test/ceph/cluster.sh up DIR with IP_C=127.0.0.3, as make test does)")
+	}
+	return l.Sites[2]
 }
 
 var keyPattern = regexp.MustCompile(`key\s*=\s*(\S+)`)
