@@ -35,6 +35,11 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err != nil {
 		return err
 	}
+	// The last check, and the first write: the source pool becomes this
+	// environment's unless it feeds another target cluster.
+	if err := b.claimSourcePool(ctx, env, e); err != nil {
+		return err
+	}
 	// Nothing refused: now change what needs changing.
 	if err := e.enableImageMode(ctx, modes); err != nil {
 		return err
@@ -66,10 +71,7 @@ func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []
 		return nil, nil, err
 	}
 	if foreign != nil {
-		return nil, nil, fmt.Errorf("target pool %s on storage %s already pulls from another cluster: mirror peer site %q (uuid %s, client %s); "+
-			"rbd-mirror replicates into one pool from one source only, so this environment cannot share it. "+
-			"If that peer is stale, remove it on the target cluster with `rbd mirror pool peer remove %s %s`: %w",
-			e.dst.m.Pool, e.dst.key(), foreign.SiteName, foreign.UUID, foreign.ClientName, e.dst.m.Pool, foreign.UUID, sdk.ErrPrecondition)
+		return nil, nil, e.refuseForeignPeer(ctx, foreign)
 	}
 	var modes []rbd.MirrorMode
 	for _, p := range e.pools() {

@@ -62,10 +62,14 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 		return sdk.EnvironmentHealth{}, err
 	}
 	missing = append(missing, daemon...)
-	if len(missing) > 0 {
-		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; ")}, nil
+	unintended, err := e.unintended(ctx, env.ID)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
 	}
-	return sdk.EnvironmentHealth{Ready: true, Description: "pools in image mode, peer set, rbd-mirror running"}, nil
+	if len(missing) > 0 {
+		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; "), Unintended: unintended}, nil
+	}
+	return sdk.EnvironmentHealth{Ready: true, Description: "pools in image mode, peer set, rbd-mirror running", Unintended: unintended}, nil
 }
 
 // poolsMissing says what the pools lack: image mode on either side, our

@@ -69,6 +69,9 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	}
 	if e.srcIO != nil {
 		e.removeTxPeer(ctx)
+		if err := releaseFeed(ctx, e.srcIO, env.ID); err != nil {
+			return rep, fmt.Errorf("pool %s on storage %s: %w", e.src.m.Pool, e.src.key(), err)
+		}
 	}
 	if err := b.recordLostSide(ctx, env, e, srcErr, dstErr, &rep); err != nil {
 		return rep, err

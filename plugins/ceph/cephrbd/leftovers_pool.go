@@ -80,6 +80,10 @@ func (p poolScan) images(ctx context.Context) ([]sdk.Leftover, error) {
 			out = append(out, snaps...)
 		}
 		if !it.Info.Primary && !p.h.targets[name] {
+			if env, ok, err := imageMark(p.io, it.ID); err == nil && ok && p.h.envs[env] && p.h.envTargets[env] != p.h.key {
+				out = append(out, p.unintendedCopy(name, env, it.Mode))
+				continue
+			}
 			l, err := p.copyImage(ctx, name, it.Mode)
 			if errors.Is(err, rbd.ErrNotFound) {
 				continue

@@ -22,7 +22,7 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID)
+	mk, ok, err := b.preparedMarker(ctx, v.dstIO, vol.Environment.ID)
 	if err != nil {
 		return denied(err, v.dst, false, roleTarget, "read the metadata of pool "+v.dst.m.Pool, "")
 	}
@@ -41,7 +41,17 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	v.globalID = in.mirror.GlobalID
+	if in.mirror.State == rbd.MirrorImageEnabled {
+		// Started by an earlier release, or again: the mark tells this
+		// environment's copies from unintended ones (unintended.go).
+		if err := markImage(ctx, v.srcIO, v.name, vol.Environment.ID); err != nil {
+			b.log.Warn("could not mark the image with its environment", "env", vol.Environment.ID, "image", v.name, "err", err)
+		}
+	}
 	if in.mirror.State != rbd.MirrorImageEnabled {
+		if err := b.checkVolumeFeed(ctx, vol, v, mk.TargetSite); err != nil {
+			return err
+		}
 		if err := b.checkRoom(ctx, v); err != nil {
 			return err
 		}
@@ -124,6 +134,10 @@ func (b *Backend) enableMirroring(ctx context.Context, vol sdk.Volume, v *volCon
 					}
 				}
 			}
+		}
+		// The mark first: the copy's first sync carries it.
+		if err := setImageMark(img, vol.Environment.ID); err != nil {
+			return err
 		}
 		if err := img.MirrorEnable(mode); err != nil {
 			return fmt.Errorf("enable %s mirroring: %w", mode, err)
