@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"github.com/ceph/go-ceph/rados"
+
+	"github.com/cdmdr/mirror/plugins/sdk"
 )
 
 // A source pool feeds, through rbd-mirror, every target pool that
@@ -108,4 +110,22 @@ func releaseFeed(ctx context.Context, io *rados.IOContext, envID string) error {
 		return fmt.Errorf("remove object %s: %w", feedObject, err)
 	}
 	return nil
+}
+
+// feedRecord lists the source pool's record when the query holds no
+// environment of that name: it would refuse every other target cluster.
+func (p poolScan) feedRecord(ctx context.Context) ([]sdk.Leftover, error) {
+	f, ok, err := readFeed(ctx, p.io)
+	if err != nil || !ok || p.h.envs[f.Environment] {
+		return nil, err
+	}
+	return []sdk.Leftover{{
+		Kind: "record",
+		Name: fmt.Sprintf("object %s %s", feedObject, p.where),
+		Description: fmt.Sprintf("records that pool %s feeds target pool %s of storage %s for environment %s, and the daemon holds no such "+
+			"environment: while it is there, no environment from this pool into another target cluster can be prepared",
+			p.sd.m.Pool, f.TargetPool, f.Target, f.Environment),
+		Remedy: remedy(fmt.Sprintf("no mirrord knows environment %s any more (it was torn down without this storage).", f.Environment),
+			fmt.Sprintf("rados -p %s rm %s", p.sd.m.Pool, feedObject)),
+	}}, nil
 }

@@ -184,8 +184,26 @@ func TestLayoutConcurrentPrepareOneWins(t *testing.T) {
 // up without it) makes each target hold the other's volume: Unintended
 // and FindLeftovers list exactly those copies, and a new volume is
 // refused at start.
-func TestLayoutUnintendedReplicasFound(t *testing.T) {
-	r := newRig(t, modeJournal)
+func TestLayoutUnintendedReplicasFound(t *testing.T) { testUnintended(t, modeJournal) }
+
+// The same in snapshot mode, where the copy's metadata arrives with a
+// mirror snapshot.
+func TestLayoutUnintendedReplicasFoundSnapshot(t *testing.T) { testUnintended(t, modeSnapshot) }
+
+// txPeers counts the tx peers of a lab site's pool (rbd-mirror daemons
+// pulling from it).
+func txPeers(t *testing.T, s labSite) int {
+	n := 0
+	for _, p := range mirrorPoolInfo(t, s).Peers {
+		if p.Direction == "tx-only" {
+			n++
+		}
+	}
+	return n
+}
+
+func testUnintended(t *testing.T, mode string) {
+	r := newRig(t, mode)
 	siteC := r.lab.siteC(t)
 	ctx := t.Context()
 	a := r.lab.Sites[0]
@@ -199,8 +217,14 @@ func TestLayoutUnintendedReplicasFound(t *testing.T) {
 			t.Errorf("cleanup: teardown %s: %v", env2.ID, err)
 		}
 	})
+	if mode == modeSnapshot {
+		// A mirror snapshot reaches only the peers registered when it is
+		// taken, the first one included.
+		waitFor(t, "site-b's rbd-mirror registered on site-a's pool", 60*time.Second, func() bool { return txPeers(t, a) >= 1 })
+	}
 	vol31 := r.startSmallVolume(t, env1, 31, r.srcIO, r.dstIO)
 	prepareWithoutLayoutCheck(t, r.be, env2)
+	waitFor(t, "site-c's rbd-mirror registered on site-a's pool", 60*time.Second, func() bool { return txPeers(t, a) >= 2 })
 	// Volume 32 of env2, mirror-enabled as StartVolume would without the
 	// check (and with its mark).
 	vol32 := sdk.Volume{Environment: env2, ClusterID: 5, VolumeID: 32, VolumeUUID: plugintest.NewUUID()}
@@ -220,6 +244,9 @@ func TestLayoutUnintendedReplicasFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := withImage(ctx, r.srcIO, name32, func(img *rbd.Image) error {
+		if mode == modeSnapshot {
+			return img.MirrorEnable(rbd.ImageMirrorModeSnapshot)
+		}
 		for _, f := range []uint64{rbd.FeatureExclusiveLock, rbd.FeatureJournaling} {
 			if feats, _ := img.GetFeatures(); feats&f != 0 {
 				continue
@@ -233,6 +260,11 @@ func TestLayoutUnintendedReplicasFound(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if mode == modeSnapshot {
+		// Volume 31's first snapshot predates site-c's peer: the next
+		// one (a schedule's) reaches site-c too.
+		rbdCLI(t, a, "mirror", "image", "snapshot", a.Pool+"/"+name31)
+	}
 	// rbd-mirror brings both volumes to both targets, their marks with them.
 	for _, s := range []labSite{r.lab.Sites[1], siteC} {
 		for _, n := range []string{name31, name32} {
@@ -254,9 +286,6 @@ func TestLayoutUnintendedReplicasFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { removeImageForTest(r.srcIO, name33) })
-	waitFor(t, "site-c's rbd-mirror registered on site-a's pool", 60*time.Second, func() bool {
-		return len(mirrorPoolInfo(t, a).Peers) >= 2
-	})
 	wantRefused(t, "StartVolume 33", r.be.StartVolume(ctx, vol33), "already feeds another target cluster", "dr-x")
 	if st := mirrorImageState(t, a, name33); st != "" {
 		t.Errorf("image %s is mirror-enabled (%s) after the refusal", name33, st)

@@ -30,7 +30,7 @@ func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Lef
 	defer releaseAfter(ctx, io.Destroy)
 	p := poolScan{sd: sd, conn: conn, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
 	var out []sdk.Leftover
-	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.recorded} {
+	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.feedRecord, p.recorded} {
 		found, err := scan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("find leftovers %s: %w", p.where, err)
