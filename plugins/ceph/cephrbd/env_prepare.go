@@ -14,8 +14,10 @@ import (
 // daemonPollInterval paces the wait for a new rbd-mirror to answer.
 const daemonPollInterval = 200 * time.Millisecond
 
-// PrepareEnvironment implements sdk.Backend: image-mode mirroring on both
-// pools, the source registered as the target pool's peer, the
+// PrepareEnvironment implements sdk.Backend: the source pool claimed for
+// this environment's target cluster (layout_claim.go; refused when it
+// feeds another), image-mode mirroring on both pools, the source
+// registered as the target pool's peer, the
 // environment recorded as prepared in the target pool, and an rbd-mirror
 // for the target cluster on this host, ready once it answers. It is the
 // only call that starts an rbd-mirror: the daemon calls it on the host

@@ -14,7 +14,9 @@ import (
 // in image mode, the source is the target pool's only peer, and the
 // plugin's rbd-mirror runs with no foreign one beside it, and nothing
 // PrepareEnvironment checks first is amiss (pool names, capabilities,
-// room on the target). Not ready, its description says why.
+// room on the target). Not ready, its description says why. Either way,
+// Unintended lists the copies in the target pool no volume of the
+// environment asked for (unintended.go).
 func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (sdk.EnvironmentHealth, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.EnvironmentHealth{}, err

@@ -12,7 +12,10 @@ import (
 
 // StartVolume implements sdk.Backend: mirroring enabled on the source
 // image (journal mode with exclusive-lock and journaling, or snapshot
-// mode with the storage's schedule), and a paused volume resumed.
+// mode with the storage's schedule), and a paused volume resumed. Before
+// it enables mirroring it refuses while the source pool feeds another
+// target cluster (layout_check.go), and it marks the image with its
+// environment (image_mark.go).
 func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return err
