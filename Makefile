@@ -7,6 +7,8 @@ PKGS    ?= ./...
 # tested with -tags pacific against CEPH_LAB).
 MODULES ?= plugins/sdk plugins/example
 CEPH_LAB ?= $(CURDIR)/var/ceph-lab
+# The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
+IP_C ?= 127.0.0.3
 
 .PHONY: all build test unit deps lint generate check-generate fmt run bench ceph-lab-up ceph-lab-down
 
@@ -24,11 +26,11 @@ test: lint ceph-lab-up
 	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
 	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 60m ./...
 
-## ceph-lab-up / ceph-lab-down: two single-node Ceph clusters on loopback for
-## the Ceph plugin's tests (Debian packages installed when missing).
+## ceph-lab-up / ceph-lab-down: three single-node Ceph clusters on loopback
+## for the Ceph plugin's tests (Debian packages installed when missing).
 ceph-lab-up:
 	@$(CURDIR)/test/ceph/cluster.sh install
-	@$(CURDIR)/test/ceph/cluster.sh up $(CEPH_LAB)
+	@IP_C=$(IP_C) $(CURDIR)/test/ceph/cluster.sh up $(CEPH_LAB)
 
 ceph-lab-down:
 	@$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# test/ceph/cluster.sh: a two-cluster Ceph lab (Ceph 16.2 "pacific", Debian
+# test/ceph/cluster.sh: a two- or three-cluster Ceph lab (Ceph 16.2 "pacific", Debian
 # packages) on loopback for mirror's Ceph plugin tests. No systemd, cephadm or
 # containers: every daemon is a plain foreground process under setsid, and all
 # state lives under one directory. See test/ceph/README.md.
 #
 #   cluster.sh install          install the Debian packages (idempotent)
-#   cluster.sh up DIR           site-a + site-b: 1 mon, 1 memstore OSD, 1 mgr each,
-#                               cephx, pool "volumes" (rbd) on both; HEALTH_OK
+#   cluster.sh up DIR           site-a + site-b (+ site-c when IP_C is set): 1 mon,
+#                               1 memstore OSD, 1 mgr each, cephx, pool "volumes"
+#                               (rbd) on each; HEALTH_OK
 #   cluster.sh mirror DIR       optional: image-mode mirroring A -> B, peer, rbd-mirror on B
 #   cluster.sh unmirror DIR     undo mirror: stop that rbd-mirror, remove its peer
 #   cluster.sh env DIR          shell exports for tests (also in DIR/lab.json)
@@ -16,8 +17,9 @@
 #   cluster.sh purge DIR        down + rm -rf DIR
 #
 # Environment: IP_A (default 127.0.0.1), IP_B (default 127.0.0.2): loopback
-# addresses of the two sites; anything outside 127/8 is refused. Only one lab
-# per address pair (the mons use the fixed ports 3300 and 6789).
+# addresses of the two sites; anything outside 127/8 is refused. IP_C (no
+# default): when set, `up` builds a third site, site-c, on it. Only one lab
+# per address set (the mons use the fixed ports 3300 and 6789).
 # UP_TIMEOUT (default 120): seconds `up` waits for HEALTH_OK before it stops
 # what it started and fails.
 set -euo pipefail
@@ -26,6 +28,7 @@ PACKAGES=(ceph-mon ceph-osd ceph-mgr rbd-mirror ceph-common librados-dev librbd-
 POOL=volumes
 IP_A=${IP_A:-127.0.0.1}
 IP_B=${IP_B:-127.0.0.2}
+IP_C=${IP_C:-}
 UP_TIMEOUT=${UP_TIMEOUT:-120}
 PY=/usr/bin/python3 # not the python3 on PATH: that may be a pyenv without the rados module
 
@@ -36,7 +39,7 @@ log() { printf '%s cluster.sh: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-  sed -n '7,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -69,11 +72,22 @@ need_bins() {
   done
 }
 
-# site_* helpers. Sites are "a" and "b"; clusters are named site-a and site-b.
+# site_* helpers. Sites are "a", "b" and the optional "c"; clusters are named
+# site-a, site-b, site-c.
 conf_of() { printf '%s/site-%s/site-%s.conf' "$D" "$1" "$1"; }
 keyring_of() { printf '%s/site-%s/site-%s.client.admin.keyring' "$D" "$1" "$1"; }
-ip_of() { if [ "$1" = a ]; then printf '%s' "$IP_A"; else printf '%s' "$IP_B"; fi; }
-# mon_host_of SITE: from the lab's conf once it exists (IP_A/IP_B only matter to up).
+ip_of() {
+  case $1 in
+    a) printf '%s' "$IP_A" ;;
+    b) printf '%s' "$IP_B" ;;
+    c) printf '%s' "$IP_C" ;;
+  esac
+}
+# wanted_sites: the sites `up` builds: a and b, and c when IP_C is set.
+wanted_sites() { if [ -n "$IP_C" ]; then echo a b c; else echo a b; fi; }
+# lab_sites: the sites of the lab in DIR (site-c only when it was built).
+lab_sites() { if [ -f "$(conf_of c)" ]; then echo a b c; else echo a b; fi; }
+# mon_host_of SITE: from the lab's conf once it exists (IP_* only matter to up).
 mon_host_of() {
   if [ -f "$(conf_of "$1")" ]; then
     sed -n 's/^mon host = //p' "$(conf_of "$1")"
@@ -251,16 +265,22 @@ build_site() {
 
 health_ok() { [ "$(ceph_s "$1" --to 5 health 2>/dev/null)" = HEALTH_OK ]; }
 
-# cluster_alive: DIR/pids names the mons, OSDs and mgrs of both sites, all alive.
+# cluster_alive [SITES...]: DIR/pids names the mons, OSDs and mgrs of every
+# site of the lab (or of SITES), all alive.
 cluster_alive() {
   [ -s "$D/pids" ] || return 1
-  local pid site label n=0
+  local want=("$@")
+  [ ${#want[@]} -gt 0 ] || read -r -a want <<<"$(lab_sites)"
+  local pid site label n=0 s
+  for s in "${want[@]}"; do
+    grep -q " site-$s " "$D/pids" || return 1
+  done
   while read -r pid site label; do
     case $label in rbd-mirror*) continue ;; esac
     pid_ok "$pid" || return 1
     n=$((n + 1))
   done <"$D/pids"
-  [ "$n" -ge 6 ]
+  [ "$n" -ge $((3 * ${#want[@]})) ]
 }
 
 cmd_up() {
@@ -268,9 +288,15 @@ cmd_up() {
   check_ip "$IP_A"
   check_ip "$IP_B"
   [ "$IP_A" != "$IP_B" ] || die "IP_A and IP_B must differ"
+  if [ -n "$IP_C" ]; then
+    check_ip "$IP_C"
+    [ "$IP_C" != "$IP_A" ] && [ "$IP_C" != "$IP_B" ] || die "IP_C must differ from IP_A and IP_B"
+  fi
+  local sites
+  read -r -a sites <<<"$(wanted_sites)"
   need_bins
   lock_lab
-  if cluster_alive; then
+  if cluster_alive "${sites[@]}"; then
     log "already up ($D)"
     write_lab_files
     return 0
@@ -279,41 +305,42 @@ cmd_up() {
   # Leftovers of an earlier lab in DIR: stop them and rebuild from scratch
   # (memstore keeps data in RAM only, so nothing survives a restart anyway).
   stop_lab
-  rm -rf "$D/site-a" "$D/site-b" "$D/pids" "$D/lab.json" "$D/env.sh"
+  rm -rf "$D/site-a" "$D/site-b" "$D/site-c" "$D/pids" "$D/lab.json" "$D/env.sh"
   chmod 700 "$D"
   local s ip port
-  for s in a b; do
+  for s in "${sites[@]}"; do
     ip=$(ip_of "$s")
     for port in 3300 6789; do
       if (exec 3<>"/dev/tcp/$ip/$port") 2>/dev/null; then
-        die "$ip:$port is already in use (another lab on this address? pick IP_A/IP_B)"
+        die "$ip:$port is already in use (another lab on this address? pick IP_A/IP_B/IP_C)"
       fi
     done
   done
   : >"$D/pids"
   local deadline=$((SECONDS + UP_TIMEOUT))
-  log "building site-a ($IP_A) and site-b ($IP_B) in $D"
-  (build_site a "$deadline") &
-  local pa=$!
-  (build_site b "$deadline") &
-  local pb=$!
-  local ok=1
-  wait "$pa" || ok=0
-  wait "$pb" || ok=0
-  if [ "$ok" = 1 ]; then
-    wait_for "$deadline" "site-a HEALTH_OK" health_ok a || ok=0
-  fi
-  if [ "$ok" = 1 ]; then
-    wait_for "$deadline" "site-b HEALTH_OK" health_ok b || ok=0
-  fi
+  log "building ${sites[*]/#/site-} ($IP_A $IP_B${IP_C:+ $IP_C}) in $D"
+  local pids=() ok=1 p
+  for s in "${sites[@]}"; do
+    (build_site "$s" "$deadline") &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || ok=0; done
+  for s in "${sites[@]}"; do
+    [ "$ok" = 1 ] || break
+    wait_for "$deadline" "site-$s HEALTH_OK" health_ok "$s" || ok=0
+  done
   if [ "$ok" != 1 ]; then
-    log "up failed; health: a=$(ceph_s a --to 5 health 2>&1 | head -3 || true) b=$(ceph_s b --to 5 health 2>&1 | head -3 || true)"
+    local h=""
+    for s in "${sites[@]}"; do h+=" $s=$(ceph_s "$s" --to 5 health 2>&1 | head -3 || true)"; done
+    log "up failed; health:$h"
     log "stopping what was started; logs are in $D/site-*/log"
     stop_lab
     exit 1
   fi
   write_lab_files
-  log "up in $((SECONDS - t0)) s: site-a $(mon_host_of a), site-b $(mon_host_of b), pool $POOL"
+  local where=""
+  for s in "${sites[@]}"; do where+=" site-$s $(mon_host_of "$s"),"; done
+  log "up in $((SECONDS - t0)) s:$where pool $POOL"
 }
 
 # ---------------------------------------------------------------- env / lab.json
@@ -326,7 +353,7 @@ lab_vars() {
   local s S
   echo "CEPH_LAB=$D"
   echo "CEPH_POOL=$POOL"
-  for s in a b; do
+  for s in $(lab_sites); do
     S=${s^^}
     echo "CEPH_${S}_CLUSTER=site-$s"
     echo "CEPH_${S}_CONF=$(conf_of "$s")"
@@ -508,10 +535,12 @@ cmd_status() {
   D=$(lab_dir "${1:-}")
   [ -f "$D/pids" ] || { echo "down (no $D/pids)"; return 1; }
   local pid site label rc=0 kb total=0
+  local -A per_site=()
   while read -r pid site label; do
     if pid_ok "$pid"; then
       kb=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status")
       total=$((total + kb))
+      per_site[$site]=$((${per_site[$site]:-0} + kb))
       printf '%-7s %-12s %-7s up   rss %6d kB\n' "$site" "$label" "$pid" "$kb"
     else
       printf '%-7s %-12s %-7s DEAD\n' "$site" "$label" "$pid"
@@ -524,9 +553,10 @@ cmd_status() {
     total=$((total + kb))
     printf '%-7s %-12s %-7s up   rss %6d kB (not started by cluster.sh)\n' - rbd-mirror "$pid" "$kb"
   done
+  for site in "${!per_site[@]}"; do echo "$site rss $((per_site[$site] / 1024)) MB"; done | sort
   echo "total rss $((total / 1024)) MB"
   local s
-  for s in a b; do
+  for s in $(lab_sites); do
     echo "site-$s $(mon_host_of "$s"): $(ceph_s "$s" --to 5 health 2>&1 || echo unreachable)"
   done
   return $rc
@@ -538,7 +568,7 @@ cmd_selftest() {
   D=$(lab_dir "${1:-}")
   cluster_alive || die "lab in $D is not up"
   local t0=$SECONDS s img=selftest-$$ fail=0
-  for s in a b; do
+  for s in $(lab_sites); do
     ceph_s "$s" -s >/dev/null || { log "site-$s: ceph -s failed"; fail=1; continue; }
     [ "$(ceph_s "$s" health)" = HEALTH_OK ] || { log "site-$s: $(ceph_s "$s" health detail)"; fail=1; }
     # Create and remove an empty image.

@@ -14,8 +14,10 @@ import (
 // daemonPollInterval paces the wait for a new rbd-mirror to answer.
 const daemonPollInterval = 200 * time.Millisecond
 
-// PrepareEnvironment implements sdk.Backend: image-mode mirroring on both
-// pools, the source registered as the target pool's peer, the
+// PrepareEnvironment implements sdk.Backend: the source pool claimed for
+// this environment's target cluster (layout_claim.go; refused when it
+// feeds another), image-mode mirroring on both pools, the source
+// registered as the target pool's peer, the
 // environment recorded as prepared in the target pool, and an rbd-mirror
 // for the target cluster on this host, ready once it answers. It is the
 // only call that starts an rbd-mirror: the daemon calls it on the host
@@ -33,6 +35,11 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	}
 	ours, modes, err := e.checkPreparable(ctx)
 	if err != nil {
+		return err
+	}
+	// The last check, and the first write: the source pool becomes this
+	// environment's unless it feeds another target cluster.
+	if err := b.claimSourcePool(ctx, env, e); err != nil {
 		return err
 	}
 	// Nothing refused: now change what needs changing.
@@ -66,10 +73,7 @@ func (e *envConns) checkPreparable(ctx context.Context) (*rbd.MirrorPeerSite, []
 		return nil, nil, err
 	}
 	if foreign != nil {
-		return nil, nil, fmt.Errorf("target pool %s on storage %s already pulls from another cluster: mirror peer site %q (uuid %s, client %s); "+
-			"rbd-mirror replicates into one pool from one source only, so this environment cannot share it. "+
-			"If that peer is stale, remove it on the target cluster with `rbd mirror pool peer remove %s %s`: %w",
-			e.dst.m.Pool, e.dst.key(), foreign.SiteName, foreign.UUID, foreign.ClientName, e.dst.m.Pool, foreign.UUID, sdk.ErrPrecondition)
+		return nil, nil, e.refuseForeignPeer(ctx, foreign)
 	}
 	var modes []rbd.MirrorMode
 	for _, p := range e.pools() {

@@ -14,7 +14,9 @@ import (
 // in image mode, the source is the target pool's only peer, and the
 // plugin's rbd-mirror runs with no foreign one beside it, and nothing
 // PrepareEnvironment checks first is amiss (pool names, capabilities,
-// room on the target). Not ready, its description says why.
+// room on the target). Not ready, its description says why. Either way,
+// Unintended lists the copies in the target pool no volume of the
+// environment asked for (unintended.go).
 func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (sdk.EnvironmentHealth, error) {
 	if err := ctx.Err(); err != nil {
 		return sdk.EnvironmentHealth{}, err
@@ -62,10 +64,14 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 		return sdk.EnvironmentHealth{}, err
 	}
 	missing = append(missing, daemon...)
-	if len(missing) > 0 {
-		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; ")}, nil
+	unintended, err := e.unintended(ctx, env.ID)
+	if err != nil {
+		return sdk.EnvironmentHealth{}, err
 	}
-	return sdk.EnvironmentHealth{Ready: true, Description: "pools in image mode, peer set, rbd-mirror running"}, nil
+	if len(missing) > 0 {
+		return sdk.EnvironmentHealth{Description: strings.Join(missing, "; "), Unintended: unintended}, nil
+	}
+	return sdk.EnvironmentHealth{Ready: true, Description: "pools in image mode, peer set, rbd-mirror running", Unintended: unintended}, nil
 }
 
 // poolsMissing says what the pools lack: image mode on either side, our

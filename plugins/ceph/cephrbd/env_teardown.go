@@ -69,6 +69,9 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	}
 	if e.srcIO != nil {
 		e.removeTxPeer(ctx)
+		if err := releaseFeed(ctx, e.srcIO, env.ID); err != nil {
+			return rep, fmt.Errorf("pool %s on storage %s: %w", e.src.m.Pool, e.src.key(), err)
+		}
 	}
 	if err := b.recordLostSide(ctx, env, e, srcErr, dstErr, &rep); err != nil {
 		return rep, err
@@ -126,7 +129,9 @@ func sourceSideLeftover(env sdk.Environment, e *envConns, why error) sdk.Leftove
 			"may remain, and mirroring stays enabled on the images it replicated", why, e.dstSite),
 		Remedy: fmt.Sprintf("once storage %s is back: `rbd mirror pool info %s` lists the peers; remove the tx-only one of site %s with "+
 			"`rbd mirror pool peer remove %s PEER_UUID`; `rbd mirror image disable %s/IMAGE` for each image whose volume is not replicated any more "+
-			"(the volumes' own records say which)", e.src.key(), e.src.m.Pool, e.dstSite, e.src.m.Pool, e.src.m.Pool),
+			"(the volumes' own records say which); `rados -p %s rm %s` once `rados -p %s get %s /dev/stdout` names environment %s "+
+			"(the record that this pool feeds the environment's target)", e.src.key(), e.src.m.Pool, e.dstSite, e.src.m.Pool, e.src.m.Pool,
+			e.src.m.Pool, feedObject, e.src.m.Pool, feedObject, env.ID),
 	}
 }
 

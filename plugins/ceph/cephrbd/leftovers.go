@@ -65,13 +65,24 @@ type held struct {
 	sources, targets map[string]bool
 	// volumes are "<env>/<image>" of every volume.
 	volumes map[string]bool
+	// envTargets are the environments' target storage keys,
+	// envSources and envSourcePools their source storages and pools.
+	envTargets     map[string]string
+	envSources     map[string]sdk.Storage
+	envSourcePools map[string]string
 }
 
 func accountedFor(q sdk.LeftoverQuery) held {
 	h := held{key: storageKey(q.Storage), envs: map[string]bool{},
-		sources: map[string]bool{}, targets: map[string]bool{}, volumes: map[string]bool{}}
+		sources: map[string]bool{}, targets: map[string]bool{}, volumes: map[string]bool{},
+		envTargets: map[string]string{}, envSources: map[string]sdk.Storage{}, envSourcePools: map[string]string{}}
 	addEnv := func(env sdk.Environment) {
 		h.envs[env.ID] = true
+		h.envTargets[env.ID] = storageKey(env.Target)
+		h.envSources[env.ID] = env.Source
+		if m, err := parseMeta(env.Source); err == nil {
+			h.envSourcePools[env.ID] = m.Pool
+		}
 		if storageKey(env.Source) == h.key {
 			h.asSource = true
 		}

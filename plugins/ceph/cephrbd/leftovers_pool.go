@@ -30,7 +30,7 @@ func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Lef
 	defer releaseAfter(ctx, io.Destroy)
 	p := poolScan{sd: sd, conn: conn, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
 	var out []sdk.Leftover
-	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.recorded} {
+	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.feedRecord, p.recorded} {
 		found, err := scan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("find leftovers %s: %w", p.where, err)
@@ -80,6 +80,10 @@ func (p poolScan) images(ctx context.Context) ([]sdk.Leftover, error) {
 			out = append(out, snaps...)
 		}
 		if !it.Info.Primary && !p.h.targets[name] {
+			if env, ok, err := imageMark(p.io, it.ID); err == nil && ok && p.h.envs[env] && p.h.envTargets[env] != p.h.key {
+				out = append(out, p.unintendedCopy(name, env, it.Mode))
+				continue
+			}
 			l, err := p.copyImage(ctx, name, it.Mode)
 			if errors.Is(err, rbd.ErrNotFound) {
 				continue

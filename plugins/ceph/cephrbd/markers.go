@@ -31,17 +31,30 @@ func writeMarker(ctx context.Context, io *rados.IOContext, envID string, m marke
 // environment the last release prepared on this host (a file in the
 // state directory) is moved into the pool first (migrateLegacy).
 func (b *Backend) prepared(ctx context.Context, io *rados.IOContext, envID string) (bool, error) {
+	_, ok, err := b.preparedMarker(ctx, io, envID)
+	return ok, err
+}
+
+// preparedMarker is prepared with the marker itself (zero when it does
+// not decode: a marker of an older release may lack fields).
+func (b *Backend) preparedMarker(ctx context.Context, io *rados.IOContext, envID string) (marker, bool, error) {
 	if err := b.migrateLegacy(ctx, io, envID); err != nil {
-		return false, err
+		return marker{}, false, err
 	}
-	ok, err := call(ctx, func() (bool, error) {
-		_, ok, err := getPoolMeta(io, preparedKey(envID))
-		return ok, err
+	type got struct {
+		v  string
+		ok bool
+	}
+	r, err := call(ctx, func() (got, error) {
+		v, ok, err := getPoolMeta(io, preparedKey(envID))
+		return got{v, ok}, err
 	})
 	if err != nil {
-		return false, fmt.Errorf("read whether environment %s is prepared: %w", envID, err)
+		return marker{}, false, fmt.Errorf("read whether environment %s is prepared: %w", envID, err)
 	}
-	return ok, nil
+	var m marker
+	_ = json.Unmarshal([]byte(r.v), &m)
+	return m, r.ok, nil
 }
 
 // removeMarker forgets that envID is prepared.

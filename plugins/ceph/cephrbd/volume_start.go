@@ -12,7 +12,10 @@ import (
 
 // StartVolume implements sdk.Backend: mirroring enabled on the source
 // image (journal mode with exclusive-lock and journaling, or snapshot
-// mode with the storage's schedule), and a paused volume resumed.
+// mode with the storage's schedule), and a paused volume resumed. Before
+// it enables mirroring it refuses while the source pool feeds another
+// target cluster (layout_check.go), and it marks the image with its
+// environment (image_mark.go).
 func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -22,7 +25,7 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	defer v.close()
-	ok, err := b.prepared(ctx, v.dstIO, vol.Environment.ID)
+	mk, ok, err := b.preparedMarker(ctx, v.dstIO, vol.Environment.ID)
 	if err != nil {
 		return denied(err, v.dst, false, roleTarget, "read the metadata of pool "+v.dst.m.Pool, "")
 	}
@@ -41,7 +44,17 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 		return err
 	}
 	v.globalID = in.mirror.GlobalID
+	if in.mirror.State == rbd.MirrorImageEnabled {
+		// Started by an earlier release, or again: the mark tells this
+		// environment's copies from unintended ones (unintended.go).
+		if err := markImage(ctx, v.srcIO, v.name, vol.Environment.ID); err != nil {
+			b.log.Warn("could not mark the image with its environment", "env", vol.Environment.ID, "image", v.name, "err", err)
+		}
+	}
 	if in.mirror.State != rbd.MirrorImageEnabled {
+		if err := b.checkVolumeFeed(ctx, vol, v, mk.TargetSite); err != nil {
+			return err
+		}
 		if err := b.checkRoom(ctx, v); err != nil {
 			return err
 		}
@@ -124,6 +137,10 @@ func (b *Backend) enableMirroring(ctx context.Context, vol sdk.Volume, v *volCon
 					}
 				}
 			}
+		}
+		// The mark first: the copy's first sync carries it.
+		if err := setImageMark(img, vol.Environment.ID); err != nil {
+			return err
 		}
 		if err := img.MirrorEnable(mode); err != nil {
 			return fmt.Errorf("enable %s mirroring: %w", mode, err)
