@@ -27,6 +27,18 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	if err != nil {
 		return sdk.VolumeReplication{}, err
 	}
+	r, err := b.status(ctx, vol, v, src, dst)
+	if err != nil {
+		return r, err
+	}
+	if r.Kept, err = b.keptStatus(ctx, vol, v, dst); err != nil {
+		return sdk.VolumeReplication{}, err
+	}
+	return r, nil
+}
+
+// status is VolumeStatus but for the kept point.
+func (b *Backend) status(ctx context.Context, vol sdk.Volume, v *volConns, src, dst imageInfo) (sdk.VolumeReplication, error) {
 	r := sdk.VolumeReplication{TargetExists: dst.exists}
 	if !src.mirrored() {
 		r.State = sdk.ReplicationAbsent
