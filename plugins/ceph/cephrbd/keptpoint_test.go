@@ -166,14 +166,19 @@ func imageID(t *testing.T, s labSite, spec string) string {
 // restored.
 func TestDeleteDelayParksReplica(t *testing.T) {
 	r := newRig(t, modeJournal)
-	ctx := t.Context()
 	h := r.newHarness(t)
-	startReplaying(t, r, h)
 	srcSite, dstSite := r.lab.Sites[0], r.lab.Sites[1]
+	// An earlier prepare's value must not pass for this one's.
+	if err := removePoolMeta(r.dstIO, deleteDelayKey); err != nil {
+		t.Fatal(err)
+	}
+	h.env.Target.Metadata = dstSite.metadata(t, map[string]string{"mirror_mode": modeJournal, "mirror_delete_delay": "2h"})
+	h.vol.Environment = h.env
+	startReplaying(t, r, h)
 	name := imageName(h.vol)
 	spec := srcSite.Pool + "/" + name
-	if got := strings.TrimSpace(rbdCLI(t, dstSite, "config", "pool", "get", dstSite.Pool, "rbd_mirroring_delete_delay")); got != "86400" {
-		t.Fatalf("rbd_mirroring_delete_delay of the target pool = %q, want 86400", got)
+	if got := strings.TrimSpace(rbdCLI(t, dstSite, "config", "pool", "get", dstSite.Pool, "rbd_mirroring_delete_delay")); got != "7200" {
+		t.Fatalf("rbd_mirroring_delete_delay of the target pool = %q, want 7200 (mirror_delete_delay 2h)", got)
 	}
 	rbdCLI(t, srcSite, "mirror", "image", "disable", spec)
 	var id string
@@ -192,7 +197,6 @@ func TestDeleteDelayParksReplica(t *testing.T) {
 	})
 	rbdCLI(t, dstSite, "trash", "restore", dstSite.Pool+"/"+id)
 	rbdCLI(t, dstSite, "info", spec)
-	_ = ctx
 }
 
 func TestDeleteDelayParse(t *testing.T) {
