@@ -200,6 +200,12 @@ func syncing(r sdk.VolumeReplication, st imageReplayerState, view replayView, co
 	if copied.progress > 0 && !copied.done {
 		r.Progress = copied.progress
 	}
+	if copied.done {
+		// The first copy is complete: rbd-mirror is (re)starting the
+		// replay, not copying again.
+		r.Progress, desc = 100, "the first copy is complete; rbd-mirror is starting its replay"
+		r.Description = ""
+	}
 	r.Progress = min(max(r.Progress, 0), 100)
 	if !copied.done && copied.missing != "" {
 		r.Description = "first copy: " + copied.missing
