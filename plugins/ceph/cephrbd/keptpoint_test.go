@@ -147,6 +147,49 @@ func TestKeptPointSurvivesResync(t *testing.T) {
 		t.Fatal("the replica is the same image: no resync happened")
 	}
 	t.Logf("resync to the kept copy's removal: %v", time.Since(begin).Round(100*time.Millisecond))
+
+	// A point kept from the new replica goes with it when the volume is
+	// destroyed (its source intact).
+	v, err = r.be.openVol(ctx, h.vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok, err = r.be.keepBeforeResync(ctx, h.vol, v)
+	v.close()
+	if err != nil || !ok {
+		t.Fatalf("keep from the new replica = %v, %v", ok, err)
+	}
+	if st, err := r.be.VolumeStatus(ctx, h.vol); err != nil || st.Kept.Name == "" {
+		t.Fatalf("VolumeStatus with a point kept from the current replica = %+v, %v; want it kept (no newer point)", st, err)
+	}
+	if _, err := r.be.DestroyVolume(ctx, h.vol); err != nil {
+		t.Fatalf("DestroyVolume: %v", err)
+	}
+	if out, err := exec.Command("rbd", "--cluster", dstSite.Name, "-c", dstSite.Conf, "--keyring", dstSite.AdminKeyring,
+		"-n", "client.admin", "info", kept).CombinedOutput(); err == nil {
+		t.Fatalf("%s still exists after DestroyVolume: %s", kept, out)
+	}
+	if _, ok, err := readKept(ctx, r.dstIO, h.env.ID, name); err != nil || ok {
+		t.Fatalf("the kept point's record after DestroyVolume: %v, %v; want none", ok, err)
+	}
+}
+
+// FindLeftovers lists a kept copy whose volume no longer exists, and not
+// one whose volume is held.
+func TestKeptCopyLeftover(t *testing.T) {
+	p := poolScan{sd: side{m: meta{Pool: "volumes"}}, h: held{volumes: map[string]bool{"storage.11.13/volume-b": true}}}
+	val, _ := json.Marshal(keptRecord{Image: "volume-a.kept", Point: "snapshot-x", Taken: time.Date(2026, 5, 6, 7, 0, 0, 0, time.UTC)})
+	l, ok := p.keptCopy(keptKey("storage.11.13", "volume-a"), string(val))
+	if !ok || l.Kind != "copy" || !strings.Contains(l.Name, "volumes/volume-a.kept") ||
+		!strings.Contains(l.Remedy, "rbd rm volumes/volume-a.kept") || !strings.Contains(l.Remedy, "rmomapkey rbd_info") {
+		t.Fatalf("keptCopy of a volume gone = %+v, %v", l, ok)
+	}
+	if _, ok := p.keptCopy(keptKey("storage.11.13", "volume-b"), string(val)); ok {
+		t.Fatal("a kept copy of a held volume is listed as a leftover")
+	}
+	if _, ok := p.keptCopy(pausedKey("storage.11.13", "volume-a"), "{}"); ok {
+		t.Fatal("a pause record is listed as a kept copy")
+	}
 }
 
 // imageID is an image's id as `rbd info` gives it.
