@@ -22,7 +22,7 @@ const (
 
 // DeleteTarget implements sdk.Backend: mirroring disabled on the source,
 // so rbd-mirror deletes the non-primary copy; a standalone copy is
-// deleted here.
+// deleted here, and so is a recovery point kept from it (keptpoint.go).
 func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) (err error) {
 	defer func() { err = explainDenied(err, vol.Environment, false) }()
 	v, err := b.openVol(ctx, vol)
@@ -44,7 +44,11 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) (err error) 
 	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, false, v.spec); err != nil {
 		return err
 	}
-	return removeTarget(ctx, v)
+	if err := removeTarget(ctx, v); err != nil {
+		return err
+	}
+	// A point kept from the replica before a resync goes with it.
+	return dropKeptOf(ctx, v, vol.Environment.ID)
 }
 
 // removeTarget deletes a standalone target copy (snapshots included);

@@ -272,6 +272,10 @@ func (b *Backend) destroyTarget(ctx context.Context, budget destroyBudget, vol s
 			return
 		}
 	}
+	// The replica is gone: a point kept from it before a resync goes too.
+	if err := dropKeptOf(ctx, v, vol.Environment.ID); err != nil {
+		left.add("%v", err)
+	}
 	if rec.Kind != "" {
 		// The copy an earlier destroy kept is gone with its source known intact.
 		if err := clearLeftover(ctx, io, vol.Environment.ID, name); err != nil {

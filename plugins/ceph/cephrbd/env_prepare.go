@@ -46,6 +46,9 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err := e.enableImageMode(ctx, modes); err != nil {
 		return err
 	}
+	if err := e.setDeleteDelay(ctx); err != nil {
+		return err
+	}
 	if err := b.ensurePeer(ctx, env, e, ours); err != nil {
 		return err
 	}

@@ -43,13 +43,22 @@ func (b *Backend) firstCopy(ctx context.Context, vol sdk.Volume, v *volConns, sr
 			return copyState{progress: -1, missing: "rbd-mirror's image sync is still copying it"}, nil
 		}
 	}
+	// A copy seen done stays done under its image id: a restarted
+	// rbd-mirror bootstraps it again (without an image sync, replaying
+	// from the commit position) and names its replayer after the global
+	// id meanwhile; that is no first copy starting over.
+	if _, ok := b.copied.Load(dst.id); ok {
+		return copyState{done: true, progress: 100}, nil
+	}
 	if _, err := b.replayer(ctx, vol, v); err == nil {
+		b.copied.Store(dst.id, true)
 		return copyState{done: true, progress: 100}, nil
 	}
 	// None of our rbd-mirror daemons runs it (yet): the cluster's mirror
 	// status, which any rbd-mirror writes but lags up to 30 s, says
 	// "replaying" only once the image sync is over.
 	if rs, ok := remoteStatus(src); ok && remoteReplaying(rs) {
+		b.copied.Store(dst.id, true)
 		return copyState{done: true, progress: 100}, nil
 	}
 	return copyState{progress: -1, missing: "rbd-mirror has not finished bootstrapping it"}, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
@@ -329,6 +330,10 @@ func (p poolScan) records(ctx context.Context) ([]sdk.Leftover, error) {
 	sort.Strings(keys)
 	var out []sdk.Leftover
 	for _, k := range keys {
+		if l, ok := p.keptCopy(k, kv[k]); ok {
+			out = append(out, l)
+			continue
+		}
 		what, check, ok := p.record(k, kv[k])
 		if !ok {
 			continue
@@ -423,4 +428,32 @@ func recordKey(kv map[string]string, l sdk.Leftover) string {
 		}
 	}
 	return ""
+}
+
+// keptCopy is a recovery point kept before a resync (keptpoint.go) of a
+// volume the query does not hold: the copy and its record; ok is false
+// for any other key, or a volume held.
+func (p poolScan) keptCopy(key, v string) (sdk.Leftover, bool) {
+	if !strings.HasPrefix(key, keptPrefix("")) {
+		return sdk.Leftover{}, false
+	}
+	env, image, ok := lastDot(strings.TrimPrefix(key, keptPrefix("")))
+	if !ok || p.h.volumes[env+"/"+image] {
+		return sdk.Leftover{}, false
+	}
+	var k keptRecord
+	_ = json.Unmarshal([]byte(v), &k)
+	if k.Image == "" {
+		k.Image = keptImage(image)
+	}
+	spec := p.sd.m.Pool + "/" + k.Image
+	return sdk.Leftover{
+		Kind: "copy",
+		Name: fmt.Sprintf("image %s on storage %s", spec, p.sd.key()),
+		Description: fmt.Sprintf("recovery point %s of image %s (taken %s), kept as a standalone copy before a resync of "+
+			"environment %s, and the daemon holds no such volume any more", k.Point, image, k.Taken.UTC().Format(time.RFC3339), env),
+		Remedy: remedy(fmt.Sprintf("no one needs this recovery point any more (it may be the last copy of a lost volume; "+
+			"`rbd clone` or `rbd export` it first if in doubt), and nothing was cloned from it (`rbd children %s`).", spec),
+			"rbd snap purge "+spec, "rbd rm "+spec, p.removeMetaCommand(key)),
+	}, true
 }

@@ -30,6 +30,9 @@ type meta struct {
 	AdminKeyring           string `json:"admin_keyring"`
 	MirrorMode             string `json:"mirror_mode"`
 	MirrorSnapshotInterval string `json:"mirror_snapshot_interval"`
+	// MirrorDeleteDelay is how long rbd-mirror keeps a replica it
+	// deletes in the target pool's trash (deletedelay.go).
+	MirrorDeleteDelay string `json:"mirror_delete_delay"`
 	// adminGiven says whether the metadata gave admin credentials. Without
 	// them parseMeta sets AdminClient and AdminKeyring to the storage's
 	// own client and keyring: "admin" is then the most privileged user
@@ -91,6 +94,10 @@ func parseMeta(s sdk.Storage) (meta, error) {
 			return m, fmt.Errorf("metadata of storage %s: mirror_snapshot_interval %q: %v: %w",
 				storageKey(s), m.MirrorSnapshotInterval, err, sdk.ErrPrecondition)
 		}
+	}
+	if _, err := deleteDelay(m.MirrorDeleteDelay); err != nil {
+		return m, fmt.Errorf("metadata of storage %s: mirror_delete_delay %q: %v: %w",
+			storageKey(s), m.MirrorDeleteDelay, err, sdk.ErrPrecondition)
 	}
 	return m, nil
 }

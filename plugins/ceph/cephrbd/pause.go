@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ceph/go-ceph/rbd"
@@ -69,6 +70,13 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) (err error) 
 		return err
 	}
 	defer v.close()
+	// A failed replica resyncs first (its newest point kept): its
+	// replayer stays stopped until the resync flag is set.
+	if b.replicaFailed(ctx, vol, v, in) {
+		if err := b.resync(ctx, vol, v); err != nil {
+			return err
+		}
+	}
 	if err := b.resume(ctx, vol, v, true); err != nil {
 		return err
 	}
@@ -85,14 +93,28 @@ func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) (err error) 
 			return fmt.Errorf("take a mirror snapshot of %s/%s on storage %s to resume: %w", v.src.m.Pool, v.name, v.src.key(), err)
 		}
 	}
-	if rs, ok := remoteStatus(in); ok && remoteFailed(rs) {
-		return b.resync(ctx, vol, v)
-	}
 	return nil
 }
 
-// resync flags the non-primary copy for a resync from the source.
+// replicaFailed says whether the replica needs a resync: the status
+// object says it failed (it lags up to 30 s), or this host's rbd-mirror
+// says so now (split brain).
+func (b *Backend) replicaFailed(ctx context.Context, vol sdk.Volume, v *volConns, in imageInfo) bool {
+	if rs, ok := remoteStatus(in); ok && remoteFailed(rs) {
+		return true
+	}
+	st, err := b.replayer(ctx, vol, v)
+	return err == nil && (st.State == replayerError || strings.Contains(st.Description, splitBrainMark))
+}
+
+// resync flags the non-primary copy for a resync from the source, once
+// its newest complete recovery point is kept (keptpoint.go): rbd-mirror
+// deletes the copy, and every point on it, before the new first copy is
+// complete. No resync when the point cannot be kept.
 func (b *Backend) resync(ctx context.Context, vol sdk.Volume, v *volConns) error {
+	if _, _, err := b.keepBeforeResync(ctx, vol, v); err != nil {
+		return fmt.Errorf("no resync of %s on storage %s: its newest recovery point could not be kept first: %w", v.spec, v.dst.key(), err)
+	}
 	err := withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error { return img.MirrorResync() })
 	if err != nil && !errors.Is(err, rbd.ErrNotFound) {
 		return fmt.Errorf("resync %s on storage %s: %w", v.spec, v.dst.key(), err)

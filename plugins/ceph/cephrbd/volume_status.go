@@ -27,6 +27,18 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	if err != nil {
 		return sdk.VolumeReplication{}, err
 	}
+	r, err := b.status(ctx, vol, v, src, dst)
+	if err != nil {
+		return r, err
+	}
+	if r.Kept, err = b.keptStatus(ctx, vol, v, dst); err != nil {
+		return sdk.VolumeReplication{}, err
+	}
+	return r, nil
+}
+
+// status is VolumeStatus but for the kept point.
+func (b *Backend) status(ctx context.Context, vol sdk.Volume, v *volConns, src, dst imageInfo) (sdk.VolumeReplication, error) {
 	r := sdk.VolumeReplication{TargetExists: dst.exists}
 	if !src.mirrored() {
 		r.State = sdk.ReplicationAbsent
@@ -187,6 +199,12 @@ func syncing(r sdk.VolumeReplication, st imageReplayerState, view replayView, co
 	}
 	if copied.progress > 0 && !copied.done {
 		r.Progress = copied.progress
+	}
+	if copied.done {
+		// The first copy is complete: rbd-mirror is (re)starting the
+		// replay, not copying again.
+		r.Progress, desc = 100, "the first copy is complete; rbd-mirror is starting its replay"
+		r.Description = ""
 	}
 	r.Progress = min(max(r.Progress, 0), 100)
 	if !copied.done && copied.missing != "" {

@@ -17,7 +17,8 @@ import (
 // status of it) and the mirror mode list; on the target pool, the image
 // names and the mirror status list (the copies rbd-mirror replays into,
 // and whether one was promoted). Added to those, the paused images'
-// records in the target pool's metadata, read once.
+// records and the kept points' records in the target pool's metadata,
+// read once each.
 //
 // What is older than VolumeStatus's answer: the status rbd-mirror writes
 // into the source pool's mirror status objects, which lags up to ~30 s,
@@ -53,7 +54,9 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 			continue
 		}
 		rep, ok := b.listedStatus(view, imageName(vol))
-		if !ok {
+		if _, kept := view.kept[imageName(vol)]; !ok || kept {
+			// A standing kept point is checked (and removed once a newer
+			// point arrived) by VolumeStatus; such volumes are few.
 			oneByOne, at = append(oneByOne, vol), append(at, i)
 			continue
 		}
@@ -76,6 +79,7 @@ type poolsView struct {
 	sources map[string]listedSource // mirror-enabled images of the source pool, by name
 	targets map[string]listedTarget // every image of the target pool, by name
 	paused  map[string]pausedImage  // the paused images, by spec
+	kept    map[string]keptRecord   // the kept points (keptpoint.go), by image
 	pool    string                  // the target pool: rbd-mirror's names are pool/image
 	storage string                  // the target storage, for messages
 }
@@ -171,6 +175,9 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 		return poolsView{}, fmt.Errorf("list the images of pool %s on storage %s: %w", dst.m.Pool, dst.key(), err)
 	}
 	if view.paused, err = pausedImages(ctx, dstIO, env.ID); err != nil {
+		return poolsView{}, fmt.Errorf("pool %s on storage %s: %w", dst.m.Pool, dst.key(), err)
+	}
+	if view.kept, err = keptPoints(ctx, dstIO, env.ID); err != nil {
 		return poolsView{}, fmt.Errorf("pool %s on storage %s: %w", dst.m.Pool, dst.key(), err)
 	}
 	return view, nil
