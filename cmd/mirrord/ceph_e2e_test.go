@@ -54,7 +54,10 @@ func (l cephLab) metadata(t testing.TB, site string) string {
 	}
 	m, _ := json.Marshal(map[string]string{"pool": l["CEPH_POOL"], "conf": string(conf),
 		"client": "admin", "keyring": l["CEPH_"+site+"_ADMIN_KEY"],
-		"admin_client": "admin", "admin_keyring": l["CEPH_"+site+"_ADMIN_KEY"]})
+		"admin_client": "admin", "admin_keyring": l["CEPH_"+site+"_ADMIN_KEY"],
+		// The lab's OSDs keep data in RAM: no day in the trash for the
+		// replicas rbd-mirror deletes.
+		"mirror_delete_delay": "0"})
 	return string(m)
 }
 

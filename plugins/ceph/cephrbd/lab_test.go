@@ -113,6 +113,10 @@ func (s labSite) metadata(t testing.TB, extra map[string]string) json.RawMessage
 	md := map[string]string{
 		"pool": s.Pool, "conf": string(conf), "client": "admin", "keyring": string(m[1]),
 		"admin_client": "admin", "admin_keyring": string(m[1]),
+		// The lab's OSDs keep data in RAM: replicas rbd-mirror deletes
+		// must not wait a day in the trash (TestDeleteDelayParksReplica
+		// sets its own delay).
+		"mirror_delete_delay": "0",
 	}
 	for k, v := range extra {
 		md[k] = v
