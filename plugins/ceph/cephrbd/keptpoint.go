@@ -211,22 +211,11 @@ func (b *Backend) keepBeforeResync(ctx context.Context, vol sdk.Volume, v *volCo
 // checkKeptRoom refuses a copy the target pool has no room for: the
 // copy may need the whole image.
 func (b *Backend) checkKeptRoom(ctx context.Context, v *volConns) error {
-	size, err := call(ctx, func() (uint64, error) {
-		img, err := rbd.OpenImageReadOnly(v.dstIO, v.name, rbd.NoSnapshot)
-		if err != nil {
-			return 0, err
-		}
-		defer img.Close()
-		return img.GetSize()
-	})
+	size, err := imageSize(ctx, v.dstIO, v.name)
 	if err != nil {
 		return fmt.Errorf("read the size of %s on storage %s: %w", v.spec, v.dst.key(), err)
 	}
-	conn, err := b.conn(ctx, v.dst, false)
-	if err != nil {
-		return err
-	}
-	room, err := poolSpace(ctx, conn, v.dst)
+	room, err := b.targetRoom(ctx, v)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/ceph/go-ceph/rados"
 	"github.com/ceph/go-ceph/rbd"
 
 	"github.com/cdmdr/mirror/plugins/sdk"
@@ -76,24 +77,13 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 // is larger than the room left in the target pool (its max_avail, or
 // what its byte quota leaves).
 func (b *Backend) checkRoom(ctx context.Context, v *volConns) error {
-	size, err := call(ctx, func() (uint64, error) {
-		img, err := rbd.OpenImageReadOnly(v.srcIO, v.name, rbd.NoSnapshot)
-		if err != nil {
-			return 0, err
-		}
-		defer img.Close()
-		return img.GetSize()
-	})
+	size, err := imageSize(ctx, v.srcIO, v.name)
 	if err != nil {
 		return fmt.Errorf("read the size of image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
 	}
-	conn, err := b.conn(ctx, v.dst, false)
+	room, err := b.targetRoom(ctx, v)
 	if err != nil {
 		return err
-	}
-	room, err := poolSpace(ctx, conn, v.dst)
-	if err != nil {
-		return denied(err, v.dst, false, roleTarget, "read the space of pool "+v.dst.m.Pool+" (ceph df)", "")
 	}
 	if left := room.left(); left < size {
 		why := fmt.Sprintf("max_avail %s", sizeText(room.MaxAvail))
@@ -176,4 +166,29 @@ func refuseKeptCopy(ctx context.Context, v *volConns, envID string) error {
 		"rbd-mirror cannot replicate into that name, and the two may differ since. Decide which to keep "+
 		"(docs/runbook.md), clean what `mirrord leftovers` lists, then start again: %w",
 		v.dst.m.Pool, v.dst.key(), v.name, l.Description, sdk.ErrPrecondition)
+}
+
+// imageSize reads the size of the pool's image.
+func imageSize(ctx context.Context, io *rados.IOContext, name string) (uint64, error) {
+	return call(ctx, func() (uint64, error) {
+		img, err := rbd.OpenImageReadOnly(io, name, rbd.NoSnapshot)
+		if err != nil {
+			return 0, err
+		}
+		defer img.Close()
+		return img.GetSize()
+	})
+}
+
+// targetRoom reads the room of v's target pool as the target's client.
+func (b *Backend) targetRoom(ctx context.Context, v *volConns) (poolRoom, error) {
+	conn, err := b.conn(ctx, v.dst, false)
+	if err != nil {
+		return poolRoom{}, err
+	}
+	room, err := poolSpace(ctx, conn, v.dst)
+	if err != nil {
+		return poolRoom{}, denied(err, v.dst, false, roleTarget, "read the space of pool "+v.dst.m.Pool+" (ceph df)", "")
+	}
+	return room, nil
 }
