@@ -35,8 +35,10 @@ import (
 // without a base is a full copy (and the next ShipStep copies again what
 // the head got since its base).
 //
-// A snapshot that fails is named in the error and the others are still
-// tried; a cancelled ctx stops it all. Nothing is shipped into a target
+// A snapshot that fails is named in the error (a *ShipUserSnapshotError
+// each, see ShipFailedUserSnapshots) and the others are still tried; a
+// cancelled ctx stops it all; one deleted on the source meanwhile is
+// skipped. Nothing is shipped into a target
 // image without the engine's mark for this source (ErrPrecondition);
 // the target's exclusive lock is held throughout (ErrRetryable while a
 // step holds it). With no snapshot to ship it takes no lock and creates
@@ -140,17 +142,53 @@ func ShipUserSnapshots(ctx context.Context, src, dst ShipSide, image, prefix str
 		if cerr := ctx.Err(); cerr != nil {
 			return shipped, errors.Join(append(errs, cerr)...)
 		}
+		if errors.Is(err, errSnapGone) {
+			continue // deleted on the source meanwhile: nothing to ship
+		}
 		headClean = false // it may have written
-		errs = append(errs, fmt.Errorf("ship the snapshot %s to %s: %w", srcSpec+"@"+s.Name, dstSpec, err))
+		errs = append(errs, &ShipUserSnapshotError{Snapshot: s.Name,
+			Err: fmt.Errorf("ship the snapshot %s to %s: %w", srcSpec+"@"+s.Name, dstSpec, err)})
 	}
 	return shipped, errors.Join(errs...)
 }
+
+// ShipUserSnapshotError is the failure of one snapshot in
+// ShipUserSnapshots' error (an errors.Join of them): which one failed,
+// and why.
+type ShipUserSnapshotError struct {
+	Snapshot string
+	Err      error
+}
+
+func (e *ShipUserSnapshotError) Error() string { return e.Err.Error() }
+func (e *ShipUserSnapshotError) Unwrap() error { return e.Err }
+
+// ShipFailedUserSnapshots are the per-snapshot failures in an error of
+// ShipUserSnapshots.
+func ShipFailedUserSnapshots(err error) []*ShipUserSnapshotError {
+	var out []*ShipUserSnapshotError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, ShipFailedUserSnapshots(e)...)
+		}
+		return out
+	}
+	if e, ok := err.(*ShipUserSnapshotError); ok {
+		out = append(out, e)
+	}
+	return out
+}
+
+var errSnapGone = errors.New("the snapshot is gone from the source")
 
 // shipUserSnapshot writes the source's snapshot name into the target's
 // head, from base ("" for a full copy), then makes the target snapshot.
 // headClean: the head holds nothing yet (no clearing needed).
 func shipUserSnapshot(ctx context.Context, src ShipSide, tImg *rbd.Image, image, name, base string, headClean bool) error {
 	at, err := rbd.OpenImageReadOnly(src.IO, image, name)
+	if shipNotFound(err) {
+		return errSnapGone
+	}
 	if err != nil {
 		return fmt.Errorf("open it on the source: %w", err)
 	}

@@ -96,6 +96,7 @@ func TestShipUserSnapshots(t *testing.T) {
 	shipWrite(t, r.src.IO, name, 0, 8<<20)
 	r.userSnap(t, name, "snapshot-d")
 	shipDiscard(t, r.src.IO, name, 0, 8<<20)
+	shipWrite(t, r.src.IO, name, 10<<20, 1<<20) // in the next point, not in snapshot-d
 	t.Cleanup(func() { shipAfterChunk = nil })
 	ctx, cancel := context.WithCancel(t.Context())
 	shipAfterChunk = func(uint64) { cancel() }
@@ -197,6 +198,19 @@ func TestShipRemoveUserSnapshot(t *testing.T) {
 	if snaps := snapsCLI(t, r.b, name); len(snaps) != 0 {
 		t.Errorf("the target's snapshots after the removals: %v; want none", snaps)
 	}
+	// One that fails (the target's snapshot limit) is named; the others
+	// still ship.
+	rbdCLI(t, r.b, "snap", "limit", "set", "--limit", "1", r.b.Pool+"/"+name)
+	got, err := ShipUserSnapshots(t.Context(), r.src, r.dst, name, userSnapPrefix)
+	failed := ShipFailedUserSnapshots(err)
+	if !slices.Equal(got, []string{"snapshot-p"}) || len(failed) != 1 || failed[0].Snapshot != "snapshot-u" || !strings.Contains(err.Error(), "snapshot-u") {
+		t.Fatalf("ShipUserSnapshots over the snapshot limit = %v, %v (failed %+v); want snapshot-p shipped, snapshot-u failed", got, err, failed)
+	}
+	rbdCLI(t, r.b, "snap", "limit", "clear", r.b.Pool+"/"+name)
+	r.shipUser(t, name, "snapshot-u")
+	r.sameAt(t, name, ShipPoint{Name: "snapshot-p"})
+	r.sameAt(t, name, ShipPoint{Name: "snapshot-u"})
+
 	if err := ShipRemoveUserSnapshot(t.Context(), r.dst, "no-such-image", "snapshot-p"); err != nil {
 		t.Errorf("ShipRemoveUserSnapshot of a missing image = %v; want nil", err)
 	}
