@@ -1,6 +1,7 @@
 package cephrbd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,11 +39,10 @@ import (
 // A snapshot that fails is named in the error (a *ShipUserSnapshotError
 // each, see ShipFailedUserSnapshots) and the others are still tried; a
 // cancelled ctx stops it all; one deleted on the source meanwhile is
-// skipped. Nothing is shipped into a target
-// image without the engine's mark for this source (ErrPrecondition);
-// the target's exclusive lock is held throughout (ErrRetryable while a
-// step holds it). With no snapshot to ship it takes no lock and creates
-// no target.
+// skipped. Nothing is shipped into a target image without the engine's
+// mark for this source (ErrPrecondition); the target's exclusive lock
+// is held throughout (ErrRetryable while a step holds it). With no
+// snapshot to ship it takes no lock and creates no target.
 func ShipUserSnapshots(ctx context.Context, src, dst ShipSide, image, prefix string) ([]string, error) {
 	if prefix == "" || strings.HasPrefix(shipSnapPrefix, prefix) || strings.HasPrefix(prefix, shipSnapPrefix) {
 		return nil, fmt.Errorf("ship user snapshots: the prefix %q would take the engine's points", prefix)
@@ -69,7 +69,7 @@ func ShipUserSnapshots(ctx context.Context, src, dst ShipSide, image, prefix str
 	if err != nil {
 		return nil, fmt.Errorf("list the snapshots of the source %s: %w", srcSpec, err)
 	}
-	slices.SortFunc(sSnaps, func(a, b rbd.SnapInfo) int { return compareID(a.Id, b.Id) })
+	slices.SortFunc(sSnaps, func(a, b rbd.SnapInfo) int { return cmp.Compare(a.Id, b.Id) })
 	var wanted []rbd.SnapInfo
 	for _, s := range sSnaps {
 		if strings.HasPrefix(s.Name, prefix) {
@@ -134,7 +134,7 @@ func ShipUserSnapshots(ctx context.Context, src, dst ShipSide, image, prefix str
 		if err == nil {
 			shipped = append(shipped, s.Name)
 			have[s.Name] = true
-			i, _ := slices.BinarySearchFunc(common, s.Id, func(c rbd.SnapInfo, id uint64) int { return compareID(c.Id, id) })
+			i, _ := slices.BinarySearchFunc(common, s.Id, func(c rbd.SnapInfo, id uint64) int { return cmp.Compare(c.Id, id) })
 			common = slices.Insert(common, i, s)
 			headClean = false
 			continue
@@ -259,16 +259,6 @@ func targetSnapNames(dst ShipSide, image string) (map[string]bool, error) {
 		have[s.Name] = true
 	}
 	return have, nil
-}
-
-func compareID(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ShipRemoveUserSnapshot removes snapshot name from the target image
