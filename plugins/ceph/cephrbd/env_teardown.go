@@ -78,6 +78,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	if err := b.recordLostSide(ctx, env, e, srcErr, dstErr, &rep); err != nil {
 		return rep, err
 	}
+	forgetCheckedCopies(env.ID)
 	return rep, b.removeEnvFiles(env.ID, e)
 }
 

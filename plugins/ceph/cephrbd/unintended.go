@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -44,6 +45,18 @@ var checkedCopies = struct {
 	sync.Mutex
 	m map[string]map[string]bool
 }{m: map[string]map[string]bool{}}
+
+// forgetCheckedCopies drops what checkedCopies holds for an environment
+// (its teardown).
+func forgetCheckedCopies(envID string) {
+	checkedCopies.Lock()
+	defer checkedCopies.Unlock()
+	for k := range checkedCopies.m {
+		if strings.HasPrefix(k, envID+" ") {
+			delete(checkedCopies.m, k)
+		}
+	}
+}
 
 // unintendedMarkReads counts the marks unintended read (for tests).
 var unintendedMarkReads atomic.Int64
