@@ -60,7 +60,9 @@ func siteAddr(t *testing.T, s labSite) string {
 // first on PATH, so the rbd-mirror the plugin starts (by name, with the
 // plugin's environment) runs inside it. Call it before the rig starts
 // any rbd-mirror. It skips where namespaces cannot be made (no root).
-func newLinkCut(t *testing.T, l lab) *linkCut {
+// rate (tc's notation) limits what the host sends into the namespace,
+// the source's data above all, as a cross-site link would.
+func newLinkCut(t *testing.T, l lab, rate string) *linkCut {
 	t.Helper()
 	real, err := exec.LookPath("rbd-mirror")
 	if err != nil {
@@ -89,6 +91,8 @@ func newLinkCut(t *testing.T, l lab) *linkCut {
 	c.host("addr", "add", c.hostAddr+"/29", "dev", c.hostDev)
 	c.host("link", "set", c.hostDev, "up")
 	c.sysctl(false, "net.ipv4.conf."+c.hostDev+".route_localnet=1")
+	c.tc("qdisc", "add", "dev", c.hostDev, "root", "handle", "1:", "htb", "default", "10", "r2q", "1000")
+	c.tc("class", "add", "dev", c.hostDev, "parent", "1:", "classid", "1:10", "htb", "rate", rate)
 	c.in("addr", "add", c.nsAddr+"/29", "dev", c.nsDev)
 	c.in("link", "set", c.nsDev, "up")
 	c.in("link", "set", "lo", "up")
@@ -113,6 +117,13 @@ func (c *linkCut) host(args ...string) {
 	c.t.Helper()
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		c.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (c *linkCut) tc(args ...string) {
+	c.t.Helper()
+	if out, err := exec.Command("tc", args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("tc %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }
 
