@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -302,7 +303,7 @@ func checkPoint(t *testing.T, src, dst labSite, image string, s sdk.Snapshot, da
 	if data {
 		spec := "/" + image + "@" + snapName(s)
 		if a, b := rbdSum(t, src, src.Pool+spec), rbdSum(t, dst, dst.Pool+spec); a != b {
-			t.Fatalf("recovery point %s: sha256 %s on the target, %s on the source", snapName(s), b, a)
+			t.Fatalf("recovery point %s: sha256 %s on the target, %s on the source; %s", snapName(s), b, a, diffExports(t, src, dst, spec))
 		}
 	}
 }
@@ -357,4 +358,33 @@ func targetWrites(t *testing.T, conn *rados.Conn) int64 {
 		t.Fatalf("perf dump of osd.0: %v", err)
 	}
 	return d.OSD.WriteBytes
+}
+
+// diffExports says where an image's exports differ between the sites, by
+// 4 KiB block, and what the target holds there.
+func diffExports(t *testing.T, src, dst labSite, spec string) string {
+	t.Helper()
+	export := func(s labSite) []byte {
+		out, err := exec.Command("rbd", "--cluster", s.Name, "-c", s.Conf, "--keyring", s.AdminKeyring, "-n", "client.admin",
+			"export", "--no-progress", s.Pool+spec, "-").Output()
+		if err != nil {
+			t.Fatalf("rbd export %s on %s: %v", spec, s.Name, err)
+		}
+		return out
+	}
+	a, b := export(src), export(dst)
+	if len(a) != len(b) {
+		return fmt.Sprintf("sizes %d and %d", len(a), len(b))
+	}
+	var diffs []string
+	n := 0
+	for off := 0; off < len(a); off += 4096 {
+		if !bytes.Equal(a[off:off+4096], b[off:off+4096]) {
+			n++
+			if len(diffs) < 8 {
+				diffs = append(diffs, fmt.Sprintf("%d MiB+%d KiB: source %q target %q", off>>20, off&(1<<20-1)>>10, a[off:off+8], b[off:off+8]))
+			}
+		}
+	}
+	return fmt.Sprintf("%d blocks of 4 KiB differ: %s", n, strings.Join(diffs, "; "))
 }
