@@ -71,9 +71,16 @@ func waitState(t *testing.T, r *labRig, vol sdk.Volume, want sdk.ReplicationStat
 	})
 }
 
-func wantOnly(t *testing.T, s labSite, names ...string) {
+// wantOnly checks with `rbd ls` that the images on s, less those there
+// before the test (what earlier tests left), are exactly names.
+func wantOnly(t *testing.T, s labSite, before []string, names ...string) {
 	t.Helper()
-	got := rbdImages(t, s)
+	var got []string
+	for _, n := range rbdImages(t, s) {
+		if !slices.Contains(before, n) {
+			got = append(got, n)
+		}
+	}
 	sort.Strings(got)
 	sort.Strings(names)
 	if !slices.Equal(got, names) {
@@ -107,6 +114,7 @@ func TestShipOneSourceTwoTargets(t *testing.T) {
 	r.be.shipRoundDone = func(string) { rounds.Add(1) }
 	env1 := r.env(t)
 	env2 := r.shipLayoutEnv(t, "storage.11.14", a, siteC, 11, 14, "1s")
+	beforeB, beforeC := rbdImages(t, b), rbdImages(t, siteC)
 	r.prepareEnvironments(t, env1, env2)
 	dstC := siteC.connect(t)
 	if p1, p2 := markerPath(t, r.dstIO, env1.ID), markerPath(t, dstC, env2.ID); p1 != "" || p2 != pathShip {
@@ -119,8 +127,8 @@ func TestShipOneSourceTwoTargets(t *testing.T) {
 	waitState(t, r, vol32, sdk.ReplicationReplaying)
 
 	// 0 unintended: each target holds its own volume only.
-	wantOnly(t, b, name31)
-	wantOnly(t, siteC, name32)
+	wantOnly(t, b, beforeB, name31)
+	wantOnly(t, siteC, beforeC, name32)
 	wantReadyAlone(t, r, env1)
 	wantReadyAlone(t, r, env2)
 	if st := mirrorImageState(t, a, name32); st != "" {
@@ -220,8 +228,8 @@ func TestShipOneSourceTwoTargets(t *testing.T) {
 	if _, err := r.be.DestroyVolume(ctx, vol33); err != nil {
 		t.Fatal(err)
 	}
-	wantOnly(t, siteC, name32)
-	wantOnly(t, b, name31)
+	wantOnly(t, siteC, beforeC, name32)
+	wantOnly(t, b, beforeB, name31)
 	if !slices.Contains(rbdImages(t, a), imageName(vol33)) {
 		t.Errorf("the destroy removed the source image")
 	}
@@ -236,6 +244,7 @@ func TestShipTwoSourcesOnePool(t *testing.T) {
 	b := r.lab.Sites[1]
 	env1 := r.env(t)
 	env3 := r.shipLayoutEnv(t, "storage.21.13", siteC, b, 21, 13, "1s")
+	before := rbdImages(t, b)
 	r.prepareEnvironments(t, env1, env3)
 	if p1, p3 := markerPath(t, r.dstIO, env1.ID), markerPath(t, r.dstIO, env3.ID); p1 != "" || p3 != pathShip {
 		t.Fatalf("paths: %s %q, %s %q; want rbd-mirror, ship", env1.ID, p1, env3.ID, p3)
@@ -245,7 +254,7 @@ func TestShipTwoSourcesOnePool(t *testing.T) {
 	vol42 := r.startSmallVolume(t, env3, 42, srcC, r.dstIO)
 	waitState(t, r, vol41, sdk.ReplicationReplaying)
 	waitState(t, r, vol42, sdk.ReplicationReplaying)
-	wantOnly(t, b, imageName(vol41), imageName(vol42))
+	wantOnly(t, b, before, imageName(vol41), imageName(vol42))
 	for range 2 {
 		shipWrite(t, r.srcIO, imageName(vol41), 0, 1<<20)
 		shipWrite(t, srcC, imageName(vol42), 0, 1<<20)
