@@ -182,6 +182,11 @@ func (b *Backend) resumeShip(ctx context.Context, vol sdk.Volume, v *volConns) e
 	if err := setPaused(ctx, v.dstIO, vol.Environment.ID, v.name, false, v.spec); err != nil {
 		return err
 	}
+	// In a pool rbd-mirror fills too, its supervisors hold every paused
+	// image's header (hold.go); harmless on a ship copy, but not kept.
+	if _, _, err := holdCopy(ctx, v.dstIO, v.name, false); err != nil {
+		return err
+	}
 	b.clearShipError(vol.Environment.ID, v.name)
 	b.wakeShip(vol.Environment.ID)
 	return nil
@@ -298,6 +303,9 @@ func (b *Backend) makeStandalone(ctx context.Context, dst ShipSide, v *volConns)
 	}
 	tag, err := shipTag(dst)
 	if err != nil {
+		return err
+	}
+	if _, _, err := holdCopy(ctx, v.dstIO, v.name, false); err != nil {
 		return err
 	}
 	return withImage(ctx, v.dstIO, v.name, func(img *rbd.Image) error {
@@ -470,6 +478,18 @@ func (b *Backend) ifShip(ctx context.Context, vol sdk.Volume, f func(context.Con
 		return false, nil
 	}
 	return true, f(ctx, vol, v)
+}
+
+// shipEnvironmentWithin is shipEnvironment within a quarter of ctx's
+// time left: a destroy with its target lost keeps the rest of its
+// budget for its two sides.
+func (b *Backend) shipEnvironmentWithin(ctx context.Context, env sdk.Environment) bool {
+	if dl, ok := ctx.Deadline(); ok {
+		c, cancel := context.WithTimeout(ctx, time.Until(dl)/4)
+		defer cancel()
+		return b.shipEnvironment(c, env)
+	}
+	return b.shipEnvironment(ctx, env)
 }
 
 // shipEnvironment says whether env is a ship environment, reaching the
