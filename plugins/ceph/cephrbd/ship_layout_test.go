@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -146,6 +147,28 @@ func TestShipOneSourceTwoTargets(t *testing.T) {
 	t.Logf("write→on target, 1 MiB into a 16 MiB image: rbd-mirror (journal) %s; ship (interval 1s) %s", rpoText(viaMirror), rpoText(viaShip))
 	if exportSum(t, a, name32) != exportSum(t, siteC, name32) || exportSum(t, a, name31) != exportSum(t, b, name31) {
 		t.Errorf("`rbd export | sha256sum` differs between a source and its target")
+	}
+
+	// Released here, the environment's loop stops; a new leader's loop
+	// finds the shipped volume in the target pool and goes on.
+	if err := r.be.ReleaseEnvironment(ctx, env2); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := r.be.EnvironmentStatus(ctx, env2); err != nil || h.Ready {
+		t.Errorf("EnvironmentStatus %s on the released host = %+v, %v; want not ready", env2.ID, h, err)
+	}
+	other := New(sdkLoggerTo(r.logs), filepath.Join(t.TempDir(), "state"))
+	if err := other.PrepareEnvironment(ctx, env2); err != nil {
+		t.Fatal(err)
+	}
+	shipWrite(t, r.srcIO, name32, 3<<20, 1<<20)
+	sameSoon(t, "volume 32's write on site-c by the new leader", r.srcIO, dstC, name32)
+	if err := other.ReleaseEnvironment(ctx, env2); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	if err := r.be.PrepareEnvironment(ctx, env2); err != nil {
+		t.Fatal(err)
 	}
 
 	// A pause holds the copy through writes and rounds; the resume
