@@ -24,7 +24,7 @@ test: lint ceph-lab-up
 	$(GO) test -race -count=1 -timeout 30m $(PKGS); \
 	for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done; \
 	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
-	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 60m ./...
+	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 75m ./...
 
 ## ceph-lab-up / ceph-lab-down: three single-node Ceph clusters on loopback
 ## for the Ceph plugin's tests (Debian packages installed when missing).

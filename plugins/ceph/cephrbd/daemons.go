@@ -206,6 +206,12 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 			// leader lock and images sooner: the leader's heartbeat paces
 			// both the lock's break and the dead instance's removal.
 			"--rbd-mirror-leader-heartbeat-interval", "1",
+			// A journal-mode image sync that rbd-mirror restarts (after a
+			// crash, or a blocklisting on the source) resumes from the
+			// object number its sync point records, by default every 30 s:
+			// a young sync started over. Every second it re-copies seconds
+			// of data, for one small write to the source journal a second.
+			"--rbd-mirror-sync-point-update-age", "1",
 		},
 		env:      daemonEnviron(run, filepath.Join(logDir, env.ID+".$cluster-$name.log")),
 		ctx:      ctx,

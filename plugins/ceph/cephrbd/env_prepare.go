@@ -19,7 +19,8 @@ const daemonPollInterval = 200 * time.Millisecond
 // feeds another), image-mode mirroring on both pools, the source
 // registered as the target pool's peer, the
 // environment recorded as prepared in the target pool, and an rbd-mirror
-// for the target cluster on this host, ready once it answers. It is the
+// for the target cluster on this host, ready once it answers and has
+// registered on the source pool (rbdmirror_ready.go). It is the
 // only call that starts an rbd-mirror: the daemon calls it on the host
 // that leads the environment (the plugin declares
 // VolumesFollowEnvironment), and ReleaseEnvironment stops it.
@@ -81,7 +82,10 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err := writeMarker(ctx, e.dstIO, env.ID, marker{Source: e.src.key(), Target: e.dst.key(), TargetSite: e.dstSite}); err != nil {
 		return e.deniedOnTarget(err, "record the environment as prepared in the metadata of pool "+e.dst.m.Pool)
 	}
-	return b.startDaemon(ctx, env, e.dst, e.dstSite)
+	if err := b.startDaemon(ctx, env, e.dst, e.dstSite); err != nil {
+		return err
+	}
+	return b.waitTxPeer(ctx, env, e)
 }
 
 // checkPreparable refuses, after the preflight (pools of different

@@ -16,7 +16,9 @@ import (
 )
 
 // TeardownEnvironment implements sdk.Backend: refused while an image of
-// the pair is mirrored (unless force); then it stops rbd-mirror, removes
+// the environment is mirrored (unless force): images whose mark names
+// another environment sharing the source pool neither block it nor are
+// touched. Then it stops rbd-mirror, removes
 // the peers, the environment's records in the target pool and its files.
 // Each side is reached on its own (openEnvSides): with one lost, what the
 // other and this host hold is torn down, and what is left on the lost one
@@ -44,7 +46,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 		}
 	}
 	var rep sdk.CleanupReport
-	replicated, err := e.mirroredImages(ctx)
+	replicated, err := e.mirroredImages(ctx, env.ID)
 	if err != nil {
 		return rep, err
 	}
@@ -88,6 +90,7 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	if err := b.recordLostSide(ctx, env, e, srcErr, dstErr, &rep); err != nil {
 		return rep, err
 	}
+	forgetCheckedCopies(env.ID)
 	return rep, b.removeEnvFiles(env.ID, e)
 }
 
@@ -264,10 +267,13 @@ func (b *Backend) removeEnvFiles(envID string, e *envConns) error {
 	return nil
 }
 
-// mirroredImages lists the images still replicated in the environment:
+// mirroredImages lists the images still replicated in environment envID:
 // mirror-enabled primaries of the source pool, non-primaries of the
-// target pool; of the pools that are open.
-func (e *envConns) mirroredImages(ctx context.Context) ([]string, error) {
+// target pool; of the pools that are open. An image whose mark
+// (image_mark.go) names another environment is that one's (a source pool
+// shared with it); an image with no mark may be a volume started before
+// marks existed, and counts.
+func (e *envConns) mirroredImages(ctx context.Context, envID string) ([]string, error) {
 	var names []string
 	for i, p := range e.pools() {
 		if p.io == nil {
@@ -282,6 +288,16 @@ func (e *envConns) mirroredImages(ctx context.Context) ([]string, error) {
 		}
 		for _, it := range items {
 			if it.Info.State != rbd.MirrorImageEnabled || it.Info.Primary != primary {
+				continue
+			}
+			mark, err := call(ctx, func() (string, error) {
+				env, _, err := imageMark(p.io, it.ID)
+				return env, err
+			})
+			if err != nil {
+				return nil, fmt.Errorf("read the mark of image id %s in pool %s on storage %s: %w", it.ID, p.s.m.Pool, p.s.key(), err)
+			}
+			if mark != "" && mark != envID {
 				continue
 			}
 			name, err := call(ctx, func() (string, error) { return imageNameByID(p.io, it.ID) })

@@ -158,6 +158,7 @@ func (d *mirrorDaemon) runOnce() error {
 	// stop: blocklisted, it frees the pool's leader lock and its images'
 	// locks at once, instead of after the watch timeout.
 	d.blocklistEarlier()
+	d.rewindCopies()
 	// umask 077: rbd-mirror's logs and sockets stay private.
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `umask 077; exec rbd-mirror "$@"`, "rbd-mirror"}, d.args...)...)
 	cmd.Env = d.env

@@ -288,3 +288,24 @@ func retireInstances(ctx context.Context, io *rados.IOContext, envID string) err
 	}
 	return nil
 }
+
+// rewindCopies sets the target pool's incomplete snapshot-mode copies
+// back by one object (copyprogress.go), once no earlier rbd-mirror can
+// write their progress.
+func (d *mirrorDaemon) rewindCopies() {
+	ctx, cancel := context.WithTimeout(d.ctx, 2*opTimeout)
+	defer cancel()
+	io, err := d.b.ioctx(ctx, d.dst, true)
+	if err != nil {
+		d.log.Warn("cannot set back interrupted copies", "env", d.envID, "error", err)
+		return
+	}
+	defer releaseAfter(ctx, io.Destroy)
+	n, err := rewindCopies(ctx, io)
+	if err != nil {
+		d.log.Warn("cannot set back interrupted copies", "env", d.envID, "error", err)
+	}
+	if n > 0 {
+		d.log.Info("set back interrupted snapshot-mode copies by one object", "env", d.envID, "copies", n)
+	}
+}

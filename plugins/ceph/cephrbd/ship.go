@@ -36,9 +36,10 @@ type ShipResult struct {
 	// bytes discarded there (regions the source zeroed or discarded, or
 	// the old content of a target a full copy starts over on).
 	Written, Zeroed uint64
-	// Refreshed is the bytes copied again because a torn step had
-	// written them into the target's head (counted in Written or Zeroed
-	// too); zero after a clean step.
+	// Refreshed is the bytes copied again because the target's head got
+	// them since Base: a torn step's writes, or user snapshots shipped
+	// since (ShipUserSnapshots); counted in Written or Zeroed too. Zero
+	// after a clean step with no user snapshot shipped in between.
 	Refreshed uint64
 	// CopyTook is the time spent on the extents (diffs, reads, writes,
 	// flush); the rest of a step is snapshot and metadata operations,
@@ -219,7 +220,8 @@ func ShipStep(ctx context.Context, src, dst ShipSide, image string) (ShipResult,
 		// base→head, taken before this step writes, has every such write
 		// (only the engine writes the target); those extents are copied
 		// again from the point after the diff (zeroes as discards). The
-		// list is empty after a clean step.
+		// list is empty after a clean step; user snapshots shipped since
+		// the base (ShipUserSnapshots) are in it too, and copied again.
 		if dirty, err = diffExtents(tImg, res.Base.Name, 0, res.Size, rbd.EnableWholeObject); err != nil {
 			return res, fmt.Errorf("diff the target %s from %s: %w", dstSpec, res.Base.Name, err)
 		}

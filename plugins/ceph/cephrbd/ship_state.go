@@ -24,6 +24,21 @@ import (
 // point, and the newest one that the source still has is the base of the
 // next step. No metadata key says "last synced": after a crash it could
 // disagree with the snapshots.
+//
+// User snapshots (the plugin's recovery points, "snapshot-<uuid>") ride
+// on the same scheme (ShipUserSnapshots, ship_snap.go): each is shipped
+// into the target's head, flushed, and only then snapshotted under its
+// source name, so a target snapshot of that name is complete too. Its
+// diff is taken from the newest snapshot both sides have that is older
+// by source snapshot id (a point of this chain or a user snapshot
+// shipped before), and what the head got since that base is copied
+// again from the snapshot; without one (before the first copy, or
+// older than all both sides share) it is a full copy. The head then
+// holds the user snapshot rather than the last point, which ShipStep's
+// refresh already covers (its diff of the target from its base lists
+// every extent written since). Steps prune only their chain's points,
+// and ShipForget removes only those from the source: user snapshots are
+// the plugin's, removed on the target by ShipRemoveUserSnapshot.
 const (
 	shipSnapPrefix = "mirror.ship."
 	// shipMarkKey, image metadata on the target, names the source the

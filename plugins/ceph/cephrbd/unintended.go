@@ -3,6 +3,9 @@ package cephrbd
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ceph/go-ceph/rbd"
 
@@ -24,6 +27,40 @@ const (
 	unintendedReportLimit = 20
 )
 
+// Reading every copy's mark on every status poll costs one read per
+// volume. While the layout feeds only the environment (feedsOnlyUs), no
+// copy of another environment's can arrive but by hand, and a copy's
+// mark does not change once there: each copy is read until its mark
+// names the environment, once per plugin process. A copy with no mark
+// yet (its metadata arrives with its first sync; or a volume started
+// before marks existed) is read again on every poll, and so is one marked
+// for another environment, which is reported. In any other layout every
+// copy is read on every poll, as marks can change.
+
+// checkedCopies remembers, per environment and target pool, the ids of
+// the copies read and found marked for the environment while the layout
+// fed only it. Ids are never reused, so the verdicts are facts about the
+// cluster, whichever Backend read them.
+var checkedCopies = struct {
+	sync.Mutex
+	m map[string]map[string]bool
+}{m: map[string]map[string]bool{}}
+
+// forgetCheckedCopies drops what checkedCopies holds for an environment
+// (its teardown).
+func forgetCheckedCopies(envID string) {
+	checkedCopies.Lock()
+	defer checkedCopies.Unlock()
+	for k := range checkedCopies.m {
+		if strings.HasPrefix(k, envID+" ") {
+			delete(checkedCopies.m, k)
+		}
+	}
+}
+
+// unintendedMarkReads counts the marks unintended read (for tests).
+var unintendedMarkReads atomic.Int64
+
 // unintended lists the non-primary copies in the target pool marked for
 // another environment, and, while the source pool feeds another target
 // cluster too, those with no mark.
@@ -32,9 +69,30 @@ func (e *envConns) unintended(ctx context.Context, envID string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("list mirror-enabled images of pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err)
 	}
+	cacheKey := envID + " " + e.dst.key() + " " + e.dst.m.Pool
+	var known, checked map[string]bool // nil unless the layout feeds only this environment
+	if e.feedsOnlyUs(ctx, envID) {
+		checkedCopies.Lock()
+		known = checkedCopies.m[cacheKey]
+		checkedCopies.Unlock()
+		checked = map[string]bool{}
+	}
+	var elsewhere *bool // whether the source pool feeds another target cluster: read once, when needed
+	if checked != nil {
+		no := false
+		elsewhere = &no
+	}
+	defer func() {
+		checkedCopies.Lock()
+		defer checkedCopies.Unlock()
+		if checked == nil {
+			delete(checkedCopies.m, cacheKey)
+		} else {
+			checkedCopies.m[cacheKey] = checked
+		}
+	}()
 	var out []string
 	scanned, found := 0, 0
-	var elsewhere *bool // whether the source pool feeds another target cluster: read once, when needed
 	for _, it := range items {
 		if it.Info.State != rbd.MirrorImageEnabled || it.Info.Primary {
 			continue
@@ -43,11 +101,16 @@ func (e *envConns) unintended(ctx context.Context, envID string) ([]string, erro
 			out = append(out, fmt.Sprintf("only the first %d non-primary images of pool %s on storage %s were looked at", unintendedScanLimit, e.dst.m.Pool, e.dst.key()))
 			break
 		}
+		if known[it.ID] {
+			checked[it.ID] = true
+			continue
+		}
 		type got struct {
 			env string
 			ok  bool
 		}
 		m, err := call(ctx, func() (got, error) {
+			unintendedMarkReads.Add(1)
 			env, ok, err := imageMark(e.dstIO, it.ID)
 			return got{env, ok}, err
 		})
@@ -55,6 +118,9 @@ func (e *envConns) unintended(ctx context.Context, envID string) ([]string, erro
 			return nil, fmt.Errorf("read the mark of image id %s in pool %s on storage %s: %w", it.ID, e.dst.m.Pool, e.dst.key(), err)
 		}
 		if m.ok && m.env == envID {
+			if checked != nil {
+				checked[it.ID] = true
+			}
 			continue
 		}
 		if !m.ok {
@@ -80,6 +146,30 @@ func (e *envConns) unintended(ctx context.Context, envID string) ([]string, erro
 			found-unintendedReportLimit, e.dst.m.Pool, e.dst.key()))
 	}
 	return out, nil
+}
+
+// feedsOnlyUs says whether the layout can bring no copy of another
+// environment's into the target pool: the source pool's record names
+// this environment or its target cluster, no other cluster's rbd-mirror
+// pulls from the source pool, and the target pool pulls from the source
+// alone. Without a record (an environment prepared before records
+// existed, until its next prepare writes one) or on any error, no.
+func (e *envConns) feedsOnlyUs(ctx context.Context, envID string) bool {
+	f, ok, err := readFeed(ctx, e.srcIO)
+	if err != nil || !ok {
+		return false
+	}
+	if f.Environment != envID {
+		me, err := e.wantFeed(envID)
+		if err != nil || !f.sameCluster(me) {
+			return false
+		}
+	}
+	if others, err := otherTxPeers(ctx, e.srcIO, e.dstSite); err != nil || len(others) > 0 {
+		return false
+	}
+	ours, foreign, err := e.peers(ctx)
+	return err == nil && ours != nil && foreign == nil
 }
 
 // feedsElsewhere says whether the source pool feeds a target cluster
