@@ -23,7 +23,10 @@ const daemonPollInterval = 200 * time.Millisecond
 // registered on the source pool (rbdmirror_ready.go). It is the
 // only call that starts an rbd-mirror: the daemon calls it on the host
 // that leads the environment (the plugin declares
-// VolumesFollowEnvironment), and ReleaseEnvironment stops it.
+// VolumesFollowEnvironment), and ReleaseEnvironment stops it. An
+// environment rbd-mirror cannot serve takes the ship path instead
+// (ship_path.go): its marker and ship loop only, so none of the above,
+// nor the wait for the tx peer, applies to it.
 func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
