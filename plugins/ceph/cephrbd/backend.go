@@ -37,6 +37,14 @@ type Backend struct {
 	// capsChecked holds the last capability check of each pair of
 	// storages (capsKey → capsCheck), which EnvironmentStatus reuses.
 	capsChecked sync.Map
+	// ships are the ship loops this host runs, by environment
+	// (ship_loop.go); shipLocks the per-image locks they share with the
+	// volume calls.
+	ships     map[string]*shipLoop
+	shipLocks sync.Map
+	// shipRoundDone, set by tests before a loop starts, is called after
+	// each round of a ship loop.
+	shipRoundDone func(envID string)
 
 	// pauseLoopDelay, zero but in tests, keeps the supervisor from
 	// applying pauses that long after an rbd-mirror starts: a test of
@@ -53,12 +61,14 @@ func New(log *slog.Logger, stateDir string) *Backend {
 	return &Backend{
 		log: log, stateDir: stateDir,
 		conns: map[string]cachedConn{}, daemons: map[string]*mirrorDaemon{}, migrated: map[string]bool{},
+		ships: map[string]*shipLoop{},
 	}
 }
 
-// Close stops the supervisors (not the rbd-mirror processes: a plugin
-// started again adopts them) and the connections.
+// Close stops the ship loops, the supervisors (not the rbd-mirror
+// processes: a plugin started again adopts them) and the connections.
 func (b *Backend) Close() {
+	b.stopShipLoops()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for id, d := range b.daemons {

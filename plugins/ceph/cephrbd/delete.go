@@ -25,6 +25,9 @@ const (
 // deleted here, and so is a recovery point kept from it (keptpoint.go).
 func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) (err error) {
 	defer func() { err = explainDenied(err, vol.Environment, false) }()
+	if ship, err := b.ifShip(ctx, vol, b.deleteTargetShip); ship {
+		return err
+	}
 	v, err := b.openVol(ctx, vol)
 	if err != nil {
 		return err

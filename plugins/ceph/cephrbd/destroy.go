@@ -60,6 +60,9 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 	if !uuidPattern.MatchString(vol.VolumeUUID) {
 		return sdk.CleanupReport{}, fmt.Errorf("volume uuid %q cannot name an image: %w", vol.VolumeUUID, sdk.ErrPrecondition)
 	}
+	if b.shipEnvironmentWithin(ctx, vol.Environment) {
+		return b.destroyShip(ctx, vol)
+	}
 	deadline, hasDeadline := ctx.Deadline()
 	budget := splitDestroyBudget(time.Until(deadline), hasDeadline)
 	name := imageName(vol)

@@ -23,7 +23,10 @@ const daemonPollInterval = 200 * time.Millisecond
 // registered on the source pool (rbdmirror_ready.go). It is the
 // only call that starts an rbd-mirror: the daemon calls it on the host
 // that leads the environment (the plugin declares
-// VolumesFollowEnvironment), and ReleaseEnvironment stops it.
+// VolumesFollowEnvironment), and ReleaseEnvironment stops it. An
+// environment rbd-mirror cannot serve takes the ship path instead
+// (ship_path.go): its marker and ship loop only, so none of the above,
+// nor the wait for the tx peer, applies to it.
 func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
 	e, err := b.openEnv(ctx, env)
 	if err != nil {
@@ -34,13 +37,36 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err := b.preflight(ctx, e, 0); err != nil {
 		return err
 	}
+	// The path: an environment keeps the one it was prepared with; a new
+	// one takes the ship path where rbd-mirror cannot serve it
+	// (ship_path.go).
+	mk, prepared, err := b.preparedMarker(ctx, e.dstIO, env.ID)
+	if err != nil {
+		return e.deniedOnTarget(err, "read the metadata of pool "+e.dst.m.Pool)
+	}
+	if prepared && mk.ship() {
+		return b.prepareShip(ctx, env, e, "")
+	}
+	if !prepared {
+		why, err := b.shipReason(ctx, env, e)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			return b.prepareShip(ctx, env, e, why)
+		}
+	}
 	ours, modes, err := e.checkPreparable(ctx)
 	if err != nil {
 		return err
 	}
 	// The last check, and the first write: the source pool becomes this
-	// environment's unless it feeds another target cluster.
+	// environment's unless it feeds another target cluster (then a new
+	// environment, which lost the race for it, takes the ship path).
 	if err := b.claimSourcePool(ctx, env, e); err != nil {
+		if !prepared && isFeedRefusal(err) {
+			return b.prepareShip(ctx, env, e, "another environment claimed the source pool first: "+reason(err))
+		}
 		return err
 	}
 	// Nothing refused: now change what needs changing.

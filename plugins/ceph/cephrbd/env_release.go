@@ -16,6 +16,9 @@ func (b *Backend) ReleaseEnvironment(ctx context.Context, env sdk.Environment) e
 	if err := checkEnvID(env); err != nil {
 		return err
 	}
+	if err := b.stopShipLoop(ctx, env.ID); err != nil {
+		return err
+	}
 	return b.stopDaemon(ctx, env.ID)
 }
 

@@ -33,7 +33,7 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 		return sdk.EnvironmentHealth{}, err
 	}
 	defer e.close()
-	ok, err := b.prepared(ctx, e.dstIO, env.ID)
+	mk, ok, err := b.preparedMarker(ctx, e.dstIO, env.ID)
 	if err != nil {
 		err = e.deniedOnTarget(err, "read the metadata of pool "+e.dst.m.Pool)
 		if isPrecondition(err) {
@@ -54,6 +54,9 @@ func (b *Backend) EnvironmentStatus(ctx context.Context, env sdk.Environment) (s
 	}
 	if !ok {
 		return sdk.EnvironmentHealth{Description: "the environment is not prepared"}, nil
+	}
+	if mk.ship() {
+		return b.shipEnvStatus(ctx, env, e)
 	}
 	missing, err := e.poolsMissing(ctx)
 	if err != nil {

@@ -31,7 +31,19 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	}
 	defer e.close()
 	if srcErr != nil && dstErr != nil {
+		if err := b.stopShipLoop(ctx, env.ID); err != nil {
+			return sdk.CleanupReport{}, err
+		}
 		return b.teardownLocal(ctx, env, e, srcErr, dstErr)
+	}
+	if e.dstIO != nil {
+		mk, ok, err := b.preparedMarker(ctx, e.dstIO, env.ID)
+		if err != nil {
+			return sdk.CleanupReport{}, err
+		}
+		if ok && mk.ship() {
+			return b.teardownShip(ctx, env, e, force)
+		}
 	}
 	var rep sdk.CleanupReport
 	replicated, err := e.mirroredImages(ctx, env.ID)
@@ -175,7 +187,7 @@ func removeEnvRecords(ctx context.Context, e *envConns, envID string) error {
 		return fmt.Errorf("pool %s on storage %s: %w", e.dst.m.Pool, e.dst.key(), err)
 	}
 	var keys []string
-	for _, prefix := range []string{pausedPrefix(envID), instancePrefix(envID)} {
+	for _, prefix := range []string{pausedPrefix(envID), instancePrefix(envID), shipRecordPrefix(envID)} {
 		kv, err := call(ctx, func() (map[string]string, error) { return listPoolMeta(e.dstIO, prefix) })
 		if err != nil {
 			return fmt.Errorf("list the records of environment %s in pool %s on storage %s: %w", envID, e.dst.m.Pool, e.dst.key(), err)

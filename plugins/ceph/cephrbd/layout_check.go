@@ -17,15 +17,18 @@ import (
 // would serve wrongly: a source pool feeding a second target cluster
 // (1:N: every mirror-enabled image of the pool would land on both), and a
 // target pool pulling from a second source (N:1 into one pool: rbd-mirror
-// takes one rx peer per pool). Until the plugin's own per-image path
-// serves these, the operator changes the layout; the refusals say how.
+// takes one rx peer per pool). A new environment in such a layout takes
+// the ship path instead (ship_path.go); what is refused here is an
+// rbd-mirror environment that would make such a layout itself (one
+// prepared earlier, or a pool another rbd-mirror pulls from by hand).
 
 // layoutAdvice1N is what an operator does about a source pool feeding
 // two target clusters.
 const layoutAdvice1N = "rbd-mirror copies every mirror-enabled image of a pool to every cluster that pulls from it, " +
 	"so the volumes of both environments would land on both targets. Give each target set a source pool of its own, " +
 	"named the same on its target (for example `dr-x` on both the source and target x), and place the volumes there " +
-	"(a Cinder volume type per pool); the plugin's per-image replication for a pool feeding several targets is planned"
+	"(a Cinder volume type per pool). An environment prepared from now on from this pool into another target cluster " +
+	"is served by the plugin's ship path instead (docs/ceph.md, \"Layouts\")"
 
 // wantFeed is the record this environment's prepare would write.
 func (e *envConns) wantFeed(envID string) (feed, error) {
@@ -55,7 +58,7 @@ func (b *Backend) claimSourcePool(ctx context.Context, env sdk.Environment, e *e
 			return e.deniedOnSource(fmt.Errorf("pool %s on storage %s: %w", e.src.m.Pool, e.src.key(), err), "list the mirror peers of pool "+e.src.m.Pool)
 		}
 		if len(others) > 0 {
-			return refuseTxPeers(e.src, me, others, "environment "+env.ID+" would add")
+			return feedRefusal{refuseTxPeers(e.src, me, others, "environment "+env.ID+" would add")}
 		}
 		if held, err = claimFeed(ctx, e.srcIO, me); err != nil {
 			return e.deniedOnSource(fmt.Errorf("pool %s on storage %s: %w", e.src.m.Pool, e.src.key(), err), "create object "+feedObject+" in pool "+e.src.m.Pool)
@@ -65,7 +68,7 @@ func (b *Backend) claimSourcePool(ctx context.Context, env sdk.Environment, e *e
 		}
 	}
 	if held.Environment != env.ID && !held.sameCluster(me) {
-		return refuseFeed(e.src, held, me, "environment "+env.ID+" would add")
+		return feedRefusal{refuseFeed(e.src, held, me, "environment "+env.ID+" would add")}
 	}
 	return nil
 }
@@ -187,7 +190,8 @@ func (e *envConns) refuseForeignPeer(ctx context.Context, foreign *rbd.MirrorPee
 	return fmt.Errorf("target pool %s on storage %s already pulls from another source cluster: its rx peer is site %q "+
 		"(uuid %s, client %s), used by %s; storage %s would be a second source. rbd-mirror replicates into a pool from "+
 		"one source only, and pairs pools by name, so give each source a pool of its own on this target: site-unique "+
-		"pool names at the sources (for example `dr-<site>`), each created under the same name on the target. "+
+		"pool names at the sources (for example `dr-<site>`), each created under the same name on the target; or tear this "+
+		"environment down and prepare it again: a new environment into a pool rbd-mirror already fills takes the plugin's ship path. "+
 		"If that peer is stale (no environment uses it), remove it on storage %s with `rbd mirror pool peer remove %s %s`: %w",
 		p, e.dst.key(), foreign.SiteName, foreign.UUID, foreign.ClientName, users, e.src.key(), e.dst.key(), p, foreign.UUID, sdk.ErrPrecondition)
 }

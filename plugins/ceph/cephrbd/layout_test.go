@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,54 +71,6 @@ func wantRefused(t *testing.T, what string, err error, mentions ...string) {
 	}
 }
 
-// 1:2 from one source pool, and N:1 into one target pool: both refused at
-// prepare before anything changes, the first environment undisturbed.
-func TestLayoutRefusedAtPrepare(t *testing.T) {
-	r := newRig(t, modeJournal)
-	siteC := r.lab.siteC(t)
-	ctx := t.Context()
-	a, b := r.lab.Sites[0], r.lab.Sites[1]
-	env1 := r.env(t)
-	r.prepareEnvironments(t, env1)
-	vol := r.startSmallVolume(t, env1, 31, r.srcIO, r.dstIO)
-	before, beforeC := mirrorPoolInfo(t, b), mirrorPoolInfo(t, siteC)
-
-	// 1:2: a second environment from the same source pool into site-c.
-	env2 := r.layoutEnv(t, "storage.11.14", a, siteC, 11, 14)
-	t.Cleanup(func() { _ = reportless(r.be.TeardownEnvironment(context.Background(), env2, false)) })
-	wantRefused(t, "PrepareEnvironment 1:2", r.be.PrepareEnvironment(ctx, env2),
-		"already feeds", env1.ID, "clusters.6.storages.13", "dr-x", "every mirror-enabled image")
-	// N:1: site-c's pool into site-b's, which pulls from site-a.
-	env3 := r.layoutEnv(t, "storage.21.13", siteC, b, 21, 13)
-	t.Cleanup(func() { _ = reportless(r.be.TeardownEnvironment(context.Background(), env3, false)) })
-	wantRefused(t, "PrepareEnvironment N:1", r.be.PrepareEnvironment(ctx, env3),
-		"already pulls from another source", env1.ID, "dr-<site>", "clusters.5.storages.11")
-
-	// Nothing changed on site-c or site-b, checked with the rbd CLI.
-	if imgs := rbdImages(t, siteC); len(imgs) != 0 {
-		t.Errorf("site-c holds images %v after the refusals, want none", imgs)
-	}
-	if info := mirrorPoolInfo(t, siteC); info.Mode != beforeC.Mode || len(info.Peers) != 0 {
-		t.Errorf("site-c's pool after the refusals: mirror mode %q, peers %+v; want %q, none", info.Mode, info.Peers, beforeC.Mode)
-	}
-	if after := mirrorPoolInfo(t, b); len(after.Peers) != len(before.Peers) {
-		t.Errorf("site-b's peers changed: %+v, were %+v", after.Peers, before.Peers)
-	}
-	for _, p := range mirrorPoolInfo(t, a).Peers {
-		if p.Direction == "tx-only" && p.SiteName != r.siteName(t, 1) {
-			t.Errorf("site-a's pool has a tx peer of another site after the refusals: %+v", p)
-		}
-	}
-	// The first environment still replicates its volume.
-	waitFor(t, "volume 31 replaying", 90*time.Second, func() bool {
-		st, err := r.be.VolumeStatus(ctx, vol)
-		return err == nil && st.State == sdk.ReplicationReplaying
-	})
-	if h, err := r.be.EnvironmentStatus(ctx, env1); err != nil || !h.Ready || len(h.Unintended) != 0 {
-		t.Errorf("EnvironmentStatus %s = %+v, %v; want ready, nothing unintended", env1.ID, h, err)
-	}
-}
-
 // siteName is a lab site's mirror site name as the plugin reads it.
 func (r *labRig) siteName(t *testing.T, i int) string {
 	t.Helper()
@@ -134,8 +87,9 @@ func (r *labRig) siteName(t *testing.T, i int) string {
 }
 
 // Two daemons prepare, at the same moment, two environments from one
-// source pool into two target clusters: exactly one wins.
-func TestLayoutConcurrentPrepareOneWins(t *testing.T) {
+// source pool into two target clusters: exactly one claims the pool for
+// rbd-mirror, the other takes the ship path.
+func TestLayoutConcurrentPrepareOneClaims(t *testing.T) {
 	r := newRig(t, modeJournal)
 	siteC := r.lab.siteC(t)
 	a, b := r.lab.Sites[0], r.lab.Sites[1]
@@ -164,19 +118,19 @@ func TestLayoutConcurrentPrepareOneWins(t *testing.T) {
 	}
 	start.Done()
 	wg.Wait()
-	won := 0
 	for i, err := range errs {
-		switch {
-		case err == nil:
-			won++
-		case errors.Is(err, sdk.ErrPrecondition) && strings.Contains(err.Error(), "already feeds"):
-			t.Logf("%s refused: %v", envs[i].ID, err)
-		default:
-			t.Errorf("PrepareEnvironment %s: %v", envs[i].ID, err)
+		if err != nil {
+			t.Fatalf("PrepareEnvironment %s: %v", envs[i].ID, err)
 		}
 	}
-	if won != 1 {
-		t.Fatalf("%d of the two environments were prepared, want exactly 1 (errors %v)", won, errs)
+	paths := []string{markerPath(t, r.dstIO, envs[0].ID), markerPath(t, siteC.connect(t), envs[1].ID)}
+	f, ok, err := readFeed(t.Context(), r.srcIO)
+	if err != nil || !ok {
+		t.Fatalf("the source pool's feed record: %v, %v", ok, err)
+	}
+	claimed := slices.Index([]string{envs[0].ID, envs[1].ID}, f.Environment)
+	if claimed < 0 || paths[claimed] != "" || paths[1-claimed] != pathShip {
+		t.Errorf("feed held by %q, paths %q; want one environment on rbd-mirror holding the feed, the other on the ship path", f.Environment, paths)
 	}
 }
 

@@ -31,7 +31,7 @@ func (b *Backend) poolLeftovers(ctx context.Context, sd side, h held) ([]sdk.Lef
 	defer releaseAfter(ctx, io.Destroy)
 	p := poolScan{sd: sd, conn: conn, io: io, h: h, where: fmt.Sprintf("in pool %s on storage %s", sd.m.Pool, sd.key())}
 	var out []sdk.Leftover
-	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.pairings, p.records, p.feedRecord, p.recorded} {
+	for _, scan := range []func(context.Context) ([]sdk.Leftover, error){p.images, p.shipImages, p.pairings, p.records, p.feedRecord, p.recorded} {
 		found, err := scan(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("find leftovers %s: %w", p.where, err)
@@ -366,6 +366,13 @@ func (p poolScan) record(key, v string) (what, check string, ok bool) {
 		}
 		return "image " + image + " is recorded as paused in environment " + env + ", and the daemon holds no such volume",
 			"no mirrord replicates " + image + " in environment " + env + " any more.", true
+	case strings.HasPrefix(key, shipRecordPrefix("")):
+		env, image, ok := lastDot(strings.TrimPrefix(key, shipRecordPrefix("")))
+		if !ok || p.h.volumes[env+"/"+image] {
+			return "", "", false
+		}
+		return "image " + image + " is recorded as shipped in environment " + env + ", and the daemon holds no such volume",
+			"no mirrord replicates " + image + " in environment " + env + " any more (its ship copy, if any, is listed apart).", true
 	case strings.HasPrefix(key, instancePrefix("")):
 		env, id, ok := lastDot(strings.TrimPrefix(key, instancePrefix("")))
 		if !ok || p.h.envs[env] {

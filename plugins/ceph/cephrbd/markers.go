@@ -16,7 +16,18 @@ type marker struct {
 	// TargetSite is the target cluster's mirror site name: environments
 	// with the same one run their rbd-mirror daemons on one cluster.
 	TargetSite string `json:"target_site,omitempty"`
+	// Path is how the environment replicates: "" through rbd-mirror (so
+	// markers of earlier releases keep their meaning), pathShip through
+	// the plugin's ship loop (ship_path.go). Chosen at the first prepare
+	// and kept.
+	Path string `json:"path,omitempty"`
 }
+
+// pathShip is marker.Path of an environment served by the ship loop.
+const pathShip = "ship"
+
+// ship says whether the environment replicates through the ship loop.
+func (m marker) ship() bool { return m.Path == pathShip }
 
 // writeMarker records envID as prepared, on the target pool io.
 func writeMarker(ctx context.Context, io *rados.IOContext, envID string, m marker) error {

@@ -33,6 +33,9 @@ type meta struct {
 	// MirrorDeleteDelay is how long rbd-mirror keeps a replica it
 	// deletes in the target pool's trash (deletedelay.go).
 	MirrorDeleteDelay string `json:"mirror_delete_delay"`
+	// MirrorShipInterval paces the ship loop of environments into this
+	// storage (a Go duration; ship_loop.go).
+	MirrorShipInterval string `json:"mirror_ship_interval"`
 	// adminGiven says whether the metadata gave admin credentials. Without
 	// them parseMeta sets AdminClient and AdminKeyring to the storage's
 	// own client and keyring: "admin" is then the most privileged user
@@ -98,6 +101,10 @@ func parseMeta(s sdk.Storage) (meta, error) {
 	if _, err := deleteDelay(m.MirrorDeleteDelay); err != nil {
 		return m, fmt.Errorf("metadata of storage %s: mirror_delete_delay %q: %v: %w",
 			storageKey(s), m.MirrorDeleteDelay, err, sdk.ErrPrecondition)
+	}
+	if _, err := shipInterval(m.MirrorShipInterval); err != nil {
+		return m, fmt.Errorf("metadata of storage %s: mirror_ship_interval %q: %v: %w",
+			storageKey(s), m.MirrorShipInterval, err, sdk.ErrPrecondition)
 	}
 	return m, nil
 }

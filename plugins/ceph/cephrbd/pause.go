@@ -29,6 +29,9 @@ const (
 // applies it, but this call cannot see it done.
 func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) (err error) {
 	defer func() { err = explainDenied(err, vol.Environment, false) }()
+	if ship, err := b.ifShip(ctx, vol, b.pauseShip); ship {
+		return err
+	}
 	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err
@@ -65,6 +68,9 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) (err error) {
 // replication (split brain, ...) resumes by a resync.
 func (b *Backend) ResumeVolume(ctx context.Context, vol sdk.Volume) (err error) {
 	defer func() { err = explainDenied(err, vol.Environment, false) }()
+	if ship, err := b.ifShip(ctx, vol, b.resumeShip); ship {
+		return err
+	}
 	v, in, err := b.openReplicated(ctx, vol)
 	if err != nil {
 		return err

@@ -63,6 +63,8 @@ func (b *Backend) AddSnapshot(ctx context.Context, s sdk.Snapshot) (err error) {
 	if err := v.protectOnSource(ctx, name); err != nil {
 		return err
 	}
+	// A ship environment's loop ships it (ship_volume.go).
+	b.wakeShip(s.Volume.Environment.ID)
 	// A paused copy must not change, so no mirror snapshot now: the
 	// recovery point reaches the copy with the one ResumeVolume takes (in
 	// journal mode, with the journal's replay, which the pause holds back
@@ -188,6 +190,12 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 		return r, err
 	}
 	defer v.close()
+	if ship, err := b.shipEnv(ctx, s.Volume, v); err != nil || ship {
+		if err != nil {
+			return r, err
+		}
+		return b.shipSnapshotStatus(ctx, v, name)
+	}
 	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
 	if err != nil {
 		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
@@ -253,11 +261,15 @@ func (b *Backend) RemoveSnapshot(ctx context.Context, s sdk.Snapshot) (err error
 		}
 		return sn.Remove()
 	})
-	if errors.Is(err, rbd.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, rbd.ErrNotFound) {
 		return fmt.Errorf("remove snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	// A ship environment's target copy has it as a snapshot of its own.
+	if ship, err := b.shipEnv(ctx, s.Volume, v); err != nil || ship {
+		if err != nil {
+			return err
+		}
+		return b.removeShipSnapshot(ctx, s.Volume, v, name)
 	}
 	return nil
 }

@@ -35,6 +35,12 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (_ sdk.Cleanup
 		return sdk.CleanupReport{}, err
 	}
 	defer v.close()
+	if ship, err := b.shipEnv(ctx, vol, v); err != nil || ship {
+		if err != nil {
+			return sdk.CleanupReport{}, err
+		}
+		return b.stopShip(ctx, vol, v, srcErr)
+	}
 	if srcErr != nil {
 		return b.stopWithoutSource(ctx, vol, v, srcErr)
 	}

@@ -49,17 +49,28 @@ func startReplaying(t testing.TB, r *labRig, h *labHarness) {
 	t.Logf("start → replaying in %v", time.Since(begin).Round(100*time.Millisecond))
 }
 
-func TestMultiplePeerRefused(t *testing.T) {
+// TestMultiplePeerTakesShipPath: a target pool that already pulls from
+// another source through rbd-mirror (N:1 into one pool) still refuses
+// the rbd-mirror environment prepared before that peer came (it keeps
+// its path), and serves a new environment by the ship path, touching
+// neither the foreign peer nor the source pool's mirroring.
+func TestMultiplePeerTakesShipPath(t *testing.T) {
 	r := newRig(t, modeJournal)
 	env := r.env(t)
-	mode, err := rbd.GetMirrorMode(r.dstIO)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mode == rbd.MirrorModeDisabled {
-		if err := rbd.SetMirrorMode(r.dstIO, rbd.MirrorModeImage); err != nil {
-			t.Fatal(err)
+	ctx := t.Context()
+	pidFile := filepath.Join(r.be.runDir(env.ID), "rbd-mirror.pid")
+	pathOf := func() (string, bool) {
+		t.Helper()
+		mk, ok, err := r.be.preparedMarker(ctx, r.dstIO, env.ID)
+		if err != nil {
+			t.Fatalf("read the marker: %v", err)
 		}
+		return mk.Path, ok
+	}
+
+	r.prepareEnvironments(t, env)
+	if p, ok := pathOf(); !ok || p != "" {
+		t.Fatalf("marker after the first prepare: path %q, prepared %v; want rbd-mirror", p, ok)
 	}
 	uuid, err := rbd.AddMirrorPeerSite(r.dstIO, "foreign-site", "client.foreign", rbd.MirrorPeerDirectionRx)
 	if err != nil {
@@ -70,24 +81,46 @@ func TestMultiplePeerRefused(t *testing.T) {
 			t.Errorf("remove the foreign peer: %v", err)
 		}
 	})
-	srcMode, _ := rbd.GetMirrorMode(r.srcIO)
-	err = r.be.PrepareEnvironment(t.Context(), env)
+
+	// Prepared as rbd-mirror: it keeps that path, and refuses.
+	err = r.be.PrepareEnvironment(ctx, env)
 	if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), uuid) || !strings.Contains(err.Error(), "peer remove") {
-		t.Fatalf("PrepareEnvironment with a foreign peer on the target pool = %v; want ErrPrecondition naming it and how to remove it", err)
+		t.Fatalf("PrepareEnvironment of the rbd-mirror environment with a foreign peer on the target pool = %v; want ErrPrecondition naming it and how to remove it", err)
 	}
 	t.Logf("refusal: %v", err)
-	peers, _ := rbd.ListMirrorPeerSite(r.dstIO)
-	if len(peers) != 1 || peers[0].UUID != uuid {
-		t.Errorf("peers of the target pool after the refusal: %+v, want only the foreign one", peers)
+	if p, ok := pathOf(); !ok || p != "" {
+		t.Errorf("marker after the refusal: path %q, prepared %v; want rbd-mirror, kept", p, ok)
+	}
+	if err := reportless(r.be.TeardownEnvironment(ctx, env, false)); err != nil {
+		t.Fatalf("TeardownEnvironment: %v", err)
+	}
+	if _, ok := pathOf(); ok {
+		t.Fatalf("still prepared after the teardown")
+	}
+
+	// New: the ship path.
+	srcMode, err := rbd.GetMirrorMode(r.srcIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.be.PrepareEnvironment(ctx, env); err != nil {
+		t.Fatalf("PrepareEnvironment of a new environment with a foreign peer on the target pool = %v; want the ship path", err)
+	}
+	if p, ok := pathOf(); !ok || p != pathShip {
+		t.Errorf("marker: path %q, prepared %v; want %q", p, ok, pathShip)
+	}
+	peers, err := rbd.ListMirrorPeerSite(r.dstIO)
+	if err != nil || len(peers) != 1 || peers[0].UUID != uuid {
+		t.Errorf("peers of the target pool: %+v, %v; want only the foreign one", peers, err)
 	}
 	if m, _ := rbd.GetMirrorMode(r.srcIO); m != srcMode {
 		t.Errorf("source pool mirror mode changed from %v to %v", srcMode, m)
 	}
-	if _, err := os.Stat(filepath.Join(r.be.runDir(env.ID), "rbd-mirror.pid")); err == nil {
-		t.Errorf("an rbd-mirror was started despite the refusal")
+	if _, err := os.Stat(pidFile); err == nil {
+		t.Errorf("an rbd-mirror was started for a ship environment")
 	}
-	if h, err := r.be.EnvironmentStatus(t.Context(), env); err != nil || h.Ready {
-		t.Errorf("EnvironmentStatus = %+v, %v; want not ready", h, err)
+	if h, err := r.be.EnvironmentStatus(ctx, env); err != nil || !h.Ready {
+		t.Errorf("EnvironmentStatus = %+v, %v; want ready (its ship loop runs here)", h, err)
 	}
 }
 

@@ -47,6 +47,7 @@ func TestParseMeta(t *testing.T) {
 	}
 	for _, bad := range []map[string]any{
 		{"mirror_mode": "pool"}, {"mirror_snapshot_interval": "5s"}, {"pool": "a/b"}, {"keyring": 5},
+		{"mirror_ship_interval": "30"}, {"mirror_ship_interval": "1ms"},
 	} {
 		md := fullMeta()
 		for k, v := range bad {
@@ -69,6 +70,15 @@ func TestParseMeta(t *testing.T) {
 	md["mirror_mode"], md["mirror_snapshot_interval"] = "snapshot", "1m"
 	if m, err := parseMeta(storage(md)); err != nil || m.MirrorMode != modeSnapshot {
 		t.Errorf("snapshot mode: %+v, %v", m, err)
+	}
+	md = fullMeta()
+	md["mirror_ship_interval"] = "2s"
+	if m, err := parseMeta(storage(md)); err != nil || m.MirrorShipInterval != "2s" {
+		t.Errorf("mirror_ship_interval 2s: %+v, %v", m, err)
+	}
+	md["mirror_ship_interval"] = "soon"
+	if _, err := parseMeta(storage(md)); err == nil || !strings.Contains(err.Error(), "mirror_ship_interval") {
+		t.Errorf("mirror_ship_interval soon: %v, want an error naming the field", err)
 	}
 }
 

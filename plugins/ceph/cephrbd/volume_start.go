@@ -36,6 +36,9 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := refuseKeptCopy(ctx, v, vol.Environment.ID); err != nil {
 		return err
 	}
+	if mk.ship() {
+		return b.startShip(ctx, vol, v)
+	}
 	in, err := inspect(ctx, v.srcIO, v.name, false)
 	if err != nil {
 		return denied(fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err),

@@ -23,6 +23,12 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 		return sdk.VolumeReplication{}, err
 	}
 	defer v.close()
+	if ship, err := b.shipEnv(ctx, vol, v); err != nil || ship {
+		if err != nil {
+			return sdk.VolumeReplication{}, err
+		}
+		return b.shipVolumeStatus(ctx, vol, v)
+	}
 	src, dst, err := v.inspectBoth(ctx)
 	if err != nil {
 		return sdk.VolumeReplication{}, err

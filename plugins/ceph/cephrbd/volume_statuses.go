@@ -40,6 +40,10 @@ func (b *Backend) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 	if err := checkEnvID(env); err != nil {
 		return nil, err
 	}
+	if b.shipEnvironment(ctx, env) {
+		// Few reads per volume: the target image's snapshots.
+		return sdk.VolumeStatusesOneByOne(ctx, b, env, vols)
+	}
 	view, err := b.readPools(ctx, env)
 	if err != nil {
 		return nil, fmt.Errorf("volume statuses in environment %s: %w", env.ID, err)
