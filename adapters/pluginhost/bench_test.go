@@ -188,7 +188,7 @@ func goPluginCall(t testing.TB) func(context.Context) (sdk.VolumeReplication, er
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		SkipHostEnv:      true,
-		Logger:           newHCLogger(slog.New(slog.DiscardHandler)),
+		Logger:           newHCLogger(slog.New(slog.DiscardHandler), ""),
 	})
 	t.Cleanup(client.Kill)
 	proto, err := client.Client()

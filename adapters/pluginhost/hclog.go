@@ -8,7 +8,9 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -23,6 +25,11 @@ type hcLogger struct {
 	log  *slog.Logger
 	name string
 	args []any // implied arguments, as given to With
+	// file is the plugin's file name. The logger named after it carries
+	// the plugin's own lines; the others carry go-plugin's, whose
+	// "plugin" and "path" are the file's path: logged as plugin_path, as
+	// "plugin" is the file's name in every record of the host.
+	file string
 }
 
 var _ hclog.Logger = (*hcLogger)(nil)
@@ -30,8 +37,11 @@ var _ hclog.Logger = (*hcLogger)(nil)
 // levelTrace is where hclog's trace goes in slog: below debug.
 const levelTrace = slog.LevelDebug - 4
 
-// newHCLogger returns an hclog.Logger writing to log.
-func newHCLogger(log *slog.Logger) hclog.Logger { return &hcLogger{log: log} }
+// newHCLogger returns an hclog.Logger writing to log, for the plugin
+// whose file name is file.
+func newHCLogger(log *slog.Logger, file string) hclog.Logger {
+	return &hcLogger{log: log, file: file}
+}
 
 func toSlogLevel(l hclog.Level) slog.Level {
 	switch l {
@@ -49,8 +59,11 @@ func toSlogLevel(l hclog.Level) slog.Level {
 }
 
 // attrs turns hclog's alternating keys and values into slog attributes:
-// hclog's "error" key becomes "err", as everywhere else in the daemon.
-func attrs(kvs []any) []any {
+// hclog's "error" key becomes "err", as everywhere else in the daemon;
+// in go-plugin's own records (not the plugin's), "plugin" and "path"
+// become "plugin_path"; numbers read from JSON are integers again when
+// they were (jsonValue).
+func attrs(kvs []any, goPlugins bool) []any {
 	out := make([]any, 0, len(kvs)/2+1)
 	for i := 0; i < len(kvs); i += 2 {
 		if i+1 == len(kvs) {
@@ -61,10 +74,13 @@ func attrs(kvs []any) []any {
 		if !ok {
 			key = fmt.Sprint(kvs[i])
 		}
-		if key == "error" {
+		switch {
+		case key == "error":
 			key = "err"
+		case goPlugins && (key == "plugin" || key == "path"):
+			key = "plugin_path"
 		}
-		out = append(out, slog.Any(key, kvs[i+1]))
+		out = append(out, slog.Any(key, jsonValue(kvs[i+1])))
 	}
 	return out
 }
@@ -78,7 +94,8 @@ func (l *hcLogger) Log(level hclog.Level, msg string, args ...any) {
 	if !l.log.Enabled(ctx, lvl) {
 		return
 	}
-	a := attrs(append(append([]any(nil), l.args...), args...))
+	pluginsOwn := l.file != "" && l.name == l.file
+	a := attrs(append(append([]any(nil), l.args...), args...), !pluginsOwn)
 	if l.name != "" {
 		a = append(a, slog.String("logger", l.name))
 	}
@@ -191,8 +208,8 @@ func (w *lineWriter) line(b []byte) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return
 	}
-	var entry map[string]any
-	if b[0] != '{' || json.Unmarshal(b, &entry) != nil {
+	entry, ok := decodeJSONLine(b)
+	if !ok {
 		w.log.Log(w.level, string(b))
 		return
 	}
@@ -216,6 +233,63 @@ func (w *lineWriter) line(b []byte) {
 		args = append(args, "timestamp", ts)
 	}
 	w.log.Log(level, msg, args...)
+}
+
+// decodeJSONLine reads one JSON object, its numbers kept as written
+// (json.Number, which jsonValue turns into int64 or float64).
+func decodeJSONLine(b []byte) (map[string]any, bool) {
+	if b[0] != '{' {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var entry map[string]any
+	if dec.Decode(&entry) != nil || dec.Decode(new(any)) != io.EOF {
+		return nil, false
+	}
+	return entry, true
+}
+
+// maxExactInt is the largest integer every float64 below it holds
+// exactly: 2^53.
+const maxExactInt = 1 << 53
+
+// jsonValue is v as it should be logged when it was read from JSON: a
+// number written as an integer is an int64, not the float64 that would
+// print as 8.388608e+06. lineWriter's numbers are json.Number, exact;
+// go-plugin parses the lines a plugin writes before it is served into
+// float64, so an integral one up to 2^53 (exact, hence written as that
+// integer) is taken back as int64, a larger one stays a float. Values of
+// other types are returned as they are.
+func jsonValue(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return i
+		}
+		if f, err := x.Float64(); err == nil {
+			return jsonValue(f)
+		}
+		return string(x)
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) <= maxExactInt {
+			return int64(x)
+		}
+		return x
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonValue(e)
+		}
+		return out
+	}
+	return v
 }
 
 // tailWriter keeps the last line a plugin wrote to stderr before it was

@@ -173,3 +173,22 @@ func (r *logRecorder) find(msg string) []map[string]string {
 	}
 	return out
 }
+
+// duplicateKeys lists the records holding an attribute key more than once
+// (as "message: key").
+func (r *logRecorder) duplicateKeys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, rec := range *r.records {
+		seen := map[string]bool{}
+		rec.Attrs(func(a slog.Attr) bool {
+			if seen[a.Key] {
+				out = append(out, rec.Message+": "+a.Key)
+			}
+			seen[a.Key] = true
+			return true
+		})
+	}
+	return out
+}

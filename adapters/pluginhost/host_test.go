@@ -480,6 +480,36 @@ func TestPluginLogs(t *testing.T) {
 	}
 }
 
+// TestPluginLogHygiene: integers a plugin logs stay integers, whether
+// go-plugin parsed the line (before the plugin is served) or the host
+// did (after), and no record carries a key twice: "plugin" is the file's
+// name, "plugin_path" its path.
+func TestPluginLogHygiene(t *testing.T) {
+	dir := t.TempDir()
+	path := writePlugin(t, dir, "example", "-types="+exampleType)
+	rec := newLogRecorder()
+	h := startHost(t, Config{Dir: dir}, slog.New(rec))
+	eventually(t, "the plugin's log lines forwarded", func() bool { return len(rec.find("testplugin info")) > 0 })
+	if r := rec.find("testplugin serving")[0]; r["bytes"] != "8388608" {
+		t.Errorf("before it is served, the plugin's bytes=8388608 logged as %s", r["bytes"])
+	}
+	r := rec.find("testplugin info")[0]
+	for k, v := range map[string]string{"bytes": "8388608", "big": "4611686018427387905", "ratio": "0.5"} {
+		if r[k] != v {
+			t.Errorf("once served, the plugin's %s logged as %s, want %s", k, r[k], v)
+		}
+	}
+	h.Close()
+	eventually(t, "go-plugin's exit record", func() bool { return len(rec.find("plugin process exited")) > 0 })
+	exited := rec.find("plugin process exited")[0]
+	if exited["plugin"] != "example" || exited["plugin_path"] != path {
+		t.Errorf("exit logged as %v, want plugin=example plugin_path=%s", exited, path)
+	}
+	if d := rec.duplicateKeys(); len(d) > 0 {
+		t.Errorf("records with a key twice: %v", d)
+	}
+}
+
 // TestClose: Close stops every plugin process before it returns, and
 // backends handed out before fail as retryable.
 func TestClose(t *testing.T) {

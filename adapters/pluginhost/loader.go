@@ -198,7 +198,7 @@ func (h *Host) load(c candidate) *entry {
 	log := h.log.With("plugin", e.name())
 	refuse := func(err error) *entry {
 		e.err = err
-		log.Error("plugin refused", "path", c.path, "err", err)
+		log.Error("plugin refused", "plugin_path", c.path, "err", err)
 		return e
 	}
 	if c.sumsErr != nil {

@@ -79,7 +79,7 @@ func newManaged(h *Host, path string, sum []byte) *managed {
 // who it is.
 func (m *managed) launch() (*instance, error) {
 	cfg := m.host.cfg
-	log := newHCLogger(m.log)
+	log := newHCLogger(m.log, m.file)
 	stderr := &tailWriter{}
 	cmd := exec.Command(m.path, m.set.Args...)
 	cmd.Env = m.environment()

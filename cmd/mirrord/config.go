@@ -175,11 +175,11 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 	}
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [flags]\n", name)
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n", name)
 		if extra == nil {
-			fmt.Fprintln(stderr, "       mirrord leftovers [flags]    list what the plugins left on the storages (-h for its flags)")
+			fmt.Fprintln(fs.Output(), "       mirrord leftovers [flags]    list what the plugins left on the storages (-h for its flags)")
+			fmt.Fprintln(fs.Output(), "       mirrord --version            print the version and exit")
 		}
 		fs.PrintDefaults()
 	}
@@ -195,7 +195,15 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 		}
 		fs.Var(o.value, o.name, o.usage+" (env "+envName(o.name)+")")
 	}
+	// The usage goes to stdout when asked for (-h), with the error to
+	// stderr otherwise: so it is kept until Parse says which.
+	var usage strings.Builder
+	fs.SetOutput(&usage)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, &helpRequested{usage: usage.String()}
+		}
+		io.WriteString(stderr, usage.String())
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -227,6 +235,24 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 		c.DaemonID = host + "-" + strconv.Itoa(os.Getpid())
 	}
 	return c, c.validate()
+}
+
+// helpRequested is loadConfigFor's answer to -h or -help: the caller
+// prints usage on stdout and exits 0.
+type helpRequested struct{ usage string }
+
+func (h *helpRequested) Error() string { return "help requested" }
+func (h *helpRequested) Unwrap() error { return flag.ErrHelp }
+
+// printedHelp prints the usage on stdout if err asks for it, and says
+// whether it did.
+func printedHelp(err error, stdout io.Writer) bool {
+	var h *helpRequested
+	if !errors.As(err, &h) {
+		return false
+	}
+	io.WriteString(stdout, h.usage)
+	return true
 }
 
 func (c Config) validate() error {

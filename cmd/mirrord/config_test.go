@@ -110,7 +110,7 @@ func TestRunEmbedded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"--embedded", dir, "--embedded-etcd-port", "0", "--embedded-nats-port", "0", "--log-format", "json"}, env(nil), &out)
+		code <- run(ctx, []string{"--embedded", dir, "--embedded-etcd-port", "0", "--embedded-nats-port", "0", "--log-format", "json"}, env(nil), &out, &out)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), `"msg":"engine started"`) {
@@ -142,7 +142,7 @@ func TestRunEmbedded(t *testing.T) {
 
 func TestRunRefusesBadConfig(t *testing.T) {
 	var out bytes.Buffer
-	if code := run(context.Background(), []string{"--log-level", "loud"}, env(nil), &out); code != 2 {
+	if code := run(context.Background(), []string{"--log-level", "loud"}, env(nil), &out, &out); code != 2 {
 		t.Fatalf("exit code %d, want 2; output: %s", code, out.String())
 	}
 	if !strings.Contains(out.String(), "log level") {

@@ -44,6 +44,9 @@ func (o *leftoversOptions) flags(fs *flag.FlagSet) {
 func runLeftovers(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var opts leftoversOptions
 	cfg, err := loadConfigFor("mirrord leftovers", args, getenv, stderr, opts.flags)
+	if printedHelp(err, stdout) {
+		return leftoversNone
+	}
 	if err == nil && opts.output != "table" && opts.output != "json" {
 		err = fmt.Errorf("-o %q: want table or json", opts.output)
 	}

@@ -3,9 +3,11 @@
 // snapshot events from NATS, and writes every status back to etcd.
 //
 //	mirrord --embedded /var/lib/mirrord    # development: in-process etcd and NATS
-//	mirrord --config /etc/mirrord.yaml     # production
-//	mirrord leftovers --config /etc/mirrord.yaml [-o json]
+//	mirrord --config /etc/mirror/mirrord.yaml
+//	                                       # production (deploy/ has a unit and an example)
+//	mirrord leftovers --config /etc/mirror/mirrord.yaml [-o json]
 //	                                       # what the plugins left on the storages
+//	mirrord --version
 package main
 
 //go:generate go tool wire
@@ -27,16 +29,24 @@ func main() {
 // command runs what args ask for: the daemon, or a subcommand named by
 // the first argument. It returns the exit code.
 func command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "leftovers" {
-		return runLeftovers(ctx, args[1:], getenv, stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "leftovers":
+			return runLeftovers(ctx, args[1:], getenv, stdout, stderr)
+		case "--version", "-version", "version":
+			return printVersion(stdout)
+		}
 	}
-	return run(ctx, args, getenv, stderr)
+	return run(ctx, args, getenv, stdout, stderr)
 }
 
 // run is main without the process: it returns the exit code. It stops
 // cleanly on SIGINT/SIGTERM or when ctx ends.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(args, getenv, stderr)
+	if printedHelp(err, stdout) {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "mirrord:", err)
 		return 2

@@ -56,6 +56,14 @@ func (b blocking) VolumeStatuses(ctx context.Context, env sdk.Environment, vols 
 	return b.Backend.VolumeStatuses(ctx, env, vols)
 }
 
+// Info logs integers, as the host's tests of the plugin log want: by
+// then the plugin is served, so its stderr reaches the host through
+// go-plugin's stdio stream.
+func (b blocking) Info(ctx context.Context) (sdk.Info, error) {
+	sdk.Logger().Info("testplugin info", "bytes", 8388608, "big", int64(1)<<62+1, "ratio", 0.5)
+	return b.Backend.Info(ctx)
+}
+
 // refuseVolumeStatuses answers VolumeStatuses as a plugin built before it
 // existed does.
 func refuseVolumeStatuses(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -81,7 +89,7 @@ func main() {
 			env = append(env, name)
 		}
 		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","),
-			"args", strings.Join(os.Args[1:], " "), "echo", os.Getenv(*echoEnv))
+			"args", strings.Join(os.Args[1:], " "), "echo", os.Getenv(*echoEnv), "bytes", 8388608)
 		sdk.Serve(be)
 	case "old":
 		plugin.Serve(&plugin.ServeConfig{
