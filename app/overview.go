@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -10,8 +11,9 @@ import (
 
 // Overview reads, from the cache and the leaderships held, what this
 // daemon sees and leads now: the figures metrics export when scraped.
-// It asks the store nothing; at 10,000 volumes it is one pass over the
-// cached keys.
+// It asks the store nothing. The cache's lock is held only to copy the
+// key-values (the values are never changed in place); parsing comes
+// after, so a scrape does not hold the watchers back.
 func (e *Engine) Overview() ports.Overview {
 	m := e.monitor
 	m.mu.Lock()
@@ -26,17 +28,30 @@ func (e *Engine) Overview() ports.Overview {
 	}
 	m.mu.Unlock()
 
+	type entry struct {
+		kv  ports.KeyValue
+		led bool // a record whose leader key is present
+	}
+	c := e.cache
+	c.mu.RLock()
+	entries := make([]entry, 0, len(c.keys))
+	for k, kv := range c.keys {
+		if !strings.HasPrefix(k, core.VolumePrefix) && !strings.HasPrefix(k, core.EnvironmentPrefix) {
+			continue
+		}
+		_, led := c.keys[e.cfg.LeaderPrefix+k]
+		entries = append(entries, entry{kv, led})
+	}
+	c.mu.RUnlock()
+
 	o := ports.Overview{Volumes: map[string]int{}, Environments: map[string]int{}, LedEnvironments: ledEnvs}
 	envStates := map[core.EnvironmentID]string{}
 	volStates := map[core.VolumeRef]string{}
 	led := map[core.VolumeRef]*ports.LedVolume{}
-	c := e.cache
-	c.mu.RLock()
-	for k, kv := range c.keys {
-		if strings.HasPrefix(k, core.ClustersPrefix) || strings.HasPrefix(k, e.cfg.LeaderPrefix) {
-			continue
-		}
-		pk, err := core.ParseKey(k)
+	snapStatus := map[core.SnapshotRef]string{}
+	var snapshots []core.SnapshotRef
+	for _, en := range entries {
+		pk, err := core.ParseKey(en.kv.Key)
 		if err != nil {
 			continue
 		}
@@ -45,52 +60,60 @@ func (e *Engine) Overview() ports.Overview {
 			if _, ok := envStates[pk.Env]; !ok {
 				envStates[pk.Env] = ""
 			}
-			if _, isLed := c.keys[core.LeaderKey(e.cfg.LeaderPrefix, k)]; !isLed {
+			if !en.led {
 				o.UnledEnvironments++
 			}
 		case core.KindEnvironmentStatus:
-			envStates[pk.Env] = stateOf(kv.Value)
+			envStates[pk.Env] = stateOf(en.kv.Value)
 		case core.KindVolume:
 			if _, ok := volStates[pk.Volume]; !ok {
 				volStates[pk.Volume] = ""
 			}
-			if _, isLed := c.keys[core.LeaderKey(e.cfg.LeaderPrefix, k)]; !isLed {
+			if !en.led {
 				o.UnledVolumes++
 			}
 		case core.KindVolumeStatus:
-			st, err := core.DecodeStatus(kv.Value)
-			if err != nil {
-				volStates[pk.Volume] = ""
+			if !ledVols[pk.Volume] {
+				volStates[pk.Volume] = stateOf(en.kv.Value)
 				continue
 			}
-			volStates[pk.Volume] = string(st.StateCode)
-			if ledVols[pk.Volume] {
-				lv := &ports.LedVolume{State: string(st.StateCode), Lag: st.Lag}
+			lv := &ports.LedVolume{}
+			if st, err := core.DecodeStatus(en.kv.Value); err == nil {
+				lv.State, lv.Lag = string(st.StateCode), st.Lag
 				if st.LastSyncTime != nil {
 					lv.LastSync = *st.LastSyncTime
 				}
-				led[pk.Volume] = lv
 			}
+			volStates[pk.Volume] = lv.State
+			led[pk.Volume] = lv
 		case core.KindSnapshot:
-			if ledVols[pk.Volume] && pendingSnapshot(c.keys[core.SnapshotStatusKey(pk.Snapshot)]) {
-				o.SnapshotsPending++
+			if ledVols[pk.Volume] {
+				snapshots = append(snapshots, pk.Snapshot)
+			}
+		case core.KindSnapshotStatus:
+			if ledVols[pk.Volume] {
+				snapStatus[pk.Snapshot] = stateOf(en.kv.Value)
 			}
 		}
 	}
-	c.mu.RUnlock()
 
 	for _, s := range envStates {
 		o.Environments[s]++
 	}
-	for v, s := range volStates {
-		o.Volumes[s]++
-		if ledVols[v] && led[v] == nil {
-			led[v] = &ports.LedVolume{}
+	for _, s := range snapshots {
+		// No status yet, or on its way: the recovery point is pending.
+		if st, ok := snapStatus[s]; !ok || st == string(core.SnapshotMirroring) {
+			o.SnapshotsPending++
 		}
 	}
-	for v, lv := range led {
-		if _, ok := volStates[v]; !ok {
-			continue // a status left without its record: not a volume
+	for v, s := range volStates {
+		o.Volumes[s]++
+		if !ledVols[v] {
+			continue
+		}
+		lv := led[v]
+		if lv == nil {
+			lv = &ports.LedVolume{} // no status yet
 		}
 		lv.Environment = v.Env.String()
 		lv.Volume = "volume." + strconv.FormatUint(v.VolumeID, 10)
@@ -99,20 +122,14 @@ func (e *Engine) Overview() ports.Overview {
 	return o
 }
 
-// stateOf is the state_code of a status value, "" when it does not decode.
+// stateOf is the state_code of a status value, "" when it has none. Only
+// the state is read: at 100,000 volumes a scrape decodes every status.
 func stateOf(value []byte) string {
-	st, err := core.DecodeStatus(value)
-	if err != nil {
+	var st struct {
+		StateCode string `json:"state_code"`
+	}
+	if json.Unmarshal(value, &st) != nil {
 		return ""
 	}
-	return string(st.StateCode)
-}
-
-// pendingSnapshot says whether a snapshot record, given its status key
-// (no value: no status yet), waits for its recovery point on the target.
-func pendingSnapshot(status ports.KeyValue) bool {
-	if status.Value == nil {
-		return true
-	}
-	return stateOf(status.Value) == string(core.SnapshotMirroring)
+	return st.StateCode
 }
