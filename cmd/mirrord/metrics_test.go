@@ -174,14 +174,17 @@ func TestMetricsAndReadinessOfARunningDaemon(t *testing.T) {
 		return d.scrape(t).value("mirror_plugin_restarts_total", "plugin", "example") == 1
 	})
 
-	// etcd cut off: not ready, saying why; ready again once it is back.
+	// etcd cut off: not ready, saying why; past the session's TTL the
+	// session is gone too. Ready again once etcd is back.
 	c.etcd.Disconnect()
-	var body string
-	c.waitFor("/readyz 503 naming etcd", 20*time.Second, func() bool {
-		var code int
-		code, body = d.get(t, "/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "etcd: unreachable")
+	c.waitFor("/readyz 503 naming etcd, then the session", 20*time.Second, func() bool {
+		code, body := d.get(t, "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "etcd: unreachable") &&
+			strings.Contains(body, "session: no election session held")
 	})
+	if got := d.scrape(t).value("mirror_session_held"); got != 0 {
+		t.Errorf("mirror_session_held = %v with the session lost, want 0", got)
+	}
 	if code, _ := d.get(t, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d while etcd is cut off: the process still serves", code)
 	}
