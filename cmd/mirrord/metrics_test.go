@@ -2,7 +2,10 @@ package main
 
 import (
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -199,5 +202,64 @@ func TestMetricsAndReadinessOfARunningDaemon(t *testing.T) {
 	d.stop()
 	if _, err := http.Get("http://" + d.httpAddr + "/healthz"); err == nil {
 		t.Error("the endpoints still answer after the daemon stopped")
+	}
+}
+
+// A daemon whose plugin directory holds no plugin is alive but not
+// ready, and says why.
+func TestReadyNotWithoutPlugins(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t)
+	d := c.startWithPlugins("d1", dir, func(cfg *Config) { cfg.HTTPAddress = "127.0.0.1:0" })
+	// The session is held once the daemon announced itself: from then
+	// on, only the plugins are missing.
+	c.waitFor("the daemon announced", 20*time.Second, func() bool { return c.get("mirror_leader/daemons/d1") != "" })
+	code, body := d.get(t, "/readyz")
+	if code != http.StatusServiceUnavailable || strings.TrimSpace(body) != "plugins: no plugin loaded yet" {
+		t.Fatalf("/readyz = %d %q, want 503 naming only the plugins", code, body)
+	}
+	if code, _ := d.get(t, "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+}
+
+// http_address: loopback by default, from the flag, the environment or
+// the file; empty serves nothing.
+func TestMetricsHTTPAddressConfig(t *testing.T) {
+	cfg, err := loadConfig(nil, env(nil), io.Discard)
+	if err != nil || cfg.HTTPAddress != "127.0.0.1:9464" {
+		t.Fatalf("default: %q, %v", cfg.HTTPAddress, err)
+	}
+	cfg, err = loadConfig(nil, env(map[string]string{"MIRRORD_HTTP_ADDRESS": "0.0.0.0:9500"}), io.Discard)
+	if err != nil || cfg.HTTPAddress != "0.0.0.0:9500" {
+		t.Fatalf("from the environment: %q, %v", cfg.HTTPAddress, err)
+	}
+	cfg, err = loadConfig([]string{"--http-address="}, env(map[string]string{"MIRRORD_HTTP_ADDRESS": "0.0.0.0:9500"}), io.Discard)
+	if err != nil || cfg.HTTPAddress != "" {
+		t.Fatalf("emptied by the flag: %q, %v", cfg.HTTPAddress, err)
+	}
+	file := filepath.Join(t.TempDir(), "mirrord.yaml")
+	if err := os.WriteFile(file, []byte("http_address: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = loadConfig([]string{"--config", file}, env(nil), io.Discard)
+	if err != nil || cfg.HTTPAddress != "" {
+		t.Fatalf("emptied by the file: %q, %v", cfg.HTTPAddress, err)
+	}
+	// An address taken: the daemon does not start, and says where.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := newCluster(t)
+	cfg = c.config("d1")
+	cfg.HTTPAddress = ln.Addr().String()
+	_, _, err = initDaemonWith(t.Context(), cfg, slog.New(slog.DiscardHandler), c.backends)
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("start on a taken address: %v, want an error naming it", err)
 	}
 }
