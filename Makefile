@@ -10,15 +10,15 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build test unit deps lint generate check-generate fmt run bench ceph-lab-up ceph-lab-down
+.PHONY: all build test unit deps lint generate check-generate check-alerts fmt run bench ceph-lab-up ceph-lab-down
 
 all: build
 
 build:
 	$(GO) build $(PKGS)
 
-## test: the dependency rule, formatting, fresh wire_gen.go, vet, then every
-## test with the race detector.
+## test: the dependency rule, formatting, fresh wire_gen.go, the alert
+## rules, vet, then every test with the race detector.
 test: lint ceph-lab-up
 	@set -e; trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
 	$(GO) test -race -count=1 -timeout 30m $(PKGS); \
@@ -43,7 +43,7 @@ unit: deps
 deps:
 	@.ci/check-deps
 
-lint: deps check-generate
+lint: deps check-generate check-alerts
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
@@ -74,6 +74,12 @@ generate:
 check-generate:
 	$(GO) generate ./app/harness/... ./cmd/mirrord/...
 	@git diff --exit-code -- '*wire_gen.go' || { echo "wire_gen.go is stale: run make generate"; exit 1; }
+
+## check-alerts: the shipped Prometheus alert rules are valid and pass
+## their unit tests (promtool, taken from Debian's prometheus package
+## into var/tools without installing the package: no server started).
+check-alerts:
+	@p=$$($(CURDIR)/.ci/install-promtool) && $$p check rules deploy/prometheus/alerts.yml && $$p test rules deploy/prometheus/alerts_test.yml
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/core"
+	"github.com/cdmdr/mirror/ports"
 )
 
 // Config tunes the engine. The zero value of any field means its default.
@@ -59,6 +60,9 @@ type Config struct {
 	// SnapshotDurable is the durable consumer name shared by all daemons,
 	// so each event is handled once and none is lost while all are down.
 	SnapshotDurable string
+	// Metrics is told how long reconciles take (default: nothing is
+	// measured).
+	Metrics ports.Metrics
 }
 
 // Defaults of Config.
@@ -111,6 +115,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SnapshotDurable == "" {
 		c.SnapshotDurable = DefaultSnapshotDurable
+	}
+	if c.Metrics == nil {
+		c.Metrics = ports.NoMetrics{}
 	}
 	return c
 }

@@ -217,10 +217,13 @@ func (m *monitor) process(r core.Resource) {
 	}()
 	var res result
 	var err error
+	began := e.clock.Now()
 	if r.Kind == core.ResourceEnvironment {
 		res, err = e.reconcileEnvironment(ctx, l, r.Env, l.fresh)
+		e.cfg.Metrics.Reconciled("environment", e.clock.Now().Sub(began), err)
 	} else {
 		res, err = e.reconcileVolume(ctx, l, r.Volume, l.fresh)
+		e.cfg.Metrics.Reconciled("volume", e.clock.Now().Sub(began), err)
 	}
 	switch {
 	case errors.Is(err, ports.ErrNotLeader) || isClosed(l.Lost()):

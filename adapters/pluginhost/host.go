@@ -85,6 +85,9 @@ type PluginStatus struct {
 	Err error
 	// Pid is the plugin's process id while StateRunning.
 	Pid int
+	// Restarts counts the starts of another process after the first
+	// (tried, whether or not they succeeded), since the file was loaded.
+	Restarts int
 }
 
 // Host loads the storage plugins of a directory, keeps their processes

@@ -106,6 +106,9 @@ func TestPluginKilled(t *testing.T) {
 	if !alive(pid) {
 		t.Fatalf("plugin pid %d is not running", pid)
 	}
+	if n := status(t, host, path).Restarts; n != 0 {
+		t.Fatalf("restarts counted before any: %d", n)
+	}
 
 	env, vol, _ := fixture(exampleType)
 	blocked := vol
@@ -144,8 +147,8 @@ func TestPluginKilled(t *testing.T) {
 		t.Fatalf("VolumeStatus after the kill = %+v, %v", st, err)
 	}
 	st := status(t, host, path)
-	if st.State != StateRunning || st.Pid == pid || !alive(st.Pid) {
-		t.Fatalf("after restart: %+v, want running with a new pid (old %d)", st, pid)
+	if st.State != StateRunning || st.Pid == pid || !alive(st.Pid) || st.Restarts != 1 {
+		t.Fatalf("after restart: %+v, want running with a new pid (old %d), one restart counted", st, pid)
 	}
 	eventually(t, "the killed process reaped", func() bool { return !alive(pid) })
 }

@@ -63,6 +63,7 @@ type managed struct {
 	starting chan struct{} // closed when the start under way ends
 	lastErr  error         // why the latest start failed
 	failures int           // starts failed in a row
+	restarts int           // processes started after the first
 	retryAt  time.Time     // no start before, after a failed one
 	closed   bool
 }
@@ -210,6 +211,7 @@ func (m *managed) restartLocked() {
 		m.host.goKill(old)
 	}
 	m.starting = make(chan struct{})
+	m.restarts++
 	m.host.wg.Add(1)
 	go func() {
 		defer m.host.wg.Done()
@@ -296,6 +298,7 @@ func (m *managed) status() PluginStatus {
 	st := PluginStatus{
 		Path: m.path, Name: m.info.Name, Version: m.info.Version,
 		Types: append([]string(nil), m.info.StorageTypes...), State: StateRunning,
+		Restarts: m.restarts,
 	}
 	switch {
 	case m.closed:

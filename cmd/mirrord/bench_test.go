@@ -281,6 +281,7 @@ func (c benchCluster) startWith(b *testing.B, id string, backends ports.Backends
 	cfg.DaemonID = id
 	cfg.Etcd.Endpoints = c.etcd.Endpoints()
 	cfg.NATS.URL = c.nats.URL()
+	cfg.HTTPAddress = "" // several daemons per benchmark
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	dm, cleanup, err := initDaemonWith(ctx, cfg, log, backends)

@@ -415,6 +415,7 @@ func startMirrordProcess(t *testing.T, c *cluster, id, pluginDir, stateDir strin
 		"fast_poll_interval": "500ms",
 		"log_level":          "debug",
 		"log_format":         "json",
+		"http_address":       "127.0.0.1:0", // two daemons on one host
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,9 @@ func (c *cluster) config(id string) Config {
 	cfg.ResyncInterval = 5 * time.Second
 	cfg.PollInterval = time.Second
 	cfg.FastPoll = 200 * time.Millisecond
+	// Many daemons share a test: none serves the endpoints unless its
+	// test asks (on a free port).
+	cfg.HTTPAddress = ""
 	return cfg
 }
 
@@ -68,6 +71,8 @@ type daemon struct {
 	done   chan struct{}
 	err    error
 	once   sync.Once
+	// httpAddr is where its endpoints listen ("" when not serving).
+	httpAddr string
 }
 
 func (c *cluster) start(id string, edit ...func(*Config)) *daemon {
@@ -90,7 +95,7 @@ func (c *cluster) startOn(id string, backends ports.Backends, edit ...func(*Conf
 		cancel()
 		c.t.Fatalf("start %s: %v", id, err)
 	}
-	dm := &daemon{id: id, logs: logs, cancel: cancel, done: make(chan struct{})}
+	dm := &daemon{id: id, logs: logs, cancel: cancel, done: make(chan struct{}), httpAddr: d.HTTP.Addr()}
 	go func() {
 		dm.err = d.Engine.Run(ctx)
 		cleanup()

@@ -60,6 +60,9 @@ type Config struct {
 	SnapshotPoll   time.Duration `yaml:"snapshot_poll_interval"`
 	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat      string        `yaml:"log_format"` // auto, text, json
+	// HTTPAddress is where /metrics, /healthz and /readyz are served
+	// (empty: not served).
+	HTTPAddress string `yaml:"http_address"`
 
 	// Plugins are the settings of the plugins of PluginDir, by file name:
 	// what each is started with, so that two daemons on one machine keep
@@ -97,6 +100,7 @@ func defaultConfig() Config {
 	c.SnapshotPoll = app.DefaultSnapshotPollInterval
 	c.LogLevel = "info"
 	c.LogFormat = "auto"
+	c.HTTPAddress = "127.0.0.1:9464"
 	return c
 }
 
@@ -137,6 +141,7 @@ func (c *Config) options() []option {
 		{"snapshot-poll-interval", "the same while a snapshot of a copying volume is on its way (at most the fast poll interval)", (*durationValue)(&c.SnapshotPoll)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "auto (colour on a terminal, JSON otherwise), text or json", (*stringValue)(&c.LogFormat)},
+		{"http-address", "host:port serving /metrics, /healthz and /readyz (empty: none)", (*stringValue)(&c.HTTPAddress)},
 	}
 }
 

@@ -110,7 +110,7 @@ func TestRunEmbedded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"--embedded", dir, "--embedded-etcd-port", "0", "--embedded-nats-port", "0", "--log-format", "json"}, env(nil), &out, &out)
+		code <- run(ctx, []string{"--embedded", dir, "--embedded-etcd-port", "0", "--embedded-nats-port", "0", "--log-format", "json", "--http-address", "127.0.0.1:0"}, env(nil), &out, &out)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), `"msg":"engine started"`) {

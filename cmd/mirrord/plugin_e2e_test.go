@@ -48,7 +48,7 @@ func (c *cluster) startWithPlugins(id, dir string, edit ...func(*Config)) *daemo
 		cancel()
 		c.t.Fatalf("start %s: %v", id, err)
 	}
-	dm := &daemon{id: id, logs: logs, cancel: cancel, done: make(chan struct{})}
+	dm := &daemon{id: id, logs: logs, cancel: cancel, done: make(chan struct{}), httpAddr: d.HTTP.Addr()}
 	go func() {
 		dm.err = d.Engine.Run(ctx)
 		cleanup()

@@ -10,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cdmdr/mirror/adapters/etcd"
+	"github.com/cdmdr/mirror/adapters/metrics"
 	"github.com/cdmdr/mirror/adapters/nats"
 	"github.com/cdmdr/mirror/adapters/pluginhost"
 	"github.com/cdmdr/mirror/app"
@@ -19,6 +20,8 @@ import (
 // Daemon is what main runs.
 type Daemon struct {
 	Engine *app.Engine
+	// HTTP serves /metrics, /healthz and /readyz (nil when not asked).
+	HTTP *httpServer
 }
 
 func provideEtcdClient(c Config, log *slog.Logger) (*clientv3.Client, func(), error) {
@@ -61,12 +64,20 @@ func provideBus(ctx context.Context, nc *natsgo.Conn, c Config, log *slog.Logger
 	return nats.NewBus(ctx, nc, natsConfig(c), log.With("component", "bus"))
 }
 
-func provideEvents(bus ports.Bus, c Config, log *slog.Logger) *app.BusEvents {
-	return app.NewBusEvents(bus, app.EventSubject(c.NATS.EventSubject), log)
+// provideEvents publishes events on the bus, counted by code.
+func provideEvents(bus ports.Bus, c Config, log *slog.Logger, m *metrics.Metrics) ports.EventReporter {
+	return m.Events(app.NewBusEvents(bus, app.EventSubject(c.NATS.EventSubject), log))
 }
 
-func provideEngineConfig(c Config) app.Config {
+// provideEngine builds the engine on backends whose calls are measured.
+func provideEngine(cfg app.Config, kv ports.KV, election ports.Election, bus ports.Bus, backends ports.Backends,
+	events ports.EventReporter, clock ports.Clock, log *slog.Logger, m *metrics.Metrics) *app.Engine {
+	return app.NewEngine(cfg, kv, election, bus, m.Backends(backends), events, clock, log)
+}
+
+func provideEngineConfig(c Config, m *metrics.Metrics) app.Config {
 	return app.Config{
+		Metrics:      m,
 		LeaderPrefix: c.Etcd.LeaderPrefix, ResyncInterval: c.ResyncInterval, PollInterval: c.PollInterval,
 		FastPollInterval: c.FastPoll, SnapshotPollInterval: min(c.SnapshotPoll, c.FastPoll),
 		SnapshotCreatedSubject: c.NATS.CreatedSubj, SnapshotDeletedSubject: c.NATS.DeletedSubj,

@@ -10,9 +10,9 @@ import (
 
 	"github.com/cdmdr/mirror/adapters/clock"
 	"github.com/cdmdr/mirror/adapters/etcd"
+	"github.com/cdmdr/mirror/adapters/metrics"
 	"github.com/cdmdr/mirror/adapters/nats"
 	"github.com/cdmdr/mirror/adapters/pluginhost"
-	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/ports"
 )
 
@@ -25,24 +25,25 @@ var adapterSet = wire.NewSet(
 	provideEvents,
 	provideEngineConfig,
 	clock.New,
-	app.NewEngine,
+	metrics.New,
+	provideEngine,
+	provideHTTP,
 	wire.Bind(new(ports.KV), new(*etcd.KV)),
 	wire.Bind(new(ports.Election), new(*etcd.Election)),
 	wire.Bind(new(ports.Bus), new(*nats.Bus)),
-	wire.Bind(new(ports.EventReporter), new(*app.BusEvents)),
 	wire.Bind(new(ports.Clock), new(clock.System)),
-	wire.Struct(new(Daemon), "Engine"),
+	wire.Struct(new(Daemon), "Engine", "HTTP"),
 )
 
 // initDaemon builds mirrord on etcd and NATS with its storage plugins.
 func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(), error) {
-	wire.Build(adapterSet, provideBackends, wire.Bind(new(ports.Backends), new(*pluginhost.Host)))
+	wire.Build(adapterSet, provideBackends, providePluginView, wire.Bind(new(ports.Backends), new(*pluginhost.Host)))
 	return nil, nil, nil
 }
 
 // initDaemonWith builds mirrord on etcd and NATS with the given backends
 // (integration tests use a scripted one).
 func initDaemonWith(ctx context.Context, c Config, log *slog.Logger, backends ports.Backends) (*Daemon, func(), error) {
-	wire.Build(adapterSet)
+	wire.Build(adapterSet, noPluginView)
 	return nil, nil, nil
 }

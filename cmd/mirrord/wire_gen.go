@@ -10,8 +10,8 @@ import (
 	"context"
 	"github.com/cdmdr/mirror/adapters/clock"
 	"github.com/cdmdr/mirror/adapters/etcd"
+	"github.com/cdmdr/mirror/adapters/metrics"
 	"github.com/cdmdr/mirror/adapters/nats"
-	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/ports"
 	"github.com/google/wire"
 	"log/slog"
@@ -21,7 +21,8 @@ import (
 
 // initDaemon builds mirrord on etcd and NATS with its storage plugins.
 func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(), error) {
-	config := provideEngineConfig(c)
+	metricsMetrics := metrics.New()
+	config := provideEngineConfig(c, metricsMetrics)
 	client, cleanup, err := provideEtcdClient(c, log)
 	if err != nil {
 		return nil, nil, err
@@ -52,13 +53,24 @@ func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(
 		cleanup()
 		return nil, nil, err
 	}
-	busEvents := provideEvents(bus, c, log)
+	eventReporter := provideEvents(bus, c, log, metricsMetrics)
 	system := clock.New()
-	engine := app.NewEngine(config, kv, election, bus, host, busEvents, system, log)
+	engine := provideEngine(config, kv, election, bus, host, eventReporter, system, log, metricsMetrics)
+	mainPluginView := providePluginView(host)
+	mainHttpServer, cleanup5, err := provideHTTP(c, log, metricsMetrics, engine, client, election, mainPluginView)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	daemon := &Daemon{
 		Engine: engine,
+		HTTP:   mainHttpServer,
 	}
 	return daemon, func() {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -69,7 +81,8 @@ func initDaemon(ctx context.Context, c Config, log *slog.Logger) (*Daemon, func(
 // initDaemonWith builds mirrord on etcd and NATS with the given backends
 // (integration tests use a scripted one).
 func initDaemonWith(ctx context.Context, c Config, log *slog.Logger, backends ports.Backends) (*Daemon, func(), error) {
-	config := provideEngineConfig(c)
+	metricsMetrics := metrics.New()
+	config := provideEngineConfig(c, metricsMetrics)
 	client, cleanup, err := provideEtcdClient(c, log)
 	if err != nil {
 		return nil, nil, err
@@ -93,13 +106,23 @@ func initDaemonWith(ctx context.Context, c Config, log *slog.Logger, backends po
 		cleanup()
 		return nil, nil, err
 	}
-	busEvents := provideEvents(bus, c, log)
+	eventReporter := provideEvents(bus, c, log, metricsMetrics)
 	system := clock.New()
-	engine := app.NewEngine(config, kv, election, bus, backends, busEvents, system, log)
+	engine := provideEngine(config, kv, election, bus, backends, eventReporter, system, log, metricsMetrics)
+	mainPluginView := noPluginView()
+	mainHttpServer, cleanup4, err := provideHTTP(c, log, metricsMetrics, engine, client, election, mainPluginView)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
 	daemon := &Daemon{
 		Engine: engine,
+		HTTP:   mainHttpServer,
 	}
 	return daemon, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -113,5 +136,6 @@ var adapterSet = wire.NewSet(
 	provideNATSConn,
 	provideBus,
 	provideEvents,
-	provideEngineConfig, clock.New, app.NewEngine, wire.Bind(new(ports.KV), new(*etcd.KV)), wire.Bind(new(ports.Election), new(*etcd.Election)), wire.Bind(new(ports.Bus), new(*nats.Bus)), wire.Bind(new(ports.EventReporter), new(*app.BusEvents)), wire.Bind(new(ports.Clock), new(clock.System)), wire.Struct(new(Daemon), "Engine"),
+	provideEngineConfig, clock.New, metrics.New, provideEngine,
+	provideHTTP, wire.Bind(new(ports.KV), new(*etcd.KV)), wire.Bind(new(ports.Election), new(*etcd.Election)), wire.Bind(new(ports.Bus), new(*nats.Bus)), wire.Bind(new(ports.Clock), new(clock.System)), wire.Struct(new(Daemon), "Engine", "HTTP"),
 )
