@@ -1,0 +1,28 @@
+package config
+
+import (
+	"bytes"
+	"flag"
+	"slices"
+	"testing"
+)
+
+// mirrorctl's names may come before, between and after its flags.
+func TestLoadArgsInterspersed(t *testing.T) {
+	var output string
+	extra := func(fs *flag.FlagSet) { fs.StringVar(&output, "o", "table", "") }
+	cfg, rest, err := LoadArgs("mirrorctl get", []string{"volumes", "-o", "json", "storage.11.13", "--etcd-endpoints", "a:1,b:2", "storage.1.2"},
+		func(string) string { return "" }, &bytes.Buffer{}, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"volumes", "storage.11.13", "storage.1.2"}; !slices.Equal(rest, want) {
+		t.Errorf("arguments = %q, want %q", rest, want)
+	}
+	if output != "json" || !slices.Equal(cfg.Etcd.Endpoints, []string{"a:1", "b:2"}) {
+		t.Errorf("flags after an argument lost: -o %q, endpoints %q", output, cfg.Etcd.Endpoints)
+	}
+	if _, err := LoadFor("mirrord", []string{"stray"}, func(string) string { return "" }, &bytes.Buffer{}, nil); err == nil {
+		t.Error("LoadFor accepted an argument")
+	}
+}
