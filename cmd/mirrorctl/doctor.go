@@ -92,6 +92,9 @@ func (s *store) diagnose(ctx context.Context, k keys) []Finding {
 	// Environments: records, storages, owners, backends.
 	for _, env := range v.Environments {
 		if !k.has(env.Key) {
+			if len(k.sorted(env.Key+"/")) == 0 {
+				continue // only volumes name it: reported with them
+			}
 			add(Finding{Check: checkNoRecord, Key: env.Key, Keys: k.sorted(env.Key + "/"),
 				What: "an operation or status is left without its environment record: nothing will act on it",
 				Fix:  "mirrorctl purge " + env.Name + " (or write the record again)"})

@@ -55,6 +55,12 @@ type env struct {
 // command runs args and returns the exit code.
 func command(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	return e.run(ctx, args)
+}
+
+// run runs args as a command and returns the exit code.
+func (e *env) run(ctx context.Context, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
