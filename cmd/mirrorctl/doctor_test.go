@@ -30,7 +30,7 @@ func TestDoctorFindings(t *testing.T) {
 	// A storage without metadata.
 	f.put("clusters/7/storages/17", sprintf(storageRecord, 7, 17))
 	// A leader key without a lease (written by hand): volume 7's.
-	f.put("mirror_leader/mirror_volume/storage.11.13/volume.7", "ghost")
+	f.put("mirror_leader/mirror_volume/storage.11.13/volume.7", "d1") // the live daemon's name, but no lease
 	// An environment whose storage type no plugin serves.
 	f.put("mirror_environment/storage.11.13/status", `{"state_code":"error","operation":"start","error_reason":{"code":"cdm-dr.mirror.environment.failure-get_backend-no_backend","contents":"no plugin serves openstack.storage.type.netapp (plugins: example)"},"owner":"d1"}`)
 
