@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/cdmdr/mirror/core"
 )
@@ -32,15 +34,22 @@ const (
 	checkUnknownMirrorKey = "unknown-mirror-key"
 )
 
-type doctorOptions struct{ output string }
+type doctorOptions struct {
+	output   string
+	storages bool
+	timeout  time.Duration
+}
 
 func (o *doctorOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.output, "o", "text", "output: text, or json for scripts")
+	fs.BoolVar(&o.storages, "storages", false, "also ask the plugins of --plugin-dir what they left on the storages (as mirrord leftovers does)")
+	fs.DurationVar(&o.timeout, "storage-timeout", time.Minute, "with --storages: how long each storage's plugin may take to answer")
 }
 
 // runDoctor is `mirrorctl doctor`: it reads etcd and explains what is
 // left over or inconsistent. It changes nothing. What the plugins left on
-// the storages themselves is `mirrord leftovers`' (same configuration).
+// the storages themselves is asked with --storages, as `mirrord
+// leftovers` asks it.
 func (e *env) runDoctor(ctx context.Context, args []string) int {
 	var o doctorOptions
 	cfg, rest, err := e.load("doctor", args, o.flags)
@@ -63,6 +72,15 @@ func (e *env) runDoctor(ctx context.Context, args []string) int {
 		return e.exitFor("doctor", err)
 	}
 	findings := s.diagnose(ctx, k)
+	if o.storages {
+		// The plugins' own lines would bury the findings: warnings only.
+		log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		more, err := s.surveyStorages(ctx, cfg, o.timeout, log)
+		if err != nil {
+			return e.exitFor("doctor", err)
+		}
+		findings = append(findings, more...)
+	}
 	if o.output == "json" {
 		data, _ := json.MarshalIndent(nonNil(findings), "", "  ")
 		fmt.Fprintf(e.stdout, "%s\n", data)
@@ -70,7 +88,14 @@ func (e *env) runDoctor(ctx context.Context, args []string) int {
 		for _, f := range findings {
 			fmt.Fprintf(e.stdout, "%s  %s\n    %s\n    fix: %s\n", f.Check, f.Key, f.What, f.Fix)
 		}
-		fmt.Fprintf(e.stdout, "%d finding(s) in etcd (revision %d). Leftovers on the storages themselves: mirrord leftovers.\n", len(findings), k.rev)
+		where := "in etcd"
+		if o.storages {
+			where = "in etcd and on the storages"
+		}
+		fmt.Fprintf(e.stdout, "%d finding(s) %s (etcd revision %d)\n", len(findings), where, k.rev)
+		if !o.storages {
+			fmt.Fprintln(e.stdout, "what the plugins left on the storages: mirrorctl doctor --storages (or mirrord leftovers)")
+		}
 	}
 	if len(findings) > 0 {
 		return exitFailed
