@@ -144,6 +144,7 @@ func (s *store) purgeKeys(k keys, names []core.ParsedKey) []string {
 			add(core.LeaderKey(s.leaderPrefix, vk))
 		}
 	}
+	sortStrings(out)
 	return out
 }
 

@@ -83,6 +83,34 @@ func TestPurge(t *testing.T) {
 		t.Error("purging volume.7 deleted volume.70")
 	}
 
+	// One environment by name: its keys, its volumes' and their leader
+	// keys; storage.21.230 is not storage.21.23's.
+	for _, env := range []string{"storage.21.23", "storage.21.230"} {
+		f.put("mirror_environment/"+env, "{}")
+		f.put("mirror_environment/"+env+"/status", `{"state_code":"error"}`)
+		f.put("mirror_volume/"+env+"/volume.1", "{}")
+		f.put("mirror_leader/mirror_volume/"+env+"/volume.1", "d1")
+		f.put("mirror_leader/mirror_environment/"+env, "d1")
+	}
+	r = f.run("purge", "storage.21.23", "--yes")
+	if r.code != 0 {
+		t.Fatalf("purge storage.21.23: exit %d: %s", r.code, r.stderr)
+	}
+	want := []string{"mirror_environment/storage.21.23", "mirror_environment/storage.21.23/status", "mirror_leader/mirror_environment/storage.21.23",
+		"mirror_leader/mirror_volume/storage.21.23/volume.1", "mirror_volume/storage.21.23/volume.1"}
+	if got := listed(r.stdout); !slices.Equal(got, want) {
+		t.Errorf("purge storage.21.23 deleted %q, want %q", got, want)
+	}
+	after = f.all()
+	for _, k := range want {
+		if _, ok := after[k]; ok {
+			t.Errorf("%s not deleted", k)
+		}
+	}
+	if len(mirrorKeys(after)) == 0 || after["mirror_environment/storage.21.230"] != "{}" {
+		t.Error("purging storage.21.23 reached storage.21.230")
+	}
+
 	// Everything, forced: the mirror keys go, the foreign keys stay.
 	r = f.run("purge", "--yes", "--force")
 	if r.code != 0 {
