@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -243,6 +244,6 @@ func sortedSet(m map[string]bool) []string {
 	if len(out) == 0 {
 		return []string{"none"}
 	}
-	sortStrings(out)
+	slices.Sort(out)
 	return out
 }

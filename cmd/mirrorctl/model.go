@@ -307,5 +307,3 @@ func parseName(name string) (core.ParsedKey, error) {
 	}
 	return p, nil
 }
-
-func sortStrings(s []string) { sort.Strings(s) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -144,7 +145,7 @@ func (s *store) purgeKeys(k keys, names []core.ParsedKey) []string {
 			add(core.LeaderKey(s.leaderPrefix, vk))
 		}
 	}
-	sortStrings(out)
+	slices.Sort(out)
 	return out
 }
 

@@ -1,8 +1,6 @@
 package main
 
-import (
-	"os"
-)
+import "os"
 
 // isTerminal reports whether f is a character device (a terminal): a
 // watch then redraws, and purge may ask before deleting.
