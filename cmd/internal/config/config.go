@@ -156,17 +156,6 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 // LoadFor reads the configuration of the command name (mirrord, or
 // a subcommand), which adds its own flags with extra.
 func LoadFor(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
-	c, rest, err := LoadArgs(name, args, getenv, stderr, extra)
-	if err == nil && len(rest) > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(rest, " "))
-	}
-	return c, err
-}
-
-// LoadArgs is LoadFor for a command that takes arguments besides its
-// flags (mirrorctl's names): flags may come before, between or after
-// them; it returns the arguments in order.
-func LoadArgs(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, []string, error) {
 	// The file comes first, so find --config before parsing the rest.
 	file := getenv("MIRRORD_CONFIG")
 	pre := flag.NewFlagSet("mirrord", flag.ContinueOnError)
@@ -179,12 +168,12 @@ func LoadArgs(name string, args []string, getenv func(string) string, stderr io.
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return Config{}, nil, fmt.Errorf("read config file: %w", err)
+			return Config{}, fmt.Errorf("read config file: %w", err)
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(data)))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return Config{}, nil, fmt.Errorf("config file %s: %w", file, err)
+			return Config{}, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
 
@@ -204,25 +193,20 @@ func LoadArgs(name string, args []string, getenv func(string) string, stderr io.
 	for _, o := range c.options() {
 		if v := getenv(envName(o.name)); v != "" {
 			if err := o.value.Set(v); err != nil {
-				return Config{}, nil, fmt.Errorf("%s: %w", envName(o.name), err)
+				return Config{}, fmt.Errorf("%s: %w", envName(o.name), err)
 			}
 		}
 		fs.Var(o.value, o.name, o.usage+" (env "+envName(o.name)+")")
 	}
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return Config{}, nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if v := getenv(PluginsEnv); v != "" {
 		if err := c.mergePlugins(v); err != nil {
-			return Config{}, nil, err
+			return Config{}, err
 		}
 	}
 	// Secrets are never flags (they would show in ps): environment or file.
@@ -236,16 +220,16 @@ func LoadArgs(name string, args []string, getenv func(string) string, stderr io.
 		c.NATS.Token = v
 	}
 	if err := readSecret(&c.Etcd.Password, c.Etcd.PasswordFile); err != nil {
-		return Config{}, nil, err
+		return Config{}, err
 	}
 	if err := readSecret(&c.NATS.Password, c.NATS.PasswordFile); err != nil {
-		return Config{}, nil, err
+		return Config{}, err
 	}
 	if c.DaemonID == "" {
 		host, _ := os.Hostname()
 		c.DaemonID = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	return c, rest, c.validate()
+	return c, c.validate()
 }
 
 func (c Config) validate() error {
