@@ -20,11 +20,34 @@ import (
 // load reads mirrord's configuration for the command name with its own
 // flags, and returns the arguments among them.
 func (e *env) load(name string, args []string, flags func(*flag.FlagSet)) (config.Config, []string, error) {
+	if askedHelp(args) {
+		fs := flag.NewFlagSet("mirrorctl "+name, flag.ContinueOnError)
+		flags(fs)
+		fs.SetOutput(e.stdout)
+		fmt.Fprintf(e.stdout, "Usage: mirrorctl %s ... [flags]\n", name)
+		fs.PrintDefaults()
+		fmt.Fprintln(e.stdout, "and mirrord's configuration flags (mirrord -h): --config, --etcd-endpoints, --etcd-username,\n"+
+			"--etcd-password-file, --etcd-ca-file, --etcd-cert-file, --etcd-key-file, --etcd-dial-timeout, --leader-prefix, --plugin-dir, ...")
+		return config.Config{}, nil, flag.ErrHelp
+	}
 	cfg, rest, err := config.LoadArgs("mirrorctl "+name, args, e.getenv, e.stderr, flags)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		err = usageError{err}
 	}
 	return cfg, rest, err
+}
+
+// askedHelp reports whether the flags ask for help (before any "--").
+func askedHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 // connectError is etcd unreachable or refusing the credentials (exit 5).

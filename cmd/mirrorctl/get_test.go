@@ -120,3 +120,13 @@ func TestGetUsage(t *testing.T) {
 		}
 	}
 }
+
+// -h prints the command's usage on stdout and exits 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"get", "volumes", "-h"}, {"volume", "--help"}, {"doctor", "-h"}, {"help"}} {
+		r := runWith(t, nil, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage: mirrorctl") {
+			t.Errorf("%q: exit %d, stdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
