@@ -175,11 +175,12 @@ func (e *env) operate(ctx context.Context, s *store, kind string, o opOptions, n
 	var revs []int64
 	for i := range n {
 		t := at(i)
-		rev, err := s.ask(ctx, t)
+		rev, said, err := s.ask(ctx, t)
 		if err != nil {
 			code = max(code, e.exitFor(kind+" "+string(t.op.Operation), fmt.Errorf("%s: %w", t.name, err)))
 			continue
 		}
+		fmt.Fprintf(e.stdout, "%s %s: %s\n", t.subject, t.name, said)
 		asked, revs = append(asked, t), append(revs, rev)
 	}
 	if !o.wait {
@@ -199,37 +200,39 @@ func (e *env) operate(ctx context.Context, s *store, kind string, o opOptions, n
 
 // ask checks the operation against the state rules and writes it, in
 // one transaction that holds only if the record and the status are
-// still those checked. It returns the revision the operation stands at.
-func (s *store) ask(ctx context.Context, t target) (int64, error) {
+// still those checked. It returns the revision the operation stands at
+// and what it did, in words.
+func (s *store) ask(ctx context.Context, t target) (int64, string, error) {
 	value, err := json.Marshal(t.op)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	for range 5 {
 		cctx, cancel := s.call(ctx)
 		resp, err := s.cli.Txn(cctx).Then(clientv3.OpGet(t.record), clientv3.OpGet(t.statusKey), clientv3.OpGet(t.opKey)).Commit()
 		cancel()
 		if err != nil {
-			return 0, s.explain(err)
+			return 0, "", s.explain(err)
 		}
 		rec, stKV, opKV := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs
 		if len(rec) == 0 {
-			return 0, fmt.Errorf("no record at %s: nothing written", t.record)
+			return 0, "", fmt.Errorf("no record at %s: nothing written", t.record)
 		}
 		var st *core.Status
 		var stRev int64
 		if len(stKV) > 0 {
 			x, err := core.DecodeStatus(stKV[0].Value)
 			if err != nil {
-				return 0, fmt.Errorf("status unreadable, so the rules cannot be checked (nothing written): %w", err)
+				return 0, "", fmt.Errorf("status unreadable, so the rules cannot be checked (nothing written): %w", err)
 			}
 			st, stRev = &x, stKV[0].ModRevision
 		}
 		if why := t.check(st); why != "" {
-			return 0, refusedError{fmt.Errorf("refused by the state rules, nothing written: %s", why)}
+			return 0, "", refusedError{fmt.Errorf("refused by the state rules, nothing written: %s", why)}
 		}
 		if len(opKV) > 0 && string(opKV[0].Value) == string(value) {
-			return resp.Header.Revision, nil // already asked: writing it again changes nothing
+			// Already asked: writing it again changes nothing.
+			return resp.Header.Revision, fmt.Sprintf("%s already asked (%s), nothing written", t.op.Operation, stateWord(st)), nil
 		}
 		cctx, cancel = s.call(ctx)
 		put, err := s.cli.Txn(cctx).If(
@@ -238,14 +241,14 @@ func (s *store) ask(ctx context.Context, t target) (int64, error) {
 		).Then(clientv3.OpPut(t.opKey, string(value))).Commit()
 		cancel()
 		if err != nil {
-			return 0, s.explain(err)
+			return 0, "", s.explain(err)
 		}
 		if put.Succeeded {
-			return put.Header.Revision, nil
+			return put.Header.Revision, fmt.Sprintf("%s written (%s)", value, stateWord(st)), nil
 		}
 		// The status changed between the check and the write: check again.
 	}
-	return 0, errors.New("the status keeps changing; nothing written, try again")
+	return 0, "", errors.New("the status keeps changing; nothing written, try again")
 }
 
 // wait follows the target from rev until the operation is over: its end
@@ -299,6 +302,14 @@ func (e *env) wait(ctx context.Context, s *store, t target, rev int64, timeout t
 			return err
 		}
 	}
+}
+
+// stateWord says the state an operation was asked in.
+func stateWord(st *core.Status) string {
+	if st == nil {
+		return "no status yet"
+	}
+	return "was " + string(st.StateCode)
 }
 
 // describe is a status in one line: state, progress, reason.

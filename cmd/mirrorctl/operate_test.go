@@ -13,8 +13,9 @@ import (
 func TestOperationWritten(t *testing.T) {
 	f := newFixture(t)
 	f.seed()
-	if r := f.run("volume", "pause", "storage.11.13/volume.7"); r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	r := f.run("volume", "pause", "storage.11.13/volume.7")
+	if r.code != 0 || r.stdout != "volume storage.11.13/volume.7: {\"operation\":\"pause\"} written (was initializing)\n" {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	if v, _ := f.get("mirror_volume/storage.11.13/volume.7/operation"); v != `{"operation":"pause"}` {
 		t.Errorf("volume operation = %s", v)
