@@ -1,4 +1,6 @@
-package main
+// Package config is mirrord's configuration: flags, MIRRORD_* variables
+// and the YAML file, read by mirrord and mirrorctl through the same code.
+package config
 
 import (
 	"errors"
@@ -80,7 +82,8 @@ type PluginSettings struct {
 	Env  map[string]string `yaml:"env"`
 }
 
-func defaultConfig() Config {
+// Default is the configuration with nothing set.
+func Default() Config {
 	var c Config
 	c.Etcd.Endpoints = []string{"127.0.0.1:2379"}
 	c.EmbeddedEtcdPort = 2379
@@ -134,7 +137,7 @@ func (c *Config) options() []option {
 		{"event-subject", "subject of mirrord's own events", (*stringValue)(&c.NATS.EventSubject)},
 		{"snapshot-created-subject", "subject of snapshot-created events", (*stringValue)(&c.NATS.CreatedSubj)},
 		{"snapshot-deleted-subject", "subject of snapshot-deleted events", (*stringValue)(&c.NATS.DeletedSubj)},
-		{"plugin-dir", "directory of storage plugin executables (their settings: plugins: in the config file, or " + pluginsEnv + ")", (*stringValue)(&c.PluginDir)},
+		{"plugin-dir", "directory of storage plugin executables (their settings: plugins: in the config file, or " + PluginsEnv + ")", (*stringValue)(&c.PluginDir)},
 		{"resync-interval", "how often every key is listed again (safety net for missed watch events)", (*durationValue)(&c.ResyncInterval)},
 		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
 		{"fast-poll-interval", "the same while a volume is initializing, stopping or deleting", (*durationValue)(&c.FastPoll)},
@@ -150,14 +153,14 @@ func envName(flagName string) string {
 	return "MIRRORD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// loadConfig reads the configuration from args and the environment.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	return loadConfigFor("mirrord", args, getenv, stderr, nil)
+// Load reads mirrord's configuration from args and the environment.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	return LoadFor("mirrord", args, getenv, stderr, nil)
 }
 
-// loadConfigFor reads the configuration of the command name (mirrord, or
+// LoadFor reads the configuration of the command name (mirrord, or
 // a subcommand), which adds its own flags with extra.
-func loadConfigFor(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
+func LoadFor(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
 	// The file comes first, so find --config before parsing the rest.
 	file := getenv("MIRRORD_CONFIG")
 	pre := flag.NewFlagSet("mirrord", flag.ContinueOnError)
@@ -166,7 +169,7 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 	pre.Usage = func() {}
 	_ = pre.Parse(filterConfigFlag(args))
 
-	c := defaultConfig()
+	c := Default()
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -214,7 +217,7 @@ func loadConfigFor(name string, args []string, getenv func(string) string, stder
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	if v := getenv(pluginsEnv); v != "" {
+	if v := getenv(PluginsEnv); v != "" {
 		if err := c.mergePlugins(v); err != nil {
 			return Config{}, err
 		}
@@ -292,8 +295,8 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// pluginsEnv holds plugin settings in the environment.
-const pluginsEnv = "MIRRORD_PLUGINS"
+// PluginsEnv holds plugin settings in the environment.
+const PluginsEnv = "MIRRORD_PLUGINS"
 
 // mergePlugins reads MIRRORD_PLUGINS's map: each plugin it names gets
 // these settings instead of the file's. Errors never quote the value: it
@@ -304,7 +307,7 @@ func (c *Config) mergePlugins(v string) error {
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil {
 		// yaml's error would quote the offending value.
-		return fmt.Errorf("%s: not a YAML or JSON map of plugin settings ({name: {args: [...], env: {...}}})", pluginsEnv)
+		return fmt.Errorf("%s: not a YAML or JSON map of plugin settings ({name: {args: [...], env: {...}}})", PluginsEnv)
 	}
 	if c.Plugins == nil {
 		c.Plugins = map[string]PluginSettings{}
