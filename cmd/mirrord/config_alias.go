@@ -23,3 +23,5 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 func loadConfigFor(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (Config, error) {
 	return config.LoadFor(name, args, getenv, stderr, extra)
 }
+
+func printedHelp(err error, stdout io.Writer) bool { return config.PrintedHelp(err, stdout) }

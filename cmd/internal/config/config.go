@@ -252,9 +252,9 @@ type helpRequested struct{ usage string }
 func (h *helpRequested) Error() string { return "help requested" }
 func (h *helpRequested) Unwrap() error { return flag.ErrHelp }
 
-// printedHelp prints the usage on stdout if err asks for it, and says
+// PrintedHelp prints the usage on stdout if err asks for it, and says
 // whether it did.
-func printedHelp(err error, stdout io.Writer) bool {
+func PrintedHelp(err error, stdout io.Writer) bool {
 	var h *helpRequested
 	if !errors.As(err, &h) {
 		return false
