@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/cdmdr/mirror/core"
@@ -352,36 +351,8 @@ func (e *env) watch(ctx context.Context, s *store, show func(keys) error) error 
 // waitChange returns once a mirror key changed after rev (and a short
 // quiet moment passed), or ctx ends.
 func (s *store) waitChange(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	// One watch per prefix mirrorctl shows; the first change ends them all.
-	var chans []clientv3.WatchChan
-	for _, p := range s.mirrorPrefixes() {
-		chans = append(chans, s.cli.Watch(wctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1)))
-	}
-	changed := make(chan error, len(chans))
-	for _, ch := range chans {
-		go func() {
-			for resp := range ch {
-				if err := resp.Err(); err != nil {
-					changed <- err
-					return
-				}
-				if len(resp.Events) > 0 {
-					changed <- nil
-					return
-				}
-			}
-			changed <- ctx.Err()
-		}()
-	}
-	select {
-	case err := <-changed:
-		if err != nil {
-			return err
-		}
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := s.firstChange(ctx, rev, true, s.mirrorPrefixes()...); err != nil {
+		return err
 	}
 	select { // let a burst land
 	case <-time.After(200 * time.Millisecond):

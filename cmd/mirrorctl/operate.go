@@ -326,32 +326,5 @@ func describe(st core.Status) string {
 
 // waitKeys returns once one of keys changed after rev, or ctx ends.
 func (s *store) waitKeys(ctx context.Context, rev int64, keys ...string) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	changed := make(chan error, len(keys))
-	for _, k := range keys {
-		ch := s.cli.Watch(wctx, k, clientv3.WithRev(rev+1))
-		go func() {
-			for resp := range ch {
-				if err := resp.Err(); err != nil {
-					changed <- err
-					return
-				}
-				if len(resp.Events) > 0 {
-					changed <- nil
-					return
-				}
-			}
-			changed <- wctx.Err()
-		}()
-	}
-	select {
-	case err := <-changed:
-		if err == nil && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.firstChange(ctx, rev, false, keys...)
 }
