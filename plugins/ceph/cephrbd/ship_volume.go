@@ -421,20 +421,12 @@ func (b *Backend) deleteTargetShip(ctx context.Context, vol sdk.Volume, v *volCo
 // shipSnapshotStatus: ready once the target has the snapshot.
 func (b *Backend) shipSnapshotStatus(ctx context.Context, v *volConns, name string) (sdk.SnapshotReplication, error) {
 	var r sdk.SnapshotReplication
-	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
+	absent, dExists, dProt, err := snapSides(ctx, v, name)
 	if err != nil {
-		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+		return r, err
 	}
-	if !sExists || !sProt {
-		r.State = sdk.SnapshotAbsent
-		if sExists {
-			r.Description = "the snapshot exists on the source but is not protected yet"
-		}
-		return r, nil
-	}
-	dExists, dProt, err := snapOn(ctx, v.dstIO, v.name, name)
-	if err != nil {
-		return r, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
+	if absent != nil {
+		return *absent, nil
 	}
 	if dExists && dProt {
 		r.State, r.Description = sdk.SnapshotReady, "shipped to the target copy and protected there; it can be cloned there"

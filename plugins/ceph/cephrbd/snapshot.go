@@ -196,20 +196,12 @@ func (b *Backend) SnapshotStatus(ctx context.Context, s sdk.Snapshot) (sdk.Snaps
 		}
 		return b.shipSnapshotStatus(ctx, v, name)
 	}
-	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
+	absent, dExists, dProt, err := snapSides(ctx, v, name)
 	if err != nil {
-		return r, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+		return r, err
 	}
-	if !sExists || !sProt {
-		r.State = sdk.SnapshotAbsent
-		if sExists {
-			r.Description = "the snapshot exists on the source but is not protected yet"
-		}
-		return r, nil
-	}
-	dExists, dProt, err := snapOn(ctx, v.dstIO, v.name, name)
-	if err != nil {
-		return r, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
+	if absent != nil {
+		return *absent, nil
 	}
 	copied := false
 	if dExists && dProt {
@@ -286,4 +278,26 @@ func clonesOf(img *rbd.Image, snap string) string {
 		}
 	}
 	return "the snapshot is in use (clones); flatten or delete them first"
+}
+
+// snapSides reads a snapshot on the source, then on the target copy.
+// absent is the status to report when the source lacks it or has not
+// protected it yet (the target is not read then).
+func snapSides(ctx context.Context, v *volConns, name string) (absent *sdk.SnapshotReplication, dExists, dProt bool, err error) {
+	sExists, sProt, err := snapOn(ctx, v.srcIO, v.name, name)
+	if err != nil {
+		return nil, false, false, fmt.Errorf("read snapshot %s of %s/%s on storage %s: %w", name, v.src.m.Pool, v.name, v.src.key(), err)
+	}
+	if !sExists || !sProt {
+		r := sdk.SnapshotReplication{State: sdk.SnapshotAbsent}
+		if sExists {
+			r.Description = "the snapshot exists on the source but is not protected yet"
+		}
+		return &r, false, false, nil
+	}
+	dExists, dProt, err = snapOn(ctx, v.dstIO, v.name, name)
+	if err != nil {
+		return nil, false, false, fmt.Errorf("read snapshot %s of %s on storage %s: %w", name, v.spec, v.dst.key(), err)
+	}
+	return nil, dExists, dProt, nil
 }
