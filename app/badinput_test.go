@@ -7,6 +7,7 @@ import (
 
 	"github.com/cdmdr/mirror/app/harness"
 	"github.com/cdmdr/mirror/core"
+	"github.com/cdmdr/mirror/ports"
 )
 
 // storagePair writes storages 5/s and 6/t of type typ.
@@ -197,10 +198,71 @@ func TestBadInput(t *testing.T) {
 					t.Fatalf("StartVolume of volume 8 called %d times", n)
 				}
 				wantReplication(t, h, uuid8, "replaying", true)
+				endBadEntries(t, h, bad)
+				wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+				wantStatus(t, h, envStatus, core.StateMirroring, "")
 				wantNoSecret(t, h)
 			})
 		})
 	}
+}
+
+// endBadEntries ends every entry in error by its operation: a volume by
+// destroy, an environment by a forced stop once its volumes are gone.
+// Each one's keys go, with an event saying so.
+func endBadEntries(t *testing.T, h *harness.Harness, bad []badStatus) {
+	t.Helper()
+	for _, volumes := range []bool{true, false} {
+		for _, b := range bad {
+			if strings.HasPrefix(b.key, core.VolumePrefix) != volumes {
+				continue
+			}
+			key := strings.TrimSuffix(b.key, "/status")
+			if volumes {
+				h.Put(key+"/operation", map[string]string{"operation": "destroy"})
+			} else {
+				// A plain stop ends only what a plugin can tear down; else
+				// its reason points at the forced stop.
+				h.Put(key+"/operation", map[string]string{"operation": "stop"})
+				var st core.Status
+				h.WaitFor(key+" stopped or pointing at the forced stop", func() bool {
+					st, _ = h.Status(b.key)
+					return !hasKeyUnder(h, key) || st.ErrorReason != nil && strings.Contains(st.ErrorReason.Contents, "forced stop")
+				})
+				if strings.HasSuffix(b.code, "no_backend") && !hasKeyUnder(h, key) {
+					t.Fatalf("%s: a plain stop ended an environment no plugin serves", key)
+				}
+				if hasKeyUnder(h, key) {
+					h.Put(key+"/operation", map[string]any{"operation": "stop", "force": true})
+				}
+			}
+			h.WaitFor(key+" ended", func() bool { return !hasKeyUnder(h, key) })
+			h.WaitFor(key+"'s end reported", func() bool { return endEvent(h, key).Key != "" })
+			if e := endEvent(h, key); strings.HasSuffix(b.code, "no_backend") && !strings.Contains(e.Message, "not called") {
+				t.Fatalf("%s ended without a plugin, but its event does not say so: %+v", key, e)
+			}
+		}
+	}
+}
+
+// hasKeyUnder says whether key or a key below it exists.
+func hasKeyUnder(h *harness.Harness, key string) bool {
+	for k := range h.Shared.KV.Dump() {
+		if k == key || strings.HasPrefix(k, key+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// endEvent is the event reporting that the resource at key ended.
+func endEvent(h *harness.Harness, key string) ports.Event {
+	for _, e := range h.Shared.Events.Events() {
+		if e.Key == key && (strings.Contains(e.Code, ".finished-") || strings.Contains(e.Code, "-leftovers-found")) {
+			return e
+		}
+	}
+	return ports.Event{}
 }
 
 // wantNoSecret checks that the keyring text appears nowhere but in the

@@ -44,16 +44,18 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 	if err != nil {
 		return e.badInput(ctx, lead, to, "decode_operation", fmt.Errorf("%s: %w", res.OperationKey(), err))
 	}
-	if envData == nil {
-		return e.badInput(ctx, lead, to, "get_environment", fmt.Errorf("operation %s names environment %s, which does not exist: %w", op, res, ports.ErrNotFound))
-	}
-	spec, err := core.DecodeEnvironment(id, envData)
-	if err != nil {
-		return e.badInput(ctx, lead, to, "decode_environment", err)
-	}
-	env, backend, err := e.resolve(ctx, id, spec.Source, spec.Target)
-	if err != nil {
-		return e.badInput(ctx, lead, to, stepOf(err, "create_storage"), err)
+	env, backend, step, unusable := e.resolveEnvironment(ctx, id, op, envData)
+	if err := unusable; err != nil {
+		if op != core.OpStop || !rec.Force {
+			if op == core.OpStop {
+				err = fmt.Errorf("%w; a forced stop ends the environment without the plugin, leaving on the storages what it set up there", err)
+			}
+			return e.badInput(ctx, lead, to, step, err)
+		}
+		// A forced stop ends even an environment no plugin can act on
+		// (docs/contract.md §3.1): its keys go, and the event says the
+		// storages were not touched. A stop never observes, so backend
+		// is needed only by the teardown below.
 	}
 
 	in := core.EnvironmentInput{Operation: op, Status: status}
@@ -74,6 +76,10 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		if plan.Action == core.ActPrepare {
 			return backend.PrepareEnvironment(ctx, env)
 		}
+		if unusable != nil {
+			report.Leftovers = []string{"the plugin was not called, whatever it set up on the storages is left there: " + unusable.Error()}
+			return nil
+		}
 		var err error
 		report, err = backend.TeardownEnvironment(ctx, env, rec.Force)
 		return err
@@ -92,6 +98,23 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		return result{failed: true}, nil
 	}
 	return result{requeue: e.pollFor(to.current)}, nil
+}
+
+// resolveEnvironment decodes an environment's record and finds the backend
+// serving its storages; a failure names its step.
+func (e *Engine) resolveEnvironment(ctx context.Context, id core.EnvironmentID, op core.Operation, envData []byte) (ports.Environment, ports.StorageBackend, string, error) {
+	if envData == nil {
+		return ports.Environment{}, nil, "get_environment", fmt.Errorf("operation %s names environment %s, which does not exist: %w", op, core.EnvironmentResource(id), ports.ErrNotFound)
+	}
+	spec, err := core.DecodeEnvironment(id, envData)
+	if err != nil {
+		return ports.Environment{}, nil, "decode_environment", err
+	}
+	env, backend, err := e.resolve(ctx, id, spec.Source, spec.Target)
+	if err != nil {
+		return ports.Environment{}, nil, stepOf(err, "create_storage"), err
+	}
+	return env, backend, "", nil
 }
 
 // finishedEnvironment reports a stopped environment: one event, listing

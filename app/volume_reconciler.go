@@ -101,6 +101,9 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 	}
 	env, backend, err := e.resolve(ctx, ref.Env, mv.Source, mv.Target)
 	if err != nil {
+		if op == core.OpStop || op == core.OpStopAndDelete {
+			err = fmt.Errorf("%w; destroy ends the volume without the plugin, leaving both copies as they are", err)
+		}
 		return e.badInput(ctx, lead, to, stepOf(err, "create_storage"), err)
 	}
 	vol := core.BackendVolume(env, mv)

@@ -226,14 +226,14 @@ func (s *store) ownership(k keys, daemons map[string]bool, key, name string, st 
 }
 
 // noBackend reports a status saying no plugin serves the storage type:
-// such an environment or volume cannot even be stopped by a daemon.
+// only destroy (a volume) or a forced stop (an environment) ends it.
 func (s *store) noBackend(key, name string, st *core.Status, add func(Finding)) {
 	if st == nil || st.ErrorReason == nil || !strings.HasSuffix(st.ErrorReason.Code, "-no_backend") {
 		return
 	}
 	add(Finding{Check: checkNoBackend, Key: key,
-		What: fmt.Sprintf("%s: %s; no daemon can act on it, not even stop it", name, st.ErrorReason.Contents),
-		Fix:  "install the storage type's plugin in every daemon's plugin directory, or remove the keys: mirrorctl purge " + name})
+		What: fmt.Sprintf("%s: %s; no daemon can act on it: a plain stop cannot end it", name, st.ErrorReason.Contents),
+		Fix:  "install the storage type's plugin in every daemon's plugin directory; or end it without the plugin, leaving what it set up on the storages: mirrorctl volume destroy NAME for a volume, mirrorctl environment stop --force NAME for an environment once its volumes are gone"})
 }
 
 func sortedSet(m map[string]bool) []string {
