@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -51,8 +52,14 @@ func (f *fixture) runCtx(ctx context.Context, stdout *syncBuffer, args ...string
 	if stdout == nil {
 		stdout = &syncBuffer{}
 	}
+	return f.runWith(ctx, strings.NewReader(""), stdout, args...)
+}
+
+// runWith runs mirrorctl reading stdin.
+func (f *fixture) runWith(ctx context.Context, stdin io.Reader, stdout *syncBuffer, args ...string) result {
+	f.t.Helper()
 	var stderr syncBuffer
-	e := &env{getenv: func(string) string { return "" }, stdin: strings.NewReader(""), stdout: stdout, stderr: &stderr,
+	e := &env{getenv: func(string) string { return "" }, stdin: stdin, stdout: stdout, stderr: &stderr,
 		now: func() time.Time { return now }}
 	args = append(args, "--etcd-endpoints", strings.Join(f.srv.Endpoints(), ","), "--etcd-dial-timeout", "10s")
 	code := e.run(ctx, args)
