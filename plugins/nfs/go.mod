@@ -1,0 +1,5 @@
+module github.com/cdmdr/mirror/plugins/nfs
+
+go 1.26
+
+replace github.com/cdmdr/mirror/plugins/sdk => ../sdk
