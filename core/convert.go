@@ -30,7 +30,8 @@ func BackendStorage(s Storage, meta json.RawMessage) ports.Storage {
 
 // BackendVolume is the backend's view of a mirror volume.
 func BackendVolume(env ports.Environment, mv MirrorVolume) ports.Volume {
-	return ports.Volume{Environment: env, ClusterID: mv.SourceVolume.ClusterID, VolumeID: mv.SourceVolume.VolumeID, VolumeUUID: mv.SourceVolume.VolumeUUID}
+	return ports.Volume{Environment: env, ClusterID: mv.SourceVolume.ClusterID, VolumeID: mv.SourceVolume.VolumeID, VolumeUUID: mv.SourceVolume.VolumeUUID,
+		SourceAgent: ports.Agent{IP: mv.SourceAgent.IP, Port: uint16(mv.SourceAgent.Port)}}
 }
 
 // BackendSnapshot is the backend's view of a snapshot record.

@@ -133,6 +133,8 @@ func DecodeMirrorVolume(ref VolumeRef, data []byte) (MirrorVolume, error) {
 		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_volume.cluster_id %d is not the source storage's cluster %d", key, ErrContradiction, mv.SourceVolume.ClusterID, mv.Source.ClusterID)
 	case !validUUID(mv.SourceVolume.VolumeUUID):
 		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_volume.volume_uuid %q is not a UUID", key, ErrMalformed, mv.SourceVolume.VolumeUUID)
+	case mv.SourceAgent.Port > 65535:
+		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_agent.port %d is not a TCP port", key, ErrMalformed, mv.SourceAgent.Port)
 	}
 	return mv, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cdmdr/mirror/core"
+	"github.com/cdmdr/mirror/ports"
 )
 
 // The seed's own values (mirror-daemon-design.ko.md, "key : ... value :"),
@@ -290,6 +291,7 @@ func TestDecodeMirrorVolume(t *testing.T) {
 		"volume in target cluster": {vol7, mk(s511, s613, v("6", "7", seedVolumeUUID)), core.ErrContradiction},
 		"key says other env":       {core.VolumeRef{Env: core.EnvironmentID{Source: 11, Target: 14}, VolumeID: 7}, seedVolume, core.ErrContradiction},
 		"key says other volume":    {core.VolumeRef{Env: env1113, VolumeID: 70}, seedVolume, core.ErrContradiction},
+		"agent port beyond 65535":  {vol7, strings.Replace(mk(s511, s613, v("5", "7", seedVolumeUUID)), "8080", "65536", 1), core.ErrMalformed},
 		"same source and target": {core.VolumeRef{Env: core.EnvironmentID{Source: 11, Target: 11}, VolumeID: 7},
 			mk(s511, s511, v("5", "7", seedVolumeUUID)), core.ErrContradiction},
 	}
@@ -614,7 +616,8 @@ func TestBackendConversions(t *testing.T) {
 	}
 	mv, _ := core.DecodeMirrorVolume(vol7, []byte(seedVolume))
 	bv := core.BackendVolume(env, mv)
-	if bv.VolumeID != 7 || bv.ClusterID != 5 || bv.VolumeUUID != seedVolumeUUID || bv.Environment.ID != env.ID {
+	if bv.VolumeID != 7 || bv.ClusterID != 5 || bv.VolumeUUID != seedVolumeUUID || bv.Environment.ID != env.ID ||
+		bv.SourceAgent != (ports.Agent{IP: "192.168.137.101", Port: 8080}) {
 		t.Errorf("BackendVolume = %+v", bv)
 	}
 	bs := core.BackendSnapshot(bv, core.SnapshotRecord{SnapshotID: 21, SnapshotUUID: snapUUID, SnapshotName: "daily"})

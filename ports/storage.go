@@ -21,6 +21,7 @@ type (
 	Environment         = contract.Environment
 	Volume              = contract.Volume
 	Snapshot            = contract.Snapshot
+	Agent               = contract.Agent
 	EnvironmentHealth   = contract.EnvironmentHealth
 	ReplicationState    = contract.ReplicationState
 	VolumeReplication   = contract.VolumeReplication

@@ -26,6 +26,7 @@ type (
 	Leftover            = contract.Leftover
 	Info                = contract.Info
 	Capabilities        = contract.Capabilities
+	Agent               = contract.Agent
 )
 
 // MaxVolumeStatuses is the most volumes the daemon asks

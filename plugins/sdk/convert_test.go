@@ -143,10 +143,12 @@ func TestValuesOverGRPC(t *testing.T) {
 		Target: sdk.Storage{ClusterID: 6, StorageID: 14, Type: "openstack.storage.type.ceph", BackendName: "ceph-dr",
 			Metadata: json.RawMessage(`{"pool":"volumes-dr"}`)},
 	}
-	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: "bae4c30d-3119-4870-807e-0e1a9fcbf185"}
+	vol := sdk.Volume{Environment: env, ClusterID: 5, VolumeID: 7, VolumeUUID: "bae4c30d-3119-4870-807e-0e1a9fcbf185",
+		SourceAgent: sdk.Agent{IP: "192.168.137.101", Port: 8080}}
 	vols := []sdk.Volume{vol, vol, vol}
 	vols[1].VolumeID, vols[1].VolumeUUID = 8, "6f0e"
 	vols[2].ClusterID, vols[2].VolumeID, vols[2].VolumeUUID = 0, 9, "" // zero fields stay zero
+	vols[2].SourceAgent = sdk.Agent{}
 	snap := sdk.Snapshot{Volume: vol, SnapshotID: 9, SnapshotUUID: "0b1c", SnapshotName: "snapshot-0b1c"}
 
 	check := func(what string, got, want any) {

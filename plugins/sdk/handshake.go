@@ -7,6 +7,8 @@ import plugin "github.com/hashicorp/go-plugin"
 //	1: the Backend service of internal/pb/backend.proto. VolumeStatuses
 //	   was added to it later: a plugin built before answers it
 //	   Unimplemented, and the client asks VolumeStatus of each volume.
+//	   Volume.source_agent was added later: a plugin built before
+//	   ignores it.
 //
 // A plugin built with an SDK of another protocol version is refused by the
 // daemon with an error naming both versions. Within a version, changes are

@@ -33,6 +33,16 @@ type Volume struct {
 	ClusterID   uint64
 	VolumeID    uint64
 	VolumeUUID  string // OpenStack's volume id; Cinder's RBD image is volume-{uuid}
+	// SourceAgent is the mirror volume record's source_agent: an agent
+	// next to the source storage, for backends that read the source
+	// through one (file volumes); zero when the record names none.
+	SourceAgent Agent
+}
+
+// Agent is the address of an agent next to a storage.
+type Agent struct {
+	IP   string
+	Port uint16
 }
 
 // Snapshot is one snapshot of a replicated Volume.

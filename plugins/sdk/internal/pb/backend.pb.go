@@ -398,6 +398,7 @@ type Volume struct {
 	ClusterId     uint64                 `protobuf:"varint,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	VolumeId      uint64                 `protobuf:"varint,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
 	VolumeUuid    string                 `protobuf:"bytes,4,opt,name=volume_uuid,json=volumeUuid,proto3" json:"volume_uuid,omitempty"`
+	SourceAgent   *Agent                 `protobuf:"bytes,5,opt,name=source_agent,json=sourceAgent,proto3" json:"source_agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +461,66 @@ func (x *Volume) GetVolumeUuid() string {
 	return ""
 }
 
+func (x *Volume) GetSourceAgent() *Agent {
+	if x != nil {
+		return x.SourceAgent
+	}
+	return nil
+}
+
+// Agent is the address of an agent next to the source storage.
+type Agent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Agent) Reset() {
+	*x = Agent{}
+	mi := &file_backend_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Agent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Agent) ProtoMessage() {}
+
+func (x *Agent) ProtoReflect() protoreflect.Message {
+	mi := &file_backend_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Agent.ProtoReflect.Descriptor instead.
+func (*Agent) Descriptor() ([]byte, []int) {
+	return file_backend_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Agent) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Agent) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Volume        *Volume                `protobuf:"bytes,1,opt,name=volume,proto3" json:"volume,omitempty"`
@@ -472,7 +533,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +545,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[7]
+	mi := &file_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +558,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{7}
+	return file_backend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Snapshot) GetVolume() *Volume {
@@ -537,7 +598,7 @@ type EnvironmentRequest struct {
 
 func (x *EnvironmentRequest) Reset() {
 	*x = EnvironmentRequest{}
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +610,7 @@ func (x *EnvironmentRequest) String() string {
 func (*EnvironmentRequest) ProtoMessage() {}
 
 func (x *EnvironmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[8]
+	mi := &file_backend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +623,7 @@ func (x *EnvironmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentRequest.ProtoReflect.Descriptor instead.
 func (*EnvironmentRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{8}
+	return file_backend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EnvironmentRequest) GetEnvironment() *Environment {
@@ -583,7 +644,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +656,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[9]
+	mi := &file_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +669,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{9}
+	return file_backend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TeardownRequest) GetEnvironment() *Environment {
@@ -634,7 +695,7 @@ type VolumeRequest struct {
 
 func (x *VolumeRequest) Reset() {
 	*x = VolumeRequest{}
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +707,7 @@ func (x *VolumeRequest) String() string {
 func (*VolumeRequest) ProtoMessage() {}
 
 func (x *VolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[10]
+	mi := &file_backend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +720,7 @@ func (x *VolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeRequest.ProtoReflect.Descriptor instead.
 func (*VolumeRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{10}
+	return file_backend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VolumeRequest) GetVolume() *Volume {
@@ -678,7 +739,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +751,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[11]
+	mi := &file_backend_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +764,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{11}
+	return file_backend_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SnapshotRequest) GetSnapshot() *Snapshot {
@@ -725,7 +786,7 @@ type VolumeStatusesRequest struct {
 
 func (x *VolumeStatusesRequest) Reset() {
 	*x = VolumeStatusesRequest{}
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +798,7 @@ func (x *VolumeStatusesRequest) String() string {
 func (*VolumeStatusesRequest) ProtoMessage() {}
 
 func (x *VolumeStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[12]
+	mi := &file_backend_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +811,7 @@ func (x *VolumeStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeStatusesRequest.ProtoReflect.Descriptor instead.
 func (*VolumeStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{12}
+	return file_backend_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VolumeStatusesRequest) GetEnvironment() *Environment {
@@ -777,7 +838,7 @@ type VolumeStatusesResponse struct {
 
 func (x *VolumeStatusesResponse) Reset() {
 	*x = VolumeStatusesResponse{}
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +850,7 @@ func (x *VolumeStatusesResponse) String() string {
 func (*VolumeStatusesResponse) ProtoMessage() {}
 
 func (x *VolumeStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[13]
+	mi := &file_backend_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +863,7 @@ func (x *VolumeStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeStatusesResponse.ProtoReflect.Descriptor instead.
 func (*VolumeStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{13}
+	return file_backend_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VolumeStatusesResponse) GetReplications() []*VolumeReplication {
@@ -823,7 +884,7 @@ type EnvironmentHealth struct {
 
 func (x *EnvironmentHealth) Reset() {
 	*x = EnvironmentHealth{}
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +896,7 @@ func (x *EnvironmentHealth) String() string {
 func (*EnvironmentHealth) ProtoMessage() {}
 
 func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[14]
+	mi := &file_backend_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +909,7 @@ func (x *EnvironmentHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnvironmentHealth.ProtoReflect.Descriptor instead.
 func (*EnvironmentHealth) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{14}
+	return file_backend_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EnvironmentHealth) GetReady() bool {
@@ -892,7 +953,7 @@ type VolumeReplication struct {
 
 func (x *VolumeReplication) Reset() {
 	*x = VolumeReplication{}
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -904,7 +965,7 @@ func (x *VolumeReplication) String() string {
 func (*VolumeReplication) ProtoMessage() {}
 
 func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[15]
+	mi := &file_backend_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -917,7 +978,7 @@ func (x *VolumeReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeReplication.ProtoReflect.Descriptor instead.
 func (*VolumeReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{15}
+	return file_backend_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VolumeReplication) GetState() string {
@@ -985,7 +1046,7 @@ type CleanupReport struct {
 
 func (x *CleanupReport) Reset() {
 	*x = CleanupReport{}
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1058,7 @@ func (x *CleanupReport) String() string {
 func (*CleanupReport) ProtoMessage() {}
 
 func (x *CleanupReport) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[16]
+	mi := &file_backend_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1071,7 @@ func (x *CleanupReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CleanupReport.ProtoReflect.Descriptor instead.
 func (*CleanupReport) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{16}
+	return file_backend_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CleanupReport) GetLeftovers() []string {
@@ -1031,7 +1092,7 @@ type LeftoverQuery struct {
 
 func (x *LeftoverQuery) Reset() {
 	*x = LeftoverQuery{}
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1104,7 @@ func (x *LeftoverQuery) String() string {
 func (*LeftoverQuery) ProtoMessage() {}
 
 func (x *LeftoverQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[17]
+	mi := &file_backend_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1117,7 @@ func (x *LeftoverQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeftoverQuery.ProtoReflect.Descriptor instead.
 func (*LeftoverQuery) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{17}
+	return file_backend_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LeftoverQuery) GetStorage() *Storage {
@@ -1092,7 +1153,7 @@ type Leftover struct {
 
 func (x *Leftover) Reset() {
 	*x = Leftover{}
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1165,7 @@ func (x *Leftover) String() string {
 func (*Leftover) ProtoMessage() {}
 
 func (x *Leftover) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[18]
+	mi := &file_backend_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1178,7 @@ func (x *Leftover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leftover.ProtoReflect.Descriptor instead.
 func (*Leftover) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{18}
+	return file_backend_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Leftover) GetKind() string {
@@ -1157,7 +1218,7 @@ type LeftoverList struct {
 
 func (x *LeftoverList) Reset() {
 	*x = LeftoverList{}
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1230,7 @@ func (x *LeftoverList) String() string {
 func (*LeftoverList) ProtoMessage() {}
 
 func (x *LeftoverList) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[19]
+	mi := &file_backend_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1243,7 @@ func (x *LeftoverList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeftoverList.ProtoReflect.Descriptor instead.
 func (*LeftoverList) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{19}
+	return file_backend_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeftoverList) GetLeftovers() []*Leftover {
@@ -1203,7 +1264,7 @@ type SnapshotReplication struct {
 
 func (x *SnapshotReplication) Reset() {
 	*x = SnapshotReplication{}
-	mi := &file_backend_proto_msgTypes[20]
+	mi := &file_backend_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1276,7 @@ func (x *SnapshotReplication) String() string {
 func (*SnapshotReplication) ProtoMessage() {}
 
 func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
-	mi := &file_backend_proto_msgTypes[20]
+	mi := &file_backend_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1289,7 @@ func (x *SnapshotReplication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotReplication.ProtoReflect.Descriptor instead.
 func (*SnapshotReplication) Descriptor() ([]byte, []int) {
-	return file_backend_proto_rawDescGZIP(), []int{20}
+	return file_backend_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotReplication) GetState() string {
@@ -1274,14 +1335,18 @@ const file_backend_proto_rawDesc = "" +
 	"\vEnvironment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x06source\x18\x02 \x01(\v2\x1a.mirror.storage.v1.StorageR\x06source\x122\n" +
-	"\x06target\x18\x03 \x01(\v2\x1a.mirror.storage.v1.StorageR\x06target\"\xa7\x01\n" +
+	"\x06target\x18\x03 \x01(\v2\x1a.mirror.storage.v1.StorageR\x06target\"\xe4\x01\n" +
 	"\x06Volume\x12@\n" +
 	"\venvironment\x18\x01 \x01(\v2\x1e.mirror.storage.v1.EnvironmentR\venvironment\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\x04R\tclusterId\x12\x1b\n" +
 	"\tvolume_id\x18\x03 \x01(\x04R\bvolumeId\x12\x1f\n" +
 	"\vvolume_uuid\x18\x04 \x01(\tR\n" +
-	"volumeUuid\"\xa8\x01\n" +
+	"volumeUuid\x12;\n" +
+	"\fsource_agent\x18\x05 \x01(\v2\x18.mirror.storage.v1.AgentR\vsourceAgent\"+\n" +
+	"\x05Agent\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\xa8\x01\n" +
 	"\bSnapshot\x121\n" +
 	"\x06volume\x18\x01 \x01(\v2\x19.mirror.storage.v1.VolumeR\x06volume\x12\x1f\n" +
 	"\vsnapshot_id\x18\x02 \x01(\x04R\n" +
@@ -1365,7 +1430,7 @@ func file_backend_proto_rawDescGZIP() []byte {
 	return file_backend_proto_rawDescData
 }
 
-var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_backend_proto_goTypes = []any{
 	(*Empty)(nil),                  // 0: mirror.storage.v1.Empty
 	(*InfoRequest)(nil),            // 1: mirror.storage.v1.InfoRequest
@@ -1374,77 +1439,79 @@ var file_backend_proto_goTypes = []any{
 	(*Storage)(nil),                // 4: mirror.storage.v1.Storage
 	(*Environment)(nil),            // 5: mirror.storage.v1.Environment
 	(*Volume)(nil),                 // 6: mirror.storage.v1.Volume
-	(*Snapshot)(nil),               // 7: mirror.storage.v1.Snapshot
-	(*EnvironmentRequest)(nil),     // 8: mirror.storage.v1.EnvironmentRequest
-	(*TeardownRequest)(nil),        // 9: mirror.storage.v1.TeardownRequest
-	(*VolumeRequest)(nil),          // 10: mirror.storage.v1.VolumeRequest
-	(*SnapshotRequest)(nil),        // 11: mirror.storage.v1.SnapshotRequest
-	(*VolumeStatusesRequest)(nil),  // 12: mirror.storage.v1.VolumeStatusesRequest
-	(*VolumeStatusesResponse)(nil), // 13: mirror.storage.v1.VolumeStatusesResponse
-	(*EnvironmentHealth)(nil),      // 14: mirror.storage.v1.EnvironmentHealth
-	(*VolumeReplication)(nil),      // 15: mirror.storage.v1.VolumeReplication
-	(*CleanupReport)(nil),          // 16: mirror.storage.v1.CleanupReport
-	(*LeftoverQuery)(nil),          // 17: mirror.storage.v1.LeftoverQuery
-	(*Leftover)(nil),               // 18: mirror.storage.v1.Leftover
-	(*LeftoverList)(nil),           // 19: mirror.storage.v1.LeftoverList
-	(*SnapshotReplication)(nil),    // 20: mirror.storage.v1.SnapshotReplication
+	(*Agent)(nil),                  // 7: mirror.storage.v1.Agent
+	(*Snapshot)(nil),               // 8: mirror.storage.v1.Snapshot
+	(*EnvironmentRequest)(nil),     // 9: mirror.storage.v1.EnvironmentRequest
+	(*TeardownRequest)(nil),        // 10: mirror.storage.v1.TeardownRequest
+	(*VolumeRequest)(nil),          // 11: mirror.storage.v1.VolumeRequest
+	(*SnapshotRequest)(nil),        // 12: mirror.storage.v1.SnapshotRequest
+	(*VolumeStatusesRequest)(nil),  // 13: mirror.storage.v1.VolumeStatusesRequest
+	(*VolumeStatusesResponse)(nil), // 14: mirror.storage.v1.VolumeStatusesResponse
+	(*EnvironmentHealth)(nil),      // 15: mirror.storage.v1.EnvironmentHealth
+	(*VolumeReplication)(nil),      // 16: mirror.storage.v1.VolumeReplication
+	(*CleanupReport)(nil),          // 17: mirror.storage.v1.CleanupReport
+	(*LeftoverQuery)(nil),          // 18: mirror.storage.v1.LeftoverQuery
+	(*Leftover)(nil),               // 19: mirror.storage.v1.Leftover
+	(*LeftoverList)(nil),           // 20: mirror.storage.v1.LeftoverList
+	(*SnapshotReplication)(nil),    // 21: mirror.storage.v1.SnapshotReplication
 }
 var file_backend_proto_depIdxs = []int32{
 	3,  // 0: mirror.storage.v1.InfoResponse.capabilities:type_name -> mirror.storage.v1.Capabilities
 	4,  // 1: mirror.storage.v1.Environment.source:type_name -> mirror.storage.v1.Storage
 	4,  // 2: mirror.storage.v1.Environment.target:type_name -> mirror.storage.v1.Storage
 	5,  // 3: mirror.storage.v1.Volume.environment:type_name -> mirror.storage.v1.Environment
-	6,  // 4: mirror.storage.v1.Snapshot.volume:type_name -> mirror.storage.v1.Volume
-	5,  // 5: mirror.storage.v1.EnvironmentRequest.environment:type_name -> mirror.storage.v1.Environment
-	5,  // 6: mirror.storage.v1.TeardownRequest.environment:type_name -> mirror.storage.v1.Environment
-	6,  // 7: mirror.storage.v1.VolumeRequest.volume:type_name -> mirror.storage.v1.Volume
-	7,  // 8: mirror.storage.v1.SnapshotRequest.snapshot:type_name -> mirror.storage.v1.Snapshot
-	5,  // 9: mirror.storage.v1.VolumeStatusesRequest.environment:type_name -> mirror.storage.v1.Environment
-	6,  // 10: mirror.storage.v1.VolumeStatusesRequest.volumes:type_name -> mirror.storage.v1.Volume
-	15, // 11: mirror.storage.v1.VolumeStatusesResponse.replications:type_name -> mirror.storage.v1.VolumeReplication
-	4,  // 12: mirror.storage.v1.LeftoverQuery.storage:type_name -> mirror.storage.v1.Storage
-	5,  // 13: mirror.storage.v1.LeftoverQuery.environments:type_name -> mirror.storage.v1.Environment
-	6,  // 14: mirror.storage.v1.LeftoverQuery.volumes:type_name -> mirror.storage.v1.Volume
-	18, // 15: mirror.storage.v1.LeftoverList.leftovers:type_name -> mirror.storage.v1.Leftover
-	1,  // 16: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
-	8,  // 17: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	8,  // 18: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
-	9,  // 19: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.TeardownRequest
-	8,  // 20: mirror.storage.v1.Backend.ReleaseEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
-	10, // 21: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 22: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
-	12, // 23: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
-	10, // 24: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 25: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 26: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 27: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
-	10, // 28: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
-	11, // 29: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	11, // 30: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
-	11, // 31: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
-	17, // 32: mirror.storage.v1.Backend.FindLeftovers:input_type -> mirror.storage.v1.LeftoverQuery
-	2,  // 33: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
-	0,  // 34: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
-	14, // 35: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
-	16, // 36: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.CleanupReport
-	0,  // 37: mirror.storage.v1.Backend.ReleaseEnvironment:output_type -> mirror.storage.v1.Empty
-	0,  // 38: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
-	15, // 39: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
-	13, // 40: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
-	0,  // 41: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
-	0,  // 42: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
-	16, // 43: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.CleanupReport
-	0,  // 44: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
-	16, // 45: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.CleanupReport
-	0,  // 46: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
-	0,  // 47: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
-	20, // 48: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
-	19, // 49: mirror.storage.v1.Backend.FindLeftovers:output_type -> mirror.storage.v1.LeftoverList
-	33, // [33:50] is the sub-list for method output_type
-	16, // [16:33] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	7,  // 4: mirror.storage.v1.Volume.source_agent:type_name -> mirror.storage.v1.Agent
+	6,  // 5: mirror.storage.v1.Snapshot.volume:type_name -> mirror.storage.v1.Volume
+	5,  // 6: mirror.storage.v1.EnvironmentRequest.environment:type_name -> mirror.storage.v1.Environment
+	5,  // 7: mirror.storage.v1.TeardownRequest.environment:type_name -> mirror.storage.v1.Environment
+	6,  // 8: mirror.storage.v1.VolumeRequest.volume:type_name -> mirror.storage.v1.Volume
+	8,  // 9: mirror.storage.v1.SnapshotRequest.snapshot:type_name -> mirror.storage.v1.Snapshot
+	5,  // 10: mirror.storage.v1.VolumeStatusesRequest.environment:type_name -> mirror.storage.v1.Environment
+	6,  // 11: mirror.storage.v1.VolumeStatusesRequest.volumes:type_name -> mirror.storage.v1.Volume
+	16, // 12: mirror.storage.v1.VolumeStatusesResponse.replications:type_name -> mirror.storage.v1.VolumeReplication
+	4,  // 13: mirror.storage.v1.LeftoverQuery.storage:type_name -> mirror.storage.v1.Storage
+	5,  // 14: mirror.storage.v1.LeftoverQuery.environments:type_name -> mirror.storage.v1.Environment
+	6,  // 15: mirror.storage.v1.LeftoverQuery.volumes:type_name -> mirror.storage.v1.Volume
+	19, // 16: mirror.storage.v1.LeftoverList.leftovers:type_name -> mirror.storage.v1.Leftover
+	1,  // 17: mirror.storage.v1.Backend.Info:input_type -> mirror.storage.v1.InfoRequest
+	9,  // 18: mirror.storage.v1.Backend.PrepareEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	9,  // 19: mirror.storage.v1.Backend.EnvironmentStatus:input_type -> mirror.storage.v1.EnvironmentRequest
+	10, // 20: mirror.storage.v1.Backend.TeardownEnvironment:input_type -> mirror.storage.v1.TeardownRequest
+	9,  // 21: mirror.storage.v1.Backend.ReleaseEnvironment:input_type -> mirror.storage.v1.EnvironmentRequest
+	11, // 22: mirror.storage.v1.Backend.StartVolume:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 23: mirror.storage.v1.Backend.VolumeStatus:input_type -> mirror.storage.v1.VolumeRequest
+	13, // 24: mirror.storage.v1.Backend.VolumeStatuses:input_type -> mirror.storage.v1.VolumeStatusesRequest
+	11, // 25: mirror.storage.v1.Backend.PauseVolume:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 26: mirror.storage.v1.Backend.ResumeVolume:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 27: mirror.storage.v1.Backend.StopVolume:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 28: mirror.storage.v1.Backend.DeleteTarget:input_type -> mirror.storage.v1.VolumeRequest
+	11, // 29: mirror.storage.v1.Backend.DestroyVolume:input_type -> mirror.storage.v1.VolumeRequest
+	12, // 30: mirror.storage.v1.Backend.AddSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	12, // 31: mirror.storage.v1.Backend.RemoveSnapshot:input_type -> mirror.storage.v1.SnapshotRequest
+	12, // 32: mirror.storage.v1.Backend.SnapshotStatus:input_type -> mirror.storage.v1.SnapshotRequest
+	18, // 33: mirror.storage.v1.Backend.FindLeftovers:input_type -> mirror.storage.v1.LeftoverQuery
+	2,  // 34: mirror.storage.v1.Backend.Info:output_type -> mirror.storage.v1.InfoResponse
+	0,  // 35: mirror.storage.v1.Backend.PrepareEnvironment:output_type -> mirror.storage.v1.Empty
+	15, // 36: mirror.storage.v1.Backend.EnvironmentStatus:output_type -> mirror.storage.v1.EnvironmentHealth
+	17, // 37: mirror.storage.v1.Backend.TeardownEnvironment:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 38: mirror.storage.v1.Backend.ReleaseEnvironment:output_type -> mirror.storage.v1.Empty
+	0,  // 39: mirror.storage.v1.Backend.StartVolume:output_type -> mirror.storage.v1.Empty
+	16, // 40: mirror.storage.v1.Backend.VolumeStatus:output_type -> mirror.storage.v1.VolumeReplication
+	14, // 41: mirror.storage.v1.Backend.VolumeStatuses:output_type -> mirror.storage.v1.VolumeStatusesResponse
+	0,  // 42: mirror.storage.v1.Backend.PauseVolume:output_type -> mirror.storage.v1.Empty
+	0,  // 43: mirror.storage.v1.Backend.ResumeVolume:output_type -> mirror.storage.v1.Empty
+	17, // 44: mirror.storage.v1.Backend.StopVolume:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 45: mirror.storage.v1.Backend.DeleteTarget:output_type -> mirror.storage.v1.Empty
+	17, // 46: mirror.storage.v1.Backend.DestroyVolume:output_type -> mirror.storage.v1.CleanupReport
+	0,  // 47: mirror.storage.v1.Backend.AddSnapshot:output_type -> mirror.storage.v1.Empty
+	0,  // 48: mirror.storage.v1.Backend.RemoveSnapshot:output_type -> mirror.storage.v1.Empty
+	21, // 49: mirror.storage.v1.Backend.SnapshotStatus:output_type -> mirror.storage.v1.SnapshotReplication
+	20, // 50: mirror.storage.v1.Backend.FindLeftovers:output_type -> mirror.storage.v1.LeftoverList
+	34, // [34:51] is the sub-list for method output_type
+	17, // [17:34] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_backend_proto_init() }
@@ -1458,7 +1525,7 @@ func file_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_backend_proto_rawDesc), len(file_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
