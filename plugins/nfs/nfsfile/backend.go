@@ -33,9 +33,9 @@ const StorageType = "openstack.storage.type.nfs"
 // Version is the plugin's version.
 const Version = "0.1.0"
 
-// probeTimeout bounds a check that the source volume exists, so that a
-// destroy or a stop never waits long for a lost site.
-const probeTimeout = 10 * time.Second
+// defaultProbeTimeout bounds a check that the source volume exists, so
+// that a destroy or a stop never waits long for a lost site.
+const defaultProbeTimeout = 10 * time.Second
 
 // Options configure a Backend.
 type Options struct {
@@ -43,12 +43,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// ProbeTimeout bounds a check that a source volume exists (a stop or
+	// destroy with the source site lost waits this long); zero is 10 s.
+	ProbeTimeout time.Duration
 }
 
 // Backend is the nfs plugin's sdk.Backend.
 type Backend struct {
-	log *slog.Logger
-	now func() time.Time
+	log   *slog.Logger
+	now   func() time.Time
+	probe time.Duration
 
 	mu      sync.Mutex
 	runners map[string]*runner // by volume UUID: the sync loops on this host
@@ -64,7 +68,10 @@ func New(o Options) *Backend {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Backend{log: o.Logger, now: o.Now, runners: map[string]*runner{}}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = defaultProbeTimeout
+	}
+	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}}
 }
 
 // Close stops every sync loop on this host.

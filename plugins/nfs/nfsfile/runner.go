@@ -186,6 +186,7 @@ func (b *Backend) syncOnce(ctx context.Context, r *runner) (wait time.Duration, 
 	if err != nil {
 		return fail(err)
 	}
+	defer src.Close()
 	began := b.now()
 	res, err := h.sync(ctx, src)
 	if err != nil {

@@ -39,7 +39,7 @@ func (b *Backend) AddSnapshot(ctx context.Context, snap sdk.Snapshot) error {
 	if ok, _ := exists(pointRecordPath(tgt.dir, vol.VolumeUUID, snap.SnapshotUUID)); ok {
 		return nil
 	}
-	if err := probeSource(ctx, vol, sourceSnapshotName(snap)); err != nil {
+	if err := b.probeSource(ctx, vol, sourceSnapshotName(snap)); err != nil {
 		return fmt.Errorf("add %s: %w", what, err)
 	}
 	p := point{SnapshotID: snap.SnapshotID, Asked: b.now().UTC()}

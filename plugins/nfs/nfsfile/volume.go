@@ -25,7 +25,7 @@ func (b *Backend) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if ok, err := exists(environmentPath(tgt.dir, vol.Environment.ID)); err != nil || !ok {
 		return fmt.Errorf("start %s: environment %s is not prepared in %s: %w", volumeName(vol.VolumeUUID), vol.Environment.ID, tgt.dir, sdk.ErrPrecondition)
 	}
-	if err := probeSource(ctx, vol, volumeName(vol.VolumeUUID)); err != nil {
+	if err := b.probeSource(ctx, vol, volumeName(vol.VolumeUUID)); err != nil {
 		return fmt.Errorf("start %s: %w", volumeName(vol.VolumeUUID), err)
 	}
 	var rec replication
@@ -183,7 +183,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupRe
 		return sdk.CleanupReport{}, fmt.Errorf("stop %s: %w", name, err)
 	}
 	if !cs.complete {
-		if perr := probeSource(ctx, vol, name); perr != nil && !errors.Is(perr, sdk.ErrNotFound) && ctx.Err() == nil {
+		if perr := b.probeSource(ctx, vol, name); perr != nil && !errors.Is(perr, sdk.ErrNotFound) && ctx.Err() == nil {
 			return sdk.CleanupReport{}, fmt.Errorf("stop %s: the first copy is %d%% done and the source cannot be read (%v): an incomplete copy cannot be kept: %w",
 				name, cs.progress, perr, sdk.ErrPrecondition)
 		}
@@ -267,7 +267,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 	if err != nil {
 		return sdk.CleanupReport{}, fmt.Errorf("destroy %s: %w", name, err)
 	}
-	perr := probeSource(ctx, vol, name)
+	perr := b.probeSource(ctx, vol, name)
 	if perr == nil || !cs.complete {
 		// The source is intact, or the target holds no complete copy:
 		// the source is the last copy either way.
@@ -293,13 +293,14 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 }
 
 // probeSource checks that file name exists on vol's source, through the
-// agent, within probeTimeout.
-func probeSource(ctx context.Context, vol sdk.Volume, name string) error {
+// agent, within the probe timeout.
+func (b *Backend) probeSource(ctx context.Context, vol sdk.Volume, name string) error {
 	src, err := sourceClient(vol)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(ctx, b.probe)
 	defer cancel()
 	if _, err := src.Blocks(ctx, name, agentproto.DefaultBlockSize, 0, 0, nil, func(agentproto.Block) error { return nil }); err != nil {
 		if errors.Is(err, agentproto.ErrNotFound) {
