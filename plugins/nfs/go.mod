@@ -5,3 +5,5 @@ go 1.26
 replace github.com/cdmdr/mirror/plugins/sdk => ../sdk
 
 require go.uber.org/goleak v1.3.0
+
+require github.com/lmittmann/tint v1.2.1 // indirect

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
+	"github.com/cdmdr/mirror/plugins/nfs/internal/testpki"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -304,7 +305,7 @@ func TestUnauthorizedCallersGetNothing(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	e := newEnv(t) // its plain server is unused here
 	e.write(t, "volume-a", pattern(8192, 9))
-	p := newPKI(t)
+	p := testpki.New(t)
 	cfg, err := agentTLS(p)
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +315,7 @@ func TestMutualTLS(t *testing.T) {
 	addr := ts.Listener.Addr().String()
 
 	good, err := agentproto.NewClient(agentproto.ClientConfig{Address: addr, Token: token,
-		TLS: &tls.Config{RootCAs: p.caPool, Certificates: []tls.Certificate{p.client}}})
+		TLS: &tls.Config{RootCAs: p.CAPool, Certificates: []tls.Certificate{p.Client}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	before := e.srv.Stats().Requests
-	bad, err := agentproto.NewClient(agentproto.ClientConfig{Address: addr, Token: token, TLS: &tls.Config{RootCAs: p.caPool}})
+	bad, err := agentproto.NewClient(agentproto.ClientConfig{Address: addr, Token: token, TLS: &tls.Config{RootCAs: p.CAPool}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,27 +2,19 @@ package agent_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cdmdr/mirror/plugins/nfs/agent"
 	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
+	"github.com/cdmdr/mirror/plugins/nfs/internal/testpki"
 )
 
 var token = []byte("s3cret-t0ken")
@@ -143,62 +135,8 @@ func rawDo(t testing.TB, method, url, auth string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// pki is a CA with a server and a client certificate, as PEM files.
-type pki struct {
-	caFile, certFile, keyFile string // server's
-	caPool                        *x509.CertPool
-	client                        tls.Certificate
-}
-
-func newPKI(t testing.TB) *pki {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	}
-	p := &pki{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	sc, sk := issue(2, x509.ExtKeyUsageServerAuth)
-	for f, b := range map[string][]byte{p.caFile: caPEM, p.certFile: sc, p.keyFile: sk} {
-		if err := os.WriteFile(f, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.caPool = x509.NewCertPool()
-	p.caPool.AddCert(ca)
-	cc, ck := issue(3, x509.ExtKeyUsageClientAuth)
-	if p.client, err = tls.X509KeyPair(cc, ck); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func agentTLS(p *pki) (*tls.Config, error) {
-	return agent.TLSConfig(p.certFile, p.keyFile, p.caFile)
+func agentTLS(p *testpki.PKI) (*tls.Config, error) {
+	return agent.TLSConfig(p.CertFile, p.KeyFile, p.CAFile)
 }
 
 // newTLSServer serves e's agent over TLS with cfg.
