@@ -3,3 +3,5 @@ module github.com/cdmdr/mirror/plugins/nfs
 go 1.26
 
 replace github.com/cdmdr/mirror/plugins/sdk => ../sdk
+
+require golang.org/x/sys v0.47.0 // indirect
