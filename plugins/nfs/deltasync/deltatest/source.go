@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
 )
 
@@ -22,7 +24,7 @@ import (
 var ErrCut = errors.New("deltatest: connection cut")
 
 // SumBytes is what one block's entry in Sums counts for: a kind and a sum.
-const SumBytes = 1 + len(agentproto.Sum{})
+const SumBytes = int64(1 + len(agentproto.Sum{}))
 
 // Source serves the regular files directly in Dir.
 type Source struct {
@@ -94,19 +96,52 @@ func (s *Source) open(name string) (*os.File, int64, error) {
 	return f, fi.Size(), nil
 }
 
-// read reads block i of f (of size bytes) into buf and returns its kind,
-// sum and data.
-func read(f *os.File, size int64, bs int, i uint64, buf []byte) (agentproto.Block, error) {
-	off := int64(i) * int64(bs)
-	n := int(max(0, min(int64(bs), size-off)))
+// reader reads the blocks of one file, skipping holes without reading
+// them, as the agent does.
+type reader struct {
+	f    *os.File
+	size int64
+	bs   int
+	buf  []byte
+	// [data, hole) is the first data region at or after offset from.
+	from, data, hole int64
+}
+
+func newReader(f *os.File, size int64, bs int) *reader {
+	return &reader{f: f, size: size, bs: bs, buf: make([]byte, bs), from: -1, hole: -1}
+}
+
+// block reads block i: its kind, sum and data (valid until the next call).
+func (r *reader) block(i uint64) (agentproto.Block, error) {
+	off := int64(i) * int64(r.bs)
+	n := int(max(0, min(int64(r.bs), r.size-off)))
 	if n == 0 {
 		return agentproto.Block{Index: i}, nil
 	}
-	k, err := f.ReadAt(buf[:n], off)
+	if off < r.from || off >= r.hole {
+		data, err := unix.Seek(int(r.f.Fd()), off, unix.SEEK_DATA)
+		switch {
+		case errors.Is(err, unix.ENXIO):
+			data = r.size
+		case err != nil:
+			return agentproto.Block{}, err
+		}
+		hole := r.size
+		if data < r.size {
+			if hole, err = unix.Seek(int(r.f.Fd()), data, unix.SEEK_HOLE); err != nil {
+				return agentproto.Block{}, err
+			}
+		}
+		r.from, r.data, r.hole = off, data, hole
+	}
+	if off+int64(n) <= r.data {
+		return agentproto.Block{Index: i}, nil // all hole
+	}
+	k, err := r.f.ReadAt(r.buf[:n], off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return agentproto.Block{}, err
 	}
-	data := buf[:k]
+	data := r.buf[:k]
 	if bytes.Equal(data, zero[:k]) {
 		return agentproto.Block{Index: i}, nil
 	}
@@ -127,19 +162,19 @@ func (s *Source) Sums(ctx context.Context, name string, bs int) (agentproto.Sums
 	defer f.Close()
 	n := agentproto.Blocks(size, bs)
 	sums := agentproto.Sums{Size: size, BlockSize: bs, Kinds: make([]agentproto.Kind, n), Sums: make([]agentproto.Sum, n)}
-	buf := make([]byte, bs)
+	r := newReader(f, size, bs)
 	for i := range n {
 		if err := ctx.Err(); err != nil {
 			return agentproto.Sums{}, err
 		}
-		b, err := read(f, size, bs, i, buf)
+		b, err := r.block(i)
 		if err != nil {
 			return agentproto.Sums{}, err
 		}
 		sums.Kinds[i], sums.Sums[i] = b.Kind, b.Sum
 	}
 	s.sumsCalls.Add(1)
-	s.sumsBytes.Add(int64(n) * int64(SumBytes))
+	s.sumsBytes.Add(int64(n) * SumBytes)
 	return sums, nil
 }
 
@@ -159,7 +194,7 @@ func (s *Source) Blocks(ctx context.Context, name string, bs int, from, to uint6
 			idx = append(idx, i)
 		}
 	}
-	buf := make([]byte, bs)
+	r := newReader(f, size, bs)
 	for _, i := range idx {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -180,7 +215,7 @@ func (s *Source) Blocks(ctx context.Context, name string, bs int, from, to uint6
 		if onBlock != nil {
 			onBlock(i)
 		}
-		b, err := read(f, size, bs, i, buf)
+		b, err := r.block(i)
 		if err != nil {
 			return 0, err
 		}
