@@ -1,0 +1,137 @@
+package deltasync
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
+)
+
+// The index file ("sums"): a header, then kind and sum of every block, then
+// the SHA-256 of all that, so a damaged index is noticed and rebuilt.
+var indexMagic = [8]byte{'M', 'I', 'R', 'S', 'U', 'M', 'S', '1'}
+
+const indexHeaderLen = 8 + 4 + 8 + 8
+
+// newIndex is the index of a file of size bytes that is all holes.
+func newIndex(size int64, blockSize int) agentproto.Sums {
+	n := agentproto.Blocks(size, blockSize)
+	return agentproto.Sums{Size: size, BlockSize: blockSize, Kinds: make([]agentproto.Kind, n), Sums: make([]agentproto.Sum, n)}
+}
+
+// resizeIndex makes idx describe a file of size bytes: blocks past the end
+// are dropped, new ones are holes.
+func resizeIndex(idx *agentproto.Sums, size int64) {
+	n := int(agentproto.Blocks(size, idx.BlockSize))
+	if n <= len(idx.Kinds) {
+		idx.Kinds, idx.Sums = idx.Kinds[:n], idx.Sums[:n]
+	} else {
+		idx.Kinds = append(idx.Kinds, make([]agentproto.Kind, n-len(idx.Kinds))...)
+		idx.Sums = append(idx.Sums, make([]agentproto.Sum, n-len(idx.Sums))...)
+	}
+	idx.Size = size
+}
+
+func encodeIndex(idx agentproto.Sums) []byte {
+	var b bytes.Buffer
+	b.Grow(indexHeaderLen + len(idx.Kinds)*(1+len(agentproto.Sum{})) + sha256.Size)
+	b.Write(indexMagic[:])
+	binary.Write(&b, binary.LittleEndian, uint32(idx.BlockSize))
+	binary.Write(&b, binary.LittleEndian, idx.Size)
+	binary.Write(&b, binary.LittleEndian, uint64(len(idx.Kinds)))
+	for i, k := range idx.Kinds {
+		b.WriteByte(byte(k))
+		b.Write(idx.Sums[i][:])
+	}
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return b.Bytes()
+}
+
+var errBadIndex = errors.New("damaged index")
+
+func decodeIndex(data []byte) (agentproto.Sums, error) {
+	if len(data) < indexHeaderLen+sha256.Size {
+		return agentproto.Sums{}, fmt.Errorf("%w: %d bytes", errBadIndex, len(data))
+	}
+	body, trailer := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
+	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], trailer) {
+		return agentproto.Sums{}, fmt.Errorf("%w: checksum mismatch", errBadIndex)
+	}
+	if !bytes.Equal(body[:8], indexMagic[:]) {
+		return agentproto.Sums{}, fmt.Errorf("%w: not an index", errBadIndex)
+	}
+	bs := int(binary.LittleEndian.Uint32(body[8:]))
+	size := int64(binary.LittleEndian.Uint64(body[12:]))
+	n := binary.LittleEndian.Uint64(body[20:])
+	if size < 0 || agentproto.CheckBlockSize(bs) != nil || n != agentproto.Blocks(size, bs) ||
+		uint64(len(body)-indexHeaderLen) != n*33 {
+		return agentproto.Sums{}, fmt.Errorf("%w: inconsistent header", errBadIndex)
+	}
+	idx := newIndex(size, bs)
+	rec := body[indexHeaderLen:]
+	for i := range idx.Kinds {
+		idx.Kinds[i] = agentproto.Kind(rec[0])
+		copy(idx.Sums[i][:], rec[1:33])
+		rec = rec[33:]
+	}
+	return idx, nil
+}
+
+func readIndex(path string) (agentproto.Sums, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return agentproto.Sums{}, fmt.Errorf("read index: %w", err)
+	}
+	idx, err := decodeIndex(data)
+	if err != nil {
+		return agentproto.Sums{}, fmt.Errorf("read index %s: %w", path, err)
+	}
+	return idx, nil
+}
+
+// indexOfFile reads the file at path and returns the kind and sum of each
+// of its blocks: how a lost or damaged index is rebuilt from the copy.
+func indexOfFile(path string, blockSize int) (agentproto.Sums, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return agentproto.Sums{}, fmt.Errorf("rebuild index: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return agentproto.Sums{}, fmt.Errorf("rebuild index: %w", err)
+	}
+	idx := newIndex(fi.Size(), blockSize)
+	buf := make([]byte, blockSize)
+	for i := range idx.Kinds {
+		n, err := f.ReadAt(buf, int64(i)*int64(blockSize))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return agentproto.Sums{}, fmt.Errorf("rebuild index from %s: %w", path, err)
+		}
+		if !isZero(buf[:n]) {
+			idx.Kinds[i] = agentproto.KindData
+			idx.Sums[i] = agentproto.SumOf(buf[:n])
+		}
+	}
+	return idx, nil
+}
+
+var zeros = make([]byte, agentproto.MaxBlockSize)
+
+// isZero reports whether b is all zero bytes.
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		k := min(len(b), len(zeros))
+		if !bytes.Equal(b[:k], zeros[:k]) {
+			return false
+		}
+		b = b[k:]
+	}
+	return true
+}
