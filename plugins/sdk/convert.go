@@ -29,20 +29,30 @@ func environmentFromPB(e *pb.Environment) Environment {
 }
 
 func volumeToPB(v Volume) *pb.Volume {
-	return &pb.Volume{Environment: environmentToPB(v.Environment), ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
+	p := volumeRefToPB(v)
+	p.Environment = environmentToPB(v.Environment)
+	return p
 }
 
 // volumeRefToPB is the volume without its environment, for a request
 // that carries the environment once for all its volumes.
 func volumeRefToPB(v Volume) *pb.Volume {
-	return &pb.Volume{ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
+	p := &pb.Volume{ClusterId: v.ClusterID, VolumeId: v.VolumeID, VolumeUuid: v.VolumeUUID}
+	if v.SourceAgent != (Agent{}) {
+		p.SourceAgent = &pb.Agent{Ip: v.SourceAgent.IP, Port: uint32(v.SourceAgent.Port)}
+	}
+	return p
 }
 
 func volumeFromPB(v *pb.Volume) Volume {
 	if v == nil {
 		return Volume{}
 	}
-	return Volume{Environment: environmentFromPB(v.Environment), ClusterID: v.ClusterId, VolumeID: v.VolumeId, VolumeUUID: v.VolumeUuid}
+	vol := Volume{Environment: environmentFromPB(v.Environment), ClusterID: v.ClusterId, VolumeID: v.VolumeId, VolumeUUID: v.VolumeUuid}
+	if a := v.SourceAgent; a != nil {
+		vol.SourceAgent = Agent{IP: a.Ip, Port: uint16(a.Port)}
+	}
+	return vol
 }
 
 func snapshotToPB(s Snapshot) *pb.Snapshot {
