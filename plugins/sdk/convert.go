@@ -71,6 +71,7 @@ func infoToPB(i Info) *pb.InfoResponse {
 		Pause: i.Capabilities.Pause, KeepTargetStop: i.Capabilities.KeepTargetStop,
 		Snapshots: i.Capabilities.Snapshots, SnapshotModes: i.Capabilities.SnapshotModes,
 		VolumesFollowEnvironment: i.Capabilities.VolumesFollowEnvironment,
+		PairingOnTargetOnly:      i.Capabilities.PairingOnTargetOnly,
 	}}
 }
 
@@ -78,7 +79,8 @@ func infoFromPB(i *pb.InfoResponse) Info {
 	info := Info{Name: i.GetName(), Version: i.GetVersion(), StorageTypes: i.GetStorageTypes()}
 	if c := i.GetCapabilities(); c != nil {
 		info.Capabilities = Capabilities{Pause: c.Pause, KeepTargetStop: c.KeepTargetStop, Snapshots: c.Snapshots,
-			SnapshotModes: c.SnapshotModes, VolumesFollowEnvironment: c.VolumesFollowEnvironment}
+			SnapshotModes: c.SnapshotModes, VolumesFollowEnvironment: c.VolumesFollowEnvironment,
+			PairingOnTargetOnly: c.PairingOnTargetOnly}
 	}
 	return info
 }

@@ -118,7 +118,8 @@ func TestValuesOverGRPC(t *testing.T) {
 	r := &recorder{
 		got: map[string]any{},
 		info: sdk.Info{Name: "ceph-rbd", Version: "1.2.3", StorageTypes: []string{"openstack.storage.type.ceph", "x"},
-			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}, VolumesFollowEnvironment: true}},
+			Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, SnapshotModes: []string{"journal", "snapshot"}, VolumesFollowEnvironment: true,
+				PairingOnTargetOnly: true}},
 		env: sdk.EnvironmentHealth{Ready: true, Description: "peered", Unintended: []string{"image volumes/volume-2 on storage 14"}},
 		rep: sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Progress: 42,
 			LastSyncTime: time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC), Lag: "12 entries", Description: "split-brain",

@@ -7,8 +7,9 @@ import plugin "github.com/hashicorp/go-plugin"
 //	1: the Backend service of internal/pb/backend.proto. VolumeStatuses
 //	   was added to it later: a plugin built before answers it
 //	   Unimplemented, and the client asks VolumeStatus of each volume.
-//	   Volume.source_agent was added later: a plugin built before
-//	   ignores it.
+//	   Volume.source_agent and Capabilities.pairing_on_target_only were
+//	   added later: a plugin built before ignores the one and leaves
+//	   the other false.
 //
 // A plugin built with an SDK of another protocol version is refused by the
 // daemon with an error naming both versions. Within a version, changes are

@@ -197,4 +197,8 @@ type Capabilities struct {
 	// leads its environment. The daemon then has every volume of such a
 	// storage type led by the daemon leading its environment.
 	VolumesFollowEnvironment bool
+	// PairingOnTargetOnly: the plugin keeps nothing of an environment on
+	// the source storage (it pulls through an agent that holds no state),
+	// so a teardown with the source lost leaves nothing there to report.
+	PairingOnTargetOnly bool
 }

@@ -185,6 +185,7 @@ type Capabilities struct {
 	Snapshots                bool                   `protobuf:"varint,3,opt,name=snapshots,proto3" json:"snapshots,omitempty"`
 	SnapshotModes            []string               `protobuf:"bytes,4,rep,name=snapshot_modes,json=snapshotModes,proto3" json:"snapshot_modes,omitempty"`
 	VolumesFollowEnvironment bool                   `protobuf:"varint,5,opt,name=volumes_follow_environment,json=volumesFollowEnvironment,proto3" json:"volumes_follow_environment,omitempty"`
+	PairingOnTargetOnly      bool                   `protobuf:"varint,6,opt,name=pairing_on_target_only,json=pairingOnTargetOnly,proto3" json:"pairing_on_target_only,omitempty"`
 	unknownFields            protoimpl.UnknownFields
 	sizeCache                protoimpl.SizeCache
 }
@@ -250,6 +251,13 @@ func (x *Capabilities) GetSnapshotModes() []string {
 func (x *Capabilities) GetVolumesFollowEnvironment() bool {
 	if x != nil {
 		return x.VolumesFollowEnvironment
+	}
+	return false
+}
+
+func (x *Capabilities) GetPairingOnTargetOnly() bool {
+	if x != nil {
+		return x.PairingOnTargetOnly
 	}
 	return false
 }
@@ -1317,13 +1325,14 @@ const file_backend_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12#\n" +
 	"\rstorage_types\x18\x03 \x03(\tR\fstorageTypes\x12C\n" +
-	"\fcapabilities\x18\x04 \x01(\v2\x1f.mirror.storage.v1.CapabilitiesR\fcapabilities\"\xd1\x01\n" +
+	"\fcapabilities\x18\x04 \x01(\v2\x1f.mirror.storage.v1.CapabilitiesR\fcapabilities\"\x86\x02\n" +
 	"\fCapabilities\x12\x14\n" +
 	"\x05pause\x18\x01 \x01(\bR\x05pause\x12(\n" +
 	"\x10keep_target_stop\x18\x02 \x01(\bR\x0ekeepTargetStop\x12\x1c\n" +
 	"\tsnapshots\x18\x03 \x01(\bR\tsnapshots\x12%\n" +
 	"\x0esnapshot_modes\x18\x04 \x03(\tR\rsnapshotModes\x12<\n" +
-	"\x1avolumes_follow_environment\x18\x05 \x01(\bR\x18volumesFollowEnvironment\"\x9a\x01\n" +
+	"\x1avolumes_follow_environment\x18\x05 \x01(\bR\x18volumesFollowEnvironment\x123\n" +
+	"\x16pairing_on_target_only\x18\x06 \x01(\bR\x13pairingOnTargetOnly\"\x9a\x01\n" +
 	"\aStorage\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x12\x1d\n" +
