@@ -96,7 +96,8 @@ func (b *Backend) Info(ctx context.Context) (sdk.Info, error) {
 		Name:         "nfs-file",
 		Version:      Version,
 		StorageTypes: []string{StorageType},
-		Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, VolumesFollowEnvironment: true},
+		Capabilities: sdk.Capabilities{Pause: true, KeepTargetStop: true, Snapshots: true, VolumesFollowEnvironment: true,
+			PairingOnTargetOnly: true},
 	}, nil
 }
 

@@ -204,7 +204,22 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupRe
 		return sdk.CleanupReport{}, fmt.Errorf("stop %s: %w", name, err)
 	}
 	b.log.Info("stopped; the copy is a standalone volume", "volume", name, "path", filepath.Join(tgt.dir, name))
-	return sdk.CleanupReport{}, nil
+	// Nothing of the plugin's is on the source, but a source the stop
+	// could not read may come back with its own, older volume file:
+	// two diverging copies, which the operator must know of.
+	perr := b.probeSource(ctx, vol, name)
+	if perr == nil || errors.Is(perr, sdk.ErrNotFound) || ctx.Err() != nil {
+		return sdk.CleanupReport{}, nil
+	}
+	lo := leftover{Kind: "volume", Name: fmt.Sprintf("file %s on source storage %s (agent %s)", name, storageName(vol.Environment.Source), netJoin(vol.SourceAgent)),
+		Description: fmt.Sprintf("the source could not be read when the volume was stopped (%v): if the site returns, its file is an older copy that nothing replicates; the copy kept in %s is the volume now", perr, tgt.dir),
+		Remedy:      "when the source site is back, keep or delete its " + name + " as the recovery plan says",
+		When:        b.now().UTC()}
+	rep := sdk.CleanupReport{Leftovers: []string{lo.Name + ": " + lo.Description}}
+	if err := writeJSON(leftoverPath(tgt.dir, vol.VolumeUUID), lo); err != nil {
+		rep.Leftovers = append(rep.Leftovers, fmt.Sprintf("the leftover record of %s could not be written: %v", name, err))
+	}
+	return rep, nil
 }
 
 // DeleteTarget implements sdk.Backend: the loop stops, and the copy, its
