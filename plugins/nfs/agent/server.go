@@ -245,7 +245,8 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream writes a 200 response's frames through a buffer, flushing it to
-// the client at least every flushEvery so a slow scan still shows progress.
+// the client at the first batch (the status goes out at once) and then at
+// least every flushEvery, so a slow scan still shows progress.
 type stream struct {
 	w     *bufio.Writer
 	rc    *http.ResponseController
@@ -259,7 +260,7 @@ const flushEvery = 500 * time.Millisecond
 func (s *Server) start(w http.ResponseWriter, head []byte) *stream {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	return &stream{w: bufio.NewWriterSize(w, 256<<10), rc: http.NewResponseController(w), buf: head, flush: time.Now()}
+	return &stream{w: bufio.NewWriterSize(w, 256<<10), rc: http.NewResponseController(w), buf: head}
 }
 
 // write writes the pending frame heads, then p.

@@ -114,18 +114,21 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 		if size < 0 || n != Blocks(size, blockSize) {
 			return fmt.Errorf("the agent sent %d sums for a file of %d bytes", n, size)
 		}
-		out = Sums{Size: size, BlockSize: blockSize, Kinds: make([]Kind, n), Sums: make([]Sum, n)}
+		// Grown as the sums arrive: n is only the agent's word.
+		c := min(n, 1<<20)
+		out = Sums{Size: size, BlockSize: blockSize, Kinds: make([]Kind, 0, c), Sums: make([]Sum, 0, c)}
+		var s Sum
 		for i := range n {
-			kind, end, err := d.Sum(&out.Sums[i])
+			kind, end, err := d.Sum(&s)
 			if err == nil && end {
 				err = fmt.Errorf("the agent sent %d of %d sums: %w", i, n, ErrIncomplete)
 			}
 			if err != nil {
 				return err
 			}
-			out.Kinds[i] = kind
+			out.Kinds = append(out.Kinds, kind)
+			out.Sums = append(out.Sums, s)
 		}
-		var s Sum
 		if _, end, err := d.Sum(&s); err != nil || !end {
 			return errors.Join(errors.New("the agent sent more sums than announced"), err)
 		}
