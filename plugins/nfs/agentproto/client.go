@@ -106,7 +106,7 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 	}
 	q := url.Values{"name": {name}, "bs": {strconv.Itoa(blockSize)}}
 	var out Sums
-	err := c.do(ctx, http.MethodGet, PathSums, q, nil, &c.sums, func(d *Reader) error {
+	err := c.do(ctx, http.MethodGet, PathSums, q, nil, &c.sums, func(d *Reader, _ func(func() error) error) error {
 		size, n, err := d.SumsHeader()
 		if err != nil {
 			return err
@@ -192,7 +192,7 @@ func (c *Client) Blocks(ctx context.Context, name string, blockSize int, from, t
 // index is the next one allowed.
 func (c *Client) blocksOnce(ctx context.Context, name string, q url.Values, body []byte, buf []byte, fn func(Block) error, expected func(uint64) bool) (int64, error) {
 	var size int64
-	err := c.do(ctx, http.MethodPost, PathBlocks, q, body, &c.blocks, func(d *Reader) error {
+	err := c.do(ctx, http.MethodPost, PathBlocks, q, body, &c.blocks, func(d *Reader, hold func(func() error) error) error {
 		var err error
 		if size, err = d.BlocksHeader(); err != nil {
 			return err
@@ -210,7 +210,7 @@ func (c *Client) blocksOnce(ctx context.Context, name string, q url.Values, body
 			if b.Kind == KindData && SumOf(b.Data) != b.Sum {
 				return fmt.Errorf("block %d: %w (corrupted in transit)", b.Index, ErrCorrupt)
 			}
-			if err := fn(b); err != nil {
+			if err := hold(func() error { return fn(b) }); err != nil {
 				return err
 			}
 		}
@@ -230,7 +230,9 @@ func (e stallError) Error() string {
 
 // do sends one request and hands a 200 body to read; it maps refusals
 // to the package's errors with the agent's message.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, counter *atomic.Int64, read func(*Reader) error) error {
+// read gets the body's frames, and hold, which runs a callback with the
+// stall timer stopped: a slow consumer is not a stalled agent.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, counter *atomic.Int64, read func(d *Reader, hold func(func() error) error) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var rb io.Reader
@@ -257,8 +259,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	stall := time.AfterFunc(c.timeout, func() { cancel(stallError{c.timeout}) })
 	defer stall.Stop()
 	r := &countingReader{r: resp.Body, n: counter, arm: func() { stall.Reset(c.timeout) }}
-	if err := read(NewReader(r)); err != nil {
-		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+	hold := func(f func() error) error {
+		stall.Stop()
+		defer stall.Reset(c.timeout)
+		return f()
+	}
+	if err := read(NewReader(r), hold); err != nil {
+		if cause := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, cause) {
 			return fmt.Errorf("%w (%w)", err, cause)
 		}
 		return err

@@ -42,11 +42,12 @@ func TestAStalledStreamEnds(t *testing.T) {
 // TestASlowConsumerIsNotAStall: time spent in fn does not count as the
 // agent's silence.
 func TestASlowConsumerIsNotAStall(t *testing.T) {
+	inFn := make(chan struct{})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b := AppendBlocksHeader(nil, 8192)
-		b = AppendBlockHead(b, 0, KindZero, nil, 0)
-		b = AppendBlockHead(b, 1, KindZero, nil, 0)
-		w.Write(AppendEnd(b, 2))
+		w.Write(AppendBlockHead(AppendBlocksHeader(nil, 8192), 0, KindZero, nil, 0))
+		http.NewResponseController(w).Flush()
+		<-inFn // the rest must be read from the network after fn
+		w.Write(AppendEnd(AppendBlockHead(nil, 1, KindZero, nil, 0), 2))
 	}))
 	defer ts.Close()
 	c, err := NewClient(ClientConfig{Address: strings.TrimPrefix(ts.URL, "http://"), Token: []byte("t"), Timeout: 100 * time.Millisecond})
@@ -56,6 +57,7 @@ func TestASlowConsumerIsNotAStall(t *testing.T) {
 	defer c.Close()
 	_, err = c.Blocks(context.Background(), "v", 4096, 0, 2, nil, func(b Block) error {
 		if b.Index == 0 {
+			close(inFn)
 			time.Sleep(300 * time.Millisecond) // a slow disk on the plugin's side
 		}
 		return nil
