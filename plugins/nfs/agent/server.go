@@ -122,6 +122,9 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // fail answers a request that is refused or failed before its stream.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, name string, err error) {
+	if len(name) > 300 { // the caller's words: logged, not at any length
+		name = name[:300] + "…"
+	}
 	var ref *refusal
 	if errors.As(err, &ref) {
 		s.refused.Add(1)
