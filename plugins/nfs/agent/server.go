@@ -141,8 +141,8 @@ func blockSize(r *http.Request) (int, error) {
 	if err != nil {
 		return 0, refuse(http.StatusBadRequest, "block size %q is not a number", r.URL.Query().Get("bs"))
 	}
-	if err := agentproto.CheckBlockSize(bs); err != nil {
-		return 0, refuse(http.StatusBadRequest, "%s", strings.TrimSuffix(err.Error(), ": "+agentproto.ErrRefused.Error()))
+	if agentproto.CheckBlockSize(bs) != nil {
+		return 0, refuse(http.StatusBadRequest, "block size %d: want a power of two from %d to %d", bs, agentproto.MinBlockSize, agentproto.MaxBlockSize)
 	}
 	return bs, nil
 }
@@ -199,7 +199,7 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			status := http.StatusBadRequest
 			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) || strings.Contains(err.Error(), "more than") {
+			if errors.As(err, &tooBig) || errors.Is(err, agentproto.ErrTooManyIndexes) {
 				status = http.StatusRequestEntityTooLarge
 			}
 			s.fail(w, r, name, refuse(status, "%v (at most %d indexes a request)", err, agentproto.MaxIndexes))
