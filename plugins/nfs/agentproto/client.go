@@ -129,10 +129,11 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 			out.Kinds = append(out.Kinds, kind)
 			out.Sums = append(out.Sums, s)
 		}
-		if _, end, err := d.Sum(&s); err != nil || !end {
-			return errors.Join(errors.New("the agent sent more sums than announced"), err)
+		_, end, err := d.Sum(&s)
+		if err == nil && !end {
+			err = errors.New("the agent sent more sums than announced")
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Sums{}, fmt.Errorf("sums of %s: %w", name, err)
