@@ -1,14 +1,12 @@
 module github.com/cdmdr/mirror/plugins/nfs
 
-go 1.26.0
-
-replace github.com/cdmdr/mirror/plugins/sdk => ../sdk
+go 1.26
 
 require (
-	github.com/cdmdr/mirror/plugins/sdk v0.0.0-00010101000000-000000000000
+	github.com/cdmdr/mirror/plugins/sdk v0.0.0
 	github.com/lmittmann/tint v1.2.1
 	go.uber.org/goleak v1.3.0
-	golang.org/x/sys v0.50.0
+	golang.org/x/sys v0.47.0
 )
 
 require (
@@ -26,3 +24,5 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )
+
+replace github.com/cdmdr/mirror/plugins/sdk => ../sdk

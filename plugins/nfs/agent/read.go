@@ -127,16 +127,19 @@ func (s *scan) run(ctx context.Context, p *picker, emit func(*batch) error) erro
 		case <-b.done:
 			err = b.err
 		case <-ctx.Done():
+			// A worker may still be filling b.buf: leave it to the
+			// garbage collector rather than to the pool.
 			err = ctx.Err()
+			break
 		}
 		if err == nil {
 			err = emit(b)
 		}
-		if b.buf != nil {
-			s.pool.Put(&b.buf)
-		}
 		if err != nil {
 			break
+		}
+		if b.buf != nil {
+			s.pool.Put(&b.buf)
 		}
 	}
 	cancel()

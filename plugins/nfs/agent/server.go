@@ -122,6 +122,9 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // fail answers a request that is refused or failed before its stream.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, name string, err error) {
+	if len(name) > 300 { // the caller's words: logged, not at any length
+		name = name[:300] + "…"
+	}
 	var ref *refusal
 	if errors.As(err, &ref) {
 		s.refused.Add(1)
@@ -138,8 +141,8 @@ func blockSize(r *http.Request) (int, error) {
 	if err != nil {
 		return 0, refuse(http.StatusBadRequest, "block size %q is not a number", r.URL.Query().Get("bs"))
 	}
-	if err := agentproto.CheckBlockSize(bs); err != nil {
-		return 0, refuse(http.StatusBadRequest, "%s", strings.TrimSuffix(err.Error(), ": "+agentproto.ErrRefused.Error()))
+	if agentproto.CheckBlockSize(bs) != nil {
+		return 0, refuse(http.StatusBadRequest, "block size %d: want a power of two from %d to %d", bs, agentproto.MinBlockSize, agentproto.MaxBlockSize)
 	}
 	return bs, nil
 }
@@ -196,7 +199,7 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			status := http.StatusBadRequest
 			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) || strings.Contains(err.Error(), "more than") {
+			if errors.As(err, &tooBig) || errors.Is(err, agentproto.ErrTooManyIndexes) {
 				status = http.StatusRequestEntityTooLarge
 			}
 			s.fail(w, r, name, refuse(status, "%v (at most %d indexes a request)", err, agentproto.MaxIndexes))
@@ -245,7 +248,8 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream writes a 200 response's frames through a buffer, flushing it to
-// the client at least every flushEvery so a slow scan still shows progress.
+// the client at the first batch (the status goes out at once) and then at
+// least every flushEvery, so a slow scan still shows progress.
 type stream struct {
 	w     *bufio.Writer
 	rc    *http.ResponseController
@@ -259,7 +263,7 @@ const flushEvery = 500 * time.Millisecond
 func (s *Server) start(w http.ResponseWriter, head []byte) *stream {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.WriteHeader(http.StatusOK)
-	return &stream{w: bufio.NewWriterSize(w, 256<<10), rc: http.NewResponseController(w), buf: head, flush: time.Now()}
+	return &stream{w: bufio.NewWriterSize(w, 256<<10), rc: http.NewResponseController(w), buf: head}
 }
 
 // write writes the pending frame heads, then p.

@@ -106,7 +106,7 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 	}
 	q := url.Values{"name": {name}, "bs": {strconv.Itoa(blockSize)}}
 	var out Sums
-	err := c.do(ctx, http.MethodGet, PathSums, q, nil, &c.sums, func(d *Reader) error {
+	err := c.do(ctx, http.MethodGet, PathSums, q, nil, &c.sums, func(d *Reader, _ func(func() error) error) error {
 		size, n, err := d.SumsHeader()
 		if err != nil {
 			return err
@@ -114,22 +114,26 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 		if size < 0 || n != Blocks(size, blockSize) {
 			return fmt.Errorf("the agent sent %d sums for a file of %d bytes", n, size)
 		}
-		out = Sums{Size: size, BlockSize: blockSize, Kinds: make([]Kind, n), Sums: make([]Sum, n)}
+		// Grown as the sums arrive: n is only the agent's word.
+		c := min(n, 1<<20)
+		out = Sums{Size: size, BlockSize: blockSize, Kinds: make([]Kind, 0, c), Sums: make([]Sum, 0, c)}
+		var s Sum
 		for i := range n {
-			kind, end, err := d.Sum(&out.Sums[i])
+			kind, end, err := d.Sum(&s)
 			if err == nil && end {
 				err = fmt.Errorf("the agent sent %d of %d sums: %w", i, n, ErrIncomplete)
 			}
 			if err != nil {
 				return err
 			}
-			out.Kinds[i] = kind
+			out.Kinds = append(out.Kinds, kind)
+			out.Sums = append(out.Sums, s)
 		}
-		var s Sum
-		if _, end, err := d.Sum(&s); err != nil || !end {
-			return errors.Join(errors.New("the agent sent more sums than announced"), err)
+		_, end, err := d.Sum(&s)
+		if err == nil && !end {
+			err = errors.New("the agent sent more sums than announced")
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Sums{}, fmt.Errorf("sums of %s: %w", name, err)
@@ -189,7 +193,7 @@ func (c *Client) Blocks(ctx context.Context, name string, blockSize int, from, t
 // index is the next one allowed.
 func (c *Client) blocksOnce(ctx context.Context, name string, q url.Values, body []byte, buf []byte, fn func(Block) error, expected func(uint64) bool) (int64, error) {
 	var size int64
-	err := c.do(ctx, http.MethodPost, PathBlocks, q, body, &c.blocks, func(d *Reader) error {
+	err := c.do(ctx, http.MethodPost, PathBlocks, q, body, &c.blocks, func(d *Reader, hold func(func() error) error) error {
 		var err error
 		if size, err = d.BlocksHeader(); err != nil {
 			return err
@@ -207,7 +211,7 @@ func (c *Client) blocksOnce(ctx context.Context, name string, q url.Values, body
 			if b.Kind == KindData && SumOf(b.Data) != b.Sum {
 				return fmt.Errorf("block %d: %w (corrupted in transit)", b.Index, ErrCorrupt)
 			}
-			if err := fn(b); err != nil {
+			if err := hold(func() error { return fn(b) }); err != nil {
 				return err
 			}
 		}
@@ -227,7 +231,9 @@ func (e stallError) Error() string {
 
 // do sends one request and hands a 200 body to read; it maps refusals
 // to the package's errors with the agent's message.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, counter *atomic.Int64, read func(*Reader) error) error {
+// read gets the body's frames, and hold, which runs a callback with the
+// stall timer stopped: a slow consumer is not a stalled agent.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, counter *atomic.Int64, read func(d *Reader, hold func(func() error) error) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var rb io.Reader
@@ -254,8 +260,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	stall := time.AfterFunc(c.timeout, func() { cancel(stallError{c.timeout}) })
 	defer stall.Stop()
 	r := &countingReader{r: resp.Body, n: counter, arm: func() { stall.Reset(c.timeout) }}
-	if err := read(NewReader(r)); err != nil {
-		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+	hold := func(f func() error) error {
+		stall.Stop()
+		defer stall.Reset(c.timeout)
+		return f()
+	}
+	if err := read(NewReader(r), hold); err != nil {
+		if cause := context.Cause(ctx); ctx.Err() != nil && !errors.Is(err, cause) {
 			return fmt.Errorf("%w (%w)", err, cause)
 		}
 		return err

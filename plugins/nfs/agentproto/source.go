@@ -63,7 +63,8 @@ type Source interface {
 	// with idx nil, every block of [from, to). Each block's Sum is of the
 	// data actually sent (read now), so a block that changed since Sums
 	// is sent as it is now. fn's Data is valid only during the call. It
-	// returns the file's size as read now.
+	// returns the file's size as read now; blocks at or past that end
+	// are not sent.
 	Blocks(ctx context.Context, name string, blockSize int, from, to uint64, idx []uint64, fn func(Block) error) (size int64, err error)
 }
 

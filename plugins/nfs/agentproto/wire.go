@@ -57,6 +57,9 @@ const (
 	tagEnd   byte = 0xFF
 )
 
+// ErrTooManyIndexes: an index list holds more than a request may.
+var ErrTooManyIndexes = errors.New("too many block indexes")
+
 // ErrIncomplete: a response stream ended before its end frame.
 var ErrIncomplete = errors.New("the agent's response ended before it was complete")
 
@@ -86,7 +89,7 @@ func ReadIndexes(r io.ByteReader, max int) ([]uint64, error) {
 			return nil, fmt.Errorf("index list: %w", err)
 		}
 		if len(idx) == max {
-			return nil, fmt.Errorf("index list: more than %d indexes", max)
+			return nil, fmt.Errorf("index list: more than %d: %w", max, ErrTooManyIndexes)
 		}
 		if len(idx) > 0 && d == 0 {
 			return nil, fmt.Errorf("index list: not strictly increasing at %d", len(idx))

@@ -2,6 +2,7 @@ package nfsfile_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -72,5 +73,18 @@ func TestConformance(t *testing.T) {
 func TestConformanceOverGRPC(t *testing.T) {
 	plugintest.RunGRPC(t, func(t *testing.T) plugintest.Harness {
 		return newKitHarness(t, newBackend(t))
+	})
+}
+
+// TestConformanceBinary runs the kit against the built plugin executable,
+// started as mirrord starts it (go-plugin, mutual TLS, its checksum
+// pinned).
+func TestConformanceBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "nfs")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cdmdr/mirror/plugins/nfs").CombinedOutput(); err != nil {
+		t.Fatalf("build the plugin: %v\n%s", err, out)
+	}
+	plugintest.RunBinary(t, bin, func(t *testing.T, b sdk.Backend) plugintest.Harness {
+		return newKitHarness(t, b)
 	})
 }

@@ -83,7 +83,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols), // HTTP/1.1 only, the protocol's
 	}
+	hs.Protocols.SetHTTP1(true)
 	if cfg.tlsCert != "" {
 		if hs.TLSConfig, err = agent.TLSConfig(cfg.tlsCert, cfg.tlsKey, cfg.clientCA); err != nil {
 			return err
