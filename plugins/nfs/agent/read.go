@@ -130,7 +130,6 @@ func (s *scan) run(ctx context.Context, p *picker, emit func(*batch) error) erro
 			// A worker may still be filling b.buf: leave it to the
 			// garbage collector rather than to the pool.
 			err = ctx.Err()
-			break
 		}
 		if err == nil {
 			err = emit(b)
