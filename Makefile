@@ -5,7 +5,7 @@ GO      ?= go
 PKGS    ?= ./...
 # The vendor SDK and the plugins are modules of their own (plugins/ceph too,
 # tested with -tags pacific against CEPH_LAB).
-MODULES ?= plugins/sdk plugins/example
+MODULES ?= plugins/sdk plugins/example plugins/nfs
 CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3

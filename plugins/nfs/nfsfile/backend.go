@@ -56,6 +56,11 @@ type Backend struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner // by volume UUID: the sync loops on this host
+	// hosted are the environments this host prepared and has not
+	// released: only their volumes' loops run here. A volume call never
+	// starts a loop for another (during a hand-over, the old host would
+	// start again what it just released).
+	hosted map[string]bool
 }
 
 var _ sdk.Backend = (*Backend)(nil)
@@ -71,7 +76,7 @@ func New(o Options) *Backend {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = defaultProbeTimeout
 	}
-	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}}
+	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}, hosted: map[string]bool{}}
 }
 
 // Close stops every sync loop on this host.
@@ -130,6 +135,9 @@ func (b *Backend) PrepareEnvironment(ctx context.Context, env sdk.Environment) e
 	if err != nil {
 		return fmt.Errorf("prepare environment %s: %w", env.ID, err)
 	}
+	b.mu.Lock()
+	b.hosted[env.ID] = true
+	b.mu.Unlock()
 	for _, rv := range vols {
 		if rv.rec.Paused && !rv.rec.Stopping {
 			continue
@@ -204,6 +212,9 @@ func (b *Backend) TeardownEnvironment(ctx context.Context, env sdk.Environment, 
 	if err := removeDurably(environmentPath(tgt.dir, env.ID)); err != nil {
 		return rep, fmt.Errorf("teardown environment %s: %w", env.ID, err)
 	}
+	b.mu.Lock()
+	delete(b.hosted, env.ID)
+	b.mu.Unlock()
 	return rep, nil
 }
 
@@ -214,6 +225,7 @@ func (b *Backend) ReleaseEnvironment(ctx context.Context, env sdk.Environment) e
 		return err
 	}
 	b.mu.Lock()
+	delete(b.hosted, env.ID)
 	var uuids []string
 	for uuid, r := range b.runners {
 		if r.vol.Environment.ID == env.ID {

@@ -56,9 +56,13 @@ func (b *Backend) ensureRunner(env sdk.Environment, uuid string, volumeID uint64
 	b.startRunner(vol)
 }
 
+// startRunner starts vol's loop, if its environment is hosted here.
 func (b *Backend) startRunner(vol sdk.Volume) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !b.hosted[vol.Environment.ID] {
+		return // EnvironmentStatus says so; the leader's Prepare starts it
+	}
 	if r, ok := b.runners[vol.VolumeUUID]; ok {
 		r.mu.Lock()
 		r.vol = vol
