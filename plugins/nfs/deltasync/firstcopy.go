@@ -78,6 +78,9 @@ func (c *Copy) openFirstCopy(ctx context.Context, src agentproto.Source) (*os.Fi
 				f.Close()
 				return nil, err
 			}
+			for i := c.st.FirstCopyNext; i < uint64(len(c.idx.Kinds)); i++ {
+				c.idx.Kinds[i], c.idx.Sums[i] = 0, agentproto.Sum{} // as punched
+			}
 			return f, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {

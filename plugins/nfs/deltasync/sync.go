@@ -24,7 +24,9 @@ type Result struct {
 	// the copy now stands for.
 	Started  time.Time
 	Duration time.Duration
-	Size     int64
+	// FirstCopyDuration is the part of Duration the first copy took.
+	FirstCopyDuration time.Duration
+	Size              int64
 }
 
 // Sync brings the copy up to date with src: the first copy (or the rest
@@ -47,6 +49,7 @@ func (c *Copy) Sync(ctx context.Context, src agentproto.Source) (Result, error) 
 		res.FirstCopy = true
 		n, err := c.firstCopy(ctx, src)
 		res.BytesReceived += n
+		res.FirstCopyDuration = time.Since(begin)
 		if err != nil {
 			res.Duration = time.Since(begin)
 			return res, fmt.Errorf("first copy of %s: %w", c.name, err)

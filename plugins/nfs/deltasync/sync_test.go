@@ -405,6 +405,10 @@ func TestRemoveAndKeepStandalone(t *testing.T) {
 	if exists(filepath.Join(e.dst, StateDirName)) {
 		t.Fatal("KeepStandalone left the sync state")
 	}
+	if kept, err := KeepStandalone(e.dst, testName); err != nil || !kept {
+		t.Fatalf("KeepStandalone again: %v, %v", kept, err)
+	}
+	e.requireEqual()
 
 	c = e.open(Options{BlockSize: bs}) // a new mirror over the kept file
 	if _, err := c.Sync(t.Context(), e.source); err != nil {
