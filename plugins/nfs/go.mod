@@ -4,4 +4,7 @@ go 1.26
 
 replace github.com/cdmdr/mirror/plugins/sdk => ../sdk
 
-require golang.org/x/sys v0.47.0 // indirect
+require (
+	go.uber.org/goleak v1.3.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+)

@@ -2,9 +2,12 @@ package deltasync
 
 import (
 	"bytes"
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
+	"github.com/cdmdr/mirror/plugins/nfs/deltasync/deltatest"
 )
 
 // A block whose length changed since the sums (the file changed size) is
@@ -74,4 +77,45 @@ func TestBlockChangedDuringTheTransfer(t *testing.T) {
 		t.Fatalf("next sync: %+v, %v; want block 9 only", res, err)
 	}
 	e.requireEqual()
+}
+
+// corrupting sends block bad with a sum that does not match its data.
+type corrupting struct {
+	*deltatest.Source
+	bad uint64
+}
+
+func (s corrupting) Blocks(ctx context.Context, name string, bs int, from, to uint64, idx []uint64, fn func(agentproto.Block) error) (int64, error) {
+	return s.Source.Blocks(ctx, name, bs, from, to, idx, func(b agentproto.Block) error {
+		if b.Index == s.bad {
+			b.Sum[0]++
+		}
+		return fn(b)
+	})
+}
+
+// A block that does not match its sum stops the first copy (the writer
+// fails while the source still sends) and the delta; neither is applied.
+func TestBlockNotMatchingItsSumIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.write(0, 64*bs, 1)
+	c := e.open(Options{BlockSize: bs, CheckpointBytes: 8 * bs})
+	if _, err := c.Sync(t.Context(), corrupting{e.source, 20}); err == nil || !strings.Contains(err.Error(), "does not match its sum") {
+		t.Fatalf("first copy with a bad block: %v", err)
+	}
+	if st := c.Status(); st.FirstCopyDone || st.Progress != 100*20.0/64 {
+		t.Fatalf("status after the bad block: %+v", st)
+	}
+	if _, err := c.Sync(t.Context(), e.source); err != nil {
+		t.Fatal(err)
+	}
+	e.requireEqual()
+	last := fileSum(t, e.dstPath())
+	e.write(5*bs, 1, 2)
+	if _, err := c.Sync(t.Context(), corrupting{e.source, 5}); err == nil {
+		t.Fatal("delta with a bad block applied")
+	}
+	if fileSum(t, e.dstPath()) != last {
+		t.Fatal("a refused delta changed the copy")
+	}
 }
