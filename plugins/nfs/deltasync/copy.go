@@ -129,6 +129,13 @@ func Open(dir, name string, opts Options) (*Copy, error) {
 		opts.CheckpointBytes = DefaultCheckpointBytes
 	}
 	c := &Copy{dir: dir, name: name, srcName: opts.SourceName, stateDir: stateDirOf(dir, name), checkpoint: opts.CheckpointBytes}
+	// The target directory must exist: creating it could write a volume
+	// below an unmounted share's mount point.
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("target directory: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("target directory %s: not a directory", dir)
+	}
 	if err := mkdirDurable(c.stateDir); err != nil {
 		return nil, err
 	}

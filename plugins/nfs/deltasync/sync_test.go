@@ -452,3 +452,16 @@ func TestCopyToNeedsACopy(t *testing.T) {
 		t.Fatalf("CopyTo before a first copy: %v", err)
 	}
 }
+
+func TestOpenNeedsTheTargetDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "unmounted")
+	if _, err := Open(dir, testName, Options{}); err == nil {
+		t.Fatal("Open created the target directory")
+	}
+	if exists(dir) {
+		t.Fatal("Open created the target directory")
+	}
+	if _, err := Open(t.TempDir(), "../x", Options{}); err == nil {
+		t.Fatal("Open accepted a path as a name")
+	}
+}
