@@ -79,9 +79,19 @@ func (s *timedSums) Sums(ctx context.Context, name string, bs int) (agentproto.S
 
 // BenchmarkFirstCopy1GiB: a first copy of a 1 GiB file of random data
 // (MB/s of the first copy alone; the Sync's catch-up delta is reported
-// apart).
+// apart), with and without the sum check.
 func BenchmarkFirstCopy1GiB(b *testing.B) {
 	e := benchSource(b)
+	for _, skip := range []bool{false, true} {
+		name := "check"
+		if skip {
+			name = "skip-check"
+		}
+		b.Run(name, func(b *testing.B) { benchFirstCopy(b, e, Options{BlockSize: bs, SkipSumCheck: skip}) })
+	}
+}
+
+func benchFirstCopy(b *testing.B, e *env, opts Options) {
 	var first, total float64
 	b.SetBytes(benchSize)
 	b.ResetTimer()
@@ -92,7 +102,7 @@ func BenchmarkFirstCopy1GiB(b *testing.B) {
 		if err := os.Mkdir(dst, 0o700); err != nil {
 			b.Fatal(err)
 		}
-		c, err := Open(dst, testName, Options{BlockSize: bs})
+		c, err := Open(dst, testName, opts)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -138,7 +138,7 @@ func (w *blockWriter) run() {
 
 func (w *blockWriter) write(b agentproto.Block) error {
 	bs := w.c.st.BlockSize
-	rec, err := normalize(b, blockLen(b.Index, w.size, bs))
+	rec, err := normalize(b, blockLen(b.Index, w.size, bs), !w.c.skipSumCheck)
 	if err != nil {
 		return err
 	}

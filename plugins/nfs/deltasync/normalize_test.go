@@ -29,7 +29,7 @@ func TestNormalizeFitsTheBlockToTheCopy(t *testing.T) {
 		{"shorter: padded", data, 400, agentproto.KindData},
 		{"cut to zeros", append(make([]byte, 20), 5), 20, agentproto.KindZero},
 	} {
-		rec, err := normalize(block(tc.in), tc.want)
+		rec, err := normalize(block(tc.in), tc.want, true)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -47,7 +47,7 @@ func TestNormalizeFitsTheBlockToTheCopy(t *testing.T) {
 	}
 	bad := block(data)
 	bad.Sum[0]++
-	if _, err := normalize(bad, len(data)); err == nil {
+	if _, err := normalize(bad, len(data), true); err == nil {
 		t.Fatal("a block not matching its sum was accepted")
 	}
 }
