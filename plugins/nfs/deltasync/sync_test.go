@@ -465,3 +465,37 @@ func TestOpenNeedsTheTargetDirectory(t *testing.T) {
 		t.Fatal("Open accepted a path as a name")
 	}
 }
+
+// A recovery point taken after a sync stopped during its apply is of the
+// complete copy: the committed journal is applied first.
+func TestCopyToFinishesAPendingJournal(t *testing.T) {
+	e := newEnv(t)
+	e.write(0, 16*bs, 1)
+	c := e.open(Options{BlockSize: bs})
+	if _, err := c.Sync(t.Context(), e.source); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int64{2, 4, 6} {
+		e.write(i*bs, 100, uint64(i))
+	}
+	c.hooks.beforeApplyRecord = func(n uint64) error {
+		if n == 1 {
+			return errCrash
+		}
+		return nil
+	}
+	if _, err := c.Sync(t.Context(), e.source); !errors.Is(err, errCrash) {
+		t.Fatalf("Sync: %v", err)
+	}
+	c.hooks.beforeApplyRecord = nil
+	point := filepath.Join(e.dst, "point")
+	if _, err := c.CopyTo(point); err != nil {
+		t.Fatal(err)
+	}
+	if fileSum(t, point) != fileSum(t, e.srcPath()) {
+		t.Fatal("the recovery point is not the complete sync")
+	}
+	if exists(filepath.Join(e.dst, ".point.partial")) {
+		t.Fatal("CopyTo left its temporary file")
+	}
+}
