@@ -173,6 +173,17 @@ func lockDir(stateDir string) (*os.File, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
+	// A Remove may have deleted the file between our open and our lock:
+	// then the lock is on a file nobody else will look at.
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if now, err := os.Stat(path); err != nil || !os.SameFile(fi, now) {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: removed while locking: %w", path, ErrLocked)
+	}
 	return f, nil
 }
 
