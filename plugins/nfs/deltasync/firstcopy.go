@@ -18,35 +18,27 @@ func (c *Copy) firstCopy(ctx context.Context, src agentproto.Source) (int64, err
 		return 0, err
 	}
 	defer f.Close()
-	size, next := c.st.Size, c.st.FirstCopyNext
+	size, from := c.st.Size, c.st.FirstCopyNext
 	total := agentproto.Blocks(size, bs)
 
-	var received, sinceCheckpoint int64
-	_, err = src.Blocks(ctx, c.srcName, bs, next, total, nil, func(b agentproto.Block) error {
-		if b.Index < next || b.Index >= total {
-			return fmt.Errorf("source sent block %d, want %d..%d", b.Index, next, total-1)
+	// Blocks are checked and written by a writer goroutine while the
+	// source reads the next ones: checking a block's sum costs about as
+	// much as the source computing it.
+	w := newBlockWriter(c, f, size, from)
+	var received int64
+	expect := from
+	_, err = src.Blocks(ctx, c.srcName, bs, from, total, nil, func(b agentproto.Block) error {
+		if b.Index < expect || b.Index >= total {
+			return fmt.Errorf("source sent block %d, want %d..%d", b.Index, expect, total-1)
 		}
-		rec, err := normalize(b, blockLen(b.Index, size, bs))
-		if err != nil {
-			return err
-		}
-		if rec.Kind == agentproto.KindData {
-			if _, err := f.WriteAt(rec.Data, int64(b.Index)*int64(bs)); err != nil {
-				return fmt.Errorf("write first copy: %w", err)
-			}
-		}
-		// Blocks skipped by the source (the file shrank) stay holes, and
-		// zero in the index: they agree.
-		c.idx.Kinds[b.Index], c.idx.Sums[b.Index] = rec.Kind, rec.Sum
+		expect = b.Index + 1
 		received += int64(len(b.Data))
-		next = b.Index + 1
-		c.next.Store(next)
-		if sinceCheckpoint += int64(bs); sinceCheckpoint >= c.checkpoint {
-			sinceCheckpoint = 0
-			return c.checkpointFirstCopy(f, next)
-		}
-		return nil
+		return w.put(b)
 	})
+	next, werr := w.close()
+	if err == nil {
+		err = werr
+	}
 	if err != nil {
 		// Keep what arrived, so the next attempt resumes after it.
 		if cerr := c.checkpointFirstCopy(f, next); cerr != nil {
@@ -63,6 +55,106 @@ func (c *Copy) firstCopy(ctx context.Context, src agentproto.Source) (int64, err
 	return received, c.publishFirstCopy()
 }
 
+// blockWriter checks first copy blocks and writes them, in order, in a
+// goroutine of its own, checkpointing as it goes.
+type blockWriter struct {
+	c    *Copy
+	f    *os.File
+	size int64
+
+	free   chan []byte           // buffers for block data
+	work   chan agentproto.Block // blocks to write, Data in a free buffer
+	failed chan struct{}         // closed when err is set
+	done   chan struct{}         // closed when the goroutine ends
+	err    error
+	next   uint64 // blocks before it are written
+}
+
+const writerDepth = 16 // blocks in flight
+
+func newBlockWriter(c *Copy, f *os.File, size int64, next uint64) *blockWriter {
+	w := &blockWriter{
+		c: c, f: f, size: size, next: next,
+		free:   make(chan []byte, writerDepth),
+		work:   make(chan agentproto.Block, writerDepth),
+		failed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	for range writerDepth {
+		w.free <- make([]byte, c.st.BlockSize)
+	}
+	go w.run()
+	return w
+}
+
+// put hands b (Data copied) to the writer; it fails once the writer has.
+func (w *blockWriter) put(b agentproto.Block) error {
+	if b.Data != nil {
+		select {
+		case buf := <-w.free:
+			b.Data = append(buf[:0], b.Data...)
+		case <-w.failed:
+			return w.err
+		}
+	}
+	select {
+	case w.work <- b:
+		return nil
+	case <-w.failed:
+		return w.err
+	}
+}
+
+// close waits for the blocks handed over to be written and returns the
+// next block to copy and the writer's error.
+func (w *blockWriter) close() (uint64, error) {
+	close(w.work)
+	<-w.done
+	return w.next, w.err
+}
+
+func (w *blockWriter) run() {
+	defer close(w.done)
+	bs := w.c.st.BlockSize
+	var sinceCheckpoint int64
+	for b := range w.work {
+		if w.err == nil {
+			if err := w.write(b); err != nil {
+				w.err = err
+				close(w.failed)
+			} else if sinceCheckpoint += int64(bs); sinceCheckpoint >= w.c.checkpoint {
+				sinceCheckpoint = 0
+				if err := w.c.checkpointFirstCopy(w.f, w.next); err != nil {
+					w.err = err
+					close(w.failed)
+				}
+			}
+		}
+		if b.Data != nil {
+			w.free <- b.Data
+		}
+	}
+}
+
+func (w *blockWriter) write(b agentproto.Block) error {
+	bs := w.c.st.BlockSize
+	rec, err := normalize(b, blockLen(b.Index, w.size, bs), !w.c.skipSumCheck)
+	if err != nil {
+		return err
+	}
+	if rec.Kind == agentproto.KindData {
+		if _, err := w.f.WriteAt(rec.Data, int64(b.Index)*int64(bs)); err != nil {
+			return fmt.Errorf("write first copy: %w", err)
+		}
+	}
+	// Blocks skipped by the source (the file shrank) stay holes, and zero
+	// in the index: they agree.
+	w.c.idx.Kinds[b.Index], w.c.idx.Sums[b.Index] = rec.Kind, rec.Sum
+	w.next = b.Index + 1
+	w.c.next.Store(w.next)
+	return nil
+}
+
 // openFirstCopy opens first-copy to resume it, or creates it for the
 // file's current size.
 func (c *Copy) openFirstCopy(ctx context.Context, src agentproto.Source) (*os.File, error) {
@@ -77,6 +169,9 @@ func (c *Copy) openFirstCopy(ctx context.Context, src agentproto.Source) (*os.Fi
 			if err := punchHole(f, next, c.st.Size-next); err != nil {
 				f.Close()
 				return nil, err
+			}
+			for i := c.st.FirstCopyNext; i < uint64(len(c.idx.Kinds)); i++ {
+				c.idx.Kinds[i], c.idx.Sums[i] = 0, agentproto.Sum{} // as punched
 			}
 			return f, nil
 		}

@@ -142,8 +142,3 @@ func allocated(t testing.TB, path string) int64 {
 	}
 	return st.Blocks * 512
 }
-
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}

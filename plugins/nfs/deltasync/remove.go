@@ -40,8 +40,9 @@ func (c *Copy) Remove() error {
 }
 
 // KeepStandalone ends the sync of volume file name in dir and leaves its
-// copy as a plain file: a pending journal is applied, the state removed.
-// kept is false when no first copy had completed: there is no file.
+// copy as a plain file: a pending journal is applied, the state (and an
+// unfinished first copy) removed. kept says whether there is a file: not
+// when no first copy had completed. Calling it again is harmless.
 func KeepStandalone(dir, name string) (kept bool, err error) {
 	c, err := Open(dir, name, Options{})
 	if err != nil {
@@ -58,14 +59,21 @@ func (c *Copy) KeepStandalone() (kept bool, err error) {
 	if c.closed {
 		return false, ErrClosed
 	}
-	kept = c.st.FirstCopyDone
-	if kept {
+	if c.st.FirstCopyDone {
 		if err := c.recoverJournal(); err != nil {
 			return false, err
 		}
 	}
-	err = removeAll(c.dir, c.name, !kept)
+	// The copy's file is never removed here: without a completed first
+	// copy it does not exist, or it is a file kept before.
+	err = removeAll(c.dir, c.name, false)
+	kept = exists(c.target())
 	return kept, errors.Join(err, c.closeLocked())
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // removeAll removes the sync state of name in dir and, with copyToo, the
