@@ -58,11 +58,11 @@ func (l *logWatcher) line(b []byte) {
 		l.lines = l.lines[1:]
 	}
 	var r struct {
-		Msg       string  `json:"msg"`
-		FirstCopy bool    `json:"first_copy"`
-		Changed   int64   `json:"blocks_changed"`
-		Bytes     int64   `json:"bytes"`
-		Duration  string  `json:"duration"`
+		Msg       string `json:"msg"`
+		FirstCopy bool   `json:"first_copy"`
+		Changed   int64  `json:"blocks_changed"`
+		Bytes     int64  `json:"bytes"`
+		Duration  string `json:"duration"`
 	}
 	if json.Unmarshal(b, &r) != nil || r.Msg != "synced" {
 		return
