@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -79,6 +81,7 @@ func TestDemo(t *testing.T) {
 	if runtime.GOOS == "linux" {
 		if procs := running(t, tmp); len(procs) > 0 {
 			t.Errorf("processes left running: %s", strings.Join(procs, "; "))
+			kill(procs) // the test itself leaves nothing running either
 		}
 	}
 }
@@ -127,6 +130,16 @@ func running(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// kill ends the processes running lists ("pid cmdline").
+func kill(procs []string) {
+	for _, p := range procs {
+		pid, _, _ := strings.Cut(p, " ")
+		if n, err := strconv.Atoi(pid); err == nil {
+			_ = syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
 }
 
 func names(entries []os.DirEntry) []string {
