@@ -164,8 +164,12 @@ func (d *demo) startMirrord(ctx context.Context) error {
 	}
 	d.natsURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	d.u.stepf("Started mirrord (pid %d) with --embedded: its own etcd on 127.0.0.1:%d and NATS", d.mirrord.pid(), etcdPort)
-	d.u.sayf("on 127.0.0.1:%d, in-process. It loaded the nfs plugin from the plugin directory", natsPort)
-	d.u.sayf("(pinned by SHA256SUMS) and was ready in %s.", ms(time.Since(began)))
+	pinned := ""
+	if _, err := os.Stat(filepath.Join(d.o.pluginDir, "SHA256SUMS")); err == nil {
+		pinned = ", checked against its checksum in SHA256SUMS,"
+	}
+	d.u.sayf("on 127.0.0.1:%d, in-process. It loaded the nfs plugin from the plugin directory%s", natsPort, pinned)
+	d.u.sayf("and was ready in %s.", ms(time.Since(began)))
 	return nil
 }
 
@@ -212,7 +216,7 @@ func (d *demo) pair(ctx context.Context) error {
 	d.u.sayf("As the DR manager, paired them: %s, operation start.", envKey)
 	err := watchStatus(ctx, d.etcd, envKey, func(st status, ok bool) {
 		if ok {
-			d.u.sayf("mirrord: environment %s", st.State)
+			d.u.sayf("mirrord: environment %s (%s)", st.State, explain("environment-"+st.State))
 		}
 	}, func(st status, ok bool) bool { return ok && st.State == "mirroring" })
 	if err != nil {
@@ -249,6 +253,7 @@ func (d *demo) replicate(ctx context.Context) error {
 		return err
 	}
 	d.firstCopy = time.Since(began)
+	d.u.bar(100, "first copy complete")
 	// The plugin logs the sync once the catch-up delta after the first
 	// copy is done too: the volume may be mirroring a moment before.
 	if err := d.waitSync(ctx, syncs, func(s syncRecord) bool { return s.firstCopy }); err != nil {
@@ -451,7 +456,7 @@ func (d *demo) unpair(ctx context.Context) error {
 	}
 	err := watchStatus(ctx, d.etcd, envKey, func(st status, ok bool) {
 		if ok && st.State != "mirroring" {
-			d.u.sayf("mirrord: environment %s", st.State)
+			d.u.sayf("mirrord: environment %s (%s)", st.State, explain("environment-"+st.State))
 		}
 	}, func(st status, ok bool) bool {
 		if ok {
@@ -540,6 +545,12 @@ func explain(state string) string {
 		return "the target copy is being deleted"
 	case "error":
 		return "something failed; mirrord retries"
+	case "environment-initializing":
+		return "being prepared on the storages"
+	case "environment-mirroring":
+		return "ready: volumes may replicate"
+	case "environment-stopping":
+		return "the pairing is being removed"
 	case "snapshot-mirroring":
 		return "on its way to the target"
 	case "snapshot-mirrored":

@@ -54,8 +54,8 @@ func main() {
 
 // run is the demo; it returns the exit code: 0 when every step did what
 // it should, 1 otherwise (what went wrong is printed).
-func run(ctx context.Context, o options, out io.Writer) int {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+func run(parent context.Context, o options, out io.Writer) int {
+	ctx, cancel := context.WithTimeout(parent, o.timeout)
 	defer cancel()
 	u := &ui{w: out, start: time.Now()}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -67,6 +67,11 @@ func run(ctx context.Context, o options, out io.Writer) int {
 	// workspace removed.
 	if cerr := d.shutdown(); err == nil {
 		err = cerr
+	}
+	if err != nil && parent.Err() != nil {
+		u.endBar()
+		fmt.Fprintf(out, "\nInterrupted after %s.\n", u.since())
+		return 1
 	}
 	if err != nil {
 		u.endBar()
