@@ -443,7 +443,7 @@ func (d *demo) stopAndDelete(ctx context.Context) error {
 	if len(left) > 0 {
 		return fmt.Errorf("target-share/ still holds %s after stop_and_delete", strings.Join(left, ", "))
 	}
-	d.u.sayf("target-share/ is empty: the copy and its recovery point are gone.")
+	d.u.sayf("target-share/ holds no volume file any more: the copy and its recovery point are gone.")
 	return nil
 }
 
