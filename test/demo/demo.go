@@ -35,7 +35,9 @@ type demo struct {
 	mirrord *child
 	logs    *logWatcher
 	logFile *os.File
-	etcd    *clientv3.Client
+
+	agentLogFile *os.File
+	etcd         *clientv3.Client
 
 	agentListen, natsURL string
 
@@ -99,24 +101,21 @@ func (d *demo) startAgent(ctx context.Context) error {
 	if err := d.ws.writeToken(); err != nil {
 		return fmt.Errorf("agent token: %w", err)
 	}
-	port, err := freePorts(1)
+	var err error
+	if d.agentLogFile, err = os.OpenFile(filepath.Join(d.ws.dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+		return err
+	}
+	logs := newLogWatcher(d.agentLogFile)
+	// Port 0: a free port, which the agent logs.
+	d.agent, err = start("mirror-agent", d.o.agent, []string{"-dir", d.ws.source, "-listen", "127.0.0.1:0", "-token-file", d.ws.tokenFile}, logs)
 	if err != nil {
 		return err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if err := waitFor(ctx, d.agent, 10*time.Second, func() bool { return logs.agentAddress() != "" }); err != nil {
+		return err
+	}
+	addr := logs.agentAddress()
 	d.agentListen = addr
-	f, err := os.OpenFile(filepath.Join(d.ws.dir, "agent.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close() // the child holds its own descriptor
-	d.agent, err = start("mirror-agent", d.o.agent, []string{"-dir", d.ws.source, "-listen", addr, "-token-file", d.ws.tokenFile}, f)
-	if err != nil {
-		return err
-	}
-	if err := waitListening(addr, d.agent, 10*time.Second); err != nil {
-		return err
-	}
 	d.u.stepf("Started mirror-agent (pid %d) on %s, next to the source storage.", d.agent.pid(), addr)
 	d.u.sayf("It serves the volume files' block checksums and blocks, only to callers holding")
 	d.u.sayf("the token in agent-token (a 0600 file), and only files inside source-share/.")
@@ -126,28 +125,16 @@ func (d *demo) startAgent(ctx context.Context) error {
 // startMirrord runs mirrord on an embedded etcd and NATS, with the nfs
 // plugin, and waits until it is ready.
 func (d *demo) startMirrord(ctx context.Context) error {
-	etcdPort, err := freePorts(2)
-	if err != nil {
-		return err
-	}
-	natsPort, err := freePorts(1)
-	if err != nil {
-		return err
-	}
-	httpPort, err := freePorts(1)
-	if err != nil {
-		return err
-	}
+	var err error
 	if d.logFile, err = os.OpenFile(filepath.Join(d.ws.dir, "mirrord.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
 		return err
 	}
 	d.logs = newLogWatcher(d.logFile)
-	httpAddr := "127.0.0.1:" + strconv.Itoa(httpPort)
 	began := time.Now()
 	d.mirrord, err = start("mirrord", d.o.mirrord, []string{
-		"--embedded", d.ws.mirrord,
-		"--embedded-etcd-port", strconv.Itoa(etcdPort), "--embedded-nats-port", strconv.Itoa(natsPort),
-		"--plugin-dir", d.o.pluginDir, "--http-address", httpAddr, "--daemon-id", "demo",
+		// Port 0: free ports, which mirrord logs.
+		"--embedded", d.ws.mirrord, "--embedded-etcd-port", "0", "--embedded-nats-port", "0",
+		"--plugin-dir", d.o.pluginDir, "--http-address", "127.0.0.1:0", "--daemon-id", "demo",
 		"--log-format", "json",
 		// Look at the storages often: a demo has no time to wait.
 		"--poll-interval", "1s", "--fast-poll-interval", "200ms", "--snapshot-poll-interval", "200ms",
@@ -155,42 +142,45 @@ func (d *demo) startMirrord(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitReady(ctx, "http://"+httpAddr+"/readyz", d.mirrord); err != nil {
+	if err := waitReady(ctx, d.logs, d.mirrord); err != nil {
 		return err
 	}
-	d.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:" + strconv.Itoa(etcdPort)}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	etcdAddr, natsURL, _, _ := d.logs.addresses()
+	d.etcd, err = clientv3.New(clientv3.Config{Endpoints: []string{etcdAddr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
 	}
-	d.natsURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
-	d.u.stepf("Started mirrord (pid %d) with --embedded: its own etcd on 127.0.0.1:%d and NATS", d.mirrord.pid(), etcdPort)
+	d.natsURL = natsURL
 	pinned := ""
 	if _, err := os.Stat(filepath.Join(d.o.pluginDir, "SHA256SUMS")); err == nil {
-		pinned = ", checked against its checksum in SHA256SUMS,"
+		pinned = " (its checksum checked against SHA256SUMS)"
 	}
-	d.u.sayf("on 127.0.0.1:%d, in-process. It loaded the nfs plugin from the plugin directory%s", natsPort, pinned)
+	d.u.stepf("Started mirrord (pid %d) with --embedded: its own etcd (%s) and NATS (%s),", d.mirrord.pid(), strings.TrimPrefix(etcdAddr, "http://"), strings.TrimPrefix(natsURL, "nats://"))
+	d.u.sayf("in-process. It loaded the nfs plugin from the plugin directory%s", pinned)
 	d.u.sayf("and was ready in %s.", ms(time.Since(began)))
 	return nil
 }
 
 // waitReady waits for mirrord's /readyz to answer 200: etcd answers, its
 // session is held, the plugins are loaded.
-func waitReady(ctx context.Context, url string, c *child) error {
+func waitReady(ctx context.Context, logs *logWatcher, c *child) error {
 	cl := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := cl.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if _, _, addr, ok := logs.addresses(); ok {
+			resp, err := cl.Get("http://" + addr + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		if err := c.exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("mirrord is not ready after 30 s (%s)", url)
+			return errors.New("mirrord is not ready after 30 s")
 		}
 		select {
 		case <-ctx.Done():
@@ -326,7 +316,8 @@ func (d *demo) delta(ctx context.Context) error {
 	}
 	d.deltaSent, d.deltaBlocks, d.deltaLag = sent, blocks, last.at.Sub(changedAt)
 	d.u.sayf("At its next sync (every 2 s) the plugin compared the %d block checksums with the", d.size/blockSize)
-	d.u.sayf("copy's, fetched only the %d changed blocks: %s sent for %s changed, in %s.", blocks, size(sent), size(d.changed), ms(last.duration))
+	d.u.sayf("copy's and fetched only the %d changed blocks: %s of block data sent for %s", blocks, size(sent), size(d.changed))
+	d.u.sayf("changed (plus the list of checksums); the sync took %s.", ms(last.duration))
 	d.u.sayf("The target had the change %s after it was written.", ms(d.deltaLag))
 	if err := d.compare("after the delta"); err != nil {
 		return err
@@ -494,8 +485,10 @@ func (d *demo) shutdown() error {
 		}
 		stopped = append(stopped, fmt.Sprintf("mirror-agent in %s", ms(took)))
 	}
-	if d.logFile != nil {
-		d.logFile.Close()
+	for _, f := range []*os.File{d.logFile, d.agentLogFile} {
+		if f != nil {
+			f.Close()
+		}
 	}
 	if d.ws != nil {
 		if err := os.RemoveAll(d.ws.dir); err != nil {

@@ -70,7 +70,7 @@ func TestDemo(t *testing.T) {
 	if n := strings.Count(out.String(), "equals the source (sha256"); n != 2 {
 		t.Errorf("the demo compared source and target %d times, want 2 (after the first copy, after the delta)", n)
 	}
-	for _, want := range []string{"320 KiB sent for 320 KiB changed", "snapshot mirrored", "target-share/ holds no volume file any more", "removed the workspace"} {
+	for _, want := range []string{"320 KiB of block data sent for 320 KiB", "snapshot mirrored", "target-share/ holds no volume file any more", "removed the workspace"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the output lacks %q", want)
 		}

@@ -18,8 +18,9 @@ type syncRecord struct {
 	duration  time.Duration
 }
 
-// logWatcher is mirrord's stderr (JSON lines): it keeps every line in
-// the log file and picks out the plugin's sync records.
+// logWatcher is mirrord's (or the agent's) stderr, JSON lines: it keeps
+// every line in the log file and picks out the plugin's sync records and
+// the addresses the processes listen on.
 type logWatcher struct {
 	file io.Writer
 
@@ -28,6 +29,10 @@ type logWatcher struct {
 	syncs   []syncRecord
 	notify  chan struct{} // a new sync record
 	lines   [][]byte      // the last lines, shown when the demo fails
+	// Where mirrord's embedded servers and HTTP endpoints listen (it
+	// picks free ports and logs them).
+	etcd, nats, http string
+	listen           string // the agent's
 }
 
 func newLogWatcher(file io.Writer) *logWatcher {
@@ -58,13 +63,27 @@ func (l *logWatcher) line(b []byte) {
 		l.lines = l.lines[1:]
 	}
 	var r struct {
-		Msg       string `json:"msg"`
-		FirstCopy bool   `json:"first_copy"`
-		Changed   int64  `json:"blocks_changed"`
-		Bytes     int64  `json:"bytes"`
-		Duration  string `json:"duration"`
+		Msg       string   `json:"msg"`
+		Etcd      []string `json:"etcd"`
+		NATS      string   `json:"nats"`
+		Addr      string   `json:"addr"`
+		FirstCopy bool     `json:"first_copy"`
+		Changed   int64    `json:"blocks_changed"`
+		Bytes     int64    `json:"bytes"`
+		Duration  string   `json:"duration"`
 	}
-	if json.Unmarshal(b, &r) != nil || r.Msg != "synced" {
+	if json.Unmarshal(b, &r) != nil {
+		return
+	}
+	switch {
+	case r.Msg == "embedded servers running" && len(r.Etcd) > 0:
+		l.etcd, l.nats = r.Etcd[0], r.NATS
+	case r.Msg == "http endpoints serving":
+		l.http = r.Addr
+	case r.Msg == "listening":
+		l.listen = r.Addr
+	}
+	if r.Msg != "synced" {
 		return
 	}
 	d, _ := time.ParseDuration(r.Duration)
@@ -99,4 +118,19 @@ func (l *logWatcher) tail() []string {
 		out[i] = string(b)
 	}
 	return out
+}
+
+// addresses returns where etcd, NATS and the HTTP endpoints listen, once
+// mirrord logged all three.
+func (l *logWatcher) addresses() (etcd, nats, http string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.etcd, l.nats, l.http, l.etcd != "" && l.nats != "" && l.http != ""
+}
+
+// agentAddress is where the agent listens, once it logged it.
+func (l *logWatcher) agentAddress() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.listen
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -73,48 +71,21 @@ func (c *child) stop(grace time.Duration) (time.Duration, error) {
 	}
 }
 
-// freePorts returns n consecutive free loopback ports (etcd wants its
-// client port and the next one for peers). A port may be taken between
-// this check and its use; the demo then fails saying so.
-func freePorts(n int) (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		ok := true
-		for i := 1; i < n && ok; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free loopback ports")
-}
-
-// waitListening waits until addr accepts connections, or c exits.
-func waitListening(addr string, c *child, timeout time.Duration) error {
+// waitFor waits until ok, c's early exit, the timeout or ctx's end.
+func waitFor(ctx context.Context, c *child, timeout time.Duration, ok func() bool) error {
 	deadline := time.Now().Add(timeout)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return nil
-		}
+	for !ok() {
 		if err := c.exited(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not listen on %s after %s", c.name, addr, timeout)
+			return fmt.Errorf("%s is not up after %s", c.name, timeout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
+	return nil
 }
