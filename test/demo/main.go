@@ -39,7 +39,7 @@ func main() {
 	flag.StringVar(&o.agent, "agent", "", "mirror-agent binary (required)")
 	flag.StringVar(&o.pluginDir, "plugin-dir", "", "plugin directory holding the nfs plugin (required)")
 	flag.StringVar(&o.workdir, "workdir", os.TempDir(), "where the temporary workspace is made")
-	flag.Int64Var(&o.sizeMiB, "size", 128, "size of the demo volume, MiB (64..256)")
+	flag.Int64Var(&o.sizeMiB, "size", 256, "size of the demo volume, MiB (64..256)")
 	flag.DurationVar(&o.timeout, "timeout", 55*time.Second, "give up after this long")
 	flag.Parse()
 	if o.mirrord == "" || o.agent == "" || o.pluginDir == "" || o.sizeMiB < 64 || o.sizeMiB > 256 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -108,23 +109,40 @@ func changeBlocks(path string, size int64, n int) (int64, error) {
 	return int64(n) * blockSize, f.Sync()
 }
 
-// copyFile copies src to a new file dst (a Cinder-style snapshot file).
+// copyFile copies src to a new file dst (a Cinder-style snapshot file),
+// keeping zero blocks as holes so that the demo's disk use stays small.
 func copyFile(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
+	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+	defer out.Close()
+	if err := out.Truncate(fi.Size()); err != nil {
 		return err
 	}
+	buf := make([]byte, blockSize)
+	for off := int64(0); off < fi.Size(); off += blockSize {
+		n, err := in.ReadAt(buf, off)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if bytes.Count(buf[:n], []byte{0}) == n {
+			continue
+		}
+		if _, err := out.WriteAt(buf[:n], off); err != nil {
+			return err
+		}
+	}
 	if err := out.Sync(); err != nil {
-		out.Close()
 		return err
 	}
 	return out.Close()
