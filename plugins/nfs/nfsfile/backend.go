@@ -56,6 +56,9 @@ type Backend struct {
 
 	mu      sync.Mutex
 	runners map[string]*runner // by volume UUID: the sync loops on this host
+	// ending counts, by volume UUID, the stops and deletes under way:
+	// their loop must not be started again meanwhile (endRunner).
+	ending map[string]int
 }
 
 var _ sdk.Backend = (*Backend)(nil)
@@ -71,7 +74,7 @@ func New(o Options) *Backend {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = defaultProbeTimeout
 	}
-	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}}
+	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}, ending: map[string]int{}}
 }
 
 // Close stops every sync loop on this host.

@@ -59,6 +59,9 @@ func (b *Backend) ensureRunner(env sdk.Environment, uuid string, volumeID uint64
 func (b *Backend) startRunner(vol sdk.Volume) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.ending[vol.VolumeUUID] > 0 {
+		return
+	}
 	if r, ok := b.runners[vol.VolumeUUID]; ok {
 		r.mu.Lock()
 		r.vol = vol
@@ -89,6 +92,25 @@ func (b *Backend) stopRunner(uuid string) {
 	if ok {
 		r.cancel()
 		<-r.done
+	}
+}
+
+// endRunner stops uuid's loop, as stopRunner, for a stop or a delete that
+// then takes the copy's lock: until the returned func is called no loop
+// starts for uuid, as a PrepareEnvironment running meanwhile (mirrord's
+// environment poll sees the loop gone) would otherwise start one that
+// takes the lock first.
+func (b *Backend) endRunner(uuid string) (done func()) {
+	b.mu.Lock()
+	b.ending[uuid]++
+	b.mu.Unlock()
+	b.stopRunner(uuid)
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.ending[uuid]--; b.ending[uuid] <= 0 {
+			delete(b.ending, uuid)
+		}
 	}
 }
 
