@@ -234,6 +234,9 @@ func (d *demo) replicate(ctx context.Context) error {
 		if st.State != state {
 			state = st.State
 			d.u.sayf("mirrord: volume %s (%s)", st.State, explain(st.State))
+			if st.State == "error" {
+				d.u.sayf("   reason: %s", reasonOf(st))
+			}
 		}
 		if st.State == "initializing" {
 			d.u.bar(st.Progress, "first copy")
@@ -414,6 +417,9 @@ func (d *demo) stopAndDelete(ctx context.Context) error {
 		if ok && st.State != state {
 			state = st.State
 			d.u.sayf("mirrord: volume %s (%s)", st.State, explain(st.State))
+			if st.State == "error" {
+				d.u.sayf("   reason: %s", reasonOf(st))
+			}
 		}
 	}, func(st status, ok bool) bool {
 		if ok {
