@@ -1,5 +1,5 @@
-# mirror: `make run` starts mirrord on its embedded default; `make test`
-# runs every check CI runs.
+# mirror: `make demo` shows what mirrord does, in under a minute; `make run`
+# starts mirrord on its embedded default; `make test` runs every check CI runs.
 
 GO      ?= go
 PKGS    ?= ./...
@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build test unit deps lint generate check-generate check-alerts fmt run bench ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench ceph-lab-up ceph-lab-down
 
 all: build
 
@@ -52,6 +52,21 @@ lint: deps check-generate check-alerts
 bench:
 	$(GO) test -run '^$$' -bench TenThousandVolumes -benchtime 1x -timeout 60m ./cmd/mirrord/
 	$(GO) test -run '^$$' -bench 'PluginCall/interleaved|PluginWrapper' -benchtime 20s ./adapters/pluginhost/
+
+## demo: builds mirrord, the nfs plugin (pinned by SHA256SUMS) and
+## mirror-agent into a temporary directory, then shows mirrord replicating a
+## file volume between two local directories: first copy, a delta, a
+## snapshot made a recovery point, stop_and_delete (test/demo). It leaves
+## no process and no file behind.
+demo:
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; trap 'exit 130' INT TERM; \
+	echo "Building mirrord, the nfs plugin and mirror-agent..."; \
+	mkdir -m 755 "$$d/plugins"; \
+	$(GO) build -o "$$d/mirrord" ./cmd/mirrord; \
+	$(GO) build -o "$$d/demo" ./test/demo; \
+	(cd plugins/nfs && $(GO) build -o "$$d/mirror-agent" ./cmd/mirror-agent && $(GO) build -o "$$d/plugins/nfs" .); \
+	(cd "$$d/plugins" && sha256sum nfs > SHA256SUMS); \
+	"$$d/demo" -mirrord "$$d/mirrord" -agent "$$d/mirror-agent" -plugin-dir "$$d/plugins" $(ARGS)
 
 ## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
 ## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord) with the

@@ -123,22 +123,23 @@ func (s *scan) run(ctx context.Context, p *picker, emit func(*batch) error) erro
 	})
 	var err error
 	for b := range order {
+		done := false
 		select {
 		case <-b.done:
-			err = b.err
+			err, done = b.err, true
 		case <-ctx.Done():
-			// A worker may still be filling b.buf: leave it to the
-			// garbage collector rather than to the pool.
 			err = ctx.Err()
 		}
 		if err == nil {
 			err = emit(b)
 		}
+		// A batch left behind by ctx's end may still be read into by
+		// its worker: only a finished batch's buffer is free again.
+		if done && b.buf != nil {
+			s.pool.Put(&b.buf)
+		}
 		if err != nil {
 			break
-		}
-		if b.buf != nil {
-			s.pool.Put(&b.buf)
 		}
 	}
 	cancel()

@@ -61,6 +61,9 @@ type Backend struct {
 	// starts a loop for another (during a hand-over, the old host would
 	// start again what it just released).
 	hosted map[string]bool
+	// ending counts, by volume UUID, the stops and deletes under way:
+	// their loop must not be started again meanwhile (endRunner).
+	ending map[string]int
 }
 
 var _ sdk.Backend = (*Backend)(nil)
@@ -76,7 +79,7 @@ func New(o Options) *Backend {
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = defaultProbeTimeout
 	}
-	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}, hosted: map[string]bool{}}
+	return &Backend{log: o.Logger, now: o.Now, probe: o.ProbeTimeout, runners: map[string]*runner{}, hosted: map[string]bool{}, ending: map[string]int{}}
 }
 
 // Close stops every sync loop on this host.

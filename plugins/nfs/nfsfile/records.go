@@ -23,14 +23,22 @@ import (
 //	.mirror/leftovers/volume-{uuid}.json what a stop or destroy left behind
 const stateDir = ".mirror"
 
-func volumeName(uuid string) string            { return "volume-" + uuid }
-func pointName(uuid, snap string) string        { return volumeName(uuid) + ".snapshot-" + snap }
-func volumeStateDir(dir, uuid string) string    { return filepath.Join(dir, stateDir, volumeName(uuid)) }
-func replicationPath(dir, uuid string) string   { return filepath.Join(volumeStateDir(dir, uuid), "replication.json") }
-func pointsDir(dir, uuid string) string         { return filepath.Join(volumeStateDir(dir, uuid), "points") }
-func pointRecordPath(dir, uuid, snap string) string { return filepath.Join(pointsDir(dir, uuid), snap+".json") }
-func environmentPath(dir, env string) string    { return filepath.Join(dir, stateDir, "environments", env+".json") }
-func leftoverPath(dir, uuid string) string      { return filepath.Join(dir, stateDir, "leftovers", volumeName(uuid)+".json") }
+func volumeName(uuid string) string          { return "volume-" + uuid }
+func pointName(uuid, snap string) string     { return volumeName(uuid) + ".snapshot-" + snap }
+func volumeStateDir(dir, uuid string) string { return filepath.Join(dir, stateDir, volumeName(uuid)) }
+func replicationPath(dir, uuid string) string {
+	return filepath.Join(volumeStateDir(dir, uuid), "replication.json")
+}
+func pointsDir(dir, uuid string) string { return filepath.Join(volumeStateDir(dir, uuid), "points") }
+func pointRecordPath(dir, uuid, snap string) string {
+	return filepath.Join(pointsDir(dir, uuid), snap+".json")
+}
+func environmentPath(dir, env string) string {
+	return filepath.Join(dir, stateDir, "environments", env+".json")
+}
+func leftoverPath(dir, uuid string) string {
+	return filepath.Join(dir, stateDir, "leftovers", volumeName(uuid)+".json")
+}
 
 // replication is a volume's replication record.
 type replication struct {

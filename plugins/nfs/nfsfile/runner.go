@@ -63,6 +63,9 @@ func (b *Backend) startRunner(vol sdk.Volume) {
 	if !b.hosted[vol.Environment.ID] {
 		return // EnvironmentStatus says so; the leader's Prepare starts it
 	}
+	if b.ending[vol.VolumeUUID] > 0 {
+		return // a stop or delete is under way (endRunner)
+	}
 	if r, ok := b.runners[vol.VolumeUUID]; ok {
 		r.mu.Lock()
 		r.vol = vol
@@ -93,6 +96,25 @@ func (b *Backend) stopRunner(uuid string) {
 	if ok {
 		r.cancel()
 		<-r.done
+	}
+}
+
+// endRunner stops uuid's loop, as stopRunner, for a stop or a delete that
+// then takes the copy's lock: until the returned func is called no loop
+// starts for uuid, as a PrepareEnvironment running meanwhile (mirrord's
+// environment poll sees the loop gone) would otherwise start one that
+// takes the lock first.
+func (b *Backend) endRunner(uuid string) (done func()) {
+	b.mu.Lock()
+	b.ending[uuid]++
+	b.mu.Unlock()
+	b.stopRunner(uuid)
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.ending[uuid]--; b.ending[uuid] <= 0 {
+			delete(b.ending, uuid)
+		}
 	}
 }
 

@@ -196,7 +196,7 @@ func (b *Backend) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupRe
 		b.startRunner(vol)
 		return sdk.CleanupReport{}, fmt.Errorf("stop %s: the first copy is %d%% done; the copy is kept once complete: %w", name, cs.progress, sdk.ErrInProgress)
 	}
-	b.stopRunner(vol.VolumeUUID)
+	defer b.endRunner(vol.VolumeUUID)()
 	if err := keepStandalone(tgt, vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, fmt.Errorf("stop %s: %w", name, err)
 	}
@@ -233,7 +233,7 @@ func (b *Backend) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
 	if err != nil {
 		return fmt.Errorf("delete target of %s: %w", name, err)
 	}
-	b.stopRunner(vol.VolumeUUID)
+	defer b.endRunner(vol.VolumeUUID)()
 	if err := b.deleteCopy(tgt, vol.VolumeUUID); err != nil {
 		return fmt.Errorf("delete target of %s: %w", name, err)
 	}
@@ -269,7 +269,7 @@ func (b *Backend) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.Cleanu
 	if err != nil {
 		return sdk.CleanupReport{}, fmt.Errorf("destroy %s: %w", name, err)
 	}
-	b.stopRunner(vol.VolumeUUID)
+	defer b.endRunner(vol.VolumeUUID)()
 	var rec replication
 	found, err := readJSON(replicationPath(tgt.dir, vol.VolumeUUID), &rec)
 	if err != nil {
