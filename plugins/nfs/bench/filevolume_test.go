@@ -34,9 +34,8 @@ const (
 // BenchmarkFileVolume measures, in one run and on one file system: the
 // first copy of a 1 GiB file of random data through the agent (plain HTTP
 // with the sum check, as the plugin runs by default, and TLS with and
-// without it)
-// next to cp followed by a sync of the file; then a delta sync of 1 % of
-// its 64 KiB blocks changed at random next to rsync --inplace
+// without it) next to cp followed by a sync of the file; then a delta sync
+// of 1 % of its 64 KiB blocks changed at random next to rsync --inplace
 // --no-whole-file pulling from an rsync daemon on loopback. Run it once
 // (-benchtime 1x); MIRROR_BENCH_SEED fixes the changed blocks.
 func BenchmarkFileVolume(b *testing.B) {
