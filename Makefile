@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down
 
 all: build
 
@@ -67,6 +67,13 @@ demo:
 	(cd plugins/nfs && $(GO) build -o "$$d/mirror-agent" ./cmd/mirror-agent && $(GO) build -o "$$d/plugins/nfs" .); \
 	(cd "$$d/plugins" && sha256sum nfs > SHA256SUMS); \
 	"$$d/demo" -mirrord "$$d/mirrord" -agent "$$d/mirror-agent" -plugin-dir "$$d/plugins" $(ARGS)
+
+## bench-nfs: the file-volume plugin's delta sync and first copy of a 1 GiB
+## file through its agent, next to rsync (a daemon on loopback) and cp, in
+## one run (about a minute; 4 GiB in TMPDIR). rsync is installed if missing.
+bench-nfs:
+	@.ci/install-packages rsync
+	cd plugins/nfs && $(GO) test -run '^$$' -bench FileVolume -benchtime 1x -timeout 30m ./bench/
 
 ## run: mirrord on its embedded default (in-process etcd on 127.0.0.1:2379,
 ## NATS with JetStream on 127.0.0.1:4222, data under var/mirrord) with the
