@@ -72,7 +72,7 @@ func TestAgentKilledMidSync(t *testing.T) {
 	a.start(t)
 	t.Cleanup(a.kill)
 
-	const size = 128 << 20
+	const size = 64 << 20
 	uuid := plugintest.NewUUID()
 	name := "volume-" + uuid
 	data := make([]byte, size)
