@@ -24,10 +24,15 @@ import (
 //
 // (little endian; sum is agentproto.Sum, XXH3-128). Only a journal ending
 // in a valid commit record is applied; anything else is a delta that was
-// cut and is discarded. So is a journal of version 1 (SHA-256 sums): the
-// index of that version is rebuilt from the copy before (see load), and
-// the next delta sync fetches whatever the copy lacks.
+// cut and is discarded. A committed journal of version 1 (sum [32],
+// SHA-256), left by a crash before an upgrade, is still applied so the
+// copy is a complete sync; its records' sums read as zero, which no
+// agent's sum equals, so the next delta sync fetches those blocks again
+// and the index gets their sums.
 var journalMagic = [8]byte{'M', 'I', 'R', 'J', 'R', 'N', 'L', '2'}
+
+// journalV1SumSize is the sum's length in a version 1 journal.
+const journalV1SumSize = 32
 
 // journalRecordLen is a block record's head after its tag.
 const journalRecordLen = 8 + 1 + agentproto.SumSize + 4
@@ -172,7 +177,12 @@ func scanJournal(r io.Reader, fn func(journalRecord) error) (journalHeader, jour
 	if !bytes.Equal(hb[:7], journalMagic[:7]) {
 		return torn("not a journal")
 	}
-	if hb[7] != journalMagic[7] {
+	sumLen := agentproto.SumSize
+	switch hb[7] {
+	case journalMagic[7]:
+	case '1':
+		sumLen = journalV1SumSize
+	default:
 		return torn(fmt.Sprintf("journal version %c, want %c", hb[7], journalMagic[7]))
 	}
 	hd := journalHeader{
@@ -193,13 +203,16 @@ func scanJournal(r io.Reader, fn func(journalRecord) error) (journalHeader, jour
 		}
 		switch tag[0] {
 		case tagBlock:
-			var b [journalRecordLen]byte
-			if _, err := io.ReadFull(in, b[:]); err != nil {
+			var b [8 + 1 + journalV1SumSize + 4]byte
+			head := b[:8+1+sumLen+4]
+			if _, err := io.ReadFull(in, head); err != nil {
 				return torn("short record")
 			}
-			rec := journalRecord{Index: binary.LittleEndian.Uint64(b[0:]), Kind: agentproto.Kind(b[8])}
-			copy(rec.Sum[:], b[9:9+agentproto.SumSize])
-			n := binary.LittleEndian.Uint32(b[9+agentproto.SumSize:])
+			rec := journalRecord{Index: binary.LittleEndian.Uint64(head[0:]), Kind: agentproto.Kind(head[8])}
+			if sumLen == agentproto.SumSize {
+				copy(rec.Sum[:], head[9:])
+			} // else version 1: left zero
+			n := binary.LittleEndian.Uint32(head[9+sumLen:])
 			if rec.Index >= nblocks || int64(n) > int64(hd.BlockSize) || rec.Kind > agentproto.KindData ||
 				(rec.Kind == agentproto.KindZero && n != 0) {
 				return torn("bad record")

@@ -95,3 +95,59 @@ func zeroBlock(t *testing.T, path string, i int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestOldVersionJournalIsApplied: a committed journal of version 1 (a
+// crash before the upgrade) is still applied at Open, so the copy is a
+// complete sync; its blocks are fetched again by the next sync, as their
+// sums were SHA-256.
+func TestOldVersionJournalIsApplied(t *testing.T) {
+	e := newEnv(t)
+	e.write(0, 8*bs, 1)
+	c := e.open(Options{BlockSize: bs})
+	if _, err := c.Sync(t.Context(), e.source); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	e.write(2*bs, bs, 5)
+	src, err := os.ReadFile(e.srcPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk := src[2*bs : 3*bs]
+	var j bytes.Buffer
+	j.WriteString("MIRJRNL1")
+	binary.Write(&j, binary.LittleEndian, uint32(bs))
+	binary.Write(&j, binary.LittleEndian, int64(len(src)))
+	binary.Write(&j, binary.LittleEndian, int64(1))
+	j.WriteByte('B')
+	binary.Write(&j, binary.LittleEndian, uint64(2))
+	j.WriteByte(byte(agentproto.KindData))
+	sum := sha256.Sum256(blk)
+	j.Write(sum[:])
+	binary.Write(&j, binary.LittleEndian, uint32(len(blk)))
+	j.Write(blk)
+	j.WriteByte('C')
+	binary.Write(&j, binary.LittleEndian, uint64(1))
+	binary.Write(&j, binary.LittleEndian, int64(len(blk)))
+	sum = sha256.Sum256(j.Bytes())
+	j.Write(sum[:])
+	if err := os.WriteFile(filepath.Join(c.stateDir, "journal"), j.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.stateDir, "sums"), encodeIndexV1(t, filepath.Join(e.dst, testName), bs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c = e.open(Options{BlockSize: bs})
+	defer c.Close()
+	e.requireEqual() // applied at Open
+	if exists(filepath.Join(c.stateDir, "journal")) {
+		t.Fatal("the journal was left after Open")
+	}
+	e.source.Reset()
+	res, err := c.Sync(t.Context(), e.source)
+	if err != nil || res.BlocksChanged != 1 || e.source.Counts().DataBytes != bs {
+		t.Fatalf("sync after the old journal: %+v, %v, sent %+v; want block 2 again", res, err, e.source.Counts())
+	}
+	e.requireEqual()
+}
