@@ -370,9 +370,10 @@ func (b *flipBody) Read(p []byte) (int, error) {
 func TestClientCatchesACorruptBlock(t *testing.T) {
 	e := newEnv(t)
 	e.write(t, "volume-a", pattern(4*4096, 10))
-	// Within block 1's data: header 8, block 0 frame 1+8+32+4+4096, block
-	// 1's head 45, then 100 bytes in.
-	at := int64(8 + 45 + 4096 + 45 + 100)
+	// Within block 1's data: header 8, block 0 frame 1+8+16+4+4096, block
+	// 1's head 29, then 100 bytes in.
+	head := int64(1 + 8 + agentproto.SumSize + 4)
+	at := 8 + head + 4096 + head + 100
 	c := e.client(t, agentproto.ClientConfig{Transport: flipper{rt: http.DefaultTransport, at: at}})
 	var seen []uint64
 	_, err := c.Blocks(context.Background(), "volume-a", 4096, 0, 4, nil, func(b agentproto.Block) error {
@@ -478,5 +479,34 @@ func holesSeen(t *testing.T, p string, want int64) {
 	const seekData = 3 // SEEK_DATA on Linux
 	if off, err := f.Seek(0, seekData); err != nil || off != want {
 		t.Skipf("the filesystem of %s does not report holes (SEEK_DATA: %d, %v)", p, off, err)
+	}
+}
+
+// TestOtherProtocolVersionsAreRefused: a plugin of protocol 1 (SHA-256
+// sums) gets a 400 naming both versions, not a stream it would misread
+// nor a 404 it would take for a missing file.
+func TestOtherProtocolVersionsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	e.write(t, "volume-a", pattern(8192, 8))
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/sums?name=volume-a&bs=4096"},
+		{http.MethodPost, "/v1/blocks?name=volume-a&bs=4096&from=0&to=2"},
+		{http.MethodGet, "/v3/sums?name=volume-a&bs=4096"},
+	} {
+		status, body := rawDo(t, tc.method, e.http.URL+tc.path, "Bearer "+string(token))
+		if status != http.StatusBadRequest || !strings.Contains(body, "protocol v2") || !strings.Contains(body, agentproto.SumName) {
+			t.Errorf("%s %s: %d %q, want 400 naming protocol v2 and %s", tc.method, tc.path, status, body, agentproto.SumName)
+		}
+	}
+	if status, _ := rawDo(t, http.MethodGet, e.http.URL+"/other", "Bearer "+string(token)); status != http.StatusNotFound {
+		t.Errorf("GET /other: %d, want 404", status)
+	}
+	if st := e.srv.Stats(); st.BytesRead != 0 {
+		t.Errorf("stats %+v: want nothing read", st)
+	}
+	// The client sees the version on every answer, a missing file too.
+	c := e.client(t, agentproto.ClientConfig{})
+	if _, err := c.Sums(context.Background(), "volume-none", 4096); !errors.Is(err, agentproto.ErrNotFound) {
+		t.Fatalf("a missing file: %v, want ErrNotFound", err)
 	}
 }

@@ -59,7 +59,16 @@ func BenchmarkBlocks(b *testing.B) {
 	}
 }
 
-// BenchmarkSHA256OneCore is the baseline: one core summing 64 KiB blocks.
+// BenchmarkSumOneCore is the baseline: one core summing 64 KiB blocks.
+func BenchmarkSumOneCore(b *testing.B) {
+	buf := pattern(agentproto.DefaultBlockSize, 1)
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		agentproto.SumOf(buf)
+	}
+}
+
+// BenchmarkSHA256OneCore is protocol 1's block sum, for comparison.
 func BenchmarkSHA256OneCore(b *testing.B) {
 	buf := pattern(agentproto.DefaultBlockSize, 1)
 	b.SetBytes(int64(len(buf)))

@@ -77,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.mux.HandleFunc("GET "+agentproto.PathSums, s.handleSums)
 	s.mux.HandleFunc("POST "+agentproto.PathBlocks, s.handleBlocks)
+	s.mux.HandleFunc("/", s.handleOtherVersion)
 	return s, nil
 }
 
@@ -102,6 +103,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	s.active.Add(1)
 	defer s.active.Add(-1)
+	w.Header().Set(agentproto.HeaderVersion, agentproto.Version)
 	if !s.authorized(r) {
 		s.unauthorized.Add(1)
 		s.log.Warn("request refused: missing or wrong token", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
@@ -118,6 +120,18 @@ func (s *Server) authorized(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	sum := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && ok
+}
+
+// handleOtherVersion refuses a path of another protocol version clearly:
+// a plugin of that version would otherwise read 404 as a missing file.
+// Other paths are not found.
+func (s *Server) handleOtherVersion(w http.ResponseWriter, r *http.Request) {
+	v, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if len(v) < 2 || v[0] != 'v' || strings.Trim(v[1:], "0123456789") != "" || v[1:] == agentproto.Version {
+		s.fail(w, r, "", refuse(http.StatusNotFound, "no such endpoint %q", r.URL.Path))
+		return
+	}
+	s.fail(w, r, "", refuse(http.StatusBadRequest, "protocol %s is not served: this agent speaks protocol %s (block sums %s); upgrade the agent and the plugin together", v, "v"+agentproto.Version, agentproto.SumName))
 }
 
 // fail answers a request that is refused or failed before its stream.

@@ -278,6 +278,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 func statusError(resp *http.Response) error {
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	text := strings.TrimSpace(string(msg))
+	// An agent of another version has no such path: 404 or 405 without
+	// this version's header, not a missing file.
+	if v := resp.Header.Get(HeaderVersion); v != Version &&
+		(resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed) {
+		if v == "" {
+			v = "1 or unknown"
+		}
+		return fmt.Errorf("%w: it answered %s as protocol %s; this plugin speaks %s (block sums %s): upgrade the agent and the plugin together", ErrVersion, resp.Status, v, Version, SumName)
+	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		return ErrUnauthorized

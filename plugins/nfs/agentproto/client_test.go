@@ -75,6 +75,7 @@ func TestStatusesMapToErrors(t *testing.T) {
 		http.StatusRequestEntityTooLarge: ErrRefused,
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(HeaderVersion, Version)
 			http.Error(w, "the agent's reason", status)
 		}))
 		c, _ := NewClient(ClientConfig{Address: strings.TrimPrefix(ts.URL, "http://"), Token: []byte("t")})
@@ -87,5 +88,27 @@ func TestStatusesMapToErrors(t *testing.T) {
 		if status != http.StatusUnauthorized && !strings.Contains(err.Error(), "the agent's reason") {
 			t.Errorf("status %d: %v lacks the agent's message", status, err)
 		}
+	}
+}
+
+// TestAnOldAgentFailsClearly: an agent of protocol 1 has no /v2 paths; its
+// 404 (no version header) is a version mismatch, not a missing file.
+func TestAnOldAgentFailsClearly(t *testing.T) {
+	ts := httptest.NewServer(http.NotFoundHandler()) // as an old agent's mux answers /v2/...
+	defer ts.Close()
+	c, _ := NewClient(ClientConfig{Address: strings.TrimPrefix(ts.URL, "http://"), Token: []byte("t")})
+	defer c.Close()
+	_, err := c.Sums(context.Background(), "v", 4096)
+	if !errors.Is(err, ErrVersion) || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), SumName) {
+		t.Fatalf("an old agent: %v, want ErrVersion naming %s", err, SumName)
+	}
+}
+
+func TestSumIsXXH3128BigEndian(t *testing.T) {
+	// XXH3-128 of the empty input, seed 0, as the reference implementation
+	// gives it: hi 99aa06d3014798d8, lo 6001c324468d497f.
+	want := Sum{0x99, 0xaa, 0x06, 0xd3, 0x01, 0x47, 0x98, 0xd8, 0x60, 0x01, 0xc3, 0x24, 0x46, 0x8d, 0x49, 0x7f}
+	if got := SumOf(nil); got != want {
+		t.Fatalf("SumOf(nil) = %x, want %x", got, want)
 	}
 }

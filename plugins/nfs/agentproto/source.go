@@ -5,9 +5,11 @@ package agentproto
 
 import (
 	"context"
-	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/zeebo/xxh3"
 )
 
 // DefaultBlockSize is the block size the plugin asks for unless the
@@ -31,11 +33,28 @@ const (
 	KindData Kind = 1
 )
 
-// Sum is the SHA-256 of a block's bytes.
-type Sum [sha256.Size]byte
+// SumName names the block sum, as the wire and the docs call it.
+const SumName = "xxh3-128"
+
+// SumSize is the length of a Sum in bytes.
+const SumSize = 16
+
+// Sum is the XXH3-128 of a block's bytes (seed 0), its high 64 bits then
+// its low 64 bits, each big-endian. A fast non-cryptographic hash, as
+// rsync uses for its block checksums: it finds changed blocks and data
+// damaged in transit or on disk, not data forged to collide, which only
+// a writer of the source files could make (and then only to hide their
+// own change from the copy).
+type Sum [SumSize]byte
 
 // SumOf is the sum of data.
-func SumOf(data []byte) Sum { return sha256.Sum256(data) }
+func SumOf(data []byte) Sum {
+	h := xxh3.Hash128(data)
+	var s Sum
+	binary.BigEndian.PutUint64(s[:8], h.Hi)
+	binary.BigEndian.PutUint64(s[8:], h.Lo)
+	return s
+}
 
 // Sums are the kind and sum of every block of a file, read at one time.
 type Sums struct {
@@ -77,6 +96,8 @@ var (
 	// ErrRefused: the name is not a plain file directly in the agent's
 	// directory (a path, a symlink, a device), or the request is invalid.
 	ErrRefused = errors.New("refused by the agent")
+	// ErrVersion: the agent speaks another version of the protocol.
+	ErrVersion = errors.New("the agent speaks another protocol version")
 )
 
 // CheckBlockSize returns an error unless n is a block size agents accept.

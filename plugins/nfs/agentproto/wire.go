@@ -8,14 +8,22 @@ import (
 	"io"
 )
 
-// The wire protocol, HTTP/1.1 (over TLS when configured). Every request
-// carries "Authorization: Bearer <token>"; a missing or wrong token gets
-// 401 and nothing else. A name is one path element of the agent's
-// directory, sent as the query parameter "name"; bs is the block size.
+// The wire protocol, version 2, HTTP/1.1 (over TLS when configured).
+// Every request carries "Authorization: Bearer <token>"; a missing or
+// wrong token gets 401 and nothing else. A name is one path element of
+// the agent's directory, sent as the query parameter "name"; bs is the
+// block size.
 //
-//	GET  /v1/sums?name=N&bs=B                  the kind and sum of every block
-//	POST /v1/blocks?name=N&bs=B&from=F&to=T    every block of [F, T)
-//	POST /v1/blocks?name=N&bs=B                the blocks listed in the body
+//	GET  /v2/sums?name=N&bs=B                  the kind and sum of every block
+//	POST /v2/blocks?name=N&bs=B&from=F&to=T    every block of [F, T)
+//	POST /v2/blocks?name=N&bs=B                the blocks listed in the body
+//
+// The version is in the path because it fixes the block sum: in v2 a sum
+// is 16 bytes, the XXH3-128 of the block (see Sum); v1 sent SHA-256. An
+// agent answers a request for another version with 400 and a message
+// naming both, and sets the header "Mirror-Agent-Protocol: 2" on every
+// response, so a plugin that gets a 404 without it knows the agent is of
+// another version rather than missing the file.
 //
 // The list of a blocks request is its indexes, strictly increasing, each
 // as a uvarint of its difference from the previous one (the first: from
@@ -27,9 +35,9 @@ import (
 // stream of frames, integers big-endian:
 //
 //	sums:   size u64, blocks u64, then per block in order
-//	        0 (KindZero) | 1 (KindData) sum[32], then the end frame
+//	        0 (KindZero) | 1 (KindData) sum[16], then the end frame
 //	blocks: size u64, then per block sent, in index order,
-//	        0 index u64 | 1 index u64 sum[32] len u32 data[len],
+//	        0 index u64 | 1 index u64 sum[16] len u32 data[len],
 //	        then the end frame
 //	end:    0xFF count u64 (records sent before it)
 //	error:  0xFE len u16 message[len] — the agent failed mid-stream
@@ -38,10 +46,17 @@ import (
 // end are not sent. A body that ends without its end frame is incomplete:
 // the reader returns an error, never a short success.
 //
+// Version is the protocol's version, as in the paths and the header.
+const Version = "2"
+
+// HeaderVersion is the response header in which an agent names its
+// protocol version.
+const HeaderVersion = "Mirror-Agent-Protocol"
+
 // PathSums and PathBlocks are the URL paths of the agent's endpoints.
 const (
-	PathSums   = "/v1/sums"
-	PathBlocks = "/v1/blocks"
+	PathSums   = "/v" + Version + "/sums"
+	PathBlocks = "/v" + Version + "/blocks"
 )
 
 // MaxIndexes is the most block indexes one blocks request may list; the
@@ -256,7 +271,7 @@ func (d *Reader) Block(b *Block, buf []byte) (end bool, err error) {
 	if err != nil || end {
 		return end, err
 	}
-	var h [8 + 32 + 4]byte
+	var h [8 + SumSize + 4]byte
 	n := 8
 	if kind == KindData {
 		n = len(h)
@@ -266,8 +281,8 @@ func (d *Reader) Block(b *Block, buf []byte) (end bool, err error) {
 	}
 	*b = Block{Index: binary.BigEndian.Uint64(h[:8]), Kind: kind}
 	if kind == KindData {
-		copy(b.Sum[:], h[8:40])
-		l := binary.BigEndian.Uint32(h[40:])
+		copy(b.Sum[:], h[8:8+SumSize])
+		l := binary.BigEndian.Uint32(h[8+SumSize:])
 		if l == 0 || int64(l) > int64(len(buf)) {
 			return false, fmt.Errorf("block %d: %d bytes of data, want 1 to %d", b.Index, l, len(buf))
 		}

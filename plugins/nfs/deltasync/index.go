@@ -13,8 +13,14 @@ import (
 )
 
 // The index file ("sums"): a header, then kind and sum of every block, then
-// the SHA-256 of all that, so a damaged index is noticed and rebuilt.
-var indexMagic = [8]byte{'M', 'I', 'R', 'S', 'U', 'M', 'S', '1'}
+// the SHA-256 of all that, so a damaged index is noticed and rebuilt. The
+// magic's last byte is the version: 2 holds agentproto's 16-byte XXH3-128
+// sums; an index of another version (1: SHA-256) is not misread but
+// rebuilt from the copy, like a damaged one.
+var indexMagic = [8]byte{'M', 'I', 'R', 'S', 'U', 'M', 'S', '2'}
+
+// indexRecordLen is one block's record: its kind, then its sum.
+const indexRecordLen = 1 + agentproto.SumSize
 
 const indexHeaderLen = 8 + 4 + 8 + 8
 
@@ -39,7 +45,7 @@ func resizeIndex(idx *agentproto.Sums, size int64) {
 
 func encodeIndex(idx agentproto.Sums) []byte {
 	var b bytes.Buffer
-	b.Grow(indexHeaderLen + len(idx.Kinds)*(1+len(agentproto.Sum{})) + sha256.Size)
+	b.Grow(indexHeaderLen + len(idx.Kinds)*indexRecordLen + sha256.Size)
 	b.Write(indexMagic[:])
 	binary.Write(&b, binary.LittleEndian, uint32(idx.BlockSize))
 	binary.Write(&b, binary.LittleEndian, idx.Size)
@@ -59,26 +65,29 @@ func decodeIndex(data []byte) (agentproto.Sums, error) {
 	if len(data) < indexHeaderLen+sha256.Size {
 		return agentproto.Sums{}, fmt.Errorf("%w: %d bytes", errBadIndex, len(data))
 	}
+	if !bytes.Equal(data[:7], indexMagic[:7]) {
+		return agentproto.Sums{}, fmt.Errorf("%w: not an index", errBadIndex)
+	}
+	if data[7] != indexMagic[7] {
+		return agentproto.Sums{}, fmt.Errorf("%w: version %c, want %c", errBadIndex, data[7], indexMagic[7])
+	}
 	body, trailer := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], trailer) {
 		return agentproto.Sums{}, fmt.Errorf("%w: checksum mismatch", errBadIndex)
-	}
-	if !bytes.Equal(body[:8], indexMagic[:]) {
-		return agentproto.Sums{}, fmt.Errorf("%w: not an index", errBadIndex)
 	}
 	bs := int(binary.LittleEndian.Uint32(body[8:]))
 	size := int64(binary.LittleEndian.Uint64(body[12:]))
 	n := binary.LittleEndian.Uint64(body[20:])
 	if size < 0 || agentproto.CheckBlockSize(bs) != nil || n != agentproto.Blocks(size, bs) ||
-		uint64(len(body)-indexHeaderLen) != n*33 {
+		uint64(len(body)-indexHeaderLen) != n*indexRecordLen {
 		return agentproto.Sums{}, fmt.Errorf("%w: inconsistent header", errBadIndex)
 	}
 	idx := newIndex(size, bs)
 	rec := body[indexHeaderLen:]
 	for i := range idx.Kinds {
 		idx.Kinds[i] = agentproto.Kind(rec[0])
-		copy(idx.Sums[i][:], rec[1:33])
-		rec = rec[33:]
+		copy(idx.Sums[i][:], rec[1:indexRecordLen])
+		rec = rec[indexRecordLen:]
 	}
 	return idx, nil
 }

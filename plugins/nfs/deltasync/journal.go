@@ -18,13 +18,24 @@ import (
 
 // The journal holds one delta before it touches the copy:
 //
-//	header  "MIRJRNL1" | block size u32 | new size i64 | sync start (unix ns) i64
-//	record  'B' | index u64 | kind u8 | sum [32] | length u32 | data
+//	header  "MIRJRNL2" | block size u32 | new size i64 | sync start (unix ns) i64
+//	record  'B' | index u64 | kind u8 | sum [16] | length u32 | data
 //	commit  'C' | records u64 | bytes received i64 | SHA-256 of all bytes before it
 //
-// (little endian). Only a journal ending in a valid commit record is
-// applied; anything else is a delta that was cut and is discarded.
-var journalMagic = [8]byte{'M', 'I', 'R', 'J', 'R', 'N', 'L', '1'}
+// (little endian; sum is agentproto.Sum, XXH3-128). Only a journal ending
+// in a valid commit record is applied; anything else is a delta that was
+// cut and is discarded. A committed journal of version 1 (sum [32],
+// SHA-256), left by a crash before an upgrade, is still applied so the
+// copy is a complete sync; its records' sums read as zero, which no
+// agent's sum equals, so the next delta sync fetches those blocks again
+// and the index gets their sums.
+var journalMagic = [8]byte{'M', 'I', 'R', 'J', 'R', 'N', 'L', '2'}
+
+// journalV1SumSize is the sum's length in a version 1 journal.
+const journalV1SumSize = 32
+
+// journalRecordLen is a block record's head after its tag.
+const journalRecordLen = 8 + 1 + agentproto.SumSize + 4
 
 const (
 	tagBlock  = 'B'
@@ -80,12 +91,12 @@ func createJournal(path string, hd journalHeader) (*journalWriter, error) {
 }
 
 func (j *journalWriter) add(r journalRecord) error {
-	var b [1 + 8 + 1 + 32 + 4]byte
+	var b [1 + journalRecordLen]byte
 	b[0] = tagBlock
 	binary.LittleEndian.PutUint64(b[1:], r.Index)
 	b[9] = byte(r.Kind)
 	copy(b[10:], r.Sum[:])
-	binary.LittleEndian.PutUint32(b[42:], uint32(len(r.Data)))
+	binary.LittleEndian.PutUint32(b[10+agentproto.SumSize:], uint32(len(r.Data)))
 	if _, err := j.out.Write(b[:]); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
@@ -163,8 +174,16 @@ func scanJournal(r io.Reader, fn func(journalRecord) error) (journalHeader, jour
 	if _, err := io.ReadFull(in, hb[:]); err != nil {
 		return torn("short header")
 	}
-	if !bytes.Equal(hb[:8], journalMagic[:]) {
+	if !bytes.Equal(hb[:7], journalMagic[:7]) {
 		return torn("not a journal")
+	}
+	sumLen := agentproto.SumSize
+	switch hb[7] {
+	case journalMagic[7]:
+	case '1':
+		sumLen = journalV1SumSize
+	default:
+		return torn(fmt.Sprintf("journal version %c, want %c", hb[7], journalMagic[7]))
 	}
 	hd := journalHeader{
 		BlockSize: int(binary.LittleEndian.Uint32(hb[8:])),
@@ -184,13 +203,16 @@ func scanJournal(r io.Reader, fn func(journalRecord) error) (journalHeader, jour
 		}
 		switch tag[0] {
 		case tagBlock:
-			var b [8 + 1 + 32 + 4]byte
-			if _, err := io.ReadFull(in, b[:]); err != nil {
+			var b [8 + 1 + journalV1SumSize + 4]byte
+			head := b[:8+1+sumLen+4]
+			if _, err := io.ReadFull(in, head); err != nil {
 				return torn("short record")
 			}
-			rec := journalRecord{Index: binary.LittleEndian.Uint64(b[0:]), Kind: agentproto.Kind(b[8])}
-			copy(rec.Sum[:], b[9:41])
-			n := binary.LittleEndian.Uint32(b[41:])
+			rec := journalRecord{Index: binary.LittleEndian.Uint64(head[0:]), Kind: agentproto.Kind(head[8])}
+			if sumLen == agentproto.SumSize {
+				copy(rec.Sum[:], head[9:])
+			} // else version 1: left zero
+			n := binary.LittleEndian.Uint32(head[9+sumLen:])
 			if rec.Index >= nblocks || int64(n) > int64(hd.BlockSize) || rec.Kind > agentproto.KindData ||
 				(rec.Kind == agentproto.KindZero && n != 0) {
 				return torn("bad record")
