@@ -139,8 +139,13 @@ func TestTakeoverByAnotherHost(t *testing.T) {
 	if err := a.ReleaseEnvironment(ctx, r.env); err != nil {
 		t.Fatal(err)
 	}
+	// A call that reaches host a late, after the hand-over, must not
+	// start there again what it released.
+	if err := a.StartVolume(ctx, r.vol); err != nil {
+		t.Fatal(err)
+	}
 	if h, err := a.EnvironmentStatus(ctx, r.env); err != nil || h.Ready {
-		t.Fatalf("host a after its release: %+v, %v; want not ready (it syncs nothing)", h, err)
+		t.Fatalf("host a after its release and a late StartVolume: %+v, %v; want not ready (it syncs nothing)", h, err)
 	}
 	if err := os.WriteFile(r.srcPath(), bytes.Repeat([]byte{7}, 4<<20), 0o600); err != nil {
 		t.Fatal(err)
