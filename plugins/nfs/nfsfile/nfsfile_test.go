@@ -74,20 +74,26 @@ func (r *rig) synced(t *testing.T, b sdk.Backend, what string) {
 	})
 }
 
+// replicate prepares the environment on b, starts the volume and waits
+// for its first copy.
+func (r *rig) replicate(t *testing.T, b sdk.Backend) {
+	t.Helper()
+	if err := b.PrepareEnvironment(t.Context(), r.env); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StartVolume(t.Context(), r.vol); err != nil {
+		t.Fatal(err)
+	}
+	r.synced(t, b, "the first copy")
+}
+
 // TestDeltaCrossesTheWire: after the first copy, a change of a few
 // blocks on the source reaches the target, and only those blocks are
 // served by the agent.
 func TestDeltaCrossesTheWire(t *testing.T) {
-	ctx := t.Context()
 	r := newRig(t, 16<<20)
 	b := newBackend(t)
-	if err := b.PrepareEnvironment(ctx, r.env); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.StartVolume(ctx, r.vol); err != nil {
-		t.Fatal(err)
-	}
-	r.synced(t, b, "the first copy")
+	r.replicate(t, b)
 
 	before := r.s.agent.Stats()
 	f, err := os.OpenFile(r.srcPath(), os.O_WRONLY, 0)
@@ -117,13 +123,7 @@ func TestTakeoverByAnotherHost(t *testing.T) {
 	ctx := t.Context()
 	r := newRig(t, 4<<20)
 	a, b := newBackend(t), newBackend(t)
-	if err := a.PrepareEnvironment(ctx, r.env); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.StartVolume(ctx, r.vol); err != nil {
-		t.Fatal(err)
-	}
-	r.synced(t, a, "host a's first copy")
+	r.replicate(t, a)
 
 	// Host b prepares while host a still syncs: b's loop cannot take the
 	// copy's lock, so it copies nothing.
@@ -162,13 +162,7 @@ func TestRecoveryPoint(t *testing.T) {
 	ctx := t.Context()
 	r := newRig(t, 4<<20)
 	b := newBackend(t)
-	if err := b.PrepareEnvironment(ctx, r.env); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.StartVolume(ctx, r.vol); err != nil {
-		t.Fatal(err)
-	}
-	r.synced(t, b, "the first copy")
+	r.replicate(t, b)
 	snapUUID := plugintest.NewUUID()
 	snap := sdk.Snapshot{Volume: r.vol, SnapshotID: 3, SnapshotUUID: snapUUID}
 	if err := b.AddSnapshot(ctx, snap); !errors.Is(err, sdk.ErrNotFound) {
