@@ -182,7 +182,7 @@ func TestSparseHolesAreNotRead(t *testing.T) {
 		t.Fatalf("summing read %d bytes of a sparse file, want at most %d: holes were read", got, max)
 	}
 
-	before := e.srv.Stats().BytesRead
+	before, requests := e.srv.Stats().BytesRead, e.srv.Stats().Requests
 	_, got := collect(t, c, "volume-sparse", bs, 0, uint64(n), nil)
 	if len(got) != n {
 		t.Fatalf("%d blocks streamed, want %d", len(got), n)
@@ -190,8 +190,13 @@ func TestSparseHolesAreNotRead(t *testing.T) {
 	if got[7].Kind != agentproto.KindData || !bytes.Equal(got[7].Data, d1) || got[9].Kind != agentproto.KindZero || got[9].Data != nil {
 		t.Fatal("blocks 7 and 9 are not data and zero")
 	}
-	if read := e.srv.Stats().BytesRead - before; read > int64(4*bs) {
+	// A range comes in runs: each data block is read at most twice (to
+	// find that it is not zeros, then sent), the written zeros once.
+	if read := e.srv.Stats().BytesRead - before; read > int64(5*bs) {
 		t.Fatalf("streaming read %d bytes of a sparse file: holes were read", read)
+	}
+	if r, want := e.srv.Stats().Requests-requests, int64(1<<30/agentproto.RunRequestBytes); r != want {
+		t.Fatalf("the range took %d requests, want %d of at most %d bytes", r, want, agentproto.RunRequestBytes)
 	}
 	if rx := c.Received().Blocks; rx > int64(n*10+2*bs) {
 		t.Fatalf("received %d bytes of blocks for 2 data blocks: zero blocks carried data", rx)
@@ -367,6 +372,8 @@ func (b *flipBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// TestClientCatchesACorruptBlock: a block the agent summed is checked
+// (the blocks a delta sync asks for by index).
 func TestClientCatchesACorruptBlock(t *testing.T) {
 	e := newEnv(t)
 	e.write(t, "volume-a", pattern(4*4096, 10))
@@ -376,7 +383,7 @@ func TestClientCatchesACorruptBlock(t *testing.T) {
 	at := 8 + head + 4096 + head + 100
 	c := e.client(t, agentproto.ClientConfig{Transport: flipper{rt: http.DefaultTransport, at: at}})
 	var seen []uint64
-	_, err := c.Blocks(context.Background(), "volume-a", 4096, 0, 4, nil, func(b agentproto.Block) error {
+	_, err := c.Blocks(context.Background(), "volume-a", 4096, 0, 0, []uint64{0, 1, 2, 3}, func(b agentproto.Block) error {
 		seen = append(seen, b.Index)
 		return nil
 	})
@@ -385,6 +392,49 @@ func TestClientCatchesACorruptBlock(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != "[0]" {
 		t.Fatalf("fn saw blocks %v, want only [0] (not the corrupt one)", seen)
+	}
+}
+
+// TestRunsAreSummedByTheClient: a range (a first copy) comes in runs,
+// unsummed: each block arrives with the sum of the data received, and a
+// byte damaged in transit is not caught here (the first copy's closing
+// delta sync catches it, see deltasync's TestFirstCopyDamagedInTransit).
+func TestRunsAreSummedByTheClient(t *testing.T) {
+	e := newEnv(t)
+	data := pattern(4*4096, 10)
+	copy(data[2*4096:3*4096], make([]byte, 4096)) // written zeros
+	e.write(t, "volume-a", data)
+	// Within block 1's data: header 8, the run's head 17, block 0, then
+	// 100 bytes into block 1.
+	at := int64(8 + agentproto.RunHeadSize + 4096 + 100)
+	c := e.client(t, agentproto.ClientConfig{Transport: flipper{rt: http.DefaultTransport, at: at}})
+	_, got := collect(t, c, "volume-a", 4096, 0, 4, nil)
+	if len(got) != 4 || got[2].Kind != agentproto.KindZero || got[2].Data != nil {
+		t.Fatalf("got %d blocks, block 2 %+v: want 4, block 2 zero", len(got), got[2].Kind)
+	}
+	for _, i := range []int{0, 1, 3} {
+		if got[i].Kind != agentproto.KindData || got[i].Sum != agentproto.SumOf(got[i].Data) {
+			t.Fatalf("block %d: kind %d, sum not of its data", i, got[i].Kind)
+		}
+	}
+	if bytes.Equal(got[1].Data, data[4096:2*4096]) || !bytes.Equal(got[0].Data, data[:4096]) {
+		t.Fatal("the flipped byte did not reach block 1 alone")
+	}
+	if st := e.srv.Stats(); st.BlocksSummed != 0 || st.BlocksServed != 4 {
+		t.Fatalf("stats %+v: want no block summed by the agent, 4 served", st)
+	}
+}
+
+// TestRunRequestIsBounded: a range with sums=0 longer than RunRequestBytes
+// is refused; the client splits its ranges below it.
+func TestRunRequestIsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.write(t, "volume-a", pattern(4096, 1))
+	blocks := agentproto.RunRequestBytes/4096 + 1
+	url := fmt.Sprintf("%s%s?name=volume-a&bs=4096&from=0&to=%d&sums=0", e.http.URL, agentproto.PathBlocks, blocks)
+	status, body := rawDo(t, http.MethodPost, url, "Bearer "+string(token))
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, "at most") {
+		t.Fatalf("a range of %d blocks: %d %.100q, want 413 naming the limit", blocks, status, body)
 	}
 }
 

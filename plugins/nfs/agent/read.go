@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,9 +17,6 @@ import (
 // batchBytes is about how much one worker reads per job: large enough to
 // keep channel traffic negligible, small enough to bound memory.
 const batchBytes = 1 << 20
-
-// zeros is compared against to find all-zero blocks.
-var zeros [agentproto.MaxBlockSize]byte
 
 // block is one block as read now.
 type block struct {
@@ -190,7 +186,7 @@ func (s *scan) readBlock(index uint64, buf []byte, ext *extent) (block, error) {
 		return blk, fmt.Errorf("read block %d: %w", index, err)
 	}
 	data := buf[:got]
-	if got == 0 || bytes.Equal(data, zeros[:got]) {
+	if got == 0 || agentproto.IsZero(data) {
 		return blk, nil
 	}
 	blk.kind = agentproto.KindData

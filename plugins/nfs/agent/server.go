@@ -206,6 +206,10 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, name, refuse(http.StatusBadRequest, "block range [%q, %q) is not a range", q.Get("from"), q.Get("to")))
 			return
 		}
+		if q.Get("sums") == "0" && to-from > agentproto.RunRequestBytes/uint64(bs) {
+			s.fail(w, r, name, refuse(http.StatusRequestEntityTooLarge, "a range with sums=0 covers at most %d bytes: %d blocks of %d asked", agentproto.RunRequestBytes, to-from, bs))
+			return
+		}
 		p = picker{ranged: true, next: from, to: to}
 	} else {
 		body := http.MaxBytesReader(w, r.Body, agentproto.MaxIndexBody)
@@ -239,6 +243,10 @@ func (s *Server) handleBlocks(w http.ResponseWriter, r *http.Request) {
 			k--
 		}
 		p.list = p.list[:k]
+	}
+	if p.ranged && q.Get("sums") == "0" {
+		s.serveRuns(w, r, f, name, size, bs, p.next, p.to)
+		return
 	}
 	st := s.start(w, agentproto.AppendBlocksHeader(nil, size))
 	sc := &scan{f: f, size: size, bs: bs, keep: true, workers: s.workers, read: &s.bytesRead}

@@ -142,7 +142,8 @@ func (c *Client) Sums(ctx context.Context, name string, blockSize int) (Sums, er
 }
 
 // Blocks streams blocks of name through the agent (see Source). Each
-// data block is checked against its sum before fn sees it; a long idx is
+// data block the agent summed is checked against its sum before fn sees
+// it; a range comes in runs, which the client sums itself. A long idx is
 // asked for in several requests.
 func (c *Client) Blocks(ctx context.Context, name string, blockSize int, from, to uint64, idx []uint64, fn func(Block) error) (int64, error) {
 	if err := CheckBlockSize(blockSize); err != nil {
@@ -153,14 +154,28 @@ func (c *Client) Blocks(ctx context.Context, name string, blockSize int, from, t
 		if from > to {
 			return 0, fmt.Errorf("blocks of %s: range [%d, %d): %w", name, from, to, ErrRefused)
 		}
-		q := url.Values{"name": {name}, "bs": {strconv.Itoa(blockSize)},
-			"from": {strconv.FormatUint(from, 10)}, "to": {strconv.FormatUint(to, 10)}}
+		// A range is a first copy: its data comes in runs, unsummed, at
+		// most RunRequestBytes a request (see the protocol in wire.go).
+		per := uint64(RunRequestBytes / blockSize)
 		next := from
-		return c.blocksOnce(ctx, name, q, nil, buf, fn, func(i uint64) bool {
+		expected := func(i uint64) bool {
 			ok := i >= next && i < to
 			next = i + 1
 			return ok
-		})
+		}
+		for lo := from; ; {
+			hi := to
+			if to-lo > per {
+				hi = lo + per
+			}
+			q := url.Values{"name": {name}, "bs": {strconv.Itoa(blockSize)}, "sums": {"0"},
+				"from": {strconv.FormatUint(lo, 10)}, "to": {strconv.FormatUint(hi, 10)}}
+			size, err := c.blocksOnce(ctx, name, q, nil, buf, fn, expected)
+			if err != nil || hi == to || hi >= Blocks(size, blockSize) {
+				return size, err // the range or the file ends here
+			}
+			lo = hi
+		}
 	}
 	var size int64
 	for first := true; first || len(idx) > 0; first = false {
@@ -208,7 +223,7 @@ func (c *Client) blocksOnce(ctx context.Context, name string, q url.Values, body
 			if b.Index >= last || !expected(b.Index) {
 				return fmt.Errorf("the agent sent block %d, not asked for", b.Index)
 			}
-			if b.Kind == KindData && SumOf(b.Data) != b.Sum {
+			if b.Kind == KindData && !d.Summed() && SumOf(b.Data) != b.Sum {
 				return fmt.Errorf("block %d: %w (corrupted in transit)", b.Index, ErrCorrupt)
 			}
 			if err := hold(func() error { return fn(b) }); err != nil {

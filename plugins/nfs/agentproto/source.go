@@ -4,6 +4,7 @@
 package agentproto
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -79,9 +80,11 @@ type Source interface {
 	// Sums reads the whole file now and returns each block's kind and sum.
 	Sums(ctx context.Context, name string, blockSize int) (Sums, error)
 	// Blocks streams blocks in index order: those listed in idx, or,
-	// with idx nil, every block of [from, to). Each block's Sum is of the
-	// data actually sent (read now), so a block that changed since Sums
-	// is sent as it is now. fn's Data is valid only during the call. It
+	// with idx nil, every block of [from, to). Each block is as read now
+	// (one that changed since Sums comes as it is now), and its Sum is
+	// the sum of its Data as fn gets it: a Source checks the sums it is
+	// sent, or computes them, so that a copy's index never holds a sum
+	// its data does not have. fn's Data is valid only during the call. It
 	// returns the file's size as read now; blocks at or past that end
 	// are not sent.
 	Blocks(ctx context.Context, name string, blockSize int, from, to uint64, idx []uint64, fn func(Block) error) (size int64, err error)
@@ -111,4 +114,19 @@ func CheckBlockSize(n int) error {
 // Blocks is how many blocks of blockSize a file of size bytes has.
 func Blocks(size int64, blockSize int) uint64 {
 	return uint64((size + int64(blockSize) - 1) / int64(blockSize))
+}
+
+// zeros is compared against to find all-zero blocks.
+var zeros [MaxBlockSize]byte
+
+// IsZero says whether b is all zero bytes: such a block is KindZero.
+func IsZero(b []byte) bool {
+	for len(b) > 0 {
+		k := min(len(b), len(zeros))
+		if !bytes.Equal(b[:k], zeros[:k]) {
+			return false
+		}
+		b = b[k:]
+	}
+	return true
 }

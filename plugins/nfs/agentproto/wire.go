@@ -17,6 +17,8 @@ import (
 //	GET  /v2/sums?name=N&bs=B                  the kind and sum of every block
 //	POST /v2/blocks?name=N&bs=B&from=F&to=T    every block of [F, T)
 //	POST /v2/blocks?name=N&bs=B                the blocks listed in the body
+//	POST /v2/blocks?name=N&bs=B&from=F&to=T&sums=0
+//	                                           [F, T), data in runs
 //
 // The version is in the path because it fixes the block sum: in v2 a sum
 // is 16 bytes, the XXH3-128 of the block (see Sum); v1 sent SHA-256. An
@@ -37,10 +39,21 @@ import (
 //	sums:   size u64, blocks u64, then per block in order
 //	        0 (KindZero) | 1 (KindData) sum[16], then the end frame
 //	blocks: size u64, then per block sent, in index order,
-//	        0 index u64 | 1 index u64 sum[16] len u32 data[len],
+//	        0 index u64 | 1 index u64 sum[16] len u32 data[len]
+//	        | 2 index u64 len u64 data[len] (a run: sums=0 only),
 //	        then the end frame
 //	end:    0xFF count u64 (records sent before it)
 //	error:  0xFE len u16 message[len] — the agent failed mid-stream
+//
+// A run holds the data of consecutive blocks from index on, each a whole
+// block but for the file's last, and no sums: with sums=0 (asked by the
+// first copy) the agent sends data straight from the file (sendfile),
+// neither reading nor summing it, and the caller sums what it received.
+// Each block of a run counts as one record. The first copy is checked
+// end to end all the same: it ends with a delta sync, which compares the
+// agent's sums of every block with the caller's. An agent without runs
+// ignores sums=0 and sends summed frames, which a caller must accept. A
+// range with sums=0 covers at most RunRequestBytes (413 beyond).
 //
 // Size is the file's size when the request began; blocks at or past its
 // end are not sent. A body that ends without its end frame is incomplete:
@@ -59,6 +72,11 @@ const (
 	PathBlocks = "/v" + Version + "/blocks"
 )
 
+// RunRequestBytes is the most of a file one range request with sums=0
+// may cover (the agent looks at every block of it before it answers);
+// the client splits a longer range.
+const RunRequestBytes = 256 << 20
+
 // MaxIndexes is the most block indexes one blocks request may list; the
 // client splits longer lists.
 const MaxIndexes = 1 << 20
@@ -68,8 +86,17 @@ const MaxIndexBody = MaxIndexes * binary.MaxVarintLen64
 
 // Frame tags besides the kinds.
 const (
+	tagRun   byte = 0x02
 	tagError byte = 0xFE
 	tagEnd   byte = 0xFF
+)
+
+// Lengths of fixed frames, for a body's length computed before it is sent.
+const (
+	BlocksHeaderSize = 8         // size
+	ZeroFrameSize    = 1 + 8     // tag, index
+	RunHeadSize      = 1 + 8 + 8 // tag, index, len
+	EndFrameSize     = 1 + 8     // tag, count
 )
 
 // ErrTooManyIndexes: an index list holds more than a request may.
@@ -150,6 +177,14 @@ func AppendBlockHead(b []byte, index uint64, kind Kind, sum *Sum, dataLen int) [
 	return b
 }
 
+// AppendRunHead appends a run's frame up to its data, which follows
+// (dataLen bytes).
+func AppendRunHead(b []byte, index uint64, dataLen int64) []byte {
+	b = append(b, tagRun)
+	b = binary.BigEndian.AppendUint64(b, index)
+	return binary.BigEndian.AppendUint64(b, uint64(dataLen))
+}
+
 // AppendEnd appends the end frame of a stream of count records.
 func AppendEnd(b []byte, count uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, tagEnd), count)
@@ -169,11 +204,19 @@ func AppendError(b []byte, msg string) []byte {
 type Reader struct {
 	r     *bufio.Reader
 	count uint64 // records read
+
+	runNext uint64 // the next block of the run being read
+	runLeft uint64 // bytes of the run not read yet
+	summed  bool   // the last block came from a run: its sum was computed here
 }
+
+// readerBuffer holds frame heads and sums records. Block data bypasses
+// it: a read at least this long goes straight from the connection.
+const readerBuffer = MinBlockSize
 
 // NewReader reads frames from r.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 256<<10)}
+	return &Reader{r: bufio.NewReaderSize(r, readerBuffer)}
 }
 
 // full reads len(p) bytes; a stream ending early is incomplete.
@@ -222,7 +265,7 @@ func (d *Reader) tag() (kind Kind, end bool, err error) {
 		return 0, false, err
 	}
 	switch t {
-	case byte(KindZero), byte(KindData):
+	case byte(KindZero), byte(KindData), tagRun:
 		return Kind(t), false, nil
 	case tagEnd:
 		n, err := d.u64()
@@ -254,6 +297,9 @@ func (d *Reader) Sum(sum *Sum) (kind Kind, end bool, err error) {
 	if err != nil || end {
 		return kind, end, err
 	}
+	if kind == Kind(tagRun) {
+		return 0, false, errors.New("the agent's stream is corrupt: a run in a sums stream")
+	}
 	*sum = Sum{}
 	if kind == KindData {
 		if err := d.full(sum[:]); err != nil {
@@ -264,13 +310,30 @@ func (d *Reader) Sum(sum *Sum) (kind Kind, end bool, err error) {
 	return kind, false, nil
 }
 
-// Block reads the next frame of a blocks stream into b, its data into buf
-// (which must hold maxLen bytes); end is true at the end frame.
+// Block reads the next block of a blocks stream into b, its data into buf
+// (which must hold one block: len(buf) is the block size); end is true at
+// the end frame. A block from a run gets the sum of its data, computed
+// here (see Summed), and an all-zero one is KindZero.
 func (d *Reader) Block(b *Block, buf []byte) (end bool, err error) {
+	if d.runLeft > 0 {
+		return false, d.runBlock(b, buf)
+	}
 	kind, end, err := d.tag()
 	if err != nil || end {
 		return end, err
 	}
+	if kind == Kind(tagRun) {
+		var h [16]byte
+		if err := d.full(h[:]); err != nil {
+			return false, err
+		}
+		d.runNext, d.runLeft = binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:])
+		if d.runLeft == 0 {
+			return false, fmt.Errorf("the agent's stream is corrupt: an empty run at block %d", d.runNext)
+		}
+		return false, d.runBlock(b, buf)
+	}
+	d.summed = false
 	var h [8 + SumSize + 4]byte
 	n := 8
 	if kind == KindData {
@@ -294,3 +357,26 @@ func (d *Reader) Block(b *Block, buf []byte) (end bool, err error) {
 	d.count++
 	return false, nil
 }
+
+// runBlock reads the run's next block and sums it.
+func (d *Reader) runBlock(b *Block, buf []byte) error {
+	n := min(uint64(len(buf)), d.runLeft)
+	*b = Block{Index: d.runNext, Data: buf[:n]}
+	if err := d.full(b.Data); err != nil {
+		return err
+	}
+	d.runNext++
+	d.runLeft -= n
+	d.summed = true
+	d.count++
+	if IsZero(b.Data) {
+		b.Data = nil
+		return nil
+	}
+	b.Kind, b.Sum = KindData, SumOf(b.Data)
+	return nil
+}
+
+// Summed says whether the last block read came from a run, its sum
+// computed from the data received rather than sent by the agent.
+func (d *Reader) Summed() bool { return d.summed }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -32,9 +33,10 @@ const (
 )
 
 // BenchmarkFileVolume measures, in one run and on one file system: the
-// first copy of a 1 GiB file of random data through the agent (plain HTTP
-// with the sum check, as the plugin runs by default, and TLS with and
-// without it) next to cp followed by a sync of the file; then a delta sync
+// first copy of a 1 GiB file of random data through the agent (plain HTTP,
+// as the plugin runs by default, and TLS) next to cp followed by a sync of
+// the file, and next to the floor of any copy over loopback TCP (the file
+// sent by sendfile, spliced into the target, fsynced); then a delta sync
 // of 1 % of its 64 KiB blocks changed at random next to rsync --inplace
 // --no-whole-file pulling from an rsync daemon on loopback. Run it once
 // (-benchtime 1x); MIRROR_BENCH_SEED fixes the changed blocks.
@@ -76,34 +78,33 @@ func BenchmarkFileVolume(b *testing.B) {
 	cpTime := timeCmd(b, "cp", "--reflink=never", srcFile, filepath.Join(cpDir, volName))
 	cpTime += timeCmd(b, "sync", filepath.Join(cpDir, volName))
 
+	floorDir := mkdir(b, base, "floor")
+	warm(b, srcFile)
+	floor := tcpFloor(b, srcFile, filepath.Join(floorDir, volName))
+	os.RemoveAll(floorDir)
+
 	oursDir := mkdir(b, base, "ours")
 	warm(b, srcFile)
-	ours, first := firstCopy(b, oursDir, agentproto.ClientConfig{Address: addrHTTP, Token: []byte(token)}, false)
+	ours, first := firstCopy(b, oursDir, agentproto.ClientConfig{Address: addrHTTP, Token: []byte(token)})
 	defer ours.Close()
 
-	// Over TLS, with and without the client's sum check: TLS already
-	// authenticates every byte the agent sent.
+	tlsDir := mkdir(b, base, "ours-tls")
+	warm(b, srcFile)
 	clientTLS := &tls.Config{RootCAs: pki.CAPool, ServerName: "127.0.0.1"}
-	var firstTLS [2]deltasync.Result
-	for i, skip := range []bool{false, true} {
-		dir := mkdir(b, base, fmt.Sprint("ours-tls-", i))
-		warm(b, srcFile)
-		var c *deltasync.Copy
-		c, firstTLS[i] = firstCopy(b, dir, agentproto.ClientConfig{Address: addrTLS, Token: []byte(token), TLS: clientTLS}, skip)
-		c.Close()
-		os.RemoveAll(dir)
-	}
+	c, firstTLS := firstCopy(b, tlsDir, agentproto.ClientConfig{Address: addrTLS, Token: []byte(token), TLS: clientTLS})
+	c.Close()
+	os.RemoveAll(tlsDir)
 
 	mbs := func(d time.Duration) float64 { return volSize / 1e6 / d.Seconds() }
 	report(b, "first copy of 1 GiB (source warm in the page cache, every copy fsynced):")
 	report(b, "  cp + sync FILE               %6.2f s  %6.0f MB/s", cpTime.Seconds(), mbs(cpTime))
-	report(b, "  ours, HTTP, sum check        %6.2f s  %6.0f MB/s  %.2fx cp (first copy %.2f s, catch-up delta %.0f ms)",
+	report(b, "  floor: loopback TCP, no user-space copy  %6.2f s  %6.0f MB/s  %.2fx cp (sendfile into the socket, splice into the file, fsync)",
+		floor.Seconds(), mbs(floor), cpTime.Seconds()/floor.Seconds())
+	report(b, "  ours, HTTP                   %6.2f s  %6.0f MB/s  %.2fx cp (first copy %.2f s, catch-up delta %.0f ms)",
 		first.Duration.Seconds(), mbs(first.Duration), cpTime.Seconds()/first.Duration.Seconds(),
 		first.FirstCopyDuration.Seconds(), (first.Duration-first.FirstCopyDuration).Seconds()*1e3)
-	for i, name := range []string{"ours, TLS, sum check         ", "ours, TLS, no sum check      "} {
-		d := firstTLS[i].Duration
-		report(b, "  %s%6.2f s  %6.0f MB/s  %.2fx cp", name, d.Seconds(), mbs(d), cpTime.Seconds()/d.Seconds())
-	}
+	report(b, "  ours, TLS                    %6.2f s  %6.0f MB/s  %.2fx cp", firstTLS.Duration.Seconds(), mbs(firstTLS.Duration), cpTime.Seconds()/firstTLS.Duration.Seconds())
+	report(b, "  ours over HTTP is %.2fx the floor", floor.Seconds()/first.Duration.Seconds())
 
 	// Delta sync: both targets hold the source as it is now (ours made by
 	// the first copy, rsync's by cp); change 1 % of the source's blocks.
@@ -126,7 +127,7 @@ func BenchmarkFileVolume(b *testing.B) {
 	got := client.Received()
 	oursBytes := got.Sums + got.Blocks
 
-	// The agent's SHA-256 of every block, the bulk of a delta sync, alone.
+	// The agent's sums of every block, the bulk of a delta sync, alone.
 	start = time.Now()
 	if _, err := client.Sums(b.Context(), volName, blockSize); err != nil {
 		b.Fatal(err)
@@ -151,7 +152,7 @@ func BenchmarkFileVolume(b *testing.B) {
 	}
 
 	report(b, "delta sync of 1 GiB, %d of %d blocks of 64 KiB changed (%d bytes); both targets checked equal to the source:", changed, volSize/blockSize, changedBytes)
-	report(b, "  ours (HTTP, sum check)       %6.3f s  received %d bytes (sums %d, blocks %d) = %.3fx the changed bytes; %d blocks fetched",
+	report(b, "  ours (HTTP)                  %6.3f s  received %d bytes (sums %d, blocks %d) = %.3fx the changed bytes; %d blocks fetched",
 		oursTime.Seconds(), oursBytes, got.Sums, got.Blocks, float64(oursBytes)/float64(changedBytes), res.BlocksChanged)
 	report(b, "    of which the agent's sums of 1 GiB, timed alone right after: %.3f s", sumsTime.Seconds())
 	report(b, "  rsync --inplace --no-whole-file  %6.3f s (+ sync FILE %.3f s)  received %d bytes = %.3fx the changed bytes; sent %d",
@@ -164,8 +165,59 @@ func BenchmarkFileVolume(b *testing.B) {
 	b.ReportMetric(rsyncTime.Seconds(), "rsync-s")
 	b.ReportMetric(float64(oursBytes)/float64(changedBytes), "bytes/changed")
 	b.ReportMetric(mbs(first.Duration), "first-copy-MB/s")
-	b.ReportMetric(mbs(firstTLS[1].Duration), "first-copy-tls-nocheck-MB/s")
+	b.ReportMetric(mbs(firstTLS.Duration), "first-copy-tls-MB/s")
 	b.ReportMetric(mbs(cpTime), "cp-MB/s")
+	b.ReportMetric(mbs(floor), "floor-MB/s")
+}
+
+// tcpFloor copies src to dst over a loopback TCP connection with no copy
+// through user space at either end (sendfile, then splice into the file),
+// and fsyncs dst: the least any copy through a network connection costs
+// on this machine, whatever its protocol.
+func tcpFloor(b *testing.B, src, dst string) time.Duration {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	sent := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer conn.Close()
+		f, err := os.Open(src)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer f.Close()
+		_, err = io.Copy(conn, f) // sendfile
+		sent <- err
+	}()
+	start := time.Now()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer out.Close()
+	n, err := out.ReadFrom(conn) // splice
+	if err == nil {
+		err = out.Sync()
+	}
+	d := time.Since(start)
+	if err = errors.Join(err, <-sent); err != nil || n != volSize {
+		b.Fatalf("floor copy: %d bytes: %v", n, err)
+	}
+	return d
 }
 
 // report prints a line of the result as the benchmark runs.
@@ -307,14 +359,14 @@ func serveAgent(b *testing.B, dir string, cfg *tls.Config) string {
 }
 
 // firstCopy makes a copy in dir with one Sync through a new client.
-func firstCopy(b *testing.B, dir string, cfg agentproto.ClientConfig, skipCheck bool) (*deltasync.Copy, deltasync.Result) {
+func firstCopy(b *testing.B, dir string, cfg agentproto.ClientConfig) (*deltasync.Copy, deltasync.Result) {
 	b.Helper()
 	client, err := agentproto.NewClient(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer client.Close()
-	c, err := deltasync.Open(dir, volName, deltasync.Options{BlockSize: blockSize, SkipSumCheck: skipCheck})
+	c, err := deltasync.Open(dir, volName, deltasync.Options{BlockSize: blockSize})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -79,16 +79,9 @@ func (s *timedSums) Sums(ctx context.Context, name string, bs int) (agentproto.S
 
 // BenchmarkFirstCopy1GiB: a first copy of a 1 GiB file of random data
 // (MB/s of the first copy alone; the Sync's catch-up delta is reported
-// apart), with and without the sum check.
+// apart).
 func BenchmarkFirstCopy1GiB(b *testing.B) {
-	e := benchSource(b)
-	for _, skip := range []bool{false, true} {
-		name := "check"
-		if skip {
-			name = "skip-check"
-		}
-		b.Run(name, func(b *testing.B) { benchFirstCopy(b, e, Options{BlockSize: bs, SkipSumCheck: skip}) })
-	}
+	benchFirstCopy(b, benchSource(b), Options{BlockSize: bs})
 }
 
 func benchFirstCopy(b *testing.B, e *env, opts Options) {

@@ -43,13 +43,6 @@ type Options struct {
 	SourceName string
 	// CheckpointBytes (default DefaultCheckpointBytes).
 	CheckpointBytes int64
-	// SkipSumCheck trusts that a block's data matches its sum, where the
-	// transport already guarantees it (TLS; a local Source). Otherwise
-	// each block is hashed again before it is written: a block corrupted
-	// on the way would be in the copy while the index holds the sum of the
-	// source's block, so no later sync would repair it. The check costs
-	// about half of a first copy's throughput on a 2-CPU host.
-	SkipSumCheck bool
 }
 
 // Copy is one volume's copy in a target directory, locked for this
@@ -59,7 +52,6 @@ type Copy struct {
 	dir, name, srcName string
 	stateDir           string
 	checkpoint         int64
-	skipSumCheck       bool
 
 	lock *os.File
 
@@ -136,7 +128,7 @@ func Open(dir, name string, opts Options) (*Copy, error) {
 	if opts.CheckpointBytes <= 0 {
 		opts.CheckpointBytes = DefaultCheckpointBytes
 	}
-	c := &Copy{dir: dir, name: name, srcName: opts.SourceName, stateDir: stateDirOf(dir, name), checkpoint: opts.CheckpointBytes, skipSumCheck: opts.SkipSumCheck}
+	c := &Copy{dir: dir, name: name, srcName: opts.SourceName, stateDir: stateDirOf(dir, name), checkpoint: opts.CheckpointBytes}
 	// The target directory must exist: creating it could write a volume
 	// below an unmounted share's mount point.
 	if fi, err := os.Stat(dir); err != nil {

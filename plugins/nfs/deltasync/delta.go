@@ -45,7 +45,7 @@ func (c *Copy) delta(ctx context.Context, src agentproto.Source) (Result, error)
 				return fmt.Errorf("source sent block %d, not asked for or out of order", b.Index)
 			}
 			want++
-			rec, err := normalize(b, blockLen(b.Index, sums.Size, bs), !c.skipSumCheck)
+			rec, err := normalize(b, blockLen(b.Index, sums.Size, bs))
 			if err != nil {
 				return err
 			}

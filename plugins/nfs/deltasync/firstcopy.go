@@ -149,7 +149,7 @@ func (w *blockWriter) run() {
 
 func (w *blockWriter) write(b agentproto.Block) error {
 	bs := w.c.st.BlockSize
-	rec, err := normalize(b, blockLen(b.Index, w.size, bs), !w.c.skipSumCheck)
+	rec, err := normalize(b, blockLen(b.Index, w.size, bs))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cdmdr/mirror/plugins/nfs/agentproto"
 	"github.com/cdmdr/mirror/plugins/nfs/deltasync/deltatest"
 )
 
@@ -115,7 +116,7 @@ func fileSum(t testing.TB, path string) [32]byte {
 			if err != nil && !errors.Is(err, io.EOF) {
 				t.Fatal(err)
 			}
-			if !isZero(buf[:n]) {
+			if !agentproto.IsZero(buf[:n]) {
 				binary.Write(h, binary.LittleEndian, c)
 				h.Write(buf[:n])
 			}

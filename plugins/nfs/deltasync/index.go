@@ -123,24 +123,10 @@ func indexOfFile(path string, blockSize int) (agentproto.Sums, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return agentproto.Sums{}, fmt.Errorf("rebuild index from %s: %w", path, err)
 		}
-		if !isZero(buf[:n]) {
+		if !agentproto.IsZero(buf[:n]) {
 			idx.Kinds[i] = agentproto.KindData
 			idx.Sums[i] = agentproto.SumOf(buf[:n])
 		}
 	}
 	return idx, nil
-}
-
-var zeros = make([]byte, agentproto.MaxBlockSize)
-
-// isZero reports whether b is all zero bytes.
-func isZero(b []byte) bool {
-	for len(b) > 0 {
-		k := min(len(b), len(zeros))
-		if !bytes.Equal(b[:k], zeros[:k]) {
-			return false
-		}
-		b = b[k:]
-	}
-	return true
 }

@@ -78,10 +78,10 @@ func blockLen(i uint64, size int64, blockSize int) int {
 }
 
 // normalize fits a received block to the length want it has in the file
-// the copy is being made for (the file may have changed size since), and
-// with check, checks its sum: what is written and what the index says
-// must agree.
-func normalize(b agentproto.Block, want int, check bool) (journalRecord, error) {
+// the copy is being made for (the file may have changed size since). Its
+// sum is the sum of its data (the Source's contract: the agent's client
+// checks it), so what is written and what the index says agree.
+func normalize(b agentproto.Block, want int) (journalRecord, error) {
 	rec := journalRecord{Index: b.Index, Kind: b.Kind}
 	switch b.Kind {
 	case agentproto.KindZero:
@@ -90,16 +90,13 @@ func normalize(b agentproto.Block, want int, check bool) (journalRecord, error) 
 	default:
 		return rec, fmt.Errorf("block %d: unknown kind %d", b.Index, b.Kind)
 	}
-	if check && agentproto.SumOf(b.Data) != b.Sum {
-		return rec, fmt.Errorf("block %d: data does not match its sum", b.Index)
-	}
 	if len(b.Data) == want {
 		rec.Data, rec.Sum = b.Data, b.Sum
 		return rec, nil
 	}
 	data := make([]byte, want) // cut, or padded with zeros
 	copy(data, b.Data)
-	if isZero(data) {
+	if agentproto.IsZero(data) {
 		return journalRecord{Index: b.Index, Kind: agentproto.KindZero}, nil
 	}
 	rec.Data, rec.Sum = data, agentproto.SumOf(data)

@@ -30,7 +30,7 @@ func encodeIndexV1(t *testing.T, target string, blockSize int) []byte {
 	for i := range n {
 		blk := data[i*uint64(blockSize) : min(uint64(len(data)), (i+1)*uint64(blockSize))]
 		kind := agentproto.KindData
-		if isZero(blk) {
+		if agentproto.IsZero(blk) {
 			kind = agentproto.KindZero
 		}
 		b.WriteByte(byte(kind))
