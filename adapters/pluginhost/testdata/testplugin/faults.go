@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +15,8 @@ import (
 )
 
 // faulty is the plugin of the host's fault tests (-faults DIR): blocking,
-// plus faults a test steers per volume.
+// plus faults a test steers per volume, on a storage that outlives the
+// process (DIR/journal, see journal).
 //
 // Hangs, one shot: a file DIR/<Method>-<volume UUID> (StartVolume,
 // PauseVolume, ResumeVolume, StopVolume, DestroyVolume, VolumeStatus) makes
@@ -24,15 +24,18 @@ import (
 // context ends; so a test can kill the process during the call, or watch
 // the host's call timeout end it, and the retry after is served.
 //
-// Garbage, by the volume's UUID prefix, in VolumeStatus and VolumeStatuses:
-// "badprogress-" syncing at 250 %, "negprogress-" at -7 %, "badstate-" a
-// state no plugin may report ("mirroring" is the daemon's word), "hugedesc-"
-// a failed replication described in 2 MiB. StartVolume of "hugeerr-"
-// fails with a 2 MiB message; any call about "malformed-" is answered
-// with bytes that are no VolumeReplication (see malformed).
+// Garbage, by the volume's UUID prefix, or the kind written in a file
+// DIR/garbage-<volume UUID> (the daemon takes only real UUIDs), in
+// VolumeStatus and VolumeStatuses: "badprogress" syncing at 250 %,
+// "negprogress" at -7 %, "badstate" a state no plugin may report
+// ("mirroring" is the daemon's word), "hugedesc" a failed replication
+// described in 2 MiB. StartVolume of "hugeerr-" fails with a 2 MiB
+// message; any call about "malformed-" is answered with bytes that are no
+// VolumeReplication (see malformed).
 type faulty struct {
 	blocking
-	dir string
+	dir     string
+	journal *journal
 }
 
 // hugeLen is more than etcd takes in one request (1.5 MiB by default) and
@@ -58,35 +61,50 @@ func (f faulty) StartVolume(ctx context.Context, vol sdk.Volume) error {
 	if strings.HasPrefix(vol.VolumeUUID, "hugeerr-") {
 		return fmt.Errorf("testplugin: %s: %w", strings.Repeat("e", hugeLen), sdk.ErrPrecondition)
 	}
-	return f.blocking.StartVolume(ctx, vol)
+	return f.journal.record(entry{Method: "StartVolume", Vol: &vol}, f.blocking.StartVolume(ctx, vol))
 }
 
 func (f faulty) PauseVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := f.hang(ctx, "PauseVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
-	return f.blocking.PauseVolume(ctx, vol)
+	return f.journal.record(entry{Method: "PauseVolume", Vol: &vol}, f.blocking.PauseVolume(ctx, vol))
 }
 
 func (f faulty) ResumeVolume(ctx context.Context, vol sdk.Volume) error {
 	if err := f.hang(ctx, "ResumeVolume", vol.VolumeUUID); err != nil {
 		return err
 	}
-	return f.blocking.ResumeVolume(ctx, vol)
+	return f.journal.record(entry{Method: "ResumeVolume", Vol: &vol}, f.blocking.ResumeVolume(ctx, vol))
 }
 
 func (f faulty) StopVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := f.hang(ctx, "StopVolume", vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, err
 	}
-	return f.blocking.StopVolume(ctx, vol)
+	rep, err := f.blocking.StopVolume(ctx, vol)
+	return rep, f.journal.record(entry{Method: "StopVolume", Vol: &vol}, err)
 }
 
 func (f faulty) DestroyVolume(ctx context.Context, vol sdk.Volume) (sdk.CleanupReport, error) {
 	if err := f.hang(ctx, "DestroyVolume", vol.VolumeUUID); err != nil {
 		return sdk.CleanupReport{}, err
 	}
-	return f.blocking.DestroyVolume(ctx, vol)
+	rep, err := f.blocking.DestroyVolume(ctx, vol)
+	return rep, f.journal.record(entry{Method: "DestroyVolume", Vol: &vol}, err)
+}
+
+func (f faulty) PrepareEnvironment(ctx context.Context, env sdk.Environment) error {
+	return f.journal.record(entry{Method: "PrepareEnvironment", Env: &env}, f.blocking.PrepareEnvironment(ctx, env))
+}
+
+func (f faulty) TeardownEnvironment(ctx context.Context, env sdk.Environment, force bool) (sdk.CleanupReport, error) {
+	rep, err := f.blocking.TeardownEnvironment(ctx, env, force)
+	return rep, f.journal.record(entry{Method: "TeardownEnvironment", Env: &env, Force: force}, err)
+}
+
+func (f faulty) DeleteTarget(ctx context.Context, vol sdk.Volume) error {
+	return f.journal.record(entry{Method: "DeleteTarget", Vol: &vol}, f.blocking.DeleteTarget(ctx, vol))
 }
 
 func (f faulty) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
@@ -94,10 +112,10 @@ func (f faulty) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeRep
 		return sdk.VolumeReplication{}, err
 	}
 	rep, err := f.blocking.VolumeStatus(ctx, vol)
-	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
+	if err != nil {
 		return rep, err
 	}
-	return garbage(vol.VolumeUUID, rep), nil
+	return garbage(f.garbageKind(vol.VolumeUUID), rep), nil
 }
 
 func (f faulty) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []sdk.Volume) ([]sdk.VolumeReplication, error) {
@@ -106,22 +124,30 @@ func (f faulty) VolumeStatuses(ctx context.Context, env sdk.Environment, vols []
 		return reps, err
 	}
 	for i := range reps {
-		reps[i] = garbage(vols[i].VolumeUUID, reps[i])
+		reps[i] = garbage(f.garbageKind(vols[i].VolumeUUID), reps[i])
 	}
 	return reps, nil
 }
 
-// garbage is what the plugin answers instead of rep for a volume whose
-// UUID asks for it.
-func garbage(volumeUUID string, rep sdk.VolumeReplication) sdk.VolumeReplication {
-	switch {
-	case strings.HasPrefix(volumeUUID, "badprogress-"):
+// garbageKind is the garbage asked for the volume, "" for none.
+func (f faulty) garbageKind(volumeUUID string) string {
+	if b, err := os.ReadFile(filepath.Join(f.dir, "garbage-"+volumeUUID)); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	kind, _, _ := strings.Cut(volumeUUID, "-")
+	return kind
+}
+
+// garbage is what the plugin answers instead of rep for that kind.
+func garbage(kind string, rep sdk.VolumeReplication) sdk.VolumeReplication {
+	switch kind {
+	case "badprogress":
 		return sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true, Progress: 250}
-	case strings.HasPrefix(volumeUUID, "negprogress-"):
+	case "negprogress":
 		return sdk.VolumeReplication{State: sdk.ReplicationSyncing, TargetExists: true, Progress: -7}
-	case strings.HasPrefix(volumeUUID, "badstate-"):
+	case "badstate":
 		return sdk.VolumeReplication{State: "mirroring", TargetExists: true}
-	case strings.HasPrefix(volumeUUID, "hugedesc-"):
+	case "hugedesc":
 		return sdk.VolumeReplication{State: sdk.ReplicationFailed, TargetExists: true, Description: strings.Repeat("d", hugeLen)}
 	}
 	return rep
@@ -137,8 +163,13 @@ func malformed(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler
 	return handler(ctx, req)
 }
 
-// serveFaulty serves f as sdk.Serve does, with malformed answers.
+// serveFaulty serves f as sdk.Serve does, with malformed answers, once
+// its journal is replayed.
 func serveFaulty(f faulty) {
+	if err := f.journal.replay(f.blocking); err != nil {
+		fmt.Fprintln(os.Stderr, "testplugin:", err)
+		os.Exit(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: sdk.PluginSets(f),

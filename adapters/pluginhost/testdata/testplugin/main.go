@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	plugin "github.com/hashicorp/go-plugin"
@@ -92,7 +93,7 @@ func main() {
 		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","),
 			"args", strings.Join(os.Args[1:], " "), "echo", os.Getenv(*echoEnv), "bytes", 8388608)
 		if *faults != "" {
-			serveFaulty(faulty{blocking: be, dir: *faults})
+			serveFaulty(faulty{blocking: be, dir: *faults, journal: &journal{path: filepath.Join(*faults, "journal")}})
 			return
 		}
 		sdk.Serve(be)
