@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs faults ceph-lab-up ceph-lab-down
 
 all: build
 
@@ -52,6 +52,11 @@ lint: deps check-generate check-alerts
 bench:
 	$(GO) test -run '^$$' -bench TenThousandVolumes -benchtime 1x -timeout 60m ./cmd/mirrord/
 	$(GO) test -run '^$$' -bench 'PluginCall/interleaved|PluginWrapper' -benchtime 20s ./adapters/pluginhost/
+
+## faults: the fault suite's long form (make test runs each scenario
+## once); the figures are in docs/reliability.md.
+faults:
+	MIRROR_FAULTS=long $(GO) test -count=1 -v -timeout 30m -run 'TestFault|TestPluginFaults' ./adapters/pluginhost/ ./cmd/mirrord/
 
 ## demo: builds mirrord, the nfs plugin (pinned by SHA256SUMS) and
 ## mirror-agent into a temporary directory, then shows mirrord replicating a

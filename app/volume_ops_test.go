@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/cdmdr/mirror/adapters/fake"
 	"github.com/cdmdr/mirror/app/harness"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
@@ -468,6 +469,44 @@ func TestDestroyIsBoundedInTime(t *testing.T) {
 			t.Fatalf("leftovers event = %+v, want it to say the destroy failed", ev)
 		}
 	})
+}
+
+// A destroy whose backend call fails as retryable (the plugin's process
+// restarting) asks again within its bound, and ends with nothing left
+// behind; a backend failing so every time is asked destroyTries times.
+func TestDestroyRetriesARetryableFailure(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		fail  func(b *fake.Backend, method string, err error)
+		calls int
+	}{
+		{"once", (*fake.Backend).FailNext, 2},
+		{"always", (*fake.Backend).FailAlways, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h, _ := mirroringEnv(t)
+				bringUp(h, vol7, seedUUID)
+				c.fail(h.Shared.Backend, "DestroyVolume", fmt.Errorf("the plugin process exited during the call: %w", ports.ErrRetryable))
+				setOp(h, vol7, "destroy")
+				h.WaitTicking("the volume's keys deleted", time.Second, func() bool { return h.Get(core.VolumeKey(vol7)) == "" })
+				if got := callsFor(h, "DestroyVolume", seedUUID); got != c.calls {
+					t.Fatalf("DestroyVolume called %d times, want %d", got, c.calls)
+				}
+				if c.calls == 2 {
+					wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
+					waitEvent(h, "cdm-dr.mirror.volume.finished-destroy")
+					if ev := eventsWith(h, "destroy-leftovers"); len(ev) != 0 {
+						t.Fatalf("leftovers reported after the retry succeeded: %+v", ev)
+					}
+					return
+				}
+				if ev := waitEvent(h, "destroy-leftovers"); !strings.Contains(ev.Message, "exited during the call") {
+					t.Fatalf("leftovers event = %+v, want the backend's error", ev)
+				}
+			})
+		})
+	}
 }
 
 func TestRefusedOperation(t *testing.T) {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -183,6 +184,13 @@ func volumeAction(ctx context.Context, b ports.StorageBackend, vol ports.Volume,
 	return ports.CleanupReport{}, fmt.Errorf("action %q is not a volume action", a)
 }
 
+// A destroy's backend call failing as retryable is made destroyTries
+// times at most, destroyRetryDelay apart (doubling), within DestroyTimeout.
+const (
+	destroyTries      = 3
+	destroyRetryDelay = time.Second
+)
+
 // destroyOnBackend is the forced teardown (docs/contract.md §4.3): best effort
 // on the backend, bounded in time; it returns what was left behind.
 func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v volumeKeys) []string {
@@ -200,6 +208,16 @@ func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v vol
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.DestroyTimeout)
 	defer cancel()
 	rep, err := backend.DestroyVolume(dctx, core.BackendVolume(env, mv))
+	// A retryable failure (the plugin's process restarting, a storage
+	// blip) is asked again a few times within the bound: given up at
+	// once, it would leave the replication on the storage for an
+	// operator to clean (docs/reliability/plugins.md).
+	for try := 1; try < destroyTries && errors.Is(err, ports.ErrRetryable) && dctx.Err() == nil; try++ {
+		if !e.sleep(dctx, destroyRetryDelay<<(try-1)) {
+			break
+		}
+		rep, err = backend.DestroyVolume(dctx, core.BackendVolume(env, mv))
+	}
 	leftovers := rep.Leftovers
 	if err != nil {
 		leftovers = append(leftovers, "destroy failed: "+err.Error())

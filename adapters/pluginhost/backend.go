@@ -63,15 +63,20 @@ func (b *backend) PrepareEnvironment(ctx context.Context, env ports.Environment)
 }
 
 func (b *backend) EnvironmentStatus(ctx context.Context, env ports.Environment) (ports.EnvironmentHealth, error) {
-	return call(b, ctx, "EnvironmentStatus", func(ctx context.Context, be sdk.Backend) (ports.EnvironmentHealth, error) {
+	h, err := call(b, ctx, "EnvironmentStatus", func(ctx context.Context, be sdk.Backend) (ports.EnvironmentHealth, error) {
 		return be.EnvironmentStatus(ctx, env)
 	})
+	h.Description = cutText(h.Description)
+	for i, u := range h.Unintended {
+		h.Unintended[i] = cutText(u)
+	}
+	return h, err
 }
 
 func (b *backend) TeardownEnvironment(ctx context.Context, env ports.Environment, force bool) (ports.CleanupReport, error) {
-	return call(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
+	return cutReport(call(b, ctx, "TeardownEnvironment", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
 		return be.TeardownEnvironment(ctx, env, force)
-	})
+	}))
 }
 
 func (b *backend) ReleaseEnvironment(ctx context.Context, env ports.Environment) error {
@@ -93,10 +98,10 @@ func (b *backend) VolumeStatus(ctx context.Context, vol ports.Volume) (ports.Vol
 	if err != nil {
 		return r, err
 	}
-	if !knownState(r.State) {
-		return ports.VolumeReplication{}, b.invalid("VolumeStatus", fmt.Sprintf("an unknown replication state %q", r.State))
+	if what := invalidReplication(r, vol.VolumeUUID); what != "" {
+		return ports.VolumeReplication{}, b.invalid("VolumeStatus", what)
 	}
-	return r, nil
+	return cutReplication(r), nil
 }
 
 // VolumeStatuses is one call, bounded by the call timeout as a whole: a
@@ -117,12 +122,31 @@ func (b *backend) VolumeStatuses(ctx context.Context, env ports.Environment, vol
 		return nil, b.invalid("VolumeStatuses", fmt.Sprintf("%d replications for %d volumes", len(reps), len(vols)))
 	}
 	for i, r := range reps {
-		if !knownState(r.State) {
-			return nil, b.invalid("VolumeStatuses", fmt.Sprintf("an unknown replication state %q for volume %s",
-				r.State, vols[i].VolumeUUID))
+		if what := invalidReplication(r, vols[i].VolumeUUID); what != "" {
+			return nil, b.invalid("VolumeStatuses", what)
 		}
+		reps[i] = cutReplication(r)
 	}
 	return reps, nil
+}
+
+// invalidReplication says what in r the contract does not allow, or "".
+func invalidReplication(r ports.VolumeReplication, volumeUUID string) string {
+	if !knownState(r.State) {
+		return fmt.Sprintf("an unknown replication state %q for volume %s", cutText(string(r.State)), volumeUUID)
+	}
+	if r.Progress < 0 || r.Progress > 100 {
+		// Written as it is into the volume's status, whose readers
+		// expect a percentage (docs/contract.md §2.4).
+		return fmt.Sprintf("a progress of %d %% for volume %s (not within 0..100)", r.Progress, volumeUUID)
+	}
+	return ""
+}
+
+// cutReplication is r with its texts cut to maxPluginText.
+func cutReplication(r ports.VolumeReplication) ports.VolumeReplication {
+	r.Description, r.Lag, r.Kept.Name = cutText(r.Description), cutText(r.Lag), cutText(r.Kept.Name)
+	return r
 }
 
 // knownState says whether s is a replication state of the contract.
@@ -147,9 +171,9 @@ func (b *backend) ResumeVolume(ctx context.Context, vol ports.Volume) error {
 }
 
 func (b *backend) StopVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
-	return call(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
+	return cutReport(call(b, ctx, "StopVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
 		return be.StopVolume(ctx, vol)
-	})
+	}))
 }
 
 func (b *backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
@@ -159,9 +183,9 @@ func (b *backend) DeleteTarget(ctx context.Context, vol ports.Volume) error {
 }
 
 func (b *backend) DestroyVolume(ctx context.Context, vol ports.Volume) (ports.CleanupReport, error) {
-	return call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
+	return cutReport(call(b, ctx, "DestroyVolume", func(ctx context.Context, be sdk.Backend) (ports.CleanupReport, error) {
 		return be.DestroyVolume(ctx, vol)
-	})
+	}))
 }
 
 func (b *backend) AddSnapshot(ctx context.Context, snap ports.Snapshot) error {
@@ -191,7 +215,17 @@ func (b *backend) SnapshotStatus(ctx context.Context, snap ports.Snapshot) (port
 	}
 	switch r.State {
 	case ports.SnapshotAbsent, ports.SnapshotPending, ports.SnapshotReady:
+		r.Description = cutText(r.Description)
 		return r, nil
 	}
-	return ports.SnapshotReplication{}, b.invalid("SnapshotStatus", fmt.Sprintf("an unknown snapshot state %q", r.State))
+	return ports.SnapshotReplication{}, b.invalid("SnapshotStatus", fmt.Sprintf("an unknown snapshot state %q", cutText(string(r.State))))
+}
+
+// cutReport is a cleanup report with each of its texts cut to
+// maxPluginText.
+func cutReport(r ports.CleanupReport, err error) (ports.CleanupReport, error) {
+	for i, l := range r.Leftovers {
+		r.Leftovers[i] = cutText(l)
+	}
+	return r, err
 }

@@ -84,6 +84,7 @@ func (b *backend) mapError(ctx, callCtx context.Context, method string, inst *in
 	if errors.As(err, &re) {
 		msg = re.Message
 	}
+	msg = cutText(msg) // a status quotes it
 	if inst != nil && mayBeDead(err) && b.m.dead(inst) {
 		return &callError{
 			msg:   fmt.Sprintf("%s: the plugin process (pid %d) exited during the call (%s); it is being restarted", prefix, inst.pid, msg),

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	plugin "github.com/hashicorp/go-plugin"
@@ -79,6 +80,7 @@ func main() {
 	types := flag.String("types", memstorage.DefaultType, "comma-separated storage types served")
 	rawDir := flag.String("raw-dir", "", "rawmtls, rawplain: the directory of the socket (and certificates)")
 	echoEnv := flag.String("echo-env", "", "serve: log the value of this environment variable (a test's settings)")
+	faults := flag.String("faults", "", "serve: the directory of armed hangs; misbehave as faulty says")
 	flag.Parse()
 	be := blocking{memstorage.New(memstorage.Types(strings.Split(*types, ",")...), memstorage.AutoSource())}
 	switch *mode {
@@ -90,6 +92,10 @@ func main() {
 		}
 		sdk.Logger().Info("testplugin serving", "storage_types", *types, "env", strings.Join(env, ","),
 			"args", strings.Join(os.Args[1:], " "), "echo", os.Getenv(*echoEnv), "bytes", 8388608)
+		if *faults != "" {
+			serveFaulty(faulty{blocking: be, dir: *faults, journal: &journal{path: filepath.Join(*faults, "journal")}})
+			return
+		}
 		sdk.Serve(be)
 	case "old":
 		plugin.Serve(&plugin.ServeConfig{
