@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down faults
 
 all: build
 
@@ -46,6 +46,13 @@ deps:
 lint: deps check-generate check-alerts
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+
+## faults: the fault suite's long form (docs/reliability.md); make test
+## runs the same tests in a short form. Servers down: etcd, NATS, and two
+## members of a 3-member etcd cluster down for 30 s, three trials each
+## (about 6 minutes); their figures are printed.
+faults:
+	@l=$$(mktemp); trap 'rm -f "$$l"' EXIT; MIRROR_FAULTS=long $(GO) test -race -count=3 -timeout 30m -v -run 'TestEtcdOutageMidOperation|TestNATSOutageSnapshotEvents|TestEtcdClusterLosesLeaderThenQuorum' ./cmd/mirrord/ >"$$l" 2>&1 || { cat "$$l"; exit 1; }; grep -E '^(--- |ok)|servers_test' "$$l"
 
 ## bench: the 10,000-volume benchmark on embedded etcd (a few minutes) and
 ## the plugin call round trip.
