@@ -54,9 +54,12 @@ bench:
 	$(GO) test -run '^$$' -bench 'PluginCall/interleaved|PluginWrapper' -benchtime 20s ./adapters/pluginhost/
 
 ## faults: the fault suite's long form (make test runs each scenario
-## once); the figures are in docs/reliability.md.
+## once, in a short form); the figures are in docs/reliability.md. Plugin
+## faults; servers down (etcd, NATS, two members of a 3-member etcd
+## cluster down for 30 s, three trials each, about 6 minutes).
 faults:
 	MIRROR_FAULTS=long $(GO) test -count=1 -v -timeout 30m -run 'TestFault|TestPluginFaults' ./adapters/pluginhost/ ./cmd/mirrord/
+	@l=$$(mktemp); trap 'rm -f "$$l"' EXIT; MIRROR_FAULTS=long $(GO) test -race -count=3 -timeout 30m -v -run 'TestEtcdOutageMidOperation|TestNATSOutageSnapshotEvents|TestEtcdClusterLosesLeaderThenQuorum' ./cmd/mirrord/ >"$$l" 2>&1 || { cat "$$l"; exit 1; }; grep -E '^(--- |ok)|servers_test' "$$l"
 
 ## demo: builds mirrord, the nfs plugin (pinned by SHA256SUMS) and
 ## mirror-agent into a temporary directory, then shows mirrord replicating a

@@ -30,6 +30,9 @@ type cluster struct {
 	backend  *fake.Backend
 	backends *fake.Backends
 	cli      *clientv3.Client
+	// endpoints, when set, are the etcd the daemons use instead of etcd's
+	// (a multi-member cluster, say; etcd is then nil).
+	endpoints []string
 }
 
 const cephType = "openstack.storage.type.ceph"
@@ -50,7 +53,10 @@ func newClusterTB(t testing.TB) *cluster {
 func (c *cluster) config(id string) Config {
 	cfg := defaultConfig()
 	cfg.DaemonID = id
-	cfg.Etcd.Endpoints = c.etcd.Endpoints()
+	cfg.Etcd.Endpoints = c.endpoints
+	if c.endpoints == nil {
+		cfg.Etcd.Endpoints = c.etcd.Endpoints()
+	}
 	cfg.Etcd.SessionTTL = 2 * time.Second
 	cfg.NATS.URL = c.nats.URL()
 	cfg.ResyncInterval = 5 * time.Second
