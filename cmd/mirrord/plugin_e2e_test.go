@@ -27,6 +27,10 @@ func buildExamplePlugin(t *testing.T) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the example plugin: %v\n%s", err, out)
 	}
+	// Whatever the umask: the host refuses a plugin others may write.
+	if err := os.Chmod(filepath.Join(dir, "example"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
