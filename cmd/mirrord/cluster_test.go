@@ -18,6 +18,7 @@ import (
 	"github.com/cdmdr/mirror/adapters/nats/natstest"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
+	"github.com/cdmdr/mirror/test/secretscan"
 )
 
 // cluster is a real etcd and NATS (JetStream) on loopback, a scripted
@@ -30,6 +31,9 @@ type cluster struct {
 	backend  *fake.Backend
 	backends *fake.Backends
 	cli      *clientv3.Client
+	// secrets scans the daemons' logs, what NATS carried and etcd's
+	// history for the test secrets (secrets_test.go).
+	secrets *secretscan.Scanner
 }
 
 const cephType = "openstack.storage.type.ceph"
@@ -42,6 +46,7 @@ func newClusterTB(t testing.TB) *cluster {
 	c := &cluster{t: t, etcd: etcdtest.Start(t), nats: natstest.Start(t, true), backend: b,
 		backends: fake.NewBackends(map[string]ports.StorageBackend{cephType: b})}
 	c.cli = c.etcd.Client(t)
+	c.watchSecrets()
 	return c
 }
 
@@ -88,7 +93,8 @@ func (c *cluster) startOn(id string, backends ports.Backends, edit ...func(*Conf
 		e(&cfg)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_daemon", id)
+	out := c.secrets.Writer("the log of daemon "+id, logs)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_daemon", id)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, cleanup, err := initDaemonWith(ctx, cfg, log, backends)
 	if err != nil {

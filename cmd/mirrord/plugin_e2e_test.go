@@ -45,7 +45,8 @@ func (c *cluster) startWithPlugins(id, dir string, edit ...func(*Config)) *daemo
 		e(&cfg)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	out := c.secrets.Writer("the log of daemon "+id, logs)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	d, cleanup, err := initDaemon(ctx, cfg, log)
 	if err != nil {
