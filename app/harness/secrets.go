@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/test/secretscan"
 )
 
@@ -23,12 +22,12 @@ func (h *Harness) scanSecrets() {
 	h.T.Helper()
 	s := h.secrets
 	for _, ev := range h.Shared.KV.History() {
-		if k := ev.KV.Key; !strings.HasPrefix(k, core.ClustersPrefix) {
+		if k := ev.KV.Key; !strings.HasPrefix(k, secretscan.InputPrefix) {
 			s.Scan(fmt.Sprintf("KV key %s (revision %d)", k, ev.KV.ModRevision), ev.KV.Value)
 		}
 	}
 	for k, v := range h.Shared.KV.Dump() {
-		if !strings.HasPrefix(k, core.ClustersPrefix) {
+		if !strings.HasPrefix(k, secretscan.InputPrefix) {
 			s.ScanString("KV key "+k, v)
 		}
 	}

@@ -9,16 +9,14 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/test/secretscan"
 )
 
 // watchSecrets makes the cluster fail its test when a test secret shows
-// up where no secret may go: a daemon's log (each line as written), any
-// NATS message (events included), or any value ever written to etcd
-// outside the storage records and metadata (clusters/, the cluster
+// up where no secret may go: a daemon's log (each line as written), a
+// NATS message on cdm.> (mirrord's events), or any value ever written to
+// etcd outside the storage records and metadata (clusters/, the cluster
 // manager's input, where keyrings belong), read from etcd's history at
 // the end of the test, after the daemons stopped.
 func (c *cluster) watchSecrets() {
@@ -28,7 +26,10 @@ func (c *cluster) watchSecrets() {
 	if err != nil {
 		c.t.Fatalf("connect to nats to scan for secrets: %v", err)
 	}
-	if _, err := nc.Subscribe(">", func(m *natsgo.Msg) {
+	// cdm.> holds mirrord's events and the cluster manager's messages.
+	// Not ">": interest in a stopped daemon's pull inbox (_INBOX.…) would
+	// make JetStream deliver there, and hold the message until AckWait.
+	if _, err := nc.Subscribe("cdm.>", func(m *natsgo.Msg) {
 		c.secrets.Scan("NATS message on "+m.Subject, m.Data)
 	}); err != nil {
 		nc.Close()
@@ -39,62 +40,13 @@ func (c *cluster) watchSecrets() {
 	c.t.Cleanup(func() {
 		_ = nc.Flush() // NATS may be down at the end of a test
 		nc.Close()
-		c.scanEtcdHistory()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.secrets.ScanEtcd(ctx, c.cli); err != nil {
+			c.t.Errorf("scan etcd for secrets: %v", err)
+		}
 		c.secrets.Report(c.t)
 	})
-}
-
-// scanEtcdHistory scans every value written to etcd outside clusters/,
-// from the oldest revision not compacted to now.
-func (c *cluster) scanEtcdHistory() {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	now, err := c.cli.Get(ctx, "\x00", clientv3.WithFromKey())
-	if err != nil {
-		c.t.Errorf("scan etcd for secrets: %v", err)
-		return
-	}
-	for _, kv := range now.Kvs {
-		if k := string(kv.Key); !strings.HasPrefix(k, core.ClustersPrefix) {
-			c.secrets.Scan("etcd key "+k, kv.Value)
-		}
-	}
-	end := now.Header.Revision
-	for from := int64(1); from <= end; {
-		w := c.cli.Watch(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithRev(from))
-		from = c.scanWatch(w, end)
-		if err := ctx.Err(); err != nil {
-			c.t.Errorf("scan etcd's history for secrets: %v", err)
-			return
-		}
-	}
-}
-
-// scanWatch scans the events of w up to revision end; it returns where to
-// watch from next: past end when done, the compaction's revision when
-// older revisions are gone.
-func (c *cluster) scanWatch(w clientv3.WatchChan, end int64) int64 {
-	last := int64(0)
-	for resp := range w {
-		if resp.CompactRevision != 0 {
-			return resp.CompactRevision
-		}
-		if err := resp.Err(); err != nil {
-			c.t.Errorf("scan etcd's history for secrets: %v", err)
-			return end + 1
-		}
-		for _, ev := range resp.Events {
-			last = ev.Kv.ModRevision
-			if k := string(ev.Kv.Key); !strings.HasPrefix(k, core.ClustersPrefix) {
-				c.secrets.Scan(fmt.Sprintf("etcd key %s (revision %d)", k, last), ev.Kv.Value)
-			}
-		}
-		if last >= end {
-			return end + 1
-		}
-	}
-	return end + 1 // the context ended; the caller reports it
 }
 
 // errorsTB records Errorf instead of failing the test.

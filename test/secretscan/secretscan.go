@@ -107,8 +107,10 @@ func (f Finding) String() string {
 // Scanner looks for secrets in what it is given and keeps what it found.
 // It is safe for concurrent use.
 type Scanner struct {
+	// mu guards needles (read by every scan, so a read lock: daemons
+	// logging at once do not wait on each other) and found.
+	mu      sync.RWMutex
 	needles []needle
-	mu      sync.Mutex
 	found   []Finding
 }
 
@@ -133,18 +135,29 @@ func (s *Scanner) Add(sec Secret) {
 
 // Scan looks for every secret in data, found in where.
 func (s *Scanner) Scan(where string, data []byte) {
+	s.mu.RLock()
+	type hit struct {
+		n needle
+		i int
+	}
+	var hits []hit
+	for i := range s.needles {
+		n := s.needles[i]
+		if len(hits) > 0 && hits[len(hits)-1].n.secret == n.secret {
+			continue // one finding per secret and call
+		}
+		if j := bytes.Index(data, n.text); j >= 0 {
+			hits = append(hits, hit{n, j})
+		}
+	}
+	s.mu.RUnlock()
+	if len(hits) == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := map[string]bool{} // one finding per secret and call
-	for _, n := range s.needles {
-		if seen[n.secret.Name] {
-			continue
-		}
-		i := bytes.Index(data, n.text)
-		if i < 0 {
-			continue
-		}
-		seen[n.secret.Name] = true
+	for _, h := range hits {
+		n, i := h.n, h.i
 		// A log line repeated a thousand times is one finding.
 		if j := slices.IndexFunc(s.found, func(f Finding) bool { return f.Secret == n.secret.Name && f.Where == where }); j >= 0 {
 			s.found[j].Times++
