@@ -26,6 +26,7 @@ func (f *fixture) watchSecrets() {
 	// Registered after etcd started: runs before it stops, and after
 	// what the test starts later (a daemon) stopped.
 	f.t.Cleanup(func() {
+		began := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cli := f.cli
@@ -37,6 +38,7 @@ func (f *fixture) watchSecrets() {
 			f.t.Errorf("scan etcd for secrets: %v", err)
 		}
 		f.secrets.Report(f.t)
+		f.t.Logf("secret scan of etcd's history took %s", time.Since(began).Round(time.Millisecond))
 	})
 }
 

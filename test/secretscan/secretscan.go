@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -112,6 +113,8 @@ type Scanner struct {
 	mu      sync.RWMutex
 	needles []needle
 	found   []Finding
+	// texts and bytes count what was scanned, for the figures.
+	texts, bytes atomic.Int64
 }
 
 // New scans for the Known secrets and the extra ones.
@@ -135,6 +138,8 @@ func (s *Scanner) Add(sec Secret) {
 
 // Scan looks for every secret in data, found in where.
 func (s *Scanner) Scan(where string, data []byte) {
+	s.texts.Add(1)
+	s.bytes.Add(int64(len(data)))
 	s.mu.RLock()
 	type hit struct {
 		n needle
@@ -184,12 +189,17 @@ func (s *Scanner) Found() []Finding {
 	return slices.Clone(s.found)
 }
 
-// Report fails t with each finding.
+// Report fails t with each finding, and logs what was scanned.
 func (s *Scanner) Report(t testing.TB) {
 	t.Helper()
-	for _, f := range s.Found() {
+	found := s.Found()
+	for _, f := range found {
 		t.Errorf("%s", f)
 	}
+	s.mu.RLock()
+	n := len(s.needles)
+	s.mu.RUnlock()
+	t.Logf("secret scan: %d texts, %d bytes, %d forms of the secrets looked for, %d found", s.texts.Load(), s.bytes.Load(), n, len(found))
 }
 
 // Writer scans every write to it, then passes it on to next (nil: to
