@@ -65,7 +65,8 @@ faults:
 ## mirror-agent into a temporary directory, then shows mirrord replicating a
 ## file volume between two local directories: first copy, a delta, a
 ## snapshot made a recovery point, stop_and_delete (test/demo). It leaves
-## no process and no file behind.
+## no process and no file behind. Plugin files and directories are made
+## 0755 whatever the umask: mirrord refuses ones others may write.
 demo:
 	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; trap 'exit 130' INT TERM; \
 	echo "Building mirrord, the nfs plugin and mirror-agent..."; \
@@ -73,6 +74,7 @@ demo:
 	$(GO) build -o "$$d/mirrord" ./cmd/mirrord; \
 	$(GO) build -o "$$d/demo" ./test/demo; \
 	(cd plugins/nfs && $(GO) build -o "$$d/mirror-agent" ./cmd/mirror-agent && $(GO) build -o "$$d/plugins/nfs" .); \
+	chmod 755 "$$d/plugins/nfs"; \
 	(cd "$$d/plugins" && sha256sum nfs > SHA256SUMS); \
 	"$$d/demo" -mirrord "$$d/mirrord" -agent "$$d/mirror-agent" -plugin-dir "$$d/plugins" $(ARGS)
 
@@ -89,6 +91,7 @@ bench-nfs:
 run:
 	@mkdir -p var/plugins && chmod 755 var/plugins
 	cd plugins/example && $(GO) build -o ../../var/plugins/example .
+	@chmod 755 var/plugins/example
 	$(GO) run ./cmd/mirrord --embedded var/mirrord --plugin-dir var/plugins $(ARGS)
 
 ## generate: regenerate wire_gen.go files and the plugin protocol's gRPC code

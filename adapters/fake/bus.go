@@ -121,6 +121,20 @@ func (b *Bus) Published(subject string) [][]byte {
 	return out
 }
 
+// All returns every message published, on every subject.
+func (b *Bus) All() []ports.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []ports.Message
+	for _, ms := range b.published {
+		for _, m := range ms {
+			m.Data = bytes.Clone(m.Data)
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Pending returns how many messages wait in the queue of a durable name.
 func (b *Bus) Pending(subject, durable string) int {
 	b.mu.Lock()

@@ -262,6 +262,15 @@ func (kv *KV) Dump() map[string]string {
 	return out
 }
 
+// History returns every change since the last compaction, oldest first:
+// what was written, not only what is left (the secret scan of the app
+// tests reads it).
+func (kv *KV) History() []ports.WatchEvent {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return slices.Clone(kv.history)
+}
+
 // Calls returns how many requests (port methods and Txn) were made.
 func (kv *KV) Calls() int {
 	kv.mu.Lock()

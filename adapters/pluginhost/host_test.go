@@ -303,7 +303,7 @@ func TestRefused(t *testing.T) {
 		"loaded: example [" + exampleType + "]",
 		"refused: crash: exited during the handshake",
 		"newer: speaks plugin protocol version 2",
-		"writable: the file is world-writable",
+		"writable: plugin file " + writable + " is world-writable (mode 0757)",
 	} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("For's error %q does not say %q", err, s)

@@ -32,6 +32,8 @@ type fingerprint struct {
 	mtime time.Time
 	mode  fs.FileMode
 	ino   uint64
+	// uid: a chown considers the file anew (the owner is checked).
+	uid int
 	// pinned is what SHA256SUMS says of the file, so that editing it
 	// considers the file anew too.
 	pinned string
@@ -40,7 +42,6 @@ type fingerprint struct {
 // candidate is a plugin file found by a scan.
 type candidate struct {
 	path    string
-	mode    fs.FileMode
 	fp      fingerprint
 	sums    sums
 	sumsErr error
@@ -70,7 +71,7 @@ func (h *Host) list() (map[string]candidate, error) {
 		}
 		fp := fingerprint{size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode()}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			fp.ino = st.Ino
+			fp.ino, fp.uid = st.Ino, int(st.Uid)
 		}
 		switch sum, listed := s[name]; {
 		case sumsErr != nil:
@@ -81,7 +82,7 @@ func (h *Host) list() (map[string]candidate, error) {
 		default:
 			fp.pinned = "unlisted"
 		}
-		out[name] = candidate{path: path, mode: fi.Mode(), fp: fp, sums: s, sumsErr: sumsErr}
+		out[name] = candidate{path: path, fp: fp, sums: s, sumsErr: sumsErr}
 	}
 	return out, nil
 }
@@ -204,7 +205,7 @@ func (h *Host) load(c candidate) *entry {
 	if c.sumsErr != nil {
 		return refuse(c.sumsErr)
 	}
-	sum, err := verify(c.path, c.mode, c.sums)
+	sum, err := verify(c.path, c.sums)
 	if err != nil {
 		return refuse(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // SumsFile is the file of a plugin directory that pins its plugins'
@@ -19,8 +20,10 @@ import (
 // exists every plugin must be listed in it, with its checksum.
 const SumsFile = "SHA256SUMS"
 
-// checkDir refuses a plugin directory anyone may write to: whoever can put
-// a file there runs code as the daemon.
+// checkDir refuses a plugin directory that others than its owner may
+// write to, or that a user other than root and the daemon's own owns:
+// whoever can put a file there runs code as the daemon
+// (docs/writing-a-plugin.md, "Install").
 func checkDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -29,18 +32,81 @@ func checkDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("plugin directory %s is not a directory", dir)
 	}
-	if fi.Mode().Perm()&0o002 != 0 {
-		return fmt.Errorf("plugin directory %s is world-writable (mode %04o): no plugin is loaded from it until it is not (chmod o-w %s)", dir, fi.Mode().Perm(), dir)
+	if why := unsafeOwnerOrMode(fi); why != "" {
+		return fmt.Errorf("plugin directory %s %s: no plugin is loaded from it until it is not (%s)", dir, why, fixHint(fi, dir))
 	}
 	return nil
 }
 
-// checkFile refuses a plugin file anyone may write to.
-func checkFile(mode fs.FileMode) error {
-	if mode.Perm()&0o002 != 0 {
-		return fmt.Errorf("the file is world-writable (mode %04o): chmod o-w it", mode.Perm())
+// checkFile refuses a plugin file that others than its owner may write
+// to or that another user owns. A symbolic link is judged by the file it
+// points at, and by that file's directory: whoever may write there can
+// replace the file.
+func checkFile(path string) error {
+	fi, err := os.Stat(path) // through symbolic links
+	if err != nil {
+		return fmt.Errorf("plugin file %s: %w", path, err)
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("plugin file %s: %w", path, err)
+	}
+	name := path
+	if target != path {
+		name = fmt.Sprintf("%s (a link to %s)", path, target)
+	}
+	if why := unsafeOwnerOrMode(fi); why != "" {
+		return fmt.Errorf("plugin file %s %s: it is not run until it is not (%s)", name, why, fixHint(fi, target))
+	}
+	if target == path {
+		return nil // its directory is the plugin directory, checked by checkDir
+	}
+	dir := filepath.Dir(target)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("plugin file %s: its directory: %w", name, err)
+	}
+	// A sticky directory (/tmp) lets no one else replace the file.
+	if di.Mode()&fs.ModeSticky == 0 {
+		if why := unsafeOwnerOrMode(di); why != "" {
+			return fmt.Errorf("plugin file %s lies in directory %s, which %s: it is not run until that is fixed (%s)", name, dir, why, fixHint(di, dir))
+		}
 	}
 	return nil
+}
+
+// unsafeOwnerOrMode says why others than root and the daemon's user could
+// change fi ("" when they cannot): it is writable by its group or by
+// anyone, or another non-root user owns it.
+func unsafeOwnerOrMode(fi fs.FileInfo) string {
+	perm := fi.Mode().Perm()
+	switch {
+	case perm&0o002 != 0:
+		return fmt.Sprintf("is world-writable (mode %04o)", perm)
+	case perm&0o020 != 0:
+		return fmt.Sprintf("is group-writable (mode %04o)", perm)
+	}
+	if uid, ok := ownerOf(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return fmt.Sprintf("is owned by uid %d, neither root nor the daemon's user (uid %d) (mode %04o)", uid, os.Geteuid(), perm)
+	}
+	return ""
+}
+
+// fixHint is the command that makes fi safe.
+func fixHint(fi fs.FileInfo, path string) string {
+	if fi.Mode().Perm()&0o022 != 0 {
+		return "chmod go-w " + path
+	}
+	return "chown root " + path
+}
+
+// ownerOf is the uid owning fi, where the system says.
+func ownerOf(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
 
 // sums is a parsed SHA256SUMS: file name to checksum in lower-case hex.
@@ -92,8 +158,8 @@ func fileSum(path string) ([]byte, error) {
 // verify checks the plugin file at path against the directory's sums
 // (nil: none pinned) and returns its checksum, which is pinned for every
 // start of the process.
-func verify(path string, mode fs.FileMode, s sums) ([]byte, error) {
-	if err := checkFile(mode); err != nil {
+func verify(path string, s sums) ([]byte, error) {
+	if err := checkFile(path); err != nil {
 		return nil, err
 	}
 	name := filepath.Base(path)

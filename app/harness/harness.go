@@ -59,6 +59,7 @@ import (
 	"github.com/cdmdr/mirror/app"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
+	"github.com/cdmdr/mirror/test/secretscan"
 )
 
 // CephType is the storage type of the seed's examples, served by the
@@ -101,6 +102,9 @@ type Harness struct {
 
 	mu      sync.Mutex
 	daemons []*Daemon
+	// secrets scans the daemons' logs, the KV, events and the bus for
+	// the test secrets (secrets.go).
+	secrets *secretscan.Scanner
 }
 
 // Epoch is the fake clock's start.
@@ -122,6 +126,8 @@ func New(t testing.TB) *Harness {
 		Backends: fake.NewBackends(map[string]ports.StorageBackend{CephType: b}),
 		Clock:    clock, Events: fake.NewEvents(),
 	}, Config: app.Config{ResyncInterval: time.Minute, PollInterval: 30 * time.Second, FastPollInterval: 2 * time.Second}}
+	h.secrets = secretscan.New()
+	t.Cleanup(h.scanSecrets) // after StopAll: the daemons have written all
 	t.Cleanup(h.StopAll)
 	return h
 }
@@ -129,7 +135,8 @@ func New(t testing.TB) *Harness {
 // Start runs a daemon with the harness's config until Stop or the end of
 // the test.
 func (h *Harness) Start(id string) *Daemon {
-	log := slog.New(slog.NewTextHandler(testWriter{h.T}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	out := h.secrets.Writer("the log of daemon "+id, testWriter{h.T})
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := newDaemon(Identity(id), h.Shared, h.Config, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel, d.done = cancel, make(chan struct{})

@@ -17,7 +17,7 @@ func runWith(t *testing.T, vars map[string]string, args ...string) result {
 	var stdout, stderr syncBuffer
 	e := &env{getenv: func(k string) string { return vars[k] }, stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: time.Now}
 	code := e.run(t.Context(), args)
-	return result{code, stdout.String(), stderr.String()}
+	return scannedRun(t, vars, args, result{code, stdout.String(), stderr.String()})
 }
 
 // An unreachable etcd is named, with the timeout, and exits 5.
@@ -51,6 +51,7 @@ func TestAuthRefused(t *testing.T) {
 			t.Fatalf("auth setup step %d: %v", i, err)
 		}
 	}
+	f.scanAsRoot("root-pw")
 	file := filepath.Join(t.TempDir(), "mirrord.yaml")
 	yaml := "etcd:\n  endpoints: [" + strings.Join(f.srv.Endpoints(), ",") + "]\n  username: cdm\n  dial_timeout: 30s\n"
 	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {

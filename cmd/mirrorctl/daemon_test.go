@@ -30,6 +30,10 @@ func buildDaemon(t *testing.T) (mirrord, plugins string) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", b.dir, err, out)
 		}
+		// Whatever the umask: the host refuses a plugin others may write.
+		if err := os.Chmod(b.out, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return mirrord, plugins
 }
@@ -50,7 +54,8 @@ func TestOperationsThroughMirrord(t *testing.T) {
 		"--nats-url", nats.URL(), "--plugin-dir", plugins, "--etcd-session-ttl", "2s",
 		"--poll-interval", "1s", "--fast-poll-interval", "200ms", "--log-format", "json")
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MIRRORD_") })
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	out := f.secrets.Writer("the log of mirrord", &logs)
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +77,7 @@ func TestOperationsThroughMirrord(t *testing.T) {
 	for _, s := range [][2]int{{5, 11}, {6, 13}} {
 		key := sprintf("clusters/%d/storages/%d", s[0], s[1])
 		f.put(key, sprintf(storageRecord, s[0], s[1]))
-		f.put(key+"/metadata", `{"pool":"volumes"}`)
+		f.put(key+"/metadata", metadataWithKeyring)
 	}
 	f.put("mirror_environment/storage.11.13", envRecord)
 	f.put("mirror_volume/storage.11.13/volume.7", sprintf(volRecord, 7, 7))

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cdmdr/mirror/adapters/etcd/etcdtest"
+	"github.com/cdmdr/mirror/test/secretscan"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -27,12 +28,18 @@ type fixture struct {
 	t   *testing.T
 	srv *etcdtest.Server
 	cli *clientv3.Client
+	// secrets scans mirrorctl's output and etcd for the test secrets
+	// (secrets_test.go); scanCli reads etcd for it once auth is on.
+	secrets *secretscan.Scanner
+	scanCli *clientv3.Client
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	srv := etcdtest.Start(t)
-	return &fixture{t: t, srv: srv, cli: srv.Client(t)}
+	f := &fixture{t: t, srv: srv, cli: srv.Client(t)}
+	f.watchSecrets()
+	return f
 }
 
 // result is what one mirrorctl run printed and returned.
@@ -63,6 +70,8 @@ func (f *fixture) runWith(ctx context.Context, stdin io.Reader, stdout *syncBuff
 		now: func() time.Time { return now }}
 	args = append(args, "--etcd-endpoints", strings.Join(f.srv.Endpoints(), ","), "--etcd-dial-timeout", "10s")
 	code := e.run(ctx, args)
+	f.secrets.ScanString(sprintf("the output of mirrorctl %s", strings.Join(args, " ")), stdout.String())
+	f.secrets.ScanString(sprintf("the errors of mirrorctl %s", strings.Join(args, " ")), stderr.String())
 	return result{code, stdout.String(), stderr.String()}
 }
 
@@ -134,7 +143,7 @@ func (f *fixture) seed() {
 	for _, s := range [][2]int{{5, 11}, {6, 13}} {
 		key := sprintf("clusters/%d/storages/%d", s[0], s[1])
 		f.put(key, sprintf(storageRecord, s[0], s[1]))
-		f.put(key+"/metadata", `{"pool":"volumes"}`)
+		f.put(key+"/metadata", metadataWithKeyring)
 	}
 	lease := f.lease()
 	f.put("mirror_leader/daemons/d1", "d1", clientv3.WithLease(lease))

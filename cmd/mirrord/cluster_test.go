@@ -18,6 +18,7 @@ import (
 	"github.com/cdmdr/mirror/adapters/nats/natstest"
 	"github.com/cdmdr/mirror/core"
 	"github.com/cdmdr/mirror/ports"
+	"github.com/cdmdr/mirror/test/secretscan"
 )
 
 // cluster is a real etcd and NATS (JetStream) on loopback, a scripted
@@ -33,6 +34,9 @@ type cluster struct {
 	// endpoints, when set, are the etcd the daemons use instead of etcd's
 	// (a multi-member cluster, say; etcd is then nil).
 	endpoints []string
+	// secrets scans the daemons' logs, what NATS carried and etcd's
+	// history for the test secrets (secrets_test.go).
+	secrets *secretscan.Scanner
 }
 
 const cephType = "openstack.storage.type.ceph"
@@ -45,6 +49,7 @@ func newClusterTB(t testing.TB) *cluster {
 	c := &cluster{t: t, etcd: etcdtest.Start(t), nats: natstest.Start(t, true), backend: b,
 		backends: fake.NewBackends(map[string]ports.StorageBackend{cephType: b})}
 	c.cli = c.etcd.Client(t)
+	c.watchSecrets()
 	return c
 }
 
@@ -94,7 +99,8 @@ func (c *cluster) startOn(id string, backends ports.Backends, edit ...func(*Conf
 		e(&cfg)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_daemon", id)
+	out := c.secrets.Writer("the log of daemon "+id, logs)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_daemon", id)
 	ctx, cancel := context.WithCancel(context.Background())
 	d, cleanup, err := initDaemonWith(ctx, cfg, log, backends)
 	if err != nil {

@@ -47,6 +47,10 @@ func newLeftoversSite(t *testing.T) *leftoversSite {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the test plugin: %v\n%s", err, out)
 	}
+	// Whatever the umask: the host refuses a plugin others may write.
+	if err := os.Chmod(filepath.Join(dir, "leftoverplugin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	srv := etcdtest.Start(t)
 	s := &leftoversSite{t: t, endpoints: srv.Endpoints(), cli: srv.Client(t), pluginDir: dir}
 	for _, st := range []struct{ key, typ string }{

@@ -27,6 +27,10 @@ func buildExamplePlugin(t *testing.T) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the example plugin: %v\n%s", err, out)
 	}
+	// Whatever the umask: the host refuses a plugin others may write.
+	if err := os.Chmod(filepath.Join(dir, "example"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return dir
 }
 
@@ -41,7 +45,8 @@ func (c *cluster) startWithPlugins(id, dir string, edit ...func(*Config)) *daemo
 		e(&cfg)
 	}
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	out := c.secrets.Writer("the log of daemon "+id, logs)
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	d, cleanup, err := initDaemon(ctx, cfg, log)
 	if err != nil {

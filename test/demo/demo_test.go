@@ -93,6 +93,10 @@ func build(t *testing.T, dir, out, pkg string) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s in %s: %v\n%s", pkg, dir, err, b)
 	}
+	// Whatever the umask: mirrord refuses a plugin others may write.
+	if err := os.Chmod(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // pin writes the plugin directory's SHA256SUMS, as `make demo` does.

@@ -180,6 +180,11 @@ func LoadFor(name string, args []string, getenv func(string) string, stderr io.W
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return Config{}, fmt.Errorf("config file %s: %w", file, err)
 		}
+		if held := inlineSecrets(c); len(held) > 0 {
+			if err := checkPrivate(file, "config file (it holds "+strings.Join(held, ", ")+")"); err != nil {
+				return Config{}, err
+			}
+		}
 	}
 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -342,6 +347,9 @@ func validPluginSettings(name string, s PluginSettings) error {
 func readSecret(dst *string, file string) error {
 	if file == "" {
 		return nil
+	}
+	if err := checkPrivate(file, "secret file"); err != nil {
+		return err
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
