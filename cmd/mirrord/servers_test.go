@@ -317,6 +317,7 @@ func TestEtcdClusterLosesLeaderThenQuorum(t *testing.T) {
 	}
 	t.Cleanup(closeCli)
 	c.cli = cli
+	c.watchSecrets()
 	c.backend.AutoSync(true)
 	d1, d2 := c.start("d1"), c.start("d2")
 	c.seedStorages()
