@@ -306,7 +306,11 @@ func DecodeSnapshotRecord(ref SnapshotRef, data []byte) (SnapshotRecord, error) 
 	var w struct {
 		Deleted bool `json:"deleted"`
 	}
-	_ = json.Unmarshal(data, &w) // already known to be a valid object
+	// A deleted that is not a boolean must not read as "not deleted": the
+	// snapshot would be replicated again.
+	if err := json.Unmarshal(data, &w); err != nil {
+		return SnapshotRecord{}, fmt.Errorf("%s: %w: deleted: %v", SnapshotKey(ref), ErrMalformed, err)
+	}
 	rec.Deleted = w.Deleted
 	if rec.SnapshotID != ref.SnapshotID || rec.VolumeID != ref.Volume.VolumeID {
 		return SnapshotRecord{}, fmt.Errorf("%s: %w: record is snapshot %d of volume %d", SnapshotKey(ref), ErrContradiction, rec.SnapshotID, rec.VolumeID)

@@ -576,6 +576,8 @@ func TestDecodeSnapshotRecord(t *testing.T) {
 		"other volume":   {core.SnapshotRef{Volume: core.VolumeRef{Env: env1113, VolumeID: 8}, SnapshotID: 21}, enc, core.ErrContradiction},
 		"malformed":      {snap21, []byte(`{"snapshot_id":21}`), core.ErrMalformed},
 		"empty":          {snap21, nil, core.ErrMalformed},
+		// Read as false, the snapshot would be replicated again.
+		"deleted not a boolean": {snap21, append(enc[:len(enc)-1:len(enc)-1], []byte(`,"deleted":"yes"}`)...), core.ErrMalformed},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
