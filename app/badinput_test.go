@@ -41,6 +41,23 @@ func volumeIn(h *harness.Harness, id core.EnvironmentID) core.VolumeRef {
 	return ref
 }
 
+const (
+	// hugeValue is the size of the huge values: above 1 MiB, below the
+	// 1.5 MiB etcd takes in one request by default.
+	hugeValue = 1<<20 + 1024
+	// maxReason bounds an error_reason's contents: a bad value is
+	// quoted in part, never whole.
+	maxReason = 1024
+)
+
+// clip shortens s for a failure message.
+func clip(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
+
 type badStatus struct {
 	key  string // a status key
 	code string // the exact error_reason code
@@ -143,6 +160,59 @@ func TestBadInput(t *testing.T) {
 			id := envFor(h, 45, 47)
 			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-malformed", "clusters/6/storages/47/metadata"}}
 		}},
+		// Wrong types, overflowing numbers and huge values: each one's
+		// own entry ends in error, its reason short and naming the field.
+		{"wrong type in the volume record", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, uuid9)
+			rec["source_volume"] = map[string]any{"cluster_id": 5, "volume_id": "9", "volume_uuid": uuid9}
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "source_volume.volume_id"}}
+		}},
+		{"volume id above uint64 in the volume record", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), `{"source_cluster_storage":{"cluster_id":5,"storage_id":11},"target_cluster_storage":{"cluster_id":6,"storage_id":13},`+
+				`"source_volume":{"cluster_id":5,"volume_id":18446744073709551625,"volume_uuid":"`+uuid9+`"}}`)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "18446744073709551625"}}
+		}},
+		{"agent port above 65535", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, uuid9)
+			rec["source_agent"] = map[string]any{"ip": "192.168.137.101", "port": 65536}
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "source_agent.port 65536"}}
+		}},
+		{"operation of the wrong type", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), volumeRecord(9, uuid9))
+			h.Put(core.VolumeOperationKey(vol9), `{"operation": ["start"]}`)
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-malformed", "operation"}}
+		}},
+		{"huge volume record", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, strings.Repeat("a", hugeValue))
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "volume_uuid"}}
+		}},
+		{"huge unknown operation", func(h *harness.Harness) []badStatus {
+			seedVolume(h, vol9, uuid9, strings.Repeat("x", hugeValue))
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-unknown_operation", "xxxx"}}
+		}},
+		{"storage id above uint64 in an environment record", func(h *harness.Harness) []badStatus {
+			id := core.EnvironmentID{Source: 51, Target: 53}
+			h.Put(core.EnvironmentKey(id), `{"source_cluster_storage":{"cluster_id":5,"storage_id":51},"target_cluster_storage":{"cluster_id":6,"storage_id":18446744073709551669}}`)
+			h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "start"})
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-decode_environment-malformed", "18446744073709551669"}}
+		}},
+		{"wrong type in a storage record", func(h *harness.Harness) []badStatus {
+			storagePair(h, 55, 57, harness.CephType)
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 5, StorageID: 55}), `{"cluster_id":5,"storage_id":55,"type":7}`)
+			id := envFor(h, 55, 57)
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-malformed", "clusters/5/storages/55"}}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -159,7 +229,10 @@ func TestBadInput(t *testing.T) {
 						return st.StateCode == core.StateError && st.ErrorReason != nil && st.ErrorReason.Code == b.code
 					})
 					if !strings.Contains(st.ErrorReason.Contents, b.says) {
-						t.Fatalf("%s: reason %q does not mention %q", b.key, st.ErrorReason.Contents, b.says)
+						t.Fatalf("%s: reason %q does not mention %q", b.key, clip(st.ErrorReason.Contents), b.says)
+					}
+					if n := len(st.ErrorReason.Contents); n > maxReason {
+						t.Fatalf("%s: reason of %d bytes, want at most %d: %q", b.key, n, maxReason, clip(st.ErrorReason.Contents))
 					}
 					if ev := waitEvent(h, b.code); ev.Key == "" || ev.Message != st.ErrorReason.Contents {
 						t.Fatalf("event = %+v, want the reason of %s", ev, b.key)

@@ -1,7 +1,6 @@
 package core_test
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 
@@ -312,7 +311,7 @@ func FuzzParseResource(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key string) {
 		r, err := core.ParseResource(key)
 		if err != nil {
-			if r != (core.Resource{}) || !strings.Contains(err.Error(), strconv.Quote(key)) {
+			if r != (core.Resource{}) || !strings.Contains(err.Error(), core.Quote(key)) {
 				t.Fatalf("ParseResource(%q) = %+v, %v", key, r, err)
 			}
 			return

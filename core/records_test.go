@@ -635,3 +635,21 @@ func TestEnvironmentSameStorageIDOnBothSides(t *testing.T) {
 		t.Fatalf("err = %v, want ErrContradiction: the key cannot tell the two storages apart", err)
 	}
 }
+
+// TestQuoteClipsHugeValues: a value from etcd goes into a reason at most
+// 64 bytes long, its length said, never cut inside a UTF-8 character.
+func TestQuoteClipsHugeValues(t *testing.T) {
+	t.Parallel()
+	if got := core.Quote("restart"); got != `"restart"` {
+		t.Errorf("Quote = %s", got)
+	}
+	huge := strings.Repeat("é", 1<<19) // 1 MiB
+	got := core.Quote(huge)
+	if len(got) > 100 || !strings.HasPrefix(got, `"éé`) || !strings.HasSuffix(got, `... (1048576 bytes)`) || strings.Contains(got, `\x`) {
+		t.Errorf("Quote of 1 MiB = %s", got)
+	}
+	_, err := core.DecodeVolumeOperation([]byte(`{"operation":"` + strings.Repeat("x", 1<<20) + `"}`))
+	if err == nil || len(err.Error()) > 300 {
+		t.Errorf("error of %d bytes for a 1 MiB operation", len(err.Error()))
+	}
+}
