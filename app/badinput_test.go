@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -355,4 +356,99 @@ func wantNoSecret(t *testing.T, h *harness.Harness) {
 			t.Fatalf("the keyring appears in event %+v", e)
 		}
 	}
+}
+
+// TestBadInputKeys writes keys the DR manager might get wrong: odd
+// characters, "..", a NUL, an id above uint64, a leading zero, an unknown
+// child. None parses, so none can have a status: each is reported by an
+// event keyed by the key itself, nothing is written under it, the backend
+// is not called, and volume 8 beside them keeps mirroring. An operation
+// written under such a key is no key form either: it is reported the same
+// way and does nothing; deleting the key is the remedy, and it is quiet.
+func TestBadInputKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol8, uuid8)
+		vk := core.VolumeKey(vol9)
+		odd := map[string]any{
+			core.EnvironmentVolumesPrefix(envID) + "volume. 9": volumeRecord(9, uuid9),
+			vk + " /operation": map[string]string{"operation": "start"},
+			core.EnvironmentVolumesPrefix(envID) + "volume.\uff19": volumeRecord(9, uuid9), // a fullwidth 9
+			core.EnvironmentVolumesPrefix(envID) + "../volume.9":   volumeRecord(9, uuid9),
+			vk + "\x00": volumeRecord(9, uuid9),
+			core.EnvironmentVolumesPrefix(envID) + "volume.18446744073709551616": volumeRecord(9, uuid9),
+			core.EnvironmentVolumesPrefix(envID) + "volume.09/operation":         map[string]string{"operation": "start"},
+			vk + "/operation/x":                                               map[string]string{"operation": "start"},
+			core.EnvironmentPrefix + "storage.11.13.15":                       envRecord,
+			core.EnvironmentPrefix + "storage.11." + strings.Repeat("3", 300): envRecord,
+			core.EnvironmentPrefix + "storage.11.13/operation\u202e":          map[string]string{"operation": "stop"},
+		}
+		h.Shared.Backend.AddSourceVolume(uuid9)
+		calls := len(h.Shared.Backend.CallLog())
+		for k, v := range odd {
+			h.Put(k, v)
+		}
+		for k := range odd {
+			var ev ports.Event
+			h.WaitFor("an event for "+clip(k), func() bool {
+				for _, e := range eventsWith(h, core.BadKeyCode()) {
+					if e.Key == k {
+						ev = e
+						return true
+					}
+				}
+				return false
+			})
+			if ev.Level != ports.LevelWarn || !strings.Contains(ev.Message, "ignored") || len(ev.Message) > maxReason {
+				t.Fatalf("event for %q = %+v", k, ev)
+			}
+		}
+		// An operation under an odd key does nothing but report itself.
+		stop := core.EnvironmentVolumesPrefix(envID) + "volume. 9/operation"
+		h.Put(stop, map[string]string{"operation": "destroy"})
+		h.WaitFor("an event for "+stop, func() bool {
+			return slices.ContainsFunc(eventsWith(h, core.BadKeyCode()), func(e ports.Event) bool { return e.Key == stop })
+		})
+		for range 3 {
+			h.Tick(poll)
+			h.WaitIdle()
+		}
+		for k := range h.Shared.KV.Dump() {
+			for o := range odd {
+				if strings.HasPrefix(k, o) && k != o && k != stop {
+					t.Fatalf("%q written under the odd key %q", k, o)
+				}
+			}
+		}
+		for _, call := range h.Shared.Backend.CallLog()[calls:] {
+			if strings.Contains(call, uuid9) {
+				t.Fatalf("backend called for an odd key: %s", call)
+			}
+		}
+		if _, ok := h.Status(core.VolumeStatusKey(vol9)); ok {
+			t.Fatalf("volume 9 got a status from an odd key")
+		}
+		wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+		wantNoError(t, h, core.VolumeStatusKey(vol8))
+		wantStatus(t, h, envStatus, core.StateMirroring, "")
+		wantNoError(t, h, envStatus)
+
+		// Deleting them is quiet and leaves volume 8 alone.
+		reported := len(eventsWith(h, core.BadKeyCode()))
+		for k := range odd {
+			if err := h.Shared.KV.Delete(t.Context(), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Shared.KV.Delete(t.Context(), stop); err != nil {
+			t.Fatal(err)
+		}
+		h.Tick(poll)
+		h.WaitIdle()
+		if n := len(eventsWith(h, core.BadKeyCode())); n != reported {
+			t.Fatalf("%d more events after deleting the odd keys", n-reported)
+		}
+		wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+		t.Logf("%d odd keys, %d events, 0 statuses, 0 backend calls for them; volume 8 mirroring", len(odd)+1, reported)
+	})
 }
