@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs faults ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down fuzz faults
 
 all: build
 
@@ -46,6 +46,19 @@ deps:
 lint: deps check-generate check-alerts
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+
+## fuzz: every fuzz target (the decoders of etcd values, bus messages,
+## keys and plugin answers) for FUZZTIME each; `go test` runs their seeds
+## as plain tests. Found crashers land in the package's testdata/fuzz.
+FUZZTIME ?= 30s
+# dir:package, as the SDK is a module of its own.
+FUZZ_PKGS ?= .:./core .:./app plugins/sdk:.
+fuzz:
+	@set -e; for p in $(FUZZ_PKGS); do d=$${p%%:*}; pkg=$${p#*:}; \
+	for t in $$(cd $$d && $(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	echo "== $$d $$pkg $$t ($(FUZZTIME))"; \
+	(cd $$d && $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg) || exit 1; \
+	done; done
 
 ## bench: the 10,000-volume benchmark on embedded etcd (a few minutes) and
 ## the plugin call round trip.

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -39,6 +40,23 @@ func volumeIn(h *harness.Harness, id core.EnvironmentID) core.VolumeRef {
 	h.Put(core.VolumeKey(ref), rec)
 	setOp(h, ref, "start")
 	return ref
+}
+
+const (
+	// hugeValue is the size of the huge values: above 1 MiB, below the
+	// 1.5 MiB etcd takes in one request by default.
+	hugeValue = 1<<20 + 1024
+	// maxReason bounds an error_reason's contents: a bad value is
+	// quoted in part, never whole.
+	maxReason = 1024
+)
+
+// clip shortens s for a failure message.
+func clip(s string) string {
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
 }
 
 type badStatus struct {
@@ -143,6 +161,59 @@ func TestBadInput(t *testing.T) {
 			id := envFor(h, 45, 47)
 			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-malformed", "clusters/6/storages/47/metadata"}}
 		}},
+		// Wrong types, overflowing numbers and huge values: each one's
+		// own entry ends in error, its reason short and naming the field.
+		{"wrong type in the volume record", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, uuid9)
+			rec["source_volume"] = map[string]any{"cluster_id": 5, "volume_id": "9", "volume_uuid": uuid9}
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "source_volume.volume_id"}}
+		}},
+		{"volume id above uint64 in the volume record", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), `{"source_cluster_storage":{"cluster_id":5,"storage_id":11},"target_cluster_storage":{"cluster_id":6,"storage_id":13},`+
+				`"source_volume":{"cluster_id":5,"volume_id":18446744073709551625,"volume_uuid":"`+uuid9+`"}}`)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "18446744073709551625"}}
+		}},
+		{"agent port above 65535", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, uuid9)
+			rec["source_agent"] = map[string]any{"ip": "192.168.137.101", "port": 65536}
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "source_agent.port 65536"}}
+		}},
+		{"operation of the wrong type", func(h *harness.Harness) []badStatus {
+			h.Shared.Backend.AddSourceVolume(uuid9)
+			h.Put(core.VolumeKey(vol9), volumeRecord(9, uuid9))
+			h.Put(core.VolumeOperationKey(vol9), `{"operation": ["start"]}`)
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-malformed", "operation"}}
+		}},
+		{"huge volume record", func(h *harness.Harness) []badStatus {
+			rec := volumeRecord(9, strings.Repeat("a", hugeValue))
+			h.Put(core.VolumeKey(vol9), rec)
+			setOp(h, vol9, "start")
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_volume-malformed", "volume_uuid"}}
+		}},
+		{"huge unknown operation", func(h *harness.Harness) []badStatus {
+			seedVolume(h, vol9, uuid9, strings.Repeat("x", hugeValue))
+			return []badStatus{{vs9, "cdm-dr.mirror.volume.failure-decode_operation-unknown_operation", "xxxx"}}
+		}},
+		{"storage id above uint64 in an environment record", func(h *harness.Harness) []badStatus {
+			id := core.EnvironmentID{Source: 51, Target: 53}
+			h.Put(core.EnvironmentKey(id), `{"source_cluster_storage":{"cluster_id":5,"storage_id":51},"target_cluster_storage":{"cluster_id":6,"storage_id":18446744073709551669}}`)
+			h.Put(core.EnvironmentOperationKey(id), map[string]string{"operation": "start"})
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-decode_environment-malformed", "18446744073709551669"}}
+		}},
+		{"wrong type in a storage record", func(h *harness.Harness) []badStatus {
+			storagePair(h, 55, 57, harness.CephType)
+			h.Put(core.StorageKey(core.StorageRef{ClusterID: 5, StorageID: 55}), `{"cluster_id":5,"storage_id":55,"type":7}`)
+			id := envFor(h, 55, 57)
+			return []badStatus{{core.EnvironmentStatusKey(id), "cdm-dr.mirror.environment.failure-get_storage-malformed", "clusters/5/storages/55"}}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -159,7 +230,10 @@ func TestBadInput(t *testing.T) {
 						return st.StateCode == core.StateError && st.ErrorReason != nil && st.ErrorReason.Code == b.code
 					})
 					if !strings.Contains(st.ErrorReason.Contents, b.says) {
-						t.Fatalf("%s: reason %q does not mention %q", b.key, st.ErrorReason.Contents, b.says)
+						t.Fatalf("%s: reason %q does not mention %q", b.key, clip(st.ErrorReason.Contents), b.says)
+					}
+					if n := len(st.ErrorReason.Contents); n > maxReason {
+						t.Fatalf("%s: reason of %d bytes, want at most %d: %q", b.key, n, maxReason, clip(st.ErrorReason.Contents))
 					}
 					if ev := waitEvent(h, b.code); ev.Key == "" || ev.Message != st.ErrorReason.Contents {
 						t.Fatalf("event = %+v, want the reason of %s", ev, b.key)
@@ -282,4 +356,99 @@ func wantNoSecret(t *testing.T, h *harness.Harness) {
 			t.Fatalf("the keyring appears in event %+v", e)
 		}
 	}
+}
+
+// TestBadInputKeys writes keys the DR manager might get wrong: odd
+// characters, "..", a NUL, an id above uint64, a leading zero, an unknown
+// child. None parses, so none can have a status: each is reported by an
+// event keyed by the key itself, nothing is written under it, the backend
+// is not called, and volume 8 beside them keeps mirroring. An operation
+// written under such a key is no key form either: it is reported the same
+// way and does nothing; deleting the key is the remedy, and it is quiet.
+func TestBadInputKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol8, uuid8)
+		vk := core.VolumeKey(vol9)
+		odd := map[string]any{
+			core.EnvironmentVolumesPrefix(envID) + "volume. 9": volumeRecord(9, uuid9),
+			vk + " /operation": map[string]string{"operation": "start"},
+			core.EnvironmentVolumesPrefix(envID) + "volume.\uff19": volumeRecord(9, uuid9), // a fullwidth 9
+			core.EnvironmentVolumesPrefix(envID) + "../volume.9":   volumeRecord(9, uuid9),
+			vk + "\x00": volumeRecord(9, uuid9),
+			core.EnvironmentVolumesPrefix(envID) + "volume.18446744073709551616": volumeRecord(9, uuid9),
+			core.EnvironmentVolumesPrefix(envID) + "volume.09/operation":         map[string]string{"operation": "start"},
+			vk + "/operation/x":                                               map[string]string{"operation": "start"},
+			core.EnvironmentPrefix + "storage.11.13.15":                       envRecord,
+			core.EnvironmentPrefix + "storage.11." + strings.Repeat("3", 300): envRecord,
+			core.EnvironmentPrefix + "storage.11.13/operation\u202e":          map[string]string{"operation": "stop"},
+		}
+		h.Shared.Backend.AddSourceVolume(uuid9)
+		calls := len(h.Shared.Backend.CallLog())
+		for k, v := range odd {
+			h.Put(k, v)
+		}
+		for k := range odd {
+			var ev ports.Event
+			h.WaitFor("an event for "+clip(k), func() bool {
+				for _, e := range eventsWith(h, core.BadKeyCode()) {
+					if e.Key == k {
+						ev = e
+						return true
+					}
+				}
+				return false
+			})
+			if ev.Level != ports.LevelWarn || !strings.Contains(ev.Message, "ignored") || len(ev.Message) > maxReason {
+				t.Fatalf("event for %q = %+v", k, ev)
+			}
+		}
+		// An operation under an odd key does nothing but report itself.
+		stop := core.EnvironmentVolumesPrefix(envID) + "volume. 9/operation"
+		h.Put(stop, map[string]string{"operation": "destroy"})
+		h.WaitFor("an event for "+stop, func() bool {
+			return slices.ContainsFunc(eventsWith(h, core.BadKeyCode()), func(e ports.Event) bool { return e.Key == stop })
+		})
+		for range 3 {
+			h.Tick(poll)
+			h.WaitIdle()
+		}
+		for k := range h.Shared.KV.Dump() {
+			for o := range odd {
+				if strings.HasPrefix(k, o) && k != o && k != stop {
+					t.Fatalf("%q written under the odd key %q", k, o)
+				}
+			}
+		}
+		for _, call := range h.Shared.Backend.CallLog()[calls:] {
+			if strings.Contains(call, uuid9) {
+				t.Fatalf("backend called for an odd key: %s", call)
+			}
+		}
+		if _, ok := h.Status(core.VolumeStatusKey(vol9)); ok {
+			t.Fatalf("volume 9 got a status from an odd key")
+		}
+		wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+		wantNoError(t, h, core.VolumeStatusKey(vol8))
+		wantStatus(t, h, envStatus, core.StateMirroring, "")
+		wantNoError(t, h, envStatus)
+
+		// Deleting them is quiet and leaves volume 8 alone.
+		reported := len(eventsWith(h, core.BadKeyCode()))
+		for k := range odd {
+			if err := h.Shared.KV.Delete(t.Context(), k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Shared.KV.Delete(t.Context(), stop); err != nil {
+			t.Fatal(err)
+		}
+		h.Tick(poll)
+		h.WaitIdle()
+		if n := len(eventsWith(h, core.BadKeyCode())); n != reported {
+			t.Fatalf("%d more events after deleting the odd keys", n-reported)
+		}
+		wantStatus(t, h, core.VolumeStatusKey(vol8), core.StateMirroring, "")
+		t.Logf("%d odd keys, %d events, 0 statuses, 0 backend calls for them; volume 8 mirroring", len(odd)+1, reported)
+	})
 }

@@ -147,7 +147,7 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 		}
 		attempt = 0
 		for _, ev := range e.cache.replace(prefix, kvs, rev) {
-			e.dispatch(ev)
+			e.dispatch(ctx, ev)
 		}
 		e.monitor.ensureAll(prefix)
 		once.Do(synced)
@@ -175,7 +175,7 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 					break watching
 				}
 				e.cache.apply(prefix, ev)
-				e.dispatch(ev)
+				e.dispatch(ctx, ev)
 			}
 		}
 		stop()
@@ -186,7 +186,7 @@ func (e *Engine) watchPrefix(ctx context.Context, prefix string, resync <-chan s
 
 // dispatch tells the monitor which environment or volume a changed key
 // concerns, parsing the key once.
-func (e *Engine) dispatch(ev ports.WatchEvent) {
+func (e *Engine) dispatch(ctx context.Context, ev ports.WatchEvent) {
 	key := ev.KV.Key
 	if leaderOf, ok := strings.CutPrefix(key, e.cfg.LeaderPrefix); ok {
 		if e.isMemberKey(key) {
@@ -207,7 +207,14 @@ func (e *Engine) dispatch(ev ports.WatchEvent) {
 	}
 	pk, err := core.ParseKey(key)
 	if err != nil {
-		return // not ours (other cluster data, foreign keys)
+		// Other cluster data under clusters/ is not ours; a key the DR
+		// manager wrote in a form mirrord does not know has no status
+		// to say so (docs/contract.md §2.1), so an event does.
+		if ev.Type == ports.EventPut && (strings.HasPrefix(key, core.EnvironmentPrefix) || strings.HasPrefix(key, core.VolumePrefix)) {
+			e.log.Warn("key ignored", "err", err)
+			e.report(ctx, ports.LevelWarn, core.BadKeyCode(), key, "ignored: %v: none of the key forms mirrord reads; delete it or write it under its proper key", err)
+		}
+		return
 	}
 	if pk.Kind == core.KindStorage || pk.Kind == core.KindStorageMetadata {
 		e.touchEnvironmentsOf(pk.Storage)

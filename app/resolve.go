@@ -36,7 +36,7 @@ func (e *Engine) resolve(ctx context.Context, id core.EnvironmentID, src, tgt co
 	}
 	b, err := e.backends.For(ctx, s.Type)
 	if err != nil {
-		return ports.Environment{}, nil, &resolveError{"get_backend", fmt.Errorf("storage %s is of type %s: %w", core.StorageKey(src), s.Type, err)}
+		return ports.Environment{}, nil, &resolveError{"get_backend", fmt.Errorf("storage %s is of type %s: %w", core.StorageKey(src), core.Quote(s.Type), err)}
 	}
 	return env, b, nil
 }

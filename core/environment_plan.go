@@ -61,7 +61,7 @@ func PlanEnvironment(in EnvironmentInput) Plan {
 	}
 	return in.write(in.status(StateError, &Reason{
 		Code:     Code(SubjectEnvironment, "refused", "operation", "unknown_operation"),
-		Contents: fmt.Sprintf("operation %q is not an environment operation (start, stop)", in.Operation),
+		Contents: fmt.Sprintf("operation %s is not an environment operation (start, stop)", Quote(string(in.Operation))),
 	}))
 }
 

@@ -27,19 +27,19 @@ func (e EnvironmentID) String() string {
 func ParseEnvironmentID(s string) (EnvironmentID, error) {
 	rest, ok := strings.CutPrefix(s, "storage.")
 	if !ok {
-		return EnvironmentID{}, fmt.Errorf("environment id %q: want storage.{source}.{target}", s)
+		return EnvironmentID{}, fmt.Errorf("environment id %s: want storage.{source}.{target}", Quote(s))
 	}
 	src, tgt, ok := strings.Cut(rest, ".")
 	if !ok {
-		return EnvironmentID{}, fmt.Errorf("environment id %q: want storage.{source}.{target}", s)
+		return EnvironmentID{}, fmt.Errorf("environment id %s: want storage.{source}.{target}", Quote(s))
 	}
 	var id EnvironmentID
 	var err error
 	if id.Source, err = parseID(src); err != nil {
-		return EnvironmentID{}, fmt.Errorf("environment id %q: source storage: %w", s, err)
+		return EnvironmentID{}, fmt.Errorf("environment id %s: source storage: %w", Quote(s), err)
 	}
 	if id.Target, err = parseID(tgt); err != nil {
-		return EnvironmentID{}, fmt.Errorf("environment id %q: target storage: %w", s, err)
+		return EnvironmentID{}, fmt.Errorf("environment id %s: target storage: %w", Quote(s), err)
 	}
 	return id, nil
 }
@@ -67,16 +67,16 @@ func parseID(s string) (uint64, error) {
 		return 0, fmt.Errorf("empty id")
 	}
 	if len(s) > 1 && s[0] == '0' {
-		return 0, fmt.Errorf("id %q has a leading zero", s)
+		return 0, fmt.Errorf("id %s has a leading zero", Quote(s))
 	}
 	for _, r := range s {
 		if r < '0' || r > '9' {
-			return 0, fmt.Errorf("id %q is not a decimal number", s)
+			return 0, fmt.Errorf("id %s is not a decimal number", Quote(s))
 		}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("id %q: %w", s, err)
+		return 0, fmt.Errorf("id %s: %w", Quote(s), err)
 	}
 	return n, nil
 }

@@ -132,16 +132,16 @@ func ParseKey(key string) (ParsedKey, error) {
 	case strings.HasPrefix(key, VolumePrefix):
 		return parseVolumeKey(key)
 	}
-	return ParsedKey{}, fmt.Errorf("key %q: not a mirror key", key)
+	return ParsedKey{}, fmt.Errorf("key %s: not a mirror key", Quote(key))
 }
 
 func parseClusterKey(key string) (ParsedKey, error) {
 	parts := strings.Split(strings.TrimPrefix(key, ClustersPrefix), "/")
 	bad := func(err error) (ParsedKey, error) {
 		if err != nil {
-			return ParsedKey{}, fmt.Errorf("key %q: %w", key, err)
+			return ParsedKey{}, fmt.Errorf("key %s: %w", Quote(key), err)
 		}
-		return ParsedKey{}, fmt.Errorf("key %q: not a storage, storage metadata or volume key", key)
+		return ParsedKey{}, fmt.Errorf("key %s: not a storage, storage metadata or volume key", Quote(key))
 	}
 	if len(parts) < 3 {
 		return bad(nil)
@@ -169,7 +169,7 @@ func parseEnvironmentKey(key string) (ParsedKey, error) {
 	parts := strings.Split(strings.TrimPrefix(key, EnvironmentPrefix), "/")
 	env, err := ParseEnvironmentID(parts[0])
 	if err != nil {
-		return ParsedKey{}, fmt.Errorf("key %q: %w", key, err)
+		return ParsedKey{}, fmt.Errorf("key %s: %w", Quote(key), err)
 	}
 	p := ParsedKey{Env: env}
 	switch {
@@ -180,7 +180,7 @@ func parseEnvironmentKey(key string) (ParsedKey, error) {
 	case len(parts) == 2 && parts[1] == "status":
 		p.Kind = KindEnvironmentStatus
 	default:
-		return ParsedKey{}, fmt.Errorf("key %q: not an environment, operation or status key", key)
+		return ParsedKey{}, fmt.Errorf("key %s: not an environment, operation or status key", Quote(key))
 	}
 	return p, nil
 }
@@ -189,9 +189,9 @@ func parseVolumeKey(key string) (ParsedKey, error) {
 	parts := strings.Split(strings.TrimPrefix(key, VolumePrefix), "/")
 	bad := func(err error) (ParsedKey, error) {
 		if err != nil {
-			return ParsedKey{}, fmt.Errorf("key %q: %w", key, err)
+			return ParsedKey{}, fmt.Errorf("key %s: %w", Quote(key), err)
 		}
-		return ParsedKey{}, fmt.Errorf("key %q: not a mirror volume, operation, status or snapshot key", key)
+		return ParsedKey{}, fmt.Errorf("key %s: not a mirror volume, operation, status or snapshot key", Quote(key))
 	}
 	if len(parts) < 2 {
 		return bad(nil)

@@ -297,3 +297,30 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseResource parses leader keys' resource part (a leader key is
+// the leader prefix and a resource key; its value is an opaque daemon
+// identity, not decoded).
+func FuzzParseResource(f *testing.F) {
+	for _, k := range []string{"mirror_environment/storage.11.13", "mirror_volume/storage.11.13/volume.7",
+		"mirror_volume/storage.11.13/volume.7/status", "mirror_volume/storage.11.13/volume. 7",
+		"mirror_volume/storage.11.13/volume.18446744073709551616", "mirror_volume/storage.11.13/../volume.7",
+		"mirror_environment/storage.11.13\x00", "mirror_volume/storage.11.13/volume.7/", "clusters/6/storages/13"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		r, err := core.ParseResource(key)
+		if err != nil {
+			if r != (core.Resource{}) || !strings.Contains(err.Error(), core.Quote(key)) {
+				t.Fatalf("ParseResource(%q) = %+v, %v", key, r, err)
+			}
+			return
+		}
+		if r.Key() != key {
+			t.Fatalf("ParseResource(%q) = %+v, whose key is %q", key, r, r.Key())
+		}
+		if r.Kind == core.ResourceVolume && r.Volume.Env != r.Env || r.Kind != core.ResourceVolume && r.Kind != core.ResourceEnvironment {
+			t.Fatalf("ParseResource(%q) = %+v", key, r)
+		}
+	})
+}

@@ -28,7 +28,7 @@ func ParseVolumeOperation(s string) (Operation, error) {
 			return op, nil
 		}
 	}
-	return "", fmt.Errorf("%w %q: want one of start, resume, pause, stop, stop_and_delete, destroy", ErrUnknownOperation, s)
+	return "", fmt.Errorf("%w %s: want one of start, resume, pause, stop, stop_and_delete, destroy", ErrUnknownOperation, Quote(s))
 }
 
 // ParseEnvironmentOperation accepts "start" and "stop".
@@ -36,5 +36,5 @@ func ParseEnvironmentOperation(s string) (Operation, error) {
 	if s == string(OpStart) || s == string(OpStop) {
 		return Operation(s), nil
 	}
-	return "", fmt.Errorf("%w %q: want start or stop", ErrUnknownOperation, s)
+	return "", fmt.Errorf("%w %s: want start or stop", ErrUnknownOperation, Quote(s))
 }

@@ -21,6 +21,11 @@ func Code(subject, kind, step, cause string) string {
 	return CodePrefix + subject + "." + kind + "-" + step + "-" + cause
 }
 
+// BadKeyCode is the event reporting a key under mirror_environment/ or
+// mirror_volume/ that is none of docs/contract.md §2.1's forms: it has no
+// status to carry an error, so an event says it is ignored.
+func BadKeyCode() string { return Code("key", "failure", "parse_key", "malformed") }
+
 // Cause classifies an error into the one-word cause used in codes.
 func Cause(err error) string {
 	switch {

@@ -110,6 +110,7 @@ func EventCodes() []string {
 		KeptPointCode(),
 		UnintendedCode(),
 		Code("snapshot", "failure", "decode_event", "malformed"),
+		BadKeyCode(),
 	}
 	sort.Strings(codes)
 	return codes

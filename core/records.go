@@ -132,7 +132,7 @@ func DecodeMirrorVolume(ref VolumeRef, data []byte) (MirrorVolume, error) {
 	case mv.SourceVolume.ClusterID != mv.Source.ClusterID:
 		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_volume.cluster_id %d is not the source storage's cluster %d", key, ErrContradiction, mv.SourceVolume.ClusterID, mv.Source.ClusterID)
 	case !validUUID(mv.SourceVolume.VolumeUUID):
-		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_volume.volume_uuid %q is not a UUID", key, ErrMalformed, mv.SourceVolume.VolumeUUID)
+		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_volume.volume_uuid %s is not a UUID", key, ErrMalformed, Quote(mv.SourceVolume.VolumeUUID))
 	case mv.SourceAgent.Port > 65535:
 		return MirrorVolume{}, fmt.Errorf("mirror volume %s: %w: source_agent.port %d is not a TCP port", key, ErrMalformed, mv.SourceAgent.Port)
 	}
@@ -288,9 +288,9 @@ func DecodeSnapshotEvent(data []byte) (SnapshotRecord, error) {
 	case w.ClusterID == nil || w.VolumeID == nil || w.SnapshotID == nil:
 		return SnapshotRecord{}, fmt.Errorf("snapshot event: %w: cluster_id, volume_id and snapshot_id are required", ErrMalformed)
 	case !validUUID(w.VolumeUUID):
-		return SnapshotRecord{}, fmt.Errorf("snapshot event: %w: volume_uuid %q is not a UUID", ErrMalformed, w.VolumeUUID)
+		return SnapshotRecord{}, fmt.Errorf("snapshot event: %w: volume_uuid %s is not a UUID", ErrMalformed, Quote(w.VolumeUUID))
 	case !validUUID(w.SnapshotUUID):
-		return SnapshotRecord{}, fmt.Errorf("snapshot event: %w: snapshot_uuid %q is not a UUID", ErrMalformed, w.SnapshotUUID)
+		return SnapshotRecord{}, fmt.Errorf("snapshot event: %w: snapshot_uuid %s is not a UUID", ErrMalformed, Quote(w.SnapshotUUID))
 	}
 	return SnapshotRecord{ClusterID: *w.ClusterID, VolumeID: *w.VolumeID, VolumeUUID: w.VolumeUUID,
 		SnapshotID: *w.SnapshotID, SnapshotUUID: w.SnapshotUUID, SnapshotName: w.SnapshotName}, nil
@@ -306,7 +306,11 @@ func DecodeSnapshotRecord(ref SnapshotRef, data []byte) (SnapshotRecord, error) 
 	var w struct {
 		Deleted bool `json:"deleted"`
 	}
-	_ = json.Unmarshal(data, &w) // already known to be a valid object
+	// A deleted that is not a boolean must not read as "not deleted": the
+	// snapshot would be replicated again.
+	if err := json.Unmarshal(data, &w); err != nil {
+		return SnapshotRecord{}, fmt.Errorf("%s: %w: deleted: %v", SnapshotKey(ref), ErrMalformed, err)
+	}
 	rec.Deleted = w.Deleted
 	if rec.SnapshotID != ref.SnapshotID || rec.VolumeID != ref.Volume.VolumeID {
 		return SnapshotRecord{}, fmt.Errorf("%s: %w: record is snapshot %d of volume %d", SnapshotKey(ref), ErrContradiction, rec.SnapshotID, rec.VolumeID)

@@ -576,6 +576,8 @@ func TestDecodeSnapshotRecord(t *testing.T) {
 		"other volume":   {core.SnapshotRef{Volume: core.VolumeRef{Env: env1113, VolumeID: 8}, SnapshotID: 21}, enc, core.ErrContradiction},
 		"malformed":      {snap21, []byte(`{"snapshot_id":21}`), core.ErrMalformed},
 		"empty":          {snap21, nil, core.ErrMalformed},
+		// Read as false, the snapshot would be replicated again.
+		"deleted not a boolean": {snap21, append(enc[:len(enc)-1:len(enc)-1], []byte(`,"deleted":"yes"}`)...), core.ErrMalformed},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -631,5 +633,23 @@ func TestEnvironmentSameStorageIDOnBothSides(t *testing.T) {
 	_, err := core.DecodeEnvironment(id, []byte(`{"source_cluster_storage":{"cluster_id":5,"storage_id":11},"target_cluster_storage":{"cluster_id":6,"storage_id":11}}`))
 	if !errors.Is(err, core.ErrContradiction) {
 		t.Fatalf("err = %v, want ErrContradiction: the key cannot tell the two storages apart", err)
+	}
+}
+
+// TestQuoteClipsHugeValues: a value from etcd goes into a reason at most
+// 64 bytes long, its length said, never cut inside a UTF-8 character.
+func TestQuoteClipsHugeValues(t *testing.T) {
+	t.Parallel()
+	if got := core.Quote("restart"); got != `"restart"` {
+		t.Errorf("Quote = %s", got)
+	}
+	huge := strings.Repeat("é", 1<<19) // 1 MiB
+	got := core.Quote(huge)
+	if len(got) > 100 || !strings.HasPrefix(got, `"éé`) || !strings.HasSuffix(got, `... (1048576 bytes)`) || strings.Contains(got, `\x`) {
+		t.Errorf("Quote of 1 MiB = %s", got)
+	}
+	_, err := core.DecodeVolumeOperation([]byte(`{"operation":"` + strings.Repeat("x", 1<<20) + `"}`))
+	if err == nil || len(err.Error()) > 300 {
+		t.Errorf("error of %d bytes for a 1 MiB operation", len(err.Error()))
 	}
 }

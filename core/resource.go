@@ -94,7 +94,7 @@ func ParseResource(key string) (Resource, error) {
 		return Resource{}, err
 	}
 	if p.Kind != KindEnvironment && p.Kind != KindVolume {
-		return Resource{}, fmt.Errorf("key %q is a %s key, not an environment or volume record", key, p.Kind)
+		return Resource{}, fmt.Errorf("key %s is a %s key, not an environment or volume record", Quote(key), p.Kind)
 	}
 	r, _ := p.Resource()
 	return r, nil

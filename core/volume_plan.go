@@ -40,7 +40,7 @@ func PlanVolume(in VolumeInput) Plan {
 		// Nothing to keep: the first status of a volume is never empty.
 		return in.write(&Status{StateCode: StateError, ErrorReason: &Reason{
 			Code:     Code(SubjectVolume, "failure", "decode_operation", "unknown_operation"),
-			Contents: fmt.Sprintf("operation %q is not one of start, resume, pause, stop, stop_and_delete, destroy", in.Operation),
+			Contents: fmt.Sprintf("operation %s is not one of start, resume, pause, stop, stop_and_delete, destroy", Quote(string(in.Operation))),
 		}})
 	}
 	if !CanStartFrom(in.Operation, cur) {
