@@ -28,8 +28,8 @@ import (
 const (
 	faultTypeA = "openstack.storage.type.faulta"
 	faultTypeB = "openstack.storage.type.faultb"
-	// faultCallTimeout bounds each plugin call of these tests (10 min in
-	// production, where no plugin call takes long here).
+	// faultCallTimeout bounds each plugin call of these tests (mirrord's
+	// action_timeout, 5 min by default).
 	faultCallTimeout = 2 * time.Second
 )
 

@@ -79,6 +79,7 @@ func provideEngineConfig(c Config, m *metrics.Metrics) app.Config {
 	return app.Config{
 		Metrics:      m,
 		LeaderPrefix: c.Etcd.LeaderPrefix, ResyncInterval: c.ResyncInterval, PollInterval: c.PollInterval,
+		ActionTimeout:    c.ActionTimeout,
 		FastPollInterval: c.FastPoll, SnapshotPollInterval: min(c.SnapshotPoll, c.FastPoll),
 		SnapshotCreatedSubject: c.NATS.CreatedSubj, SnapshotDeletedSubject: c.NATS.DeletedSubj,
 	}
@@ -89,7 +90,9 @@ func provideEngineConfig(c Config, m *metrics.Metrics) app.Config {
 // restarting crashed ones) until cleanup, which comes after the engine
 // stopped, so no worker loses its backend mid-call on shutdown.
 func provideBackends(ctx context.Context, c Config, log *slog.Logger) (*pluginhost.Host, func(), error) {
-	h := pluginhost.New(pluginhost.Config{Dir: c.PluginDir, Plugins: hostSettings(c.Plugins)}, log.With("component", "plugins"))
+	// The engine bounds each call by the action timeout; the host's bound
+	// is the same, so its "no answer within" names the configured value.
+	h := pluginhost.New(pluginhost.Config{Dir: c.PluginDir, Plugins: hostSettings(c.Plugins), CallTimeout: c.ActionTimeout}, log.With("component", "plugins"))
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

@@ -60,6 +60,9 @@ type Config struct {
 	PollInterval   time.Duration `yaml:"poll_interval"`
 	FastPoll       time.Duration `yaml:"fast_poll_interval"`
 	SnapshotPoll   time.Duration `yaml:"snapshot_poll_interval"`
+	// ActionTimeout bounds one storage plugin call: a call that does not
+	// answer in time is given up, retried or reported in the status.
+	ActionTimeout time.Duration `yaml:"action_timeout"`
 	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
 	LogFormat      string        `yaml:"log_format"` // auto, text, json
 	// HTTPAddress is where /metrics, /healthz and /readyz are served
@@ -98,6 +101,7 @@ func Default() Config {
 	c.NATS.DeletedSubj = "cdm.cluster.volume_snapshot.deleted"
 	c.PluginDir = "/usr/lib/mirrord/plugins"
 	c.ResyncInterval = app.DefaultResyncInterval
+	c.ActionTimeout = app.DefaultActionTimeout
 	c.PollInterval = 30 * time.Second
 	c.FastPoll = 2 * time.Second
 	c.SnapshotPoll = app.DefaultSnapshotPollInterval
@@ -142,6 +146,7 @@ func (c *Config) options() []option {
 		{"poll-interval", "how often a settled volume asks its backend how it is", (*durationValue)(&c.PollInterval)},
 		{"fast-poll-interval", "the same while a volume is initializing, stopping or deleting", (*durationValue)(&c.FastPoll)},
 		{"snapshot-poll-interval", "the same while a snapshot of a copying volume is on its way (at most the fast poll interval)", (*durationValue)(&c.SnapshotPoll)},
+		{"action-timeout", "how long one storage plugin call may take before it is given up (then retried, or reported in the status)", (*durationValue)(&c.ActionTimeout)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "auto (colour on a terminal, JSON otherwise), text or json", (*stringValue)(&c.LogFormat)},
 		{"http-address", "host:port serving /metrics, /healthz and /readyz (empty: none)", (*stringValue)(&c.HTTPAddress)},
@@ -293,6 +298,9 @@ func (c Config) validate() error {
 	}
 	if c.ResyncInterval <= 0 || c.PollInterval <= 0 || c.FastPoll <= 0 || c.SnapshotPoll <= 0 {
 		errs = append(errs, errors.New("resync and poll intervals must be positive"))
+	}
+	if c.ActionTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("action timeout %s: at least 1s", c.ActionTimeout))
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Plugins)) {
 		errs = append(errs, validPluginSettings(name, c.Plugins[name]))
