@@ -209,19 +209,27 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 	time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 	daemons[victim].start(t)
 
-	// Convergence, the daemons left alone.
-	converged := map[core.VolumeRef]time.Duration{}
+	// Convergence, the daemons left alone: each volume at the end state
+	// of its last operation, and the storage saying the same, all in one
+	// look.
+	storagePath := filepath.Join(stateDir, "state.json")
+	pendingSince := map[core.VolumeRef]bool{} // not converged at some look after the last kill
 	for _, v := range vols {
-		if atEnd(v.op, atKill[v.ref]) {
-			converged[v.ref] = -1 // not pending at the last kill
+		if !atEnd(v.op, atKill[v.ref]) {
+			pendingSince[v.ref] = true
 		}
 	}
-	pending := len(vols) - len(converged)
+	converged := map[core.VolumeRef]time.Duration{}
 	limit := lastKill.Add(90 * time.Second)
-	for len(converged) < len(vols) && time.Now().Before(limit) {
-		views := crashViews(t, c)
+	for time.Now().Before(limit) {
+		views, storage := crashViews(t, c), readStorage(t, storagePath)
+		all := true
 		for _, v := range vols {
-			if _, ok := converged[v.ref]; !ok && atEnd(v.op, views[v.ref]) {
+			if !atEnd(v.op, views[v.ref]) || storageDiff(v, storage) != "" {
+				all = false
+				pendingSince[v.ref] = true
+				delete(converged, v.ref)
+			} else if _, ok := converged[v.ref]; !ok {
 				converged[v.ref] = time.Since(lastKill)
 			}
 			// A refused last operation is answered as the DR manager does:
@@ -235,17 +243,22 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 				}
 			}
 		}
+		if all {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Once reached, an end state stays: look again at every volume.
-	views := crashViews(t, c)
-	stuck, lost := 0, 0
+	views, storage := crashViews(t, c), readStorage(t, storagePath)
+	stuck, lost, mismatched := 0, 0, 0
 	for _, v := range vols {
 		view := views[v.ref]
+		if d := storageDiff(v, storage); d != "" {
+			mismatched++
+			t.Errorf("volume %s: last operation %s, %s", core.VolumeKey(v.ref), v.op, d)
+		}
 		if atEnd(v.op, view) {
 			continue
 		}
-		delete(converged, v.ref)
 		if taken(v.op, view) {
 			stuck++
 		} else {
@@ -254,10 +267,9 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 		t.Errorf("volume %s: last operation %s, not at its end: %s", core.VolumeKey(v.ref), v.op, view.describe())
 	}
 
-	// The storage's view.
+	// The storage's view of the calls.
 	calls := readCallLog(t, filepath.Join(stateDir, "calls.log"))
 	dups, repeats, failed := checkCalls(t, calls, p.forget)
-	mismatched := checkStorage(t, filepath.Join(stateDir, "state.json"), vols)
 
 	for _, d := range daemons {
 		if strings.Contains(d.logs(), "DATA RACE") {
@@ -265,11 +277,12 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 		}
 	}
 	var times []time.Duration
-	for _, d := range converged {
-		if d >= 0 {
+	for ref := range pendingSince {
+		if d, ok := converged[ref]; ok {
 			times = append(times, d)
 		}
 	}
+	pending := len(pendingSince)
 	slices.Sort(times)
 	t.Logf("daemons %d, volumes %d, storage forgotten at each kill %v: operations %d (%d refused), kills %d, stuck %d, lost %d, "+
 		"duplicated side effects %d, storage different from the status %d; backend calls %d (%d failed, %d repeated "+
@@ -514,47 +527,54 @@ func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, repeats, fa
 	return dups, repeats, failed
 }
 
-// checkStorage compares the storage's final state with each volume's
-// last operation; it returns how many differ.
-func checkStorage(t *testing.T, path string, vols []*crashVolume) int {
+// crashStorage is the storage's state (the example plugin's state.json):
+// replication by volume UUID.
+type crashStorage map[string]struct {
+	State        string
+	TargetExists bool
+}
+
+func readStorage(t *testing.T, path string) crashStorage {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
+	data, err := os.ReadFile(path) // replaced whole by a rename: never half written
+	switch {
+	case os.IsNotExist(err):
+		return crashStorage{} // forgotten at a kill, and nothing kept since
+	case err != nil:
 		t.Fatalf("the storage's state: %v", err)
 	}
 	var st struct {
-		Volumes map[string]struct {
-			State        string
-			TargetExists bool
-		} `json:"volumes"`
+		Volumes crashStorage `json:"volumes"`
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
 		t.Fatalf("the storage's state: %v", err)
 	}
-	bad := 0
-	for _, v := range vols {
-		rep, ok := st.Volumes[v.uuid]
-		state := "absent"
+	return st.Volumes
+}
+
+// storageDiff says how the storage differs from what the volume's last
+// operation leaves there; "" when it does not.
+func storageDiff(v *crashVolume, st crashStorage) string {
+	rep, ok := st[v.uuid]
+	state := "absent"
+	if ok {
+		state = rep.State
+	}
+	want := "absent" // stop, destroy: no replication; a kept copy may stay
+	switch v.op {
+	case core.OpStart, core.OpResume:
+		want = "replaying"
+	case core.OpPause:
+		want = "paused"
+	case core.OpStopAndDelete:
 		if ok {
-			state = rep.State
-		}
-		want := "absent" // stop, destroy: no replication; a kept copy may stay
-		switch v.op {
-		case core.OpStart, core.OpResume:
-			want = "replaying"
-		case core.OpPause:
-			want = "paused"
-		case core.OpStopAndDelete:
-			if ok {
-				want = "nothing at all"
-			}
-		}
-		if state != want && !(want == "nothing at all" && !ok) {
-			bad++
-			t.Errorf("volume %s: last operation %s, the storage has %s (target copy %v), want %s", v.uuid, v.op, state, rep.TargetExists, want)
+			return fmt.Sprintf("the storage has %s (target copy %v), want nothing at all", state, rep.TargetExists)
 		}
 	}
-	return bad
+	if state != want {
+		return fmt.Sprintf("the storage has %s (target copy %v), want %s", state, rep.TargetExists, want)
+	}
+	return ""
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
