@@ -269,7 +269,7 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 
 	// The storage's view of the calls.
 	calls := readCallLog(t, filepath.Join(stateDir, "calls.log"))
-	dups, repeats, failed := checkCalls(t, calls, p.forget)
+	dups, noops, failed := checkCalls(t, calls, p.forget)
 
 	for _, d := range daemons {
 		if strings.Contains(d.logs(), "DATA RACE") {
@@ -285,10 +285,10 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 	pending := len(pendingSince)
 	slices.Sort(times)
 	t.Logf("daemons %d, volumes %d, storage forgotten at each kill %v: operations %d (%d refused), kills %d, stuck %d, lost %d, "+
-		"duplicated side effects %d, storage different from the status %d; backend calls %d (%d failed, %d repeated "+
-		"without effect after a crash); %d volumes pending at the last kill converged after it in min %s, median %s, "+
+		"duplicated side effects %d, storage different from the status %d; calls changing the storage %d (%d failed, %d "+
+		"found nothing to do); %d volumes pending at the last kill converged after it in min %s, median %s, "+
 		"max %s; run took %s",
-		p.daemons, p.volumes, p.forget, issued, refused, kills, stuck, lost, dups, mismatched, len(calls), failed, repeats,
+		p.daemons, p.volumes, p.forget, issued, refused, kills, stuck, lost, dups, mismatched, len(calls), failed, noops,
 		pending, quantile(times, 0), quantile(times, 0.5), quantile(times, 1), time.Since(start).Round(time.Millisecond))
 }
 
@@ -476,14 +476,15 @@ func readCallLog(t *testing.T, path string) []crashCall {
 // checkCalls counts, from the storage's view, the side effects done
 // twice: a replication set up on a volume that had one, a target deleted
 // that was not there, a pause of a paused volume, a resume of a volume
-// replaying. repeats are calls that ended what was already ended (a stop
-// or destroy repeated after a crash between the call and the deletion of
-// the keys: the contract's at-least-once, which changes nothing); failed
-// are calls that returned an error.
+// replaying. noops are calls that found nothing to do: a stop or destroy
+// of a volume with no replication (repeated after a crash between the
+// call and the deletion of the keys, the contract's at-least-once; or
+// asked of a volume a stop or the storage's loss had left with none);
+// failed are calls that returned an error.
 //
-// With forget, a target deleted that was not there is a repeat: the
+// With forget, a target deleted that was not there is a no-op: the
 // storage forgot the volume under a stop_and_delete under way.
-func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, repeats, failed int) {
+func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, noops, failed int) {
 	t.Helper()
 	for _, l := range calls {
 		if l.Err != "" {
@@ -502,7 +503,7 @@ func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, repeats, fa
 		case "DeleteTarget":
 			switch {
 			case b.State == "absent" && !b.TargetExists && forget:
-				repeats++
+				noops++
 			case b.State == "absent" && !b.TargetExists:
 				dup = "target deleted that was not there"
 			}
@@ -516,7 +517,7 @@ func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, repeats, fa
 			}
 		case "StopVolume", "DestroyVolume":
 			if b.State == "absent" {
-				repeats++
+				noops++
 			}
 		}
 		if dup != "" {
@@ -524,7 +525,7 @@ func checkCalls(t *testing.T, calls []crashCall, forget bool) (dups, repeats, fa
 			t.Errorf("duplicated side effect: %s of volume %s (plugin pid %d): %s", l.Call, l.Volume, l.PID, dup)
 		}
 	}
-	return dups, repeats, failed
+	return dups, noops, failed
 }
 
 // crashStorage is the storage's state (the example plugin's state.json):
