@@ -204,6 +204,17 @@ func (in VolumeInput) planStop() Plan {
 }
 
 func (in VolumeInput) planStopAndDelete(cur State) Plan {
+	if cur == StateStopping {
+		// In stopping the deletion may be done already (the daemon died
+		// between it and writing deleting): look first, so that the target
+		// is deleted once. A failed look does not hold the delete back.
+		if !in.asked() {
+			return observeFirst
+		}
+		if obs := in.Observed; obs != nil && obs.State == ports.ReplicationAbsent && !obs.TargetExists {
+			return in.write(in.status(StateDeleting, nil))
+		}
+	}
 	if cur != StateDeleting {
 		p := in.act(ActDeleteTarget, Outcome{Write: in.statusUnder(StateDeleting, nil)})
 		p.Write = in.status(StateStopping, nil)

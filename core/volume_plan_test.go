@@ -209,9 +209,16 @@ func volumeScenarios() []scenario {
 
 	// ---- stop_and_delete ---------------------------------------------
 	add(scenario{"stop_and_delete deletes the target", stopAndDelete,
-		[]core.State{none, initializing, mirroring, paused, stopping, errState},
+		[]core.State{none, initializing, mirroring, paused, errState},
 		append(append([]obsKind{}, allObs...), obsAbsentTarget), ready,
 		expect{write: stopping, action: core.ActDeleteTarget, success: deleting, failure: errState}})
+	add(scenario{"stop_and_delete in stopping deletes a target still there", stopAndDelete,
+		[]core.State{stopping}, []obsKind{obsAbsentTarget, obsSyncing, obsReplaying, obsPaused, obsFailed, obsError}, ready,
+		expect{write: stopping, action: core.ActDeleteTarget, success: deleting, failure: errState}})
+	// The daemon died between the deletion and writing deleting: the
+	// target is not deleted twice.
+	add(scenario{"stop_and_delete in stopping with the target gone deletes nothing", stopAndDelete,
+		[]core.State{stopping}, []obsKind{obsAbsent}, ready, wWrite(deleting, "")})
 	add(scenario{"stop_and_delete finishes once the target is gone", stopAndDelete,
 		[]core.State{deleting}, []obsKind{obsAbsent}, ready, expect{finish: true}})
 	add(scenario{"stop_and_delete keeps deleting while the target exists", stopAndDelete,
