@@ -77,3 +77,32 @@ func TestBulkPollFindsLostReplication(t *testing.T) {
 		}
 	})
 }
+
+// TestPausedVolumeLosesReplication: a paused volume whose backend lost its
+// replication (a restarted plugin, an operator's hand) is set up again and
+// paused, as a mirroring one is started again; it does not stay in error.
+func TestPausedVolumeLosesReplication(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		setOp(h, vol7, "pause")
+		h.TickState(volStatus7, core.StatePaused, fastPoll)
+		h.WaitIdle()
+		h.Shared.Backend.SetReplication(seedUUID, ports.VolumeReplication{State: ports.ReplicationAbsent})
+		h.TickState(volStatus7, core.StateError, poll)
+		wantStatus(t, h, volStatus7, core.StateError, "cdm-dr.mirror.volume.failure-replication-lost")
+
+		st := h.TickState(volStatus7, core.StatePaused, fastPoll)
+		if st.Operation != core.OpPause || st.ErrorReason != nil {
+			t.Fatalf("status = %+v, want paused under pause, no reason", st)
+		}
+		wantReplication(t, h, seedUUID, ports.ReplicationPaused, true)
+		wantStates(t, h, volStatus7, core.StateInitializing, core.StateMirroring, core.StatePaused, core.StateError, core.StatePaused)
+		if n := callsFor(h, "StartVolume", seedUUID); n != 2 {
+			t.Errorf("StartVolume called %d times, want 2 (the start, then the set-up again)", n)
+		}
+		if n := callsFor(h, "PauseVolume", seedUUID); n != 2 {
+			t.Errorf("PauseVolume called %d times, want 2 (the pause, then the pause again)", n)
+		}
+	})
+}

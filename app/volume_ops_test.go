@@ -569,3 +569,19 @@ func TestRefusedOperation(t *testing.T) {
 		})
 	}
 }
+
+// TestStopAndDeleteAfterACrash: a daemon died between deleting the target
+// and writing deleting. The next finds the volume stopping, the target
+// gone, and ends the operation without deleting it a second time.
+func TestStopAndDeleteAfterACrash(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, _ := mirroringEnv(t)
+		h.Put(volStatus7, core.Status{StateCode: core.StateStopping, Operation: core.OpStopAndDelete}.Encode())
+		seedVolume(h, vol7, seedUUID, "stop_and_delete") // the backend has neither replication nor target
+		waitVolumeGone(h, vol7)
+		wantStates(t, h, volStatus7, core.StateStopping, core.StateDeleting)
+		if n := callsFor(h, "DeleteTarget", seedUUID); n != 0 {
+			t.Fatalf("DeleteTarget called %d times on a target already deleted", n)
+		}
+	})
+}

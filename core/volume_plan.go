@@ -138,10 +138,7 @@ func (in VolumeInput) planPause(cur State) Plan {
 	case ports.ReplicationPaused:
 		return in.write(in.status(StatePaused, nil))
 	case ports.ReplicationAbsent:
-		return in.write(in.status(StateError, &Reason{
-			Code:     Code(SubjectVolume, "failure", "pause", "not_replicated"),
-			Contents: "the volume is not replicated on the backend, so there is nothing to pause; start it first",
-		}))
+		return in.pauseAbsent(cur)
 	case ports.ReplicationFailed:
 		if cur == StatePaused {
 			return in.write(in.status(StateError, in.backendFailedReason(obs)))
@@ -150,6 +147,45 @@ func (in VolumeInput) planPause(cur State) Plan {
 	// Replaying or syncing (a pause the backend forgot, for example after
 	// a restart, is applied again), or failed while not yet paused.
 	return in.act(ActPause, Outcome{Write: in.status(StatePaused, nil)})
+}
+
+// pauseAbsent is pause when the backend has no replication. A volume that
+// was replicated (a status other than the never-started error) and lost
+// its replication (a restarted plugin, an operator's hand) is set up
+// again, then paused (docs/contract.md §4.3), as start sets up a mirroring
+// volume again: error with the lost reason first (paused → initializing is
+// no arrow of pause, error is), then the start process from error, then
+// the pause from what the backend reports. Only a volume that was never
+// started keeps the clear error: there is nothing to pause.
+func (in VolumeInput) pauseAbsent(cur State) Plan {
+	if !in.everStarted() {
+		return in.write(in.status(StateError, &Reason{
+			Code:     notReplicatedCode,
+			Contents: "the volume is not replicated on the backend, so there is nothing to pause; start it first",
+		}))
+	}
+	if cur != StateError {
+		return in.write(in.status(StateError, &Reason{
+			Code:     Code(SubjectVolume, "failure", "replication", "lost"),
+			Contents: "the backend no longer replicates this volume; it will be set up again, then paused",
+		}))
+	}
+	// The state stays error until the pause lands on the next pass.
+	return in.act(ActStart, Outcome{})
+}
+
+// notReplicatedCode is the reason of a pause of a volume never started.
+var notReplicatedCode = Code(SubjectVolume, "failure", "pause", "not_replicated")
+
+// everStarted reports whether the volume's status says replication was
+// ever asked for: any status but none and the error a pause of a never
+// started volume leaves (notReplicatedCode).
+func (in VolumeInput) everStarted() bool {
+	if in.Status == nil {
+		return false
+	}
+	r := in.Status.ErrorReason
+	return in.Status.StateCode != StateError || r == nil || r.Code != notReplicatedCode
 }
 
 // planStop stops, keeping the target. It looks at the backend first on
@@ -168,6 +204,17 @@ func (in VolumeInput) planStop() Plan {
 }
 
 func (in VolumeInput) planStopAndDelete(cur State) Plan {
+	if cur == StateStopping {
+		// In stopping the deletion may be done already (the daemon died
+		// between it and writing deleting): look first, so that the target
+		// is deleted once. A failed look does not hold the delete back.
+		if !in.asked() {
+			return observeFirst
+		}
+		if obs := in.Observed; obs != nil && obs.State == ports.ReplicationAbsent && !obs.TargetExists {
+			return in.write(in.status(StateDeleting, nil))
+		}
+	}
 	if cur != StateDeleting {
 		p := in.act(ActDeleteTarget, Outcome{Write: in.statusUnder(StateDeleting, nil)})
 		p.Write = in.status(StateStopping, nil)

@@ -182,8 +182,14 @@ func volumeScenarios() []scenario {
 		pauseFrom, []obsKind{obsReplaying}, stopping, wAct(core.ActPause, paused)})
 	add(scenario{"pause sees it paused", pause,
 		pauseFrom, []obsKind{obsPaused}, ready, wWrite(paused, "")})
-	add(scenario{"pause of an unreplicated volume is an error", pause,
-		pauseFrom, []obsKind{obsAbsent}, ready, wWrite(errState, codeNotRepl)})
+	add(scenario{"pause of a volume never started is an error", pause,
+		[]core.State{none}, []obsKind{obsAbsent}, ready, wWrite(errState, codeNotRepl)})
+	// A replicated volume whose backend lost the replication is set up
+	// again, then paused: error (lost) first, then start from error.
+	add(scenario{"pause of a volume whose replication was lost says so", pause,
+		[]core.State{mirroring, initializing, paused}, []obsKind{obsAbsent}, ready, wWrite(errState, codeLost)})
+	add(scenario{"pause sets a lost replication up again from error", pause,
+		[]core.State{errState}, []obsKind{obsAbsent}, ready, wAct(core.ActStart, none)})
 	add(scenario{"pause cannot observe", pause,
 		pauseFrom, []obsKind{obsError}, ready, wWrite(errState, codeObserve)})
 	add(scenario{"pause sees a failure once paused", pause,
@@ -203,9 +209,16 @@ func volumeScenarios() []scenario {
 
 	// ---- stop_and_delete ---------------------------------------------
 	add(scenario{"stop_and_delete deletes the target", stopAndDelete,
-		[]core.State{none, initializing, mirroring, paused, stopping, errState},
+		[]core.State{none, initializing, mirroring, paused, errState},
 		append(append([]obsKind{}, allObs...), obsAbsentTarget), ready,
 		expect{write: stopping, action: core.ActDeleteTarget, success: deleting, failure: errState}})
+	add(scenario{"stop_and_delete in stopping deletes a target still there", stopAndDelete,
+		[]core.State{stopping}, []obsKind{obsAbsentTarget, obsSyncing, obsReplaying, obsPaused, obsFailed, obsError}, ready,
+		expect{write: stopping, action: core.ActDeleteTarget, success: deleting, failure: errState}})
+	// The daemon died between the deletion and writing deleting: the
+	// target is not deleted twice.
+	add(scenario{"stop_and_delete in stopping with the target gone deletes nothing", stopAndDelete,
+		[]core.State{stopping}, []obsKind{obsAbsent}, ready, wWrite(deleting, "")})
 	add(scenario{"stop_and_delete finishes once the target is gone", stopAndDelete,
 		[]core.State{deleting}, []obsKind{obsAbsent}, ready, expect{finish: true}})
 	add(scenario{"stop_and_delete keeps deleting while the target exists", stopAndDelete,
@@ -615,5 +628,52 @@ func TestStopWaitingKeepsItsReason(t *testing.T) {
 	p2 := core.PlanVolume(again)
 	if p2.Action != core.ActStop || p2.Write == nil || !p2.Write.Same(*out.Write) {
 		t.Fatalf("retry plan = %+v, want the stop again with the status unchanged (%+v)", p2, *out.Write)
+	}
+}
+
+// A paused volume whose backend lost its replication (a restarted plugin,
+// an operator's hand) is set up again and paused, as a mirroring one is
+// set up again; every write is a move of docs/contract.md §4.2. Only a
+// pause of a volume never started keeps the not_replicated error.
+func TestPauseRestoresALostReplication(t *testing.T) {
+	t.Parallel()
+	absent := &ports.VolumeReplication{State: ports.ReplicationAbsent}
+	st := &core.Status{StateCode: paused, Operation: pause}
+	step := func(obs *ports.VolumeReplication) core.Plan {
+		t.Helper()
+		p := core.PlanVolume(core.VolumeInput{Operation: pause, Status: st, EnvState: mirroring, Observed: obs})
+		for _, w := range []*core.Status{p.Write, p.OnSuccess.Write} {
+			if w == nil {
+				continue
+			}
+			if !core.Allowed(pause, st.StateCode, w.StateCode, st.Operation != pause) {
+				t.Fatalf("pause moves %s → %s, which docs/contract.md §4.2 forbids", st.StateCode, w.StateCode)
+			}
+			st = w
+		}
+		return p
+	}
+
+	if p := step(absent); p.Action != core.ActNone || st.StateCode != errState || st.ErrorReason == nil || st.ErrorReason.Code != codeLost {
+		t.Fatalf("paused, replication absent: plan %+v, status %+v; want error %s", p, st, codeLost)
+	}
+	if p := step(absent); p.Action != core.ActStart || st.StateCode != errState {
+		t.Fatalf("error, replication absent: plan %+v, status %+v; want the start process, still error", p, st)
+	}
+	if p := step(&ports.VolumeReplication{State: ports.ReplicationSyncing, TargetExists: true}); p.Action != core.ActPause || st.StateCode != paused {
+		t.Fatalf("error, replication set up again: plan %+v, status %+v; want the pause, then paused", p, st)
+	}
+	if p := step(&ports.VolumeReplication{State: ports.ReplicationPaused, TargetExists: true}); p.Action != core.ActNone || st.StateCode != paused || st.ErrorReason != nil {
+		t.Fatalf("paused again: plan %+v, status %+v; want paused, no reason", p, st)
+	}
+
+	// Never started: the error stays, pass after pass.
+	st = nil
+	for range 3 {
+		p := core.PlanVolume(core.VolumeInput{Operation: pause, Status: st, EnvState: mirroring, Observed: absent})
+		if p.Action != core.ActNone || p.Write == nil || p.Write.StateCode != errState || p.Write.ErrorReason.Code != codeNotRepl {
+			t.Fatalf("pause of a volume never started: plan %+v, want error %s and no action", p, codeNotRepl)
+		}
+		st = p.Write
 	}
 }
