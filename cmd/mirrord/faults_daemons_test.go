@@ -101,7 +101,7 @@ func TestDaemonsUnderFaults(t *testing.T) {
 				m.proxy.disconnect()
 			}
 		}
-		f.took, f.taken = c.waitTakeover(m.id, f.held, 20*time.Second)
+		f.took, f.taken = c.waitTakeover(m.id, f.lease, f.held, 20*time.Second)
 		if len(f.held) > 0 {
 			takeovers = append(takeovers, f.took)
 			if !f.taken || f.took > ttl+margin {
@@ -114,11 +114,12 @@ func TestDaemonsUnderFaults(t *testing.T) {
 		} else {
 			m.proxy.unpause()
 		}
-		c.waitFor(m.id+" back with a new session", 20*time.Second, func() bool {
-			l, ok := c.membershipLease(m.id)
-			return ok && l != f.lease
-		})
 		faults = append(faults, f)
+		if !c.backWithNewSession(m.id, f.lease, 20*time.Second) {
+			l, _ := c.membershipLease(m.id)
+			t.Errorf("fault %d (%s): %s not announced on a new session 20s after being restored (lease %x, was %x)", len(faults), f, m.id, int64(l), int64(f.lease))
+			break
+		}
 		t.Logf("fault %d: %s; %d resources taken over in %s", len(faults), f, len(f.held), f.took.Round(time.Millisecond))
 		time.Sleep(time.Duration(300+rng.IntN(900)) * time.Millisecond) // pace: let the restored daemon lead again
 	}
@@ -287,14 +288,19 @@ func (c *cluster) membershipLease(id string) (clientv3.LeaseID, bool) {
 	return clientv3.LeaseID(resp.Kvs[0].Lease), true
 }
 
-// waitTakeover waits until every leader key of held is another daemon's,
-// or its resource is gone, and says how long that took.
-func (c *cluster) waitTakeover(victim string, held []string, within time.Duration) (time.Duration, bool) {
+// waitTakeover waits until the victim's session lease is gone and every
+// leader key of held is another daemon's, or its resource is gone, and
+// says how long that took.
+func (c *cluster) waitTakeover(victim string, lease clientv3.LeaseID, held []string, within time.Duration) (time.Duration, bool) {
 	began := time.Now()
 	for {
 		all := c.keys("")
-		done := true
+		l, ok := c.membershipLease(victim)
+		done := !ok || l != lease
 		for _, k := range held {
+			if !done {
+				break
+			}
 			l := all[k]
 			_, exists := all[strings.TrimPrefix(k, core.DefaultLeaderPrefix)]
 			if l == victim || (l == "" && exists) {
@@ -308,6 +314,17 @@ func (c *cluster) waitTakeover(victim string, held []string, within time.Duratio
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// backWithNewSession waits until daemon id announces itself on a session
+// other than lease.
+func (c *cluster) backWithNewSession(id string, lease clientv3.LeaseID, within time.Duration) bool {
+	for began := time.Now(); time.Since(began) < within; time.Sleep(20 * time.Millisecond) {
+		if l, ok := c.membershipLease(id); ok && l != lease {
+			return true
+		}
+	}
+	return false
 }
 
 // driveCall is one side-effecting backend call on a volume.
@@ -433,15 +450,21 @@ func (b *faultBackends) alive() error {
 	return nil
 }
 
-// latency is how long a call takes: mostly little, sometimes a second or
-// two, as a storage under load.
+// latency is how long a call takes: mostly little, sometimes a second,
+// now and then longer than the session TTL (a storage under load): a
+// daemon that loses its lead in the middle of such a call must have
+// ended it before a survivor calls.
 func (b *faultBackends) latency() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.rng.IntN(5) == 0 {
-		return time.Duration(300+b.rng.IntN(1700)) * time.Millisecond
+	switch n := b.rng.IntN(20); {
+	case n == 0:
+		return time.Duration(2500+b.rng.IntN(2000)) * time.Millisecond
+	case n < 4:
+		return time.Duration(300+b.rng.IntN(1200)) * time.Millisecond
+	default:
+		return time.Duration(b.rng.IntN(30)) * time.Millisecond
 	}
-	return time.Duration(b.rng.IntN(30)) * time.Millisecond
 }
 
 // drive runs a side-effecting call on volume uuid: logged, slowed, cut
@@ -625,11 +648,16 @@ func (ch *opChurn) at(v uint64, op string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if op == "stop_and_delete" {
-		resp, err := ch.c.cli.Get(ctx, core.VolumeKey(ref), clientv3.WithPrefix(), clientv3.WithCountOnly())
+		// The record, and the keys under it (volume.2/ and not volume.20).
+		rec, err := ch.c.cli.Get(ctx, core.VolumeKey(ref), clientv3.WithCountOnly())
 		if err != nil {
 			return false, fmt.Errorf("volume %d: %w", v, err)
 		}
-		return resp.Count == 0, nil
+		under, err := ch.c.cli.Get(ctx, core.VolumeKey(ref)+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return false, fmt.Errorf("volume %d: %w", v, err)
+		}
+		return rec.Count+under.Count == 0, nil
 	}
 	resp, err := ch.c.cli.Get(ctx, core.VolumeStatusKey(ref))
 	if err != nil {
