@@ -10,7 +10,7 @@ CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
 
-.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down
+.PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-nfs ceph-lab-up ceph-lab-down faults
 
 all: build
 
@@ -46,6 +46,11 @@ deps:
 lint: deps check-generate check-alerts
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+
+## faults: the fault suite's long forms (make test runs the short ones).
+## MIRROR_FAULT_SEED=n repeats a run's random choices.
+faults:
+	MIRROR_FAULTS=long $(GO) test -race -count=1 -timeout 20m -run 'TestDaemonsUnderFaults' -v ./cmd/mirrord/
 
 ## bench: the 10,000-volume benchmark on embedded etcd (a few minutes) and
 ## the plugin call round trip.

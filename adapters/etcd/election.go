@@ -257,23 +257,24 @@ func (e *Election) monitor(s *concurrency.Session) {
 }
 
 // leaseLife is how long after a grant or renewal was sent this daemon
-// counts the lease as its own: the TTL etcd answered less a quarter of
-// the session's TTL, so that a daemon cut off from etcd stops leading
-// (and cancels its backend calls) before etcd can expire the lease and
-// let another daemon lead (docs/contract.md §6).
+// counts the lease as its own: the TTL etcd answered less a tenth of the
+// session's TTL, so that a daemon cut off from etcd stops leading (and
+// cancels its backend calls) before etcd can expire the lease and let
+// another daemon lead (docs/contract.md §6). A larger margin would end
+// sessions needlessly when etcd is merely slow.
 func (e *Election) leaseLife(ttl int64) time.Duration {
 	full := time.Duration(e.ttl) * time.Second
-	return time.Duration(ttl)*time.Second - full/4
+	return time.Duration(ttl)*time.Second - full/10
 }
 
-// guard renews s's lease every third of the TTL and ends s when its last
+// guard renews s's lease every quarter of the TTL and ends s when its last
 // renewal is older than leaseLife. The client's own keep-alive counts
 // from when an answer arrives, that is after etcd renewed the lease, and
 // notices a missed deadline only every half second: it ends a session
 // after etcd expired the lease, when a successor may already lead.
 func (e *Election) guard(s *concurrency.Session, deadline time.Time) {
 	defer e.wg.Done()
-	period := time.Duration(e.ttl) * time.Second / 3
+	period := time.Duration(e.ttl) * time.Second / 4
 	next := time.Now().Add(period)
 	t := time.NewTimer(0)
 	defer t.Stop()

@@ -307,9 +307,9 @@ func TestElectionRechecksAfterCompaction(t *testing.T) {
 // its lease: once the lease is gone another daemon may lead and drive the
 // resource, so the cut daemon's in-flight backend calls must have been
 // cancelled by then. The leader key's deletion, seen by a client that is
-// not cut off, must come well after Lost (a quarter of the TTL before
-// etcd can expire it; etcd deletes an expired lease's keys within half a
-// second). Two cuts: the client's own keep-alive alone ends its session
+// not cut off, must come well after Lost (a tenth of the TTL before etcd
+// can expire it; etcd deletes an expired lease's keys within half a
+// second). Three cuts: the client's own keep-alive alone ends its session
 // around the expiry, so it would fail this most of the time.
 func TestElectionLostBeforeLeaseExpires(t *testing.T) {
 	s := etcdtest.Start(t)
@@ -323,7 +323,7 @@ func TestElectionLostBeforeLeaseExpires(t *testing.T) {
 		defer cancel()
 		_ = e.Close(ctx)
 	})
-	for i, key := range []string{"leader/a", "leader/b"} {
+	for i, key := range []string{"leader/a", "leader/b", "leader/c"} {
 		ctx := t.Context()
 		var l ports.Leadership
 		for deadline := time.Now().Add(10 * time.Second); ; {
@@ -344,7 +344,7 @@ func TestElectionLostBeforeLeaseExpires(t *testing.T) {
 		wctx, stop := context.WithCancel(ctx)
 		deleted := direct.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut())
 		// Let a renewal or two go by, then cut.
-		time.Sleep(time.Duration(700+300*i) * time.Millisecond)
+		time.Sleep(time.Duration(700+250*i) * time.Millisecond)
 		s.Disconnect()
 		var lostAt, deletedAt time.Time
 		select {
@@ -364,8 +364,8 @@ func TestElectionLostBeforeLeaseExpires(t *testing.T) {
 		stop()
 		ahead := deletedAt.Sub(lostAt)
 		t.Logf("cut %d: leadership lost %s before etcd deleted the leader key", i+1, ahead.Round(time.Millisecond))
-		if ahead < 250*time.Millisecond {
-			t.Errorf("cut %d: leadership lost only %s before the leader key was deleted, want at least 250ms", i+1, ahead)
+		if ahead < 100*time.Millisecond {
+			t.Errorf("cut %d: leadership lost only %s before the leader key was deleted, want at least 100ms", i+1, ahead)
 		}
 		s.Reconnect()
 	}
