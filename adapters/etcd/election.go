@@ -202,6 +202,9 @@ func (e *Election) session(ctx context.Context) (*concurrency.Session, error) {
 			return s, nil
 		}
 	}
+	// etcd counts the lease's TTL from when it receives the grant, at
+	// the earliest from now.
+	sent := time.Now()
 	grant, err := e.c.Grant(ctx, int64(e.ttl))
 	if err != nil {
 		return nil, fmt.Errorf("grant lease: %w", err)
@@ -220,9 +223,10 @@ func (e *Election) session(ctx context.Context) (*concurrency.Session, error) {
 		return nil, errClosed
 	}
 	e.sess = s
-	e.wg.Add(1)
+	e.wg.Add(2)
 	e.mu.Unlock()
 	go e.monitor(s)
+	go e.guard(s, sent.Add(e.leaseLife(grant.TTL)))
 	e.log.Info("election session started", "lease", int64(s.Lease()), "ttl_seconds", e.ttl)
 	return s, nil
 }
@@ -250,6 +254,66 @@ func (e *Election) monitor(s *concurrency.Session) {
 	if !e.closed {
 		e.log.Warn("election session ended", "lease", int64(s.Lease()), "leaderships_lost", n)
 	}
+}
+
+// leaseLife is how long after a grant or renewal was sent this daemon
+// counts the lease as its own: the TTL etcd answered less a tenth of the
+// session's TTL, so that a daemon cut off from etcd stops leading (and
+// cancels its backend calls) before etcd can expire the lease and let
+// another daemon lead (docs/contract.md §6). A larger margin would end
+// sessions needlessly when etcd is merely slow.
+func (e *Election) leaseLife(ttl int64) time.Duration {
+	full := time.Duration(e.ttl) * time.Second
+	return time.Duration(ttl)*time.Second - full/10
+}
+
+// guard renews s's lease every quarter of the TTL and ends s when its last
+// renewal is older than leaseLife. The client's own keep-alive counts
+// from when an answer arrives, that is after etcd renewed the lease, and
+// notices a missed deadline only every half second: it ends a session
+// after etcd expired the lease, when a successor may already lead.
+func (e *Election) guard(s *concurrency.Session, deadline time.Time) {
+	defer e.wg.Done()
+	period := time.Duration(e.ttl) * time.Second / 4
+	next := time.Now().Add(period)
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		t.Reset(time.Until(earliest(next, deadline)))
+		select {
+		case <-s.Done():
+			return
+		case <-e.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !time.Now().Before(deadline) {
+			e.log.Warn("election session not renewed in time; ending it before etcd expires its lease", "lease", int64(s.Lease()))
+			e.dropSession(s)
+			return
+		}
+		sent := time.Now()
+		ctx, cancel := context.WithDeadline(e.ctx, deadline)
+		resp, err := e.c.KeepAliveOnce(ctx, s.Lease())
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			e.dropSession(s)
+			return
+		case err != nil:
+			next = time.Now().Add(period / 4) // try again soon, until the deadline
+		default:
+			deadline = sent.Add(e.leaseLife(resp.TTL))
+			next = sent.Add(period)
+		}
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // dropSession stops keeping s alive, so that its monitor ends its

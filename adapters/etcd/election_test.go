@@ -302,3 +302,71 @@ func TestElectionRechecksAfterCompaction(t *testing.T) {
 		t.Fatalf("fenced put under the intact key: %v", err)
 	}
 }
+
+// A daemon cut off from etcd loses its leaderships before etcd expires
+// its lease: once the lease is gone another daemon may lead and drive the
+// resource, so the cut daemon's in-flight backend calls must have been
+// cancelled by then. The leader key's deletion, seen by a client that is
+// not cut off, must come well after Lost (a tenth of the TTL before etcd
+// can expire it; etcd deletes an expired lease's keys within half a
+// second). Three cuts: the client's own keep-alive alone ends its session
+// around the expiry, so it would fail this most of the time.
+func TestElectionLostBeforeLeaseExpires(t *testing.T) {
+	s := etcdtest.Start(t)
+	direct := s.DirectClient(t)
+	e, err := etcd.NewElection(s.Client(t), "d1", "leader/", 2*time.Second, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Close(ctx)
+	})
+	for i, key := range []string{"leader/a", "leader/b", "leader/c"} {
+		ctx := t.Context()
+		var l ports.Leadership
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			l, err = e.TryCampaign(cctx, key)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cut %d: campaign: %v", i+1, err)
+			}
+		}
+		resp, err := direct.Get(ctx, key)
+		if err != nil || len(resp.Kvs) == 0 {
+			t.Fatalf("cut %d: leader key: %v", i+1, err)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		deleted := direct.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1), clientv3.WithFilterPut())
+		// Let a renewal or two go by, then cut.
+		time.Sleep(time.Duration(700+250*i) * time.Millisecond)
+		s.Disconnect()
+		var lostAt, deletedAt time.Time
+		select {
+		case <-l.Lost():
+			lostAt = time.Now()
+		case <-deleted:
+			t.Fatalf("cut %d: etcd deleted the leader key before the leadership was lost", i+1)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("cut %d: leadership kept while cut off beyond the TTL", i+1)
+		}
+		select {
+		case <-deleted:
+			deletedAt = time.Now()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("cut %d: etcd never expired the lease", i+1)
+		}
+		stop()
+		ahead := deletedAt.Sub(lostAt)
+		t.Logf("cut %d: leadership lost %s before etcd deleted the leader key", i+1, ahead.Round(time.Millisecond))
+		if ahead < 100*time.Millisecond {
+			t.Errorf("cut %d: leadership lost only %s before the leader key was deleted, want at least 100ms", i+1, ahead)
+		}
+		s.Reconnect()
+	}
+}
