@@ -39,7 +39,7 @@ import (
 // repeats a run's operations and kill schedule (the moments a kill lands
 // in the daemon's work still vary with timing).
 func TestCrashAnywhere(t *testing.T) {
-	seed := crashSeed(t)
+	seed := faultsSeed(t)
 	if os.Getenv("MIRROR_FAULTS") == "long" {
 		t.Run("one daemon", func(t *testing.T) { runCrash(t, seed, crashPlan{ops: 240, volumes: 16, daemons: 1}) })
 		t.Run("two daemons", func(t *testing.T) { runCrash(t, seed+1, crashPlan{ops: 240, volumes: 16, daemons: 2}) })
@@ -62,8 +62,8 @@ type crashPlan struct {
 	forget bool
 }
 
-// crashSeed is MIRROR_FAULTS_SEED, or a new one; printed either way.
-func crashSeed(t *testing.T) uint64 {
+// faultsSeed is MIRROR_FAULTS_SEED, or a new one; printed either way.
+func faultsSeed(t *testing.T) uint64 {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("MIRROR_FAULTS_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -54,8 +53,7 @@ func TestDaemonsUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three daemons on a real etcd")
 	}
-	seed := faultSeed(t)
-	t.Logf("seed %d (repeat with MIRROR_FAULTS_SEED=%d)", seed, seed)
+	seed := faultsSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	nVolumes, phase := 24, 22*time.Second
 	if os.Getenv("MIRROR_FAULTS") == "long" {
@@ -179,18 +177,6 @@ func TestDaemonsUnderFaults(t *testing.T) {
 	if len(faults) < 3 {
 		t.Errorf("only %d faults injected; the run proves little", len(faults))
 	}
-}
-
-// faultSeed is MIRROR_FAULTS_SEED, or a fresh one.
-func faultSeed(t *testing.T) uint64 {
-	if s := os.Getenv("MIRROR_FAULTS_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("MIRROR_FAULTS_SEED=%q: %v", s, err)
-		}
-		return n
-	}
-	return uint64(time.Now().UnixNano())
 }
 
 // faultRecord is one fault injected.
