@@ -63,8 +63,8 @@ type Config struct {
 	// ActionTimeout bounds one storage plugin call: a call that does not
 	// answer in time is given up, retried or reported in the status.
 	ActionTimeout time.Duration `yaml:"action_timeout"`
-	LogLevel       string        `yaml:"log_level"`  // debug, info, warn, error
-	LogFormat      string        `yaml:"log_format"` // auto, text, json
+	LogLevel      string        `yaml:"log_level"`  // debug, info, warn, error
+	LogFormat     string        `yaml:"log_format"` // auto, text, json
 	// HTTPAddress is where /metrics, /healthz and /readyz are served
 	// (empty: not served).
 	HTTPAddress string `yaml:"http_address"`
