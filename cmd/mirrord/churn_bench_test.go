@@ -603,11 +603,6 @@ func (d *churnDriver) takeBare() []time.Duration {
 	return bare
 }
 
-// volumeRecord is a volume's record as seedVolumes writes it.
-func volumeRecord(id uint64) string {
-	return fmt.Sprintf(`{"source_cluster_storage":{"cluster_id":5,"storage_id":11},"target_cluster_storage":{"cluster_id":6,"storage_id":13},"source_volume":{"cluster_id":5,"volume_id":%d,"volume_uuid":"%s"},"source_agent":{"ip":"192.168.137.101","port":8080}}`, id, uuidFor(id))
-}
-
 // goroutineStacks returns every goroutine's stack by its ID.
 func goroutineStacks() map[string]string {
 	buf := make([]byte, 1<<20)

@@ -292,7 +292,7 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 		"found nothing to do); %d volumes pending at the last kill converged after it in min %s, median %s, "+
 		"max %s; run took %s",
 		p.daemons, p.volumes, p.forget, issued, refused, kills, stuck, lost, dups, mismatched, len(calls), failed, noops,
-		pending, quantile(times, 0), quantile(times, 0.5), quantile(times, 1), time.Since(start).Round(time.Millisecond))
+		pending, quantile(times, 0).Round(time.Millisecond), quantile(times, 0.5).Round(time.Millisecond), quantile(times, 1).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
 // writeOperation picks an operation the rules allow from the volume's
@@ -579,13 +579,6 @@ func storageDiff(v *crashVolume, st crashStorage) string {
 		return fmt.Sprintf("the storage has %s (target copy %v), want %s", state, rep.TargetExists, want)
 	}
 	return ""
-}
-
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	return d[int(q*float64(len(d)-1))].Round(time.Millisecond)
 }
 
 // crashDaemon is a mirrord process, killed and started again by the test:
