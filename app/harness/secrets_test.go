@@ -2,9 +2,7 @@ package harness_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -13,30 +11,17 @@ import (
 	"github.com/cdmdr/mirror/test/secretscan"
 )
 
-// errorsTB records Errorf instead of failing the test.
-type errorsTB struct {
-	testing.TB
-	mu   sync.Mutex
-	errs []string
-}
-
-func (e *errorsTB) Errorf(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.errs = append(e.errs, fmt.Sprintf(format, args...))
-}
-
 // TestSecretScanFails: a keyring written to a status (then overwritten),
 // reported in an event and published on the bus fails the test, each
 // where it was; a keyring in the storage metadata, where it belongs,
 // does not.
 func TestSecretScanFails(t *testing.T) {
 	keyring := secretscan.Known[0].Value
-	rec := &errorsTB{TB: t}
+	rec := &secretscan.Recorder{TB: t}
 	// Registered first, so it runs after the harness's scan.
 	t.Cleanup(func() {
 		want := []string{"KV key mirror_volume/storage.1.2/volume.3/status (revision", "event cdm-dr.mirror.test", "bus message on cdm.dr.mirror.event"}
-		all := strings.Join(rec.errs, "\n")
+		all := rec.Errors()
 		for _, w := range want {
 			if !strings.Contains(all, w) {
 				t.Errorf("the scan did not report the secret in %q; it reported:\n%s", w, all)

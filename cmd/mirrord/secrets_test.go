@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,24 +57,11 @@ func (c *cluster) watchSecrets() {
 	})
 }
 
-// errorsTB records Errorf instead of failing the test.
-type errorsTB struct {
-	testing.TB
-	mu   sync.Mutex
-	errs []string
-}
-
-func (e *errorsTB) Errorf(format string, args ...any) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.errs = append(e.errs, fmt.Sprintf(format, args...))
-}
-
 // TestSecretScanFails: a keyring written to a status and overwritten
 // since, and one published on NATS, fail the test, each named where it
 // was; the keyring in the storage metadata does not.
 func TestSecretScanFails(t *testing.T) {
-	rec := &errorsTB{TB: t}
+	rec := &secretscan.Recorder{TB: t}
 	t.Run("planted", func(t *testing.T) {
 		rec.TB = t
 		c := newClusterTB(rec)
@@ -85,7 +70,7 @@ func TestSecretScanFails(t *testing.T) {
 		c.put("mirror_volume/storage.11.13/volume.7/status", `{"state_code":"error"}`)
 		c.publish("cdm.dr.mirror.event", map[string]string{"message": "keyring " + seedKeyring})
 	})
-	all := strings.Join(rec.errs, "\n")
+	all := rec.Errors()
 	for _, want := range []string{
 		`"Ceph admin keyring (cmd/mirrord storage metadata)" (plain) found in etcd key mirror_volume/storage.11.13/volume.7/status (revision`,
 		`"Ceph keyring (app and cmd/mirrord storage metadata)" (plain) found in NATS message on cdm.dr.mirror.event`,

@@ -229,3 +229,26 @@ func Check(t testing.TB, where string, data []byte, extra ...Secret) {
 	s.Scan(where, data)
 	s.Report(t)
 }
+
+// Recorder is a testing.TB whose Errorf is recorded instead of failing
+// the test: a test of the scanner itself plants secrets and reads what
+// the scan reported from Errors.
+type Recorder struct {
+	testing.TB
+	mu   sync.Mutex
+	errs []string
+}
+
+// Errorf records the report.
+func (r *Recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// Errors is every report recorded, one a line.
+func (r *Recorder) Errors() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.errs, "\n")
+}
