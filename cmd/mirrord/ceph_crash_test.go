@@ -75,7 +75,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 
 	start := time.Now()
 	opsDeadline := start.Add(nOps * 30 * time.Second)
-	kills, issued, refused, cleaned := 0, 0, 0, 0
+	kills, issued, refused, cleaned, checked := 0, 0, 0, 0, 0
 	var killAt, restartAt time.Time
 	var badStorage []string
 	for issued < nOps {
@@ -110,6 +110,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 		if !view.record && v.op != "" {
 			// Its keys are gone: the clusters must say the same before
 			// it is started again under its name.
+			checked++
 			if diff := waitCephEnd(t, l, hv[v.ref], v.op, 60*time.Second); diff != "" {
 				badStorage = append(badStorage, fmt.Sprintf("volume %d after %s: %s", v.ref.VolumeID, v.op, diff))
 				t.Errorf("volume %d: keys gone after %s, but %s", v.ref.VolumeID, v.op, diff)
@@ -221,9 +222,9 @@ func TestCephCrashAnywhere(t *testing.T) {
 		_, _ = l.rbd(t, "A", "mirror", "image", "disable", "--force", h.image())
 	}
 	t.Logf("Ceph crash anywhere, seed %d: volumes %d, operations %d (%d refused), kills %d (mirrord with its plugin's process group), "+
-		"stuck %d, lost %d, clusters different from the status %d (+%d seen mid-run), kept copies removed to start again %d; "+
+		"stuck %d, lost %d, clusters different from the status %d (+%d of %d checked mid-run, before a start again), kept copies removed to start again %d; "+
 		"after the last kill: statuses at their end in %s, the clusters agreeing (rbd CLI) in %s; run %s",
-		seed, nVols, issued, refused, kills, stuck, lost, mismatched, len(badStorage), cleaned,
+		seed, nVols, issued, refused, kills, stuck, lost, mismatched, len(badStorage), checked, cleaned,
 		statusesAt.Round(100*time.Millisecond), storageAt.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
 }
 
