@@ -239,7 +239,7 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Durati
 		t.Errorf("the stopped volume's kept target is not writable: %v %s", err, out)
 	}
 	src, _ := l.rbd(t, "A", "info", sv.image())
-	t.Logf("stopped volume's source after the outage: mirroring enabled %v (a leftover when the stop ran with the source unreachable)", strings.Contains(src, "mirroring state: enabled"))
+	t.Logf("stopped volume's source after the outage: mirroring enabled %v (true: a leftover, the stop ran with the source unreachable)", strings.Contains(src, "mirroring state: enabled"))
 
 	// destroy: the replication gone; the target deleted only if the
 	// source was known intact (never the last copy).
