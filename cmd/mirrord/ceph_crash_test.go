@@ -1,0 +1,356 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cdmdr/mirror/core"
+)
+
+// cephCrashPool is TestCephCrashAnywhere's pool, on both sites.
+const cephCrashPool = "crash"
+
+// TestCephCrashAnywhere is issue 15's crash test once on the real Ceph
+// clusters: one mirrord process with the Ceph plugin, 6 volumes, 30
+// operations chosen at random among those the rules allow (the DR
+// manager of crash_test.go: writeOperation, taken, atEnd), and SIGKILL of
+// mirrord and its plugin's process group at random moments, mirrord then
+// started again (the plugin's rbd-mirror outlives them, as on a host
+// whose daemon crashed). At the end every volume is at the end state of
+// its last operation, and the clusters say the same, read with the rbd
+// CLI: the source image mirror-enabled and primary with a non-primary
+// copy on the target (start, resume, pause), mirroring disabled with the
+// target kept standalone (stop), or the target gone (stop_and_delete,
+// destroy). A volume started again after a stop, stop_and_delete or
+// destroy is checked the same way first; the copy a stop kept is the
+// user's, removed by the test (as a DR manager would once it has taken it
+// over) so the volume can be started again under its name.
+//
+// MIRROR_FAULTS_SEED repeats the operations and the kill schedule.
+func TestCephCrashAnywhere(t *testing.T) {
+	needLongFaults(t, "the crash test on the real Ceph clusters")
+	l := needCephLab(t)
+	seed := faultsSeed(t)
+	const nOps, nVols = 30, 6
+	rng := rand.New(rand.NewPCG(seed, 0))
+	began := time.Now()
+
+	pluginDir := t.TempDir()
+	_ = os.Chmod(pluginDir, 0o755)
+	buildCephPluginInto(t, pluginDir)
+	l.createPool(t, cephCrashPool)
+	state := cephStateDir(t)
+	c := newCluster(t)
+	c.put("clusters/5/storages/11", `{"cluster_id":5,"storage_id":11,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
+	c.put("clusters/5/storages/11/metadata", l.poolMetadata(t, "A", cephCrashPool))
+	c.put("clusters/6/storages/13", `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
+	c.put("clusters/6/storages/13/metadata", l.poolMetadata(t, "B", cephCrashPool))
+	c.seedEnvironment("start")
+	d := newCephCrashDaemon(t, c, "d1", pluginDir, state)
+	d.start(t)
+	c.waitStateWithin(core.EnvironmentStatusKey(seedEnv), core.StateMirroring, 120*time.Second)
+
+	run := uint64(time.Now().UnixNano() % 1e8)
+	vols := make([]*crashVolume, nVols)
+	hv := map[core.VolumeRef]hostVolume{}
+	for i := range vols {
+		id := uint64(100 + i)
+		vols[i] = &crashVolume{ref: core.VolumeRef{Env: seedEnv, VolumeID: id}, uuid: uuidFor(run*100 + id)}
+		h := hostVolume{ref: vols[i].ref, pool: cephCrashPool, source: "A", target: "B", uuid: vols[i].uuid}
+		hv[h.ref] = h
+		if out, err := l.rbd(t, "A", "create", h.image(), "--size", "8M"); err != nil {
+			t.Fatalf("create source image: %v %s", err, out)
+		}
+		l.write(t, h)
+	}
+
+	start := time.Now()
+	opsDeadline := start.Add(nOps * 30 * time.Second)
+	kills, issued, refused, cleaned, checked := 0, 0, 0, 0, 0
+	var killAt, restartAt time.Time
+	var badStorage []string
+	for issued < nOps {
+		if time.Now().After(opsDeadline) {
+			t.Fatalf("only %d of %d operations could be written in %s: volumes never took their operation; %s",
+				issued, nOps, time.Since(start).Round(time.Second), describeVolumes(c, vols))
+		}
+		switch {
+		case !d.running() && time.Now().After(restartAt):
+			d.start(t)
+			t.Logf("%6.1fs mirrord started again", time.Since(start).Seconds())
+		case d.running() && !killAt.IsZero() && time.Now().After(killAt):
+			killCephCrashDaemon(t, d)
+			kills++
+			killAt = time.Time{}
+			restartAt = time.Now().Add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+			t.Logf("%6.1fs kill %d: mirrord and its plugin's process group (SIGKILL)", time.Since(start).Seconds(), kills)
+		}
+		views := crashViews(t, c)
+		var ready []*crashVolume
+		for _, v := range vols {
+			if taken(v.op, views[v.ref]) {
+				ready = append(ready, v)
+			}
+		}
+		if len(ready) == 0 {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		v := ready[rng.IntN(len(ready))]
+		view := views[v.ref]
+		if !view.record && v.op != "" {
+			// Its keys are gone: the clusters must say the same before
+			// it is started again under its name.
+			checked++
+			if diff := waitCephEnd(t, l, hv[v.ref], v.op, 60*time.Second); diff != "" {
+				badStorage = append(badStorage, fmt.Sprintf("volume %d after %s: %s", v.ref.VolumeID, v.op, diff))
+				t.Errorf("volume %d: keys gone after %s, but %s", v.ref.VolumeID, v.op, diff)
+			}
+			if v.op == core.OpStop {
+				_, _ = l.rbd(t, "B", "snap", "purge", "--no-progress", hv[v.ref].image())
+				if out, err := l.rbd(t, "B", "rm", "--no-progress", hv[v.ref].image()); err != nil {
+					t.Fatalf("remove the copy the stop of volume %d kept: %v %s", v.ref.VolumeID, err, out)
+				}
+				cleaned++
+			}
+			view = crashViews(t, c)[v.ref]
+		}
+		wasRefused := refusedOp(v.op, view)
+		if op, ok := writeOperation(t, c, rng, v, view); ok {
+			if wasRefused {
+				refused++
+				t.Logf("volume %s: %s", core.VolumeKey(v.ref), view.status.ErrorReason.Contents)
+			}
+			t.Logf("%6.1fs operation %2d: volume %d %s (from %s)", time.Since(start).Seconds(), issued+1, v.ref.VolumeID, op, view.describe())
+			v.op = op
+			issued++
+			if rng.IntN(3) == 0 && killAt.IsZero() {
+				killAt = time.Now().Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			}
+		}
+		// Ceph's steps take seconds: a pace that lets some operations
+		// reach their end before the next, and others not.
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+	}
+	if !d.running() {
+		time.Sleep(time.Until(restartAt))
+		d.start(t)
+	}
+	// The last kill, while the last operations are under way.
+	time.Sleep(time.Duration(rng.IntN(2000)) * time.Millisecond)
+	killCephCrashDaemon(t, d)
+	kills++
+	lastKill := time.Now()
+	t.Logf("%6.1fs kill %d, the last: mirrord and its plugin's process group (SIGKILL)", time.Since(start).Seconds(), kills)
+	time.Sleep(time.Duration(rng.IntN(1000)) * time.Millisecond)
+	d.start(t)
+
+	// Convergence, mirrord left alone: every status at the end of its
+	// operation, then the clusters checked with the rbd CLI.
+	limit := lastKill.Add(6 * time.Minute)
+	var statusesAt, storageAt time.Duration
+	for time.Now().Before(limit) {
+		views := crashViews(t, c)
+		all := true
+		for _, v := range vols {
+			if !atEnd(v.op, views[v.ref]) {
+				all = false
+			}
+			if refusedOp(v.op, views[v.ref]) {
+				if op, ok := writeOperation(t, c, rng, v, views[v.ref]); ok {
+					refused++
+					t.Logf("volume %s: %s; answered with %s", core.VolumeKey(v.ref), views[v.ref].status.ErrorReason.Contents, op)
+					v.op = op
+					issued++
+				}
+			}
+		}
+		if !all {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		if statusesAt == 0 {
+			statusesAt = time.Since(lastKill)
+		}
+		diffs := 0
+		for _, v := range vols {
+			if cephEndDiff(t, l, hv[v.ref], v.op) != "" {
+				diffs++
+			}
+		}
+		if diffs == 0 {
+			storageAt = time.Since(lastKill)
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	views := crashViews(t, c)
+	stuck, lost, mismatched := 0, 0, 0
+	for _, v := range vols {
+		view := views[v.ref]
+		diff := cephEndDiff(t, l, hv[v.ref], v.op)
+		t.Logf("volume %d: last operation %s; %s; storage %s", v.ref.VolumeID, v.op, view.describe(), map[bool]string{true: "as it should be", false: diff}[diff == ""])
+		if diff != "" {
+			mismatched++
+			t.Errorf("volume %d: last operation %s, the clusters disagree: %s", v.ref.VolumeID, v.op, diff)
+		}
+		if atEnd(v.op, view) {
+			continue
+		}
+		if taken(v.op, view) {
+			stuck++
+		} else {
+			lost++
+		}
+		t.Errorf("volume %d: last operation %s, not at its end: %s", v.ref.VolumeID, v.op, view.describe())
+	}
+	if strings.Contains(d.logs(), "DATA RACE") {
+		t.Errorf("%s reported a data race", d.id)
+	}
+	// Cleanup: what the last operations left on the clusters, so the pool
+	// can go (the pool is removed with its images; mirroring first).
+	for _, h := range hv {
+		_, _ = l.rbd(t, "A", "mirror", "image", "disable", "--force", h.image())
+	}
+	t.Logf("Ceph crash anywhere, seed %d: volumes %d, operations %d (%d refused), kills %d (mirrord with its plugin's process group), "+
+		"stuck %d, lost %d, clusters different from the status %d (+%d of %d checked mid-run, before a start again), kept copies removed to start again %d; "+
+		"after the last kill: statuses at their end in %s, the clusters agreeing (rbd CLI) in %s; run %s",
+		seed, nVols, issued, refused, kills, stuck, lost, mismatched, len(badStorage), checked, cleaned,
+		statusesAt.Round(100*time.Millisecond), storageAt.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
+}
+
+// newCephCrashDaemon is newCrashDaemon with the Ceph plugin keeping its
+// state in stateDir.
+func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string) *crashDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := yaml.Marshal(map[string]any{
+		"daemon_id":  id,
+		"etcd":       map[string]any{"endpoints": c.etcd.Endpoints(), "session_ttl": hostLossSessionTTL.String()},
+		"nats":       map[string]any{"url": c.nats.URL()},
+		"plugin_dir": pluginDir,
+		"plugins": map[string]any{
+			"ceph": map[string]any{"args": []string{"--state-dir", stateDir}},
+		},
+		"resync_interval":    "10s",
+		"poll_interval":      "2s",
+		"fast_poll_interval": "500ms",
+		"log_level":          "debug",
+		"log_format":         "json",
+		"http_address":       "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &crashDaemon{id: id, cfgFile: filepath.Join(dir, "mirrord.yaml"), logFile: filepath.Join(dir, "mirrord.log")}
+	if err := os.WriteFile(d.cfgFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			t.Logf("last logs of %s:\n%s", id, lastLines(d.logs(), 80))
+		}
+	})
+	return d
+}
+
+// killCephCrashDaemon kills mirrord and, with it, each of its children's
+// process groups (the plugin host starts each plugin in a group of its
+// own); the plugin's rbd-mirror, in a group of its own, lives on.
+func killCephCrashDaemon(t *testing.T, d *crashDaemon) {
+	t.Helper()
+	kids := childrenOf(d.cmd.Process.Pid)
+	_ = syscall.Kill(d.cmd.Process.Pid, syscall.SIGKILL)
+	for _, pid := range kids {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	<-d.exited
+}
+
+// waitCephEnd waits until the clusters are at the end state of op for
+// the volume (rbd-mirror deletes a copy a little after the source's
+// mirroring is disabled), and says how they differ if they never are.
+func waitCephEnd(t *testing.T, l cephLab, v hostVolume, op core.Operation, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		diff := cephEndDiff(t, l, v, op)
+		if diff == "" || time.Now().After(deadline) {
+			return diff
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// cephEndDiff says how the clusters differ, read with the rbd CLI, from
+// the end state of the volume's last operation; "" when they do not.
+func cephEndDiff(t *testing.T, l cephLab, v hostVolume, op core.Operation) string {
+	t.Helper()
+	src, srcErr := l.rbd(t, "A", "info", v.image())
+	tgt, tgtErr := l.rbd(t, "B", "info", v.image())
+	if srcErr != nil {
+		return "the source image is unreadable or gone: " + strings.TrimSpace(src)
+	}
+	srcMirrored := strings.Contains(src, "mirroring state: enabled")
+	var problems []string
+	switch op {
+	case core.OpStart, core.OpResume, core.OpPause:
+		if !srcMirrored || !strings.Contains(src, "mirroring primary: true") {
+			problems = append(problems, "the source is not a mirror-enabled primary")
+		}
+		if tgtErr != nil || !strings.Contains(tgt, "mirroring primary: false") {
+			problems = append(problems, "no non-primary copy on the target")
+		}
+		status, err := l.rbd(t, "B", "mirror", "image", "status", v.image())
+		replaying := err == nil && strings.Contains(stateLine(status), "replaying")
+		if op != core.OpPause && !replaying {
+			problems = append(problems, "the copy is not replaying: "+firstLines(status, 4))
+		}
+		if op == core.OpPause && replaying {
+			problems = append(problems, "the copy of a paused volume replays: "+firstLines(status, 4))
+		}
+	case core.OpStop:
+		if srcMirrored {
+			problems = append(problems, "the source is still mirror-enabled")
+		}
+		if tgtErr != nil {
+			problems = append(problems, "the target copy is gone")
+		} else if strings.Contains(tgt, "mirroring primary: false") || strings.Contains(tgt, "mirroring state: enabled") {
+			problems = append(problems, "the target copy is still mirrored")
+		}
+	case core.OpStopAndDelete, core.OpDestroy:
+		if srcMirrored {
+			problems = append(problems, "the source is still mirror-enabled")
+		}
+		if tgtErr == nil {
+			problems = append(problems, "the target copy is still there")
+		}
+	}
+	return strings.Join(slices.Compact(problems), "; ")
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[:min(n, len(lines))], " | ")
+}
+
+// stateLine is the "state:" line of `rbd mirror image status`.
+func stateLine(status string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "state:"); ok {
+			return strings.TrimSpace(s)
+		}
+	}
+	return ""
+}
