@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -96,6 +97,10 @@ type Host struct {
 	cfg Config
 	dir string
 	log *slog.Logger
+	// sockets is where the plugins create their unix sockets, removed by
+	// Close: a plugin killed (crashed, or stopped by the host) cannot
+	// remove its own, which would pile up in the temporary directory.
+	sockets string
 
 	scanned  chan struct{} // closed after the first scan
 	scanOnce sync.Once
@@ -123,8 +128,13 @@ func New(cfg Config, log *slog.Logger) *Host {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	sockets, err := os.MkdirTemp("", "mirrord-plugins-")
+	if err != nil {
+		log.Warn("no directory of its own for the plugins' sockets: they go to the temporary directory", "err", err)
+		sockets = ""
+	}
 	return &Host{
-		cfg: cfg.withDefaults(), dir: dir, log: log,
+		cfg: cfg.withDefaults(), dir: dir, log: log, sockets: sockets,
 		scanned: make(chan struct{}), closing: make(chan struct{}),
 		entries: map[string]*entry{},
 	}
@@ -171,6 +181,11 @@ func (h *Host) Close() {
 	close(h.closing)
 	h.scanOnce.Do(func() { close(h.scanned) })
 	h.wg.Wait()
+	if h.sockets != "" {
+		if err := os.RemoveAll(h.sockets); err != nil {
+			h.log.Warn("remove the plugins' socket directory", "dir", h.sockets, "err", err)
+		}
+	}
 }
 
 // goKill stops inst in the background; Close waits for it. The caller

@@ -153,6 +153,43 @@ func TestPluginKilled(t *testing.T) {
 	eventually(t, "the killed process reaped", func() bool { return !alive(pid) })
 }
 
+// TestSocketsRemovedOnClose: a plugin makes its socket in the host's own
+// directory, so a killed plugin, which cannot remove its socket, leaves
+// nothing once the host is closed.
+func TestSocketsRemovedOnClose(t *testing.T) {
+	dir := t.TempDir()
+	path := writePlugin(t, dir, "example", "-types="+exampleType)
+	host := New(Config{Dir: dir, StartTimeout: 10 * time.Second}, nil)
+	t.Cleanup(host.Close) // on a failure; Close is idempotent
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- host.Run(ctx) }()
+	t.Cleanup(cancel)
+	if _, err := host.For(t.Context(), exampleType); err != nil {
+		t.Fatal(err)
+	}
+	pid := status(t, host, path).Pid
+	sockets, err := filepath.Glob(filepath.Join(host.sockets, "plugin*"))
+	if err != nil || len(sockets) != 1 {
+		t.Fatalf("sockets in the host's directory %s: %v, %v; want the plugin's one", host.sockets, sockets, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the killed process reaped", func() bool { return !alive(pid) })
+	if _, err := os.Lstat(sockets[0]); err != nil {
+		t.Fatalf("the killed plugin's socket: %v, want it left behind until Close", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	host.Close()
+	if _, err := os.Stat(host.sockets); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the host's socket directory after Close: %v, want it removed", err)
+	}
+}
+
 // TestPluginKilledWhileIdle: a plugin that dies between calls is started
 // again by the next call, which succeeds.
 func TestPluginKilledWhileIdle(t *testing.T) {

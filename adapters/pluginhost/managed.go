@@ -125,6 +125,9 @@ func (m *managed) environment() []string {
 			env = append(env, k+"="+m.set.Env[k])
 		}
 	}
+	if m.host.sockets != "" {
+		env = append(env, plugin.EnvUnixSocketDir+"="+m.host.sockets)
+	}
 	return env
 }
 

@@ -29,6 +29,17 @@ import (
 // running the same code as the mirrord binary, with nothing to build.
 const runAsMirrord = "MIRROR_TEST_RUN_MIRRORD"
 
+// mirrordEnv is the environment of a mirrord process of a test: no
+// MIRRORD_* of the caller's (its configuration is its file's alone), and
+// a temporary directory of the test's, so that what a daemon killed -9
+// leaves there (its plugins' socket directory) goes with the test.
+func mirrordEnv(t testing.TB) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "MIRRORD_") || strings.HasPrefix(kv, "TMPDIR=")
+	})
+	return append(env, runAsMirrord+"=1", "TMPDIR="+t.TempDir())
+}
+
 // hostLossSessionTTL is the daemons' session TTL in TestCephTwoHosts: a
 // dead daemon's leaderships expire after it.
 const hostLossSessionTTL = 5 * time.Second
@@ -431,8 +442,7 @@ func startMirrordProcess(t *testing.T, c *cluster, id, pluginDir, stateDir strin
 	}
 	defer logf.Close()
 	p.cmd = exec.Command(os.Args[0], "--config", cfgFile)
-	// Its configuration is the file's alone: no MIRRORD_* of the caller's.
-	p.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MIRRORD_") }), runAsMirrord+"=1")
+	p.cmd.Env = mirrordEnv(t)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	// Its own process group (a Ctrl-C on the test is the test's to
 	// handle), and it dies with the test process whatever happens.

@@ -648,7 +648,7 @@ func (d *crashDaemon) start(t *testing.T) {
 	}
 	defer logf.Close()
 	d.cmd = exec.Command(os.Args[0], "--config", d.cfgFile)
-	d.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "MIRRORD_") }), runAsMirrord+"=1")
+	d.cmd.Env = mirrordEnv(t)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
