@@ -4,14 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/cdmdr/mirror/core"
 )
@@ -228,12 +225,11 @@ func TestCephCrashAnywhere(t *testing.T) {
 		statusesAt.Round(100*time.Millisecond), storageAt.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
 }
 
-// newCephCrashDaemon is newCrashDaemon with the Ceph plugin keeping its
-// state in stateDir.
+// newCephCrashDaemon is a daemon with the Ceph plugin keeping its state
+// in stateDir.
 func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string) *crashDaemon {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, err := yaml.Marshal(map[string]any{
+	return newDaemonProcess(t, id, map[string]any{
 		"daemon_id":  id,
 		"etcd":       map[string]any{"endpoints": c.etcd.Endpoints(), "session_ttl": hostLossSessionTTL.String()},
 		"nats":       map[string]any{"url": c.nats.URL()},
@@ -248,20 +244,6 @@ func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string
 		"log_format":         "json",
 		"http_address":       "127.0.0.1:0",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &crashDaemon{id: id, cfgFile: filepath.Join(dir, "mirrord.yaml"), logFile: filepath.Join(dir, "mirrord.log")}
-	if err := os.WriteFile(d.cfgFile, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		d.stop(t)
-		if t.Failed() {
-			t.Logf("last logs of %s:\n%s", id, lastLines(d.logs(), 80))
-		}
-	})
-	return d
 }
 
 // killCephCrashDaemon kills mirrord and, with it, each of its children's

@@ -593,10 +593,11 @@ type crashDaemon struct {
 	exited  chan struct{}
 }
 
+// newCrashDaemon is a daemon with the example plugin keeping the storage
+// in stateDir and logging its calls there.
 func newCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string) *crashDaemon {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, err := yaml.Marshal(map[string]any{
+	return newDaemonProcess(t, id, map[string]any{
 		"daemon_id":  id,
 		"etcd":       map[string]any{"endpoints": c.etcd.Endpoints(), "session_ttl": "2s"},
 		"nats":       map[string]any{"url": c.nats.URL()},
@@ -611,17 +612,26 @@ func newCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string) *c
 		"log_format":         "json",
 		"http_address":       "127.0.0.1:0",
 	})
+}
+
+// newDaemonProcess writes cfg as a daemon's configuration file; the daemon
+// runs at start, and is stopped, its last logs shown on a failure, at the
+// test's end.
+func newDaemonProcess(t *testing.T, id string, cfg map[string]any) *crashDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	data, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &crashDaemon{id: id, cfgFile: filepath.Join(dir, "mirrord.yaml"), logFile: filepath.Join(dir, "mirrord.log")}
-	if err := os.WriteFile(d.cfgFile, cfg, 0o600); err != nil {
+	if err := os.WriteFile(d.cfgFile, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
-			t.Logf("last logs of %s:\n%s", id, lastLines(d.logs(), 60))
+			t.Logf("last logs of %s:\n%s", id, lastLines(d.logs(), 80))
 		}
 	})
 	return d
