@@ -92,12 +92,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 			t.Logf("%6.1fs kill %d: mirrord and its plugin's process group (SIGKILL)", time.Since(start).Seconds(), kills)
 		}
 		views := crashViews(t, c)
-		var ready []*crashVolume
-		for _, v := range vols {
-			if taken(v.op, views[v.ref]) {
-				ready = append(ready, v)
-			}
-		}
+		ready := readyVolumes(vols, views)
 		if len(ready) == 0 {
 			time.Sleep(200 * time.Millisecond)
 			continue

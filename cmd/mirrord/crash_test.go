@@ -62,6 +62,18 @@ type crashPlan struct {
 	forget bool
 }
 
+// readyVolumes are those whose last operation a daemon has taken up: the
+// DR manager may write the next.
+func readyVolumes(vols []*crashVolume, views map[core.VolumeRef]crashView) []*crashVolume {
+	var ready []*crashVolume
+	for _, v := range vols {
+		if taken(v.op, views[v.ref]) {
+			ready = append(ready, v)
+		}
+	}
+	return ready
+}
+
 // faultsSeed is MIRROR_FAULTS_SEED, or a new one; printed either way.
 func faultsSeed(t *testing.T) uint64 {
 	seed := uint64(time.Now().UnixNano())
@@ -171,12 +183,7 @@ func runCrash(t *testing.T, seed uint64, p crashPlan) {
 			}
 		}
 		views := crashViews(t, c)
-		var ready []*crashVolume
-		for _, v := range vols {
-			if taken(v.op, views[v.ref]) {
-				ready = append(ready, v)
-			}
-		}
+		ready := readyVolumes(vols, views)
 		if len(ready) == 0 {
 			time.Sleep(20 * time.Millisecond)
 			continue
