@@ -81,7 +81,8 @@ bench-churn:
 ## under kills and etcd cuts; plugin faults; servers down (etcd, NATS, two
 ## members of a 3-member etcd cluster down for 30 s, three trials each);
 ## on the Ceph lab (brought up as make test does): a site frozen for 60 s
-## under mirror, pause, stop and destroy, and the crash test on Ceph; the
+## (20 s in make test) under mirror, pause, stop and destroy, and the crash
+## test on Ceph (30 operations; 12 in make test); the
 ## load check (bench-churn). MIRROR_FAULTS_SEED=<seed> repeats a run whose
 ## seed a test printed.
 faults:
