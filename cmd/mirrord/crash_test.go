@@ -35,14 +35,15 @@ import (
 // Short form in make test: one daemon, 40 operations with the storage
 // kept, 16 with the storage forgotten at each kill (a restarted in-memory
 // plugin). MIRROR_FAULTS=long (make faults): 240 operations each with one
-// daemon, two daemons, and the storage forgotten. MIRROR_FAULTS_SEED
-// repeats a run's operations and kill schedule (the moments a kill lands
-// in the daemon's work still vary with timing).
+// daemon, two daemons, three daemons, and the storage forgotten.
+// MIRROR_FAULTS_SEED repeats a run's operations and kill schedule (the
+// moments a kill lands in the daemon's work still vary with timing).
 func TestCrashAnywhere(t *testing.T) {
 	seed := faultsSeed(t)
 	if os.Getenv("MIRROR_FAULTS") == "long" {
 		t.Run("one daemon", func(t *testing.T) { runCrash(t, seed, crashPlan{ops: 240, volumes: 16, daemons: 1}) })
 		t.Run("two daemons", func(t *testing.T) { runCrash(t, seed+1, crashPlan{ops: 240, volumes: 16, daemons: 2}) })
+		t.Run("three daemons", func(t *testing.T) { runCrash(t, seed+3, crashPlan{ops: 240, volumes: 16, daemons: 3}) })
 		t.Run("storage forgotten", func(t *testing.T) {
 			runCrash(t, seed+2, crashPlan{ops: 240, volumes: 16, daemons: 1, forget: true})
 		})
