@@ -128,16 +128,37 @@ func New(cfg Config, log *slog.Logger) *Host {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	sockets, err := os.MkdirTemp("", "mirrord-plugins-")
-	if err != nil {
-		log.Warn("no directory of its own for the plugins' sockets: they go to the temporary directory", "err", err)
-		sockets = ""
-	}
 	return &Host{
-		cfg: cfg.withDefaults(), dir: dir, log: log, sockets: sockets,
+		cfg: cfg.withDefaults(), dir: dir, log: log, sockets: socketDir(log),
 		scanned: make(chan struct{}), closing: make(chan struct{}),
 		entries: map[string]*entry{},
 	}
+}
+
+// maxSocketDir is the longest directory a plugin's unix socket fits in:
+// the kernel's 108-byte sun_path, less its NUL and the name go-plugin
+// gives the socket ("/plugin" and up to 10 digits).
+const maxSocketDir = 108 - 1 - len("/plugin") - 10
+
+// socketDir makes the host's own directory for its plugins' sockets, in
+// the temporary directory, or in /tmp when that one's path is too long
+// for a socket (a plugin could not listen there); "" when neither works
+// (go-plugin then uses the temporary directory itself).
+func socketDir(log *slog.Logger) string {
+	for _, parent := range []string{os.TempDir(), "/tmp"} {
+		dir, err := os.MkdirTemp(parent, "mirrord-plugins-")
+		if err != nil {
+			log.Warn("no directory of its own for the plugins' sockets", "parent", parent, "err", err)
+			continue
+		}
+		if len(dir) <= maxSocketDir {
+			return dir
+		}
+		_ = os.Remove(dir)
+		log.Warn("the temporary directory's path is too long for the plugins' unix sockets: they go to /tmp",
+			"dir", dir, "max_bytes", maxSocketDir)
+	}
+	return ""
 }
 
 // Run loads the plugins of the directory, then reads it again every

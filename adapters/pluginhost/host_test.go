@@ -190,6 +190,26 @@ func TestSocketsRemovedOnClose(t *testing.T) {
 	}
 }
 
+// TestSocketDirWithALongTempDir: with a temporary directory whose path is
+// too long for a unix socket, the plugins' sockets go to /tmp and the
+// plugin loads.
+func TestSocketDirWithALongTempDir(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", long)
+	dir := t.TempDir()
+	writePlugin(t, dir, "example", "-types="+exampleType)
+	host := startHost(t, Config{Dir: dir, StartTimeout: 10 * time.Second}, nil)
+	if _, err := host.For(t.Context(), exampleType); err != nil {
+		t.Fatalf("with TMPDIR %d bytes long: %v", len(long), err)
+	}
+	if !strings.HasPrefix(host.sockets, "/tmp/mirrord-plugins-") {
+		t.Fatalf("the host's socket directory is %q, want one in /tmp", host.sockets)
+	}
+}
+
 // TestPluginKilledWhileIdle: a plugin that dies between calls is started
 // again by the next call, which succeeds.
 func TestPluginKilledWhileIdle(t *testing.T) {

@@ -37,7 +37,14 @@ func mirrordEnv(t testing.TB) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		return strings.HasPrefix(kv, "MIRRORD_") || strings.HasPrefix(kv, "TMPDIR=")
 	})
-	return append(env, runAsMirrord+"=1", "TMPDIR="+t.TempDir())
+	// Not t.TempDir(): a long test name makes a path too long for the
+	// plugins' unix sockets.
+	tmp, err := os.MkdirTemp("", "mirrord-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	return append(env, runAsMirrord+"=1", "TMPDIR="+tmp)
 }
 
 // hostLossSessionTTL is the daemons' session TTL in TestCephTwoHosts: a

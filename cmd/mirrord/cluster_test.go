@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -222,9 +225,16 @@ func (c *cluster) publish(subject string, v any) {
 	}
 }
 
+// dumpKeys is etcd's keys for a failure message, in order.
 func dumpKeys(kvs map[string]string) string {
 	var b strings.Builder
-	for k, v := range kvs {
+	for _, k := range slices.Sorted(maps.Keys(kvs)) {
+		v := kvs[k]
+		if strings.HasSuffix(k, "/metadata") {
+			// A storage's metadata holds its credentials: never in a
+			// test's output either.
+			v = fmt.Sprintf("(%d bytes of storage metadata, not shown)", len(v))
+		}
 		b.WriteString("  " + k + " = " + v + "\n")
 	}
 	return b.String()
