@@ -140,13 +140,26 @@ func TestCephProtectionSiteLost(t *testing.T) {
 // cleanup).
 func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 	t.Helper()
+	return l.freeze(t, site, false)
+}
+
+// freezeMon stops only the mon of a lab site with SIGSTOP, until thaw
+// (also run at cleanup): clients reach no mon, while the OSD still
+// serves the sessions they hold.
+func (l cephLab) freezeMon(t testing.TB, site string) (thaw func()) {
+	t.Helper()
+	return l.freeze(t, site, true)
+}
+
+func (l cephLab) freeze(t testing.TB, site string, monOnly bool) (thaw func()) {
+	t.Helper()
 	f, err := os.Open(filepath.Join(os.Getenv("CEPH_LAB"), "pids"))
 	if err != nil {
 		t.Fatalf("the lab's pids: %v", err)
 	}
 	defer f.Close()
 	var pids []int
-	osd := ""
+	osd, mon := "", 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
@@ -155,6 +168,9 @@ func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 		}
 		if pid, err := strconv.Atoi(fields[0]); err == nil {
 			pids = append(pids, pid)
+			if fields[2] == "mon.a" {
+				mon = pid
+			}
 		}
 		if id, ok := strings.CutPrefix(fields[2], "osd."); ok {
 			osd = id
@@ -162,6 +178,9 @@ func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 	}
 	if len(pids) != 2 || osd == "" {
 		t.Fatalf("want the mon and the OSD of site %s in the lab's pids, found %v", site, pids)
+	}
+	if monOnly {
+		pids = []int{mon}
 	}
 	name := strings.ToUpper(site)
 	// An OSD marked down more than osd_max_markdown_count times in ten
@@ -185,7 +204,7 @@ func (l cephLab) freezeSite(t testing.TB, site string) (thaw func()) {
 		}
 		// An OSD stopped longer than its PGs' read lease may come back
 		// with them laggy for good: a new interval clears them.
-		if out, err := l.ceph(t, name, "osd", "down", osd); err != nil {
+		if out, err := l.ceph(t, name, "osd", "down", osd); !monOnly && err != nil {
 			t.Errorf("osd down %s on site %s after the thaw: %v %s", osd, site, err, out)
 		}
 		deadline := time.Now().Add(120 * time.Second)

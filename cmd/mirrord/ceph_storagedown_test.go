@@ -53,11 +53,15 @@ func TestCephStorageDown(t *testing.T) {
 	outage := cephOutage(t)
 	for _, site := range []string{"a", "b"} {
 		name := map[string]string{"a": "source (site A) frozen", "b": "target (site B) frozen"}[site]
-		t.Run(name, func(t *testing.T) { runCephStorageDown(t, l, site, outage) })
+		t.Run(name, func(t *testing.T) { runCephStorageDown(t, l, site, false, outage) })
+	}
+	if longFaults() {
+		t.Run("source (site A) mon alone frozen", func(t *testing.T) { runCephStorageDown(t, l, "a", true, outage) })
 	}
 }
 
-func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Duration) {
+// runCephStorageDown freezes site's mon and OSD, or its mon alone.
+func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outage time.Duration) {
 	began := time.Now()
 	r := startCephEnvironment(t, l, lostSitePool) // freezeSite's thaw checks this pool
 	c := r.c
@@ -84,7 +88,11 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Durati
 	t.Logf("site %s: 4 volumes mirroring after %s", strings.ToUpper(site), time.Since(began).Round(time.Second))
 
 	// The outage, and the operations written right after it began.
-	thaw := l.freezeSite(t, site)
+	freeze := l.freezeSite
+	if monOnly {
+		freeze = l.freezeMon
+	}
+	thaw := freeze(t, site)
 	frozen := time.Now()
 	c.setOp(vols["pause"].ref, "pause")
 	c.setOp(vols["stop"].ref, "stop")
