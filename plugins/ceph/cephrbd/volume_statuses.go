@@ -162,7 +162,11 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 		return poolsView{}, err
 	}
 	view := poolsView{pool: dst.m.Pool, storage: dst.key()}
-	srcIO, err := b.ioctx(ctx, src, false)
+	// The source answers one read within reachTimeout, or the call fails
+	// saying it is unreachable, before librados' 30 s OSD timeout: the
+	// daemon then asks each volume on its own (VolumeStatus answers from
+	// the target), and a lost source shows in the statuses sooner.
+	srcIO, err := b.openSide(ctx, src, false)
 	if err != nil {
 		return poolsView{}, err
 	}
