@@ -3,6 +3,7 @@ package cephrbd
 import (
 	"context"
 	"fmt"
+	"syscall"
 
 	"github.com/ceph/go-ceph/rbd"
 
@@ -26,7 +27,7 @@ import (
 func (b *Backend) statusWithoutSource(ctx context.Context, vol sdk.Volume, v *volConns, srcErr error) (sdk.VolumeReplication, error) {
 	dst, err := inspect(ctx, v.dstIO, v.name, false)
 	if err != nil {
-		return sdk.VolumeReplication{}, fmt.Errorf("read image %s on storage %s: %w", v.spec, v.dst.key(), err)
+		return sdk.VolumeReplication{}, silent(v.dst, fmt.Errorf("read image %s on storage %s: %w", v.spec, v.dst.key(), err))
 	}
 	r := sdk.VolumeReplication{TargetExists: dst.exists}
 	if dst.exists && dst.mirror.State == rbd.MirrorImageDisabled {
@@ -80,4 +81,16 @@ func pauseWithoutSource(ctx context.Context, v *volConns, srcErr error) (imageIn
 			srcErr, v.dst.key(), v.spec, sdk.ErrRetryable)
 	}
 	return dst, nil
+}
+
+// silent says, of err from a read of sd, that sd does not answer when
+// librados gave up waiting on it (ETIMEDOUT: its OSD timeout) or found
+// no connection: the daemon then writes a reason naming the storage, of
+// cause unavailable (a cluster unreachable, docs/contract.md §7.1),
+// rather than a bare "ret=-110" of cause unknown.
+func silent(sd side, err error) error {
+	if err == nil || !(isErrno(err, syscall.ETIMEDOUT) || isErrno(err, syscall.ENOTCONN) || isErrno(err, syscall.EHOSTUNREACH)) {
+		return err
+	}
+	return fmt.Errorf("storage %s does not answer: %w: %w", sd.key(), err, sdk.ErrRetryable)
 }

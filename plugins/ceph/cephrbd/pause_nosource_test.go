@@ -14,7 +14,8 @@ import (
 // from the target's copy within reachTimeout, instead of waiting out
 // librados' 30 s OSD timeout on the source and failing (the daemon's
 // observe before the pause); PauseVolume records and applies the pause on
-// the target; VolumeStatus then says paused. Once the source is back the
+// the target; VolumeStatus then says paused. VolumeStatuses fails within
+// reachTimeout too, saying the source is unreachable. Once the source is back the
 // volume is still paused, its replayer stopped, and a resume replays again.
 func TestPauseSourceLost(t *testing.T) {
 	r := newRig(t, modeJournal)
@@ -31,9 +32,19 @@ func TestPauseSourceLost(t *testing.T) {
 		t.Errorf("VolumeStatus with the source frozen: %+v; want failed, saying the source cannot be reached", st)
 	}
 
+	// The bulk call fails as soon, naming the source: the daemon then asks
+	// each volume on its own.
 	ctx, cancel := context.WithTimeout(t.Context(), lostCallTimeout)
 	defer cancel()
 	begin := time.Now()
+	_, err := r.be.VolumeStatuses(ctx, h.env, []sdk.Volume{h.vol})
+	bulkTook := time.Since(begin).Round(100 * time.Millisecond)
+	t.Logf("VolumeStatuses with the source frozen: %v in %v", err, bulkTook)
+	if !isUnreachable(err) || bulkTook > bound {
+		t.Errorf("VolumeStatuses with the source frozen: %v after %v; want the source unreachable within %v", err, bulkTook, bound)
+	}
+
+	begin = time.Now()
 	if err := r.be.PauseVolume(ctx, h.vol); err != nil {
 		t.Fatalf("PauseVolume with the source frozen: %v (after %v)", err, time.Since(begin).Round(100*time.Millisecond))
 	}

@@ -29,7 +29,7 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	defer v.close()
 	if ship, err := b.shipEnv(ctx, vol, v); err != nil || ship {
 		if err != nil {
-			return sdk.VolumeReplication{}, err
+			return sdk.VolumeReplication{}, silent(v.dst, err)
 		}
 		if srcErr != nil {
 			return sdk.VolumeReplication{}, fmt.Errorf("volume status: %w: %w", srcErr, sdk.ErrRetryable)
@@ -41,7 +41,7 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	}
 	dst, err := inspect(ctx, v.dstIO, v.name, false)
 	if err != nil {
-		return sdk.VolumeReplication{}, fmt.Errorf("read image %s/%s on storage %s: %w", v.dst.m.Pool, v.name, v.dst.key(), err)
+		return sdk.VolumeReplication{}, silent(v.dst, fmt.Errorf("read image %s/%s on storage %s: %w", v.dst.m.Pool, v.name, v.dst.key(), err))
 	}
 	r, err := b.status(ctx, vol, v, src, dst)
 	if err != nil {
