@@ -127,7 +127,9 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Durati
 		}
 		return c.get(core.VolumeKey(v.ref)) == ""
 	}
+	var mirrorShowed time.Duration // when the mirroring volume's status first showed the outage
 	for time.Since(frozen) < outage {
+		mirrorShowed = outageShown(c, vols["mirror"].ref, mirrorShowed, frozen)
 		for _, n := range names {
 			note(n)
 			if _, ok := endedAt[n]; !ok && atEndNow(n) {
@@ -193,6 +195,7 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Durati
 		}
 	}
 	checkPauseWhileSourceDown(t, site, outage, endedAt["pause"], thawing.Sub(frozen))
+	t.Logf("the mirroring volume's status showed the outage %s after the freeze (0: not while the site was down)", mirrorShowed.Round(100*time.Millisecond))
 	if destroyTook == 0 || destroyTook > deadline+15*time.Second {
 		t.Errorf("destroy took %s (0: never ended), over mirrord's destroy deadline %s (+15 s for the daemon to pick it up)", destroyTook, deadline)
 	}
@@ -302,4 +305,16 @@ func checkPauseWhileSourceDown(t *testing.T, site string, outage, ended, frozenF
 		return
 	}
 	t.Logf("the pause ended with the source down, %s after the freeze (the thaw at %s)", ended.Round(100*time.Millisecond), frozenFor.Round(100*time.Millisecond))
+}
+
+// outageShown returns when, from frozen, the volume's status first was
+// other than a plain mirroring (an error, waiting): was, once set.
+func outageShown(c *cluster, ref core.VolumeRef, was time.Duration, frozen time.Time) time.Duration {
+	if was != 0 {
+		return was
+	}
+	if st, ok := c.status(core.VolumeStatusKey(ref)); ok && (st.StateCode != core.StateMirroring || st.ErrorReason != nil) {
+		return time.Since(frozen)
+	}
+	return 0
 }
