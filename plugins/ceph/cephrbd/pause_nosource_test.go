@@ -17,8 +17,14 @@ import (
 // the target; VolumeStatus then says paused. VolumeStatuses fails within
 // reachTimeout too, saying the source is unreachable. Once the source is back the
 // volume is still paused, its replayer stopped, and a resume replays again.
-func TestPauseSourceLost(t *testing.T) {
-	r := newRig(t, modeJournal)
+func TestPauseSourceLost(t *testing.T) { testPauseSourceLost(t, modeJournal) }
+
+// TestPauseSourceLostSnapshot: the same in snapshot mode, where the pause
+// leaves the source's mirror snapshot schedule when it cannot reach it.
+func TestPauseSourceLostSnapshot(t *testing.T) { testPauseSourceLost(t, modeSnapshot) }
+
+func testPauseSourceLost(t *testing.T, mode string) {
+	r := newRig(t, mode)
 	h := r.newHarness(t)
 	startReplaying(t, r, h)
 	spec := r.lab.Sites[1].Pool + "/" + imageName(h.vol)
