@@ -132,7 +132,9 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outa
 		}
 		return c.get(core.VolumeKey(v.ref)) == ""
 	}
+	var mirrorShowed time.Duration // when the mirroring volume's status first showed the outage
 	for time.Since(frozen) < outage {
+		mirrorShowed = outageShown(c, vols["mirror"].ref, mirrorShowed, frozen)
 		for _, n := range names {
 			note(n)
 			if _, ok := endedAt[n]; !ok && atEndNow(n) {
@@ -197,6 +199,8 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outa
 			t.Errorf("volume %s did not reach the end of its operation 6 min after the thaw", n)
 		}
 	}
+	checkPauseWhileSourceDown(t, site, outage, endedAt["pause"], thawing.Sub(frozen))
+	t.Logf("the mirroring volume's status showed the outage %s after the freeze (0: not while the site was down)", mirrorShowed.Round(100*time.Millisecond))
 	if destroyTook == 0 || destroyTook > deadline+15*time.Second {
 		t.Errorf("destroy took %s (0: never ended), over mirrord's destroy deadline %s (+15 s for the daemon to pick it up)", destroyTook, deadline)
 	}
@@ -287,4 +291,35 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outa
 		"retried by hand %d, destroy ended %s after it was written (deadline %s); recovered after the thaw: %s; slowest %s; run %s",
 		strings.ToUpper(site), outage, lost, len(retried), destroyTook.Round(100*time.Millisecond), deadline,
 		strings.Join(rec, ", "), slowest.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
+}
+
+// checkPauseWhileSourceDown: a pause needs only the target (the Ceph
+// plugin records it, holds the copy and stops its replayer there), so
+// with the source frozen for a minute or more it must end while the
+// source is still down, not only after the thaw. ended is when the pause
+// was first seen at its end, from the freeze (0: never); frozenFor is
+// how long the site was down.
+func checkPauseWhileSourceDown(t *testing.T, site string, outage, ended, frozenFor time.Duration) {
+	t.Helper()
+	if site != "a" || outage < 60*time.Second {
+		return
+	}
+	if ended == 0 || ended >= frozenFor {
+		t.Errorf("the pause did not end while the source was down: ended %s after the freeze (0: never), the thaw at %s",
+			ended.Round(100*time.Millisecond), frozenFor.Round(100*time.Millisecond))
+		return
+	}
+	t.Logf("the pause ended with the source down, %s after the freeze (the thaw at %s)", ended.Round(100*time.Millisecond), frozenFor.Round(100*time.Millisecond))
+}
+
+// outageShown returns when, from frozen, the volume's status first was
+// other than a plain mirroring (an error, waiting): was, once set.
+func outageShown(c *cluster, ref core.VolumeRef, was time.Duration, frozen time.Time) time.Duration {
+	if was != 0 {
+		return was
+	}
+	if st, ok := c.status(core.VolumeStatusKey(ref)); ok && (st.StateCode != core.StateMirroring || st.ErrorReason != nil) {
+		return time.Since(frozen)
+	}
+	return 0
 }

@@ -32,7 +32,7 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) (err error) {
 	if ship, err := b.ifShip(ctx, vol, b.pauseShip); ship {
 		return err
 	}
-	v, in, err := b.openReplicated(ctx, vol)
+	v, in, err := b.openPausable(ctx, vol)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,9 @@ func (b *Backend) PauseVolume(ctx context.Context, vol sdk.Volume) (err error) {
 	if _, _, err := holdCopy(ctx, v.dstIO, v.name, true); err != nil {
 		return err
 	}
-	if in.mode == rbd.ImageMirrorModeSnapshot {
+	if in.mode == rbd.ImageMirrorModeSnapshot && v.srcIO != nil {
+		// Without the source its schedule stays: the held copy takes
+		// nothing of the mirror snapshots it adds, and resume sets it again.
 		b.removeSchedule(ctx, v, in)
 	}
 	asoks, err := b.localAsoks(vol.Environment, v.dst)
@@ -144,6 +146,32 @@ func (b *Backend) openReplicated(ctx context.Context, vol sdk.Volume) (*volConns
 	if !in.mirrored() {
 		v.close()
 		return nil, in, fmt.Errorf("image %s/%s on storage %s is not replicated: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+	}
+	v.globalID = in.mirror.GlobalID
+	return v, in, nil
+}
+
+// openPausable opens a volume for Pause: openReplicated's check on the
+// source, or, when the source cannot be reached within reachTimeout, on
+// the target's copy alone (pauseWithoutSource): a pause needs only the
+// target. v.srcIO is nil then. The caller closes the connections.
+func (b *Backend) openPausable(ctx context.Context, vol sdk.Volume) (*volConns, imageInfo, error) {
+	v, src, srcErr, err := b.openVolSides(ctx, vol)
+	if err != nil {
+		return nil, imageInfo{}, err
+	}
+	in := src
+	if srcErr != nil {
+		in, err = pauseWithoutSource(ctx, v, srcErr)
+		if err == nil {
+			b.log.Warn("pause without the source: it cannot be reached", "env", vol.Environment.ID, "image", v.name, "err", srcErr)
+		}
+	} else if !src.mirrored() {
+		err = fmt.Errorf("image %s/%s on storage %s is not replicated: %w", v.src.m.Pool, v.name, v.src.key(), sdk.ErrNotFound)
+	}
+	if err != nil {
+		v.close()
+		return nil, in, err
 	}
 	v.globalID = in.mirror.GlobalID
 	return v, in, nil

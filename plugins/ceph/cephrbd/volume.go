@@ -173,18 +173,6 @@ func remoteFailed(rs rbd.SiteMirrorImageStatus) bool {
 	return rs.State == rbd.MirrorImageStatusStateError || strings.Contains(rs.Description, splitBrainMark)
 }
 
-// inspectBoth reads the volume's source image, with its mirror status,
-// and its target copy.
-func (v *volConns) inspectBoth(ctx context.Context) (src, dst imageInfo, err error) {
-	if src, err = inspect(ctx, v.srcIO, v.name, true); err != nil {
-		return src, dst, fmt.Errorf("read image %s/%s on storage %s: %w", v.src.m.Pool, v.name, v.src.key(), err)
-	}
-	if dst, err = inspect(ctx, v.dstIO, v.name, false); err != nil {
-		return src, dst, fmt.Errorf("read image %s/%s on storage %s: %w", v.dst.m.Pool, v.name, v.dst.key(), err)
-	}
-	return src, dst, nil
-}
-
 // replayer asks the rbd-mirror daemons this host runs on the target
 // cluster about the volume's replayer under its image name; an error
 // when none runs it here (callers then read the cluster's mirror status).

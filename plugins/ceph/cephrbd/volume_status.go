@@ -14,24 +14,34 @@ import (
 )
 
 // VolumeStatus implements sdk.Backend. In order: absent unless the source
-// is mirrored, or when a stop without the source kept the copy; paused while the pause set has it; failed on an error or a
-// split brain; replaying once rbd-mirror replays and the first copy is
-// complete; otherwise syncing, with the first copy's progress.
+// is mirrored, or when a stop without the source kept the copy; paused
+// while the pause set has it; failed on an error or a split brain;
+// replaying once rbd-mirror replays and the first copy is complete;
+// otherwise syncing, with the first copy's progress. With the source
+// unreachable, the target's copy answers (statusWithoutSource).
 func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeReplication, error) {
-	v, err := b.openVol(ctx, vol)
+	// The source gets reachTimeout: without it the target's copy answers
+	// (statusWithoutSource), so that a pause can end with the source lost.
+	v, src, srcErr, err := b.openVolSides(ctx, vol)
 	if err != nil {
 		return sdk.VolumeReplication{}, err
 	}
 	defer v.close()
 	if ship, err := b.shipEnv(ctx, vol, v); err != nil || ship {
 		if err != nil {
-			return sdk.VolumeReplication{}, err
+			return sdk.VolumeReplication{}, silent(v.dst, err)
+		}
+		if srcErr != nil {
+			return sdk.VolumeReplication{}, fmt.Errorf("volume status: %w: %w", srcErr, sdk.ErrRetryable)
 		}
 		return b.shipVolumeStatus(ctx, vol, v)
 	}
-	src, dst, err := v.inspectBoth(ctx)
+	if srcErr != nil {
+		return b.statusWithoutSource(ctx, vol, v, srcErr)
+	}
+	dst, err := inspect(ctx, v.dstIO, v.name, false)
 	if err != nil {
-		return sdk.VolumeReplication{}, err
+		return sdk.VolumeReplication{}, silent(v.dst, fmt.Errorf("read image %s/%s on storage %s: %w", v.dst.m.Pool, v.name, v.dst.key(), err))
 	}
 	r, err := b.status(ctx, vol, v, src, dst)
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 // names and the mirror status list (the copies rbd-mirror replays into,
 // and whether one was promoted). Added to those, the paused images'
 // records and the kept points' records in the target pool's metadata,
-// read once each.
+// read once each, and one read of each pool within reachTimeout to know it
+// answers (reach.go).
 //
 // What is older than VolumeStatus's answer: the status rbd-mirror writes
 // into the source pool's mirror status objects, which lags up to ~30 s,
@@ -162,12 +163,17 @@ func (b *Backend) readPools(ctx context.Context, env sdk.Environment) (poolsView
 		return poolsView{}, err
 	}
 	view := poolsView{pool: dst.m.Pool, storage: dst.key()}
-	srcIO, err := b.ioctx(ctx, src, false)
+	// Each side answers one read within reachTimeout, or the call fails
+	// saying which is unreachable, before librados' 30 s OSD timeout: the
+	// daemon then asks each volume on its own (VolumeStatus answers from
+	// the target when the source is lost), and a lost site shows in the
+	// statuses sooner.
+	srcIO, err := b.openSide(ctx, src, false)
 	if err != nil {
 		return poolsView{}, err
 	}
 	defer releaseAfter(ctx, srcIO.Destroy)
-	dstIO, err := b.ioctx(ctx, dst, false)
+	dstIO, err := b.openSide(ctx, dst, false)
 	if err != nil {
 		return poolsView{}, err
 	}
