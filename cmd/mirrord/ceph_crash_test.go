@@ -33,6 +33,12 @@ const cephCrashPool = "crash"
 // user's, removed by the test (as a DR manager would once it has taken it
 // over) so the volume can be started again under its name.
 //
+// No side effect is done twice: the plugin logs each call that changes
+// the storage before making it (--call-log), and crash_test.go's
+// checkCalls counts duplicates from that log; each copy on the target
+// keeps its image id from a start to the next stop (a copy made again is
+// a first copy done twice). docs/reliability/ceph.md says what is counted.
+//
 // MIRROR_FAULTS_SEED repeats the operations and the kill schedule.
 func TestCephCrashAnywhere(t *testing.T) {
 	needLongFaults(t, "the crash test on the real Ceph clusters")
