@@ -228,7 +228,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 	// copy gone is a no-op: rbd-mirror deletes a mirrored copy after the
 	// call returns, and mirrord, which saw it still there, asks again.
 	calls := readCallLog(t, callLog)
-	toCheck, retries := cephCallsToCheck(calls)
+	toCheck, retries, retried := cephCallsToCheck(calls)
 	dups, noops, failed := checkCalls(t, toCheck, true)
 	attempted, interrupted, unread := cephCallCounts(calls)
 	if attempted == 0 {
@@ -248,11 +248,11 @@ func TestCephCrashAnywhere(t *testing.T) {
 	}
 	t.Logf("Ceph crash anywhere, seed %d: volumes %d, operations %d (%d refused), kills %d (mirrord with its plugin's process group), "+
 		"stuck %d, lost %d, clusters different from the status %d (+%d of %d checked mid-run, before a start again), kept copies removed to start again %d; "+
-		"calls changing the storage %d (%d interrupted by a kill, %d failed, %d retries of a failed call, %d found nothing to do, %d with the state before unread), "+
+		"calls changing the storage %d (%d interrupted by a kill, %d failed, %d retries of a failed call %v, %d found nothing to do, %d with the state before unread), "+
 		"duplicated side effects %d; target copies made again %d (%d reads of a copy's id); "+
 		"after the last kill: statuses at their end in %s, the clusters agreeing (rbd CLI) in %s; run %s",
 		seed, nVols, issued, refused, kills, stuck, lost, mismatched, len(badStorage), checked, cleaned,
-		attempted, interrupted, failed, retries, noops, unread, dups, copies.remade, copies.reads,
+		attempted, interrupted, failed, retries, retried, noops, unread, dups, copies.remade, copies.reads,
 		statusesAt.Round(100*time.Millisecond), storageAt.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
 }
 
@@ -399,9 +399,11 @@ func cephCallCounts(calls []crashCall) (attempted, interrupted, unread int) {
 
 // cephCallsToCheck is the call log less the attempted lines of calls
 // made again after the plugin answered the same call of the volume with
-// an error (retries, how many): what checkCalls counts duplicates in.
-// A call made again after a kill (no done line in between) is checked.
-func cephCallsToCheck(calls []crashCall) (checked []crashCall, retries int) {
+// an error (retries, how many; retried, how many of each call): what
+// checkCalls counts duplicates in. A call made again after a kill (no
+// done line in between) is checked.
+func cephCallsToCheck(calls []crashCall) (checked []crashCall, retries int, retried map[string]int) {
+	retried = map[string]int{}
 	lastDone := map[string]crashCall{} // by volume
 	for _, l := range calls {
 		switch l.Phase {
@@ -410,12 +412,13 @@ func cephCallsToCheck(calls []crashCall) (checked []crashCall, retries int) {
 		case "attempted":
 			if d, ok := lastDone[l.Volume]; ok && l.Volume != "" && d.Call == l.Call && d.Err != "" {
 				retries++
+				retried[l.Call]++
 				continue
 			}
 		}
 		checked = append(checked, l)
 	}
-	return checked, retries
+	return checked, retries, retried
 }
 
 // copyIDs follows the id of each volume's copy on the target (`rbd info`
