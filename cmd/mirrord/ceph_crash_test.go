@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -32,6 +33,12 @@ const cephCrashPool = "crash"
 // stop kept is the user's, removed by the test (as a DR manager would once
 // it has taken it over) so the volume can be started again under its name.
 //
+// No side effect is done twice: the plugin logs each call that changes
+// the storage before making it (--call-log), and crash_test.go's
+// checkCalls counts duplicates from that log; each copy on the target
+// keeps its image id from a start to the next stop (a copy made again is
+// a first copy done twice). docs/reliability/ceph.md says what is counted.
+//
 // MIRROR_FAULTS_SEED repeats the operations and the kill schedule.
 func TestCephCrashAnywhere(t *testing.T) {
 	l := needCephLab(t)
@@ -48,13 +55,14 @@ func TestCephCrashAnywhere(t *testing.T) {
 	buildCephPluginInto(t, pluginDir)
 	l.createPool(t, cephCrashPool)
 	state := cephStateDir(t)
+	callLog := filepath.Join(t.TempDir(), "calls.log")
 	c := newCluster(t)
 	c.put("clusters/5/storages/11", `{"cluster_id":5,"storage_id":11,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
 	c.put("clusters/5/storages/11/metadata", l.poolMetadata(t, "A", cephCrashPool))
 	c.put("clusters/6/storages/13", `{"cluster_id":6,"storage_id":13,"type":"openstack.storage.type.ceph","backend_name":"ceph"}`)
 	c.put("clusters/6/storages/13/metadata", l.poolMetadata(t, "B", cephCrashPool))
 	c.seedEnvironment("start")
-	d := newCephCrashDaemon(t, c, "d1", pluginDir, state)
+	d := newCephCrashDaemon(t, c, "d1", pluginDir, state, callLog)
 	d.start(t)
 	c.waitStateWithin(core.EnvironmentStatusKey(seedEnv), core.StateMirroring, 120*time.Second)
 
@@ -75,6 +83,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 	start := time.Now()
 	opsDeadline := start.Add(time.Duration(nOps) * 30 * time.Second)
 	kills, issued, refused, cleaned, checked := 0, 0, 0, 0, 0
+	copies := newCopyIDs()
 	var killAt, restartAt time.Time
 	var badStorage []string
 	for issued < nOps {
@@ -101,6 +110,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 		}
 		v := ready[rng.IntN(len(ready))]
 		view := views[v.ref]
+		copies.check(t, l, hv[v.ref])
 		if !view.record && v.op != "" {
 			// Its keys are gone: the clusters must say the same before
 			// it is started again under its name.
@@ -116,6 +126,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 				}
 				cleaned++
 			}
+			copies.forget(v.ref) // started again: a new copy
 			view = crashViews(t, c)[v.ref]
 		}
 		wasRefused := refusedOp(v.op, view)
@@ -190,6 +201,7 @@ func TestCephCrashAnywhere(t *testing.T) {
 	views := crashViews(t, c)
 	stuck, lost, mismatched := 0, 0, 0
 	for _, v := range vols {
+		copies.check(t, l, hv[v.ref])
 		view := views[v.ref]
 		diff := cephEndDiff(t, l, hv[v.ref], v.op)
 		t.Logf("volume %d: last operation %s; %s; storage %s", v.ref.VolumeID, v.op, view.describe(), map[bool]string{true: "as it should be", false: diff}[diff == ""])
@@ -210,6 +222,27 @@ func TestCephCrashAnywhere(t *testing.T) {
 	if strings.Contains(d.logs(), "DATA RACE") {
 		t.Errorf("%s reported a data race", d.id)
 	}
+	// The plugin's view of the calls (crash_test.go's definition of a
+	// duplicated side effect), and the storage's: no copy made again.
+	// Retries of a call the plugin answered with an error are left out:
+	// the plugin said it was not done (a pause recorded but not yet
+	// applied says paused). With forget, a DeleteTarget that finds the
+	// copy gone is a no-op: rbd-mirror deletes a mirrored copy after the
+	// call returns, and mirrord, which saw it still there, asks again.
+	calls := readCallLog(t, callLog)
+	toCheck, retries, retried := cephCallsToCheck(calls)
+	dups, noops, failed := checkCalls(t, toCheck, true)
+	attempted, interrupted, unread := cephCallCounts(calls)
+	if attempted == 0 {
+		t.Errorf("the plugin's call log %s holds no call: nothing to count duplicates from", callLog)
+	}
+	if t.Failed() {
+		// What the plugin was asked, and what mirrord said of it: the two
+		// temporary directories go with the test.
+		data, _ := os.ReadFile(callLog)
+		t.Logf("the plugin's call log:\n%s", data)
+		t.Logf("mirrord's log, debug lines left out:\n%s", withoutDebug(d.logs()))
+	}
 	// Cleanup: what the last operations left on the clusters, so the pool
 	// can go (the pool is removed with its images; mirroring first).
 	for _, h := range hv {
@@ -217,14 +250,17 @@ func TestCephCrashAnywhere(t *testing.T) {
 	}
 	t.Logf("Ceph crash anywhere, seed %d: volumes %d, operations %d (%d refused), kills %d (mirrord with its plugin's process group), "+
 		"stuck %d, lost %d, clusters different from the status %d (+%d of %d checked mid-run, before a start again), kept copies removed to start again %d; "+
+		"calls changing the storage %d (%d interrupted by a kill, %d failed, %d retries of a failed call %v, %d found nothing to do, %d with the state before unread), "+
+		"duplicated side effects %d; target copies made again %d (%d reads of a copy's id); "+
 		"after the last kill: statuses at their end in %s, the clusters agreeing (rbd CLI) in %s; run %s",
 		seed, nVols, issued, refused, kills, stuck, lost, mismatched, len(badStorage), checked, cleaned,
+		attempted, interrupted, failed, retries, retried, noops, unread, dups, copies.remade, copies.reads,
 		statusesAt.Round(100*time.Millisecond), storageAt.Round(100*time.Millisecond), time.Since(began).Round(time.Second))
 }
 
 // newCephCrashDaemon is a daemon with the Ceph plugin keeping its state
-// in stateDir.
-func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string) *crashDaemon {
+// in stateDir and logging the calls that change the storage to callLog.
+func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir, callLog string) *crashDaemon {
 	t.Helper()
 	return newDaemonProcess(t, id, map[string]any{
 		"daemon_id":  id,
@@ -232,7 +268,7 @@ func newCephCrashDaemon(t *testing.T, c *cluster, id, pluginDir, stateDir string
 		"nats":       map[string]any{"url": c.nats.URL()},
 		"plugin_dir": pluginDir,
 		"plugins": map[string]any{
-			"ceph": map[string]any{"args": []string{"--state-dir", stateDir}},
+			"ceph": map[string]any{"args": []string{"--state-dir", stateDir, "--call-log", callLog}},
 		},
 		"resync_interval":    "10s",
 		"poll_interval":      "2s",
@@ -332,4 +368,108 @@ func stateLine(status string) string {
 		}
 	}
 	return ""
+}
+
+// cephCallCounts counts the Ceph plugin's call log: calls attempted,
+// those a kill interrupted (an attempted line without its done line, by
+// plugin process, call and volume), and volume calls whose state before
+// could not be read (they escape checkCalls).
+func cephCallCounts(calls []crashCall) (attempted, interrupted, unread int) {
+	type callKey struct {
+		pid          int
+		call, volume string
+	}
+	open := map[callKey]int{}
+	for _, l := range calls {
+		k := callKey{l.PID, l.Call, l.Volume}
+		switch l.Phase {
+		case "attempted":
+			attempted++
+			open[k]++
+			if l.BeforeErr != "" {
+				unread++
+			}
+		case "done":
+			open[k]--
+		}
+	}
+	for _, n := range open {
+		interrupted += max(n, 0)
+	}
+	return attempted, interrupted, unread
+}
+
+// cephCallsToCheck is the call log less the attempted lines of calls
+// made again after the plugin answered the same call of the volume with
+// an error (retries, how many; retried, how many of each call): what
+// checkCalls counts duplicates in. A call made again after a kill (no
+// done line in between) is checked.
+func cephCallsToCheck(calls []crashCall) (checked []crashCall, retries int, retried map[string]int) {
+	retried = map[string]int{}
+	lastDone := map[string]crashCall{} // by volume
+	for _, l := range calls {
+		switch l.Phase {
+		case "done":
+			lastDone[l.Volume] = l
+		case "attempted":
+			if d, ok := lastDone[l.Volume]; ok && l.Volume != "" && d.Call == l.Call && d.Err != "" {
+				retries++
+				retried[l.Call]++
+				continue
+			}
+		}
+		checked = append(checked, l)
+	}
+	return checked, retries, retried
+}
+
+// copyIDs follows the id of each volume's copy on the target (`rbd info`
+// "id:"): from its first copy until a stop, stop_and_delete or destroy
+// let it go and the volume is started again, the copy must stay the same
+// image. Another id is a copy made again: a first copy done twice, a side
+// effect the call log cannot show (rbd-mirror makes copies, not a call).
+type copyIDs struct {
+	ids           map[core.VolumeRef]string
+	remade, reads int
+}
+
+func newCopyIDs() *copyIDs { return &copyIDs{ids: map[core.VolumeRef]string{}} }
+
+// check reads the copy's id, if there is a copy, and fails the test if
+// it changed since the last read.
+func (c *copyIDs) check(t *testing.T, l cephLab, v hostVolume) {
+	t.Helper()
+	out, err := l.rbd(t, "B", "info", v.image())
+	if err != nil {
+		return // no copy (yet, or any more)
+	}
+	id := ""
+	for _, line := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "id:"); ok {
+			id = strings.TrimSpace(s)
+		}
+	}
+	if id == "" {
+		return
+	}
+	c.reads++
+	if was, ok := c.ids[v.ref]; ok && was != id {
+		c.remade++
+		t.Errorf("volume %d: its copy on the target was made again (image id %s, then %s) without a stop between", v.ref.VolumeID, was, id)
+	}
+	c.ids[v.ref] = id
+}
+
+// forget lets the volume's copy go: the volume is started again.
+func (c *copyIDs) forget(ref core.VolumeRef) { delete(c.ids, ref) }
+
+// withoutDebug is a JSON log without its DEBUG lines.
+func withoutDebug(log string) string {
+	var kept []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `"level":"DEBUG"`) {
+			kept = append(kept, line)
+		}
+	}
+	return strings.Join(kept, "\n")
 }

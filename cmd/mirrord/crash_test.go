@@ -452,7 +452,8 @@ func readCrashViews(c *cluster) (map[core.VolumeRef]crashView, error) {
 	return views, nil
 }
 
-// crashCall is a line of the example plugin's calls.log.
+// crashCall is a line of the example plugin's calls.log, or of the Ceph
+// plugin's --call-log.
 type crashCall struct {
 	PID    int    `json:"pid"`
 	Call   string `json:"call"`
@@ -462,6 +463,11 @@ type crashCall struct {
 		TargetExists bool   `json:"target_exists"`
 	} `json:"before"`
 	Err string `json:"err"`
+	// Phase and BeforeErr are the Ceph plugin's (plugins/ceph/cephrbd/
+	// calllog.go): "attempted" lines, written before the call, carry
+	// before; "done" lines the error. The example plugin writes neither.
+	Phase     string `json:"phase"`
+	BeforeErr string `json:"before_err"`
 }
 
 func readCallLog(t *testing.T, path string) []crashCall {
