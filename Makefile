@@ -81,7 +81,8 @@ bench-churn:
 ## under kills and etcd cuts; plugin faults; servers down (etcd, NATS, two
 ## members of a 3-member etcd cluster down for 30 s, three trials each);
 ## on the Ceph lab (brought up as make test does): a site frozen for 60 s
-## under mirror, pause, stop and destroy, and the crash test on Ceph; the
+## under mirror, pause, stop and destroy, the crash test on Ceph, and the
+## plugin's stop and destroy with the source frozen and rbd-mirror stuck; the
 ## load check (bench-churn). MIRROR_FAULTS_SEED=<seed> repeats a run whose
 ## seed a test printed.
 faults:
@@ -90,7 +91,8 @@ faults:
 	MIRROR_FAULTS=long $(GO) test -count=1 -v -timeout 30m -run 'TestFault|TestPluginFaults' ./adapters/pluginhost/ ./cmd/mirrord/
 	@l=$$(mktemp); trap 'rm -f "$$l"' EXIT; MIRROR_FAULTS=long $(GO) test -race -count=3 -timeout 30m -v -run 'TestEtcdOutageMidOperation|TestNATSOutageSnapshotEvents|TestEtcdClusterLosesLeaderThenQuorum' ./cmd/mirrord/ >"$$l" 2>&1 || { cat "$$l"; exit 1; }; grep -E '^(--- |ok)|servers_test' "$$l"
 	@set -e; IP_C=$(IP_C) $(CURDIR)/test/ceph/cluster.sh up $(CEPH_LAB); trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
-	MIRROR_FAULTS=long $(GO) test -count=1 -timeout 40m -v -run 'TestCephStorageDown|TestCephCrashAnywhere' ./cmd/mirrord/
+	MIRROR_FAULTS=long $(GO) test -count=1 -timeout 40m -v -run 'TestCephStorageDown|TestCephCrashAnywhere' ./cmd/mirrord/; \
+	cd plugins/ceph && MIRROR_FAULTS=long $(GO) test -tags pacific -count=1 -timeout 20m -v -run 'TestSourceLostStuckMirror' ./cephrbd/
 	$(MAKE) bench-churn
 
 ## demo: builds mirrord, the nfs plugin (pinned by SHA256SUMS) and
