@@ -60,6 +60,15 @@ func TestCephStorageDown(t *testing.T) {
 	}
 }
 
+// keepAloneBound is how long after the source's freeze the stop and the
+// destroy must have ended, while it is still down (checked when the
+// outage lasts that long): mirrord takes the stop once its observe gives
+// up on the source (librados' 30 s OSD timeout), the plugin gives the
+// source 10 s more (reachTimeout), then keeps the copy on the target
+// alone, waiting at most 10 s for an rbd-mirror stuck on the frozen
+// source before it fences it (measured: stop 41 s, destroy 26 s).
+const keepAloneBound = 55 * time.Second
+
 func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Duration) {
 	began := time.Now()
 	r := startCephEnvironment(t, l, lostSitePool) // freezeSite's thaw checks this pool
@@ -190,6 +199,16 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, outage time.Durati
 		if !ended[n] {
 			lost++
 			t.Errorf("volume %s did not reach the end of its operation 6 min after the thaw", n)
+		}
+	}
+	// With the source frozen, stop and destroy end without waiting for
+	// it (docs/contract.md §4.3).
+	if site == "a" && outage >= keepAloneBound {
+		for _, n := range []string{"stop", "destroy"} {
+			if d, ok := endedAt[n]; !ok || d > keepAloneBound {
+				t.Errorf("%s with the source frozen %s ended %s after the freeze (0: never), want within %s, while the site is still down",
+					n, outage, d.Round(100*time.Millisecond), keepAloneBound)
+			}
 		}
 	}
 	if destroyTook == 0 || destroyTook > deadline+15*time.Second {
