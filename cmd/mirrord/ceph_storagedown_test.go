@@ -60,6 +60,15 @@ func TestCephStorageDown(t *testing.T) {
 	}
 }
 
+// keepAloneBound is how long after the source's freeze the stop and the
+// destroy must have ended, while it is still down (checked when the
+// outage lasts that long): mirrord takes the stop once its observe gives
+// up on the source (librados' 30 s OSD timeout), the plugin gives the
+// source 10 s more (reachTimeout), then keeps the copy on the target
+// alone, waiting at most 10 s for an rbd-mirror stuck on the frozen
+// source before it fences it (measured: stop 41 s, destroy 26 s).
+const keepAloneBound = 55 * time.Second
+
 // runCephStorageDown freezes site's mon and OSD, or its mon alone.
 func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outage time.Duration) {
 	began := time.Now()
@@ -201,6 +210,16 @@ func runCephStorageDown(t *testing.T, l cephLab, site string, monOnly bool, outa
 	}
 	checkPauseWhileSourceDown(t, site, outage, endedAt["pause"], thawing.Sub(frozen))
 	t.Logf("the mirroring volume's status showed the outage %s after the freeze (0: not while the site was down)", mirrorShowed.Round(100*time.Millisecond))
+	// With the source frozen, stop and destroy end without waiting for
+	// it (docs/contract.md §4.3).
+	if site == "a" && outage >= keepAloneBound {
+		for _, n := range []string{"stop", "destroy"} {
+			if d, ok := endedAt[n]; !ok || d > keepAloneBound {
+				t.Errorf("%s with the source frozen %s ended %s after the freeze (0: never), want within %s, while the site is still down",
+					n, outage, d.Round(100*time.Millisecond), keepAloneBound)
+			}
+		}
+	}
 	if destroyTook == 0 || destroyTook > deadline+15*time.Second {
 		t.Errorf("destroy took %s (0: never ended), over mirrord's destroy deadline %s (+15 s for the daemon to pick it up)", destroyTook, deadline)
 	}

@@ -46,8 +46,9 @@ func (b *Backend) stopWithoutSource(ctx context.Context, vol sdk.Volume, v *volC
 // keepCopy makes a complete target copy a standalone writable image
 // without the source: rbd-mirror's replayer stopped here, the copy
 // force-promoted, its mirroring disabled, its pause and hold lifted,
-// then verified (verifyKept). missing, when not "", says why the copy
-// cannot be kept (none, or incomplete); nothing is changed then.
+// then verified (verifyKeptAlone, which fences an rbd-mirror stuck on
+// the lost source). missing, when not "", says why the copy cannot be
+// kept (none, or incomplete); nothing is changed then.
 func (b *Backend) keepCopy(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) (missing string, err error) {
 	switch {
 	case !dst.exists:
@@ -80,7 +81,7 @@ func (b *Backend) keepCopy(ctx context.Context, vol sdk.Volume, v *volConns, dst
 	if _, _, err := holdCopy(ctx, v.dstIO, v.name, false); err != nil {
 		return "", err
 	}
-	if err := verifyKept(ctx, v); err != nil {
+	if err := b.verifyKeptAlone(ctx, vol, v); err != nil {
 		return "", fmt.Errorf("the kept copy %s on storage %s is not a standalone writable image: %w", v.spec, v.dst.key(), err)
 	}
 	b.log.Info("copy kept without the source", "env", vol.Environment.ID, "image", v.name)
