@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/ceph/go-ceph/rbd"
-
 	"github.com/cdmdr/mirror/plugins/sdk"
 )
 
@@ -30,16 +28,8 @@ func (b *Backend) statusWithoutSource(ctx context.Context, vol sdk.Volume, v *vo
 		return sdk.VolumeReplication{}, silent(v.dst, fmt.Errorf("read image %s on storage %s: %w", v.spec, v.dst.key(), err))
 	}
 	r := sdk.VolumeReplication{TargetExists: dst.exists}
-	if dst.exists && dst.mirror.State == rbd.MirrorImageDisabled {
-		kept, err := keptByStop(ctx, v.dstIO, vol.Environment.ID, v.name)
-		if err != nil {
-			return sdk.VolumeReplication{}, err
-		}
-		if kept {
-			r.State, r.Description = sdk.ReplicationAbsent, "stopped while the source was unreachable: the copy was kept standalone, "+
-				"and mirroring is still enabled on the source image (a recorded leftover)"
-			return r, nil
-		}
+	if kept, ok, err := keptAfterStop(ctx, vol, v, dst); err != nil || ok {
+		return kept, err
 	}
 	if !dst.mirrored() {
 		return sdk.VolumeReplication{}, fmt.Errorf("the volume's replication cannot be read: %w; the target storage %s has no mirror copy %s to tell it: %w",

@@ -53,6 +53,22 @@ func (b *Backend) VolumeStatus(ctx context.Context, vol sdk.Volume) (sdk.VolumeR
 	return r, nil
 }
 
+// keptAfterStop is the replication of a volume whose copy dst a stop
+// without the source kept (keep.go): stopped, the source's mirroring a
+// recorded leftover; ok false when dst is no such copy.
+func keptAfterStop(ctx context.Context, vol sdk.Volume, v *volConns, dst imageInfo) (r sdk.VolumeReplication, ok bool, err error) {
+	if !dst.exists || dst.mirror.State != rbd.MirrorImageDisabled {
+		return r, false, nil
+	}
+	kept, err := keptByStop(ctx, v.dstIO, vol.Environment.ID, v.name)
+	if err != nil || !kept {
+		return r, false, err
+	}
+	return sdk.VolumeReplication{TargetExists: true, State: sdk.ReplicationAbsent,
+		Description: "stopped while the source was unreachable: the copy was kept standalone, " +
+			"and mirroring is still enabled on the source image (a recorded leftover)"}, true, nil
+}
+
 // status is VolumeStatus but for the kept point.
 func (b *Backend) status(ctx context.Context, vol sdk.Volume, v *volConns, src, dst imageInfo) (sdk.VolumeReplication, error) {
 	r := sdk.VolumeReplication{TargetExists: dst.exists}
@@ -60,18 +76,8 @@ func (b *Backend) status(ctx context.Context, vol sdk.Volume, v *volConns, src, 
 		r.State = sdk.ReplicationAbsent
 		return r, nil
 	}
-	if dst.exists && dst.mirror.State == rbd.MirrorImageDisabled {
-		// A stop without the source kept this copy (keep.go): the volume
-		// is stopped, the source's mirroring a recorded leftover.
-		kept, err := keptByStop(ctx, v.dstIO, vol.Environment.ID, v.name)
-		if err != nil {
-			return sdk.VolumeReplication{}, err
-		}
-		if kept {
-			r.State, r.Description = sdk.ReplicationAbsent, "stopped while the source was unreachable: the copy was kept standalone, "+
-				"and mirroring is still enabled on the source image (a recorded leftover)"
-			return r, nil
-		}
+	if kept, ok, err := keptAfterStop(ctx, vol, v, dst); err != nil || ok {
+		return kept, err
 	}
 	paused, err := isPaused(ctx, v.dstIO, vol.Environment.ID, v.name)
 	if err != nil {
