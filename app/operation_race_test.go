@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -40,6 +42,59 @@ func TestStopAndDeleteWrittenWhileAStopFinishes(t *testing.T) {
 		if evs := eventsWith(h, "finished-stop"); len(evs) != 1 {
 			t.Fatalf("finished events = %+v, want the stop_and_delete's only (the stop did not end the volume)", evs)
 		}
+	})
+}
+
+// TestStopWrittenWhileAStopAndDeleteDeletesTheTarget: the DR manager
+// writes stop (allowed from stopping) while a stop_and_delete's
+// DeleteTarget runs, and the daemon loses its lead before it can write
+// deleting. The next leader finds the stop over a stop_and_delete whose
+// target is gone: it refuses the stop (there is no copy left to keep)
+// instead of ending it as a stop done; the DR manager's stop_and_delete
+// then ends the volume without deleting the target again.
+func TestStopWrittenWhileAStopAndDeleteDeletesTheTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h, d1 := mirroringEnv(t)
+		bringUp(h, vol7, seedUUID)
+		h.Start("d2")
+		release := h.Shared.Backend.Block("DeleteTarget")
+		defer release()
+		setOp(h, vol7, "stop_and_delete")
+		h.WaitFor("DeleteTarget to be under way", func() bool { return h.Shared.Backend.Blocked("DeleteTarget") == 1 })
+		setOp(h, vol7, "stop")
+		h.WaitIdle()
+		var once sync.Once
+		d1.Election.BeforeFencedWrite(func() { once.Do(d1.Election.Expire) }) // deleting is never written
+		release()
+
+		h.WaitTicking("the stop refused, or the volume gone", fastPoll, func() bool {
+			if len(volumeKeys(h, vol7)) == 0 {
+				return true
+			}
+			st, ok := h.Status(volStatus7)
+			return ok && st.ErrorReason != nil && st.ErrorReason.Code == "cdm-dr.mirror.volume.refused-operation-stop"
+		})
+		if slices.Contains(states(t, h, volStatus7), core.StateDeleting) {
+			t.Fatal("deleting written: the lead was not lost between DeleteTarget and deleting")
+		}
+		if len(volumeKeys(h, vol7)) == 0 || len(eventsWith(h, "finished-stop")) != 0 {
+			t.Fatalf("the stop ended the volume with its target deleted: events %+v", eventsWith(h, "finished"))
+		}
+		got, _ := h.Status(volStatus7)
+		if got.StateCode != core.StateStopping || got.Operation != core.OpStopAndDelete {
+			t.Fatalf("status = %+v, want stopping under stop_and_delete, refusing the stop", got)
+		}
+		if n := callsFor(h, "StopVolume", seedUUID); n != 0 {
+			t.Fatalf("StopVolume called %d times on a volume whose target is gone", n)
+		}
+
+		setOp(h, vol7, "stop_and_delete") // the DR manager's answer to the refusal
+		waitVolumeGone(h, vol7)
+		wantReplication(t, h, seedUUID, ports.ReplicationAbsent, false)
+		if n := callsFor(h, "DeleteTarget", seedUUID); n != 1 {
+			t.Fatalf("DeleteTarget called %d times, want 1", n)
+		}
+		waitEvent(h, "cdm-dr.mirror.volume.finished-stop_and_delete")
 	})
 }
 
