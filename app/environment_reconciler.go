@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,13 +20,14 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		return result{failed: true}, err
 	}
 	var envData, opData []byte
+	var opRev int64 // the operation key's ModRevision: the keys go only while it is the one carried out
 	var status *core.Status
 	for _, kv := range kvs {
 		switch kv.Key {
 		case res.Key():
 			envData = kv.Value
 		case res.OperationKey():
-			opData = kv.Value
+			opData, opRev = kv.Value, kv.ModRevision
 		case res.StatusKey():
 			if st, err := core.DecodeStatus(kv.Value); err == nil {
 				status = &st
@@ -88,7 +90,12 @@ func (e *Engine) reconcileEnvironment(ctx context.Context, lead ports.Leadership
 		return result{failed: true}, err
 	}
 	if out.Finish {
-		if err := e.deleteKeys(ctx, lead, []string{res.Key()}, []string{res.Key() + "/"}); err != nil {
+		guard := ports.Guard{Key: res.OperationKey(), ModRevision: opRev}
+		err := e.deleteKeys(ctx, lead, []string{res.Key()}, []string{res.Key() + "/"}, guard)
+		if errors.Is(err, ports.ErrConflict) {
+			return e.operationChanged(ctx, res, op)
+		}
+		if err != nil {
 			return result{failed: true}, fmt.Errorf("delete environment keys: %w", err)
 		}
 		e.finishedEnvironment(ctx, res.Key(), op, rec.Force, report.Leftovers)

@@ -137,15 +137,30 @@ func (e *Engine) badInput(ctx context.Context, lead ports.Leadership, to *status
 	return result{requeue: e.cfg.PollInterval}, nil
 }
 
-// deleteKeys removes keys and everything under prefixes, fenced by lead,
-// and from the cache at once.
-func (e *Engine) deleteKeys(ctx context.Context, lead ports.Leadership, keys, prefixes []string) error {
-	rev, err := lead.Delete(ctx, keys, prefixes)
+// deleteKeys removes keys and everything under prefixes, fenced by lead
+// and guards, and from the cache at once.
+func (e *Engine) deleteKeys(ctx context.Context, lead ports.Leadership, keys, prefixes []string, guards ...ports.Guard) error {
+	rev, err := lead.Delete(ctx, keys, prefixes, guards...)
 	if err != nil {
 		return err
 	}
 	e.cache.deleted(keys, prefixes, rev)
 	return nil
+}
+
+// operationChanged is the end of an operation that finished on the
+// backend while a new one was written: the resource's keys stay, the
+// cache takes the new operation from the store (the watch may not have
+// brought it yet), and the resource is reconciled again at once, the new
+// operation going on from the status the finished one left
+// (docs/contract.md §4.3).
+func (e *Engine) operationChanged(ctx context.Context, res core.Resource, done core.Operation) (result, error) {
+	e.log.Info("operation written while the previous one was finishing; keys kept, reconciling again",
+		res.Subject(), res.Key(), "finished", done)
+	if _, err := e.load(ctx, res, true); err != nil {
+		return result{failed: true}, err
+	}
+	return result{}, nil
 }
 
 // pollFor is how long a settled resource waits before looking again.

@@ -14,8 +14,11 @@ import (
 // volumeKeys is a volume's keys at one moment.
 type volumeKeys struct {
 	record, operation []byte
-	status            *core.Status
-	snapshots         map[uint64]snapshotKeys
+	// operationRev is the operation key's ModRevision: the volume's keys
+	// are deleted only while it is still the one carried out.
+	operationRev int64
+	status       *core.Status
+	snapshots    map[uint64]snapshotKeys
 }
 
 type snapshotKeys struct {
@@ -39,7 +42,7 @@ func decodeVolumeKeys(ref core.VolumeRef, kvs []ports.KeyValue) volumeKeys {
 		case core.KindVolume:
 			v.record = kv.Value
 		case core.KindVolumeOperation:
-			v.operation = kv.Value
+			v.operation, v.operationRev = kv.Value, kv.ModRevision
 		case core.KindVolumeStatus:
 			// A status that is not one of ours (garbage, an unknown state)
 			// counts as none: the operation starts over from what the
@@ -84,7 +87,7 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 		return e.badInput(ctx, lead, to, "decode_operation", fmt.Errorf("%s: %w", res.OperationKey(), err))
 	}
 	if op == core.OpDestroy {
-		return e.finishVolume(ctx, lead, ref, op, e.destroyOnBackend(ctx, ref, v))
+		return e.finishVolume(ctx, lead, ref, op, v.operationRev, e.destroyOnBackend(ctx, ref, v))
 	}
 	if v.record == nil {
 		return e.badInput(ctx, lead, to, "get_volume", fmt.Errorf("operation %s names volume %s, which does not exist: %w", op, res, ports.ErrNotFound))
@@ -131,7 +134,7 @@ func (e *Engine) reconcileVolume(ctx context.Context, lead ports.Leadership, ref
 		return result{failed: true}, err
 	}
 	if out.Finish {
-		return e.finishVolume(ctx, lead, ref, op, report.Leftovers)
+		return e.finishVolume(ctx, lead, ref, op, v.operationRev, report.Leftovers)
 	}
 	snaps := e.reconcileSnapshots(ctx, lead, backend, vol, ref, v.snapshots, to.current)
 
@@ -227,14 +230,23 @@ func (e *Engine) destroyOnBackend(ctx context.Context, ref core.VolumeRef, v vol
 
 // finishVolume deletes the volume's keys (its record, operation, status
 // and snapshot records): the end of stop, stop_and_delete and destroy.
+// opRev is the ModRevision of the operation carried out: an operation
+// written since (a stop_and_delete while a stop ran) keeps the keys, and
+// the volume is reconciled again at once under it (docs/contract.md §4.3).
 // leftovers is what the backend could not do (a destroy's, or a stop's
 // with the source unreachable): the ending event lists it.
-func (e *Engine) finishVolume(ctx context.Context, lead ports.Leadership, ref core.VolumeRef, op core.Operation, leftovers []string) (result, error) {
+func (e *Engine) finishVolume(ctx context.Context, lead ports.Leadership, ref core.VolumeRef, op core.Operation, opRev int64, leftovers []string) (result, error) {
 	if ctx.Err() != nil {
 		return result{}, ctx.Err() // a destroy cut short by a lost lead or a stop: the next leader does it again
 	}
-	key := core.VolumeKey(ref)
-	if err := e.deleteKeys(ctx, lead, []string{key}, []string{core.VolumeChildrenPrefix(ref)}); err != nil {
+	res := core.VolumeResource(ref)
+	key := res.Key()
+	guard := ports.Guard{Key: res.OperationKey(), ModRevision: opRev}
+	err := e.deleteKeys(ctx, lead, []string{key}, []string{core.VolumeChildrenPrefix(ref)}, guard)
+	if errors.Is(err, ports.ErrConflict) {
+		return e.operationChanged(ctx, res, op)
+	}
+	if err != nil {
 		return result{failed: true}, fmt.Errorf("delete volume keys: %w", err)
 	}
 	if len(leftovers) > 0 {

@@ -197,6 +197,9 @@ func (in VolumeInput) planStop() Plan {
 	if !in.asked() {
 		return observeFirst
 	}
+	if in.deletedByStopAndDelete() {
+		return in.write(in.refusedTargetGone())
+	}
 	p := in.act(ActStop, Outcome{Finish: true})
 	p.Write = in.status(StateStopping, in.stillWaiting(ActStop))
 	p.OnInProgress = p.Write // the stop waits for the first copy, saying so
@@ -230,6 +233,26 @@ func (in VolumeInput) planStopAndDelete(cur State) Plan {
 	}
 	// The target is still there: ask again (idempotent) and keep waiting.
 	return in.act(ActDeleteTarget, Outcome{Write: in.status(StateDeleting, nil)})
+}
+
+// deletedByStopAndDelete reports whether a stop_and_delete under way
+// (its status) has deleted the target already, as the backend reports:
+// a daemon died between the deletion and writing deleting, or the stop
+// was written meanwhile.
+func (in VolumeInput) deletedByStopAndDelete() bool {
+	obs := in.Observed
+	return in.Status != nil && in.Status.Operation == OpStopAndDelete &&
+		obs != nil && obs.State == ports.ReplicationAbsent && !obs.TargetExists
+}
+
+// refusedTargetGone refuses a stop whose target copy a stop_and_delete
+// deleted: there is no copy left to keep, so it cannot end as a stop
+// (docs/contract.md §4.3). The state is kept, as for any refusal.
+func (in VolumeInput) refusedTargetGone() *Status {
+	st := in.refused(in.Status.StateCode)
+	st.ErrorReason.Contents = fmt.Sprintf("operation %s is not allowed: the %s under way already deleted the target copy a stop would keep; "+
+		"write %s to end the volume", in.Operation, OpStopAndDelete, OpStopAndDelete)
+	return st
 }
 
 // follow tracks a volume whose start or resume already ran.

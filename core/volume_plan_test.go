@@ -631,6 +631,30 @@ func TestStopWaitingKeepsItsReason(t *testing.T) {
 	}
 }
 
+// TestStopAfterStopAndDeleteDeletedTheTarget: a stop written over a
+// stop_and_delete that deleted the target already (the daemon died before
+// writing deleting) is refused, the state kept: it cannot keep a copy that
+// is gone, and must not end as a stop done. With the target still there
+// it stops as usual.
+func TestStopAfterStopAndDeleteDeletedTheTarget(t *testing.T) {
+	t.Parallel()
+	for _, from := range []core.State{stopping, errState} {
+		st := &core.Status{StateCode: from, Operation: stopAndDelete}
+		gone := core.PlanVolume(core.VolumeInput{Operation: stop, Status: st, EnvState: mirroring,
+			Observed: &ports.VolumeReplication{State: ports.ReplicationAbsent}})
+		if gone.Action != core.ActNone || gone.OnSuccess.Finish || gone.Write == nil || gone.Write.StateCode != from ||
+			gone.Write.Operation != stopAndDelete || gone.Write.ErrorReason == nil ||
+			gone.Write.ErrorReason.Code != codeRefusedP+"stop" || !strings.Contains(gone.Write.ErrorReason.Contents, "deleted the target") {
+			t.Errorf("stop over a stop_and_delete in %s, target gone: plan %+v, write %+v; want a refusal keeping the state", from, gone, gone.Write)
+		}
+		kept := core.PlanVolume(core.VolumeInput{Operation: stop, Status: st, EnvState: mirroring,
+			Observed: &ports.VolumeReplication{State: ports.ReplicationAbsent, TargetExists: true}})
+		if kept.Action != core.ActStop || !kept.OnSuccess.Finish {
+			t.Errorf("stop over a stop_and_delete in %s, target there: plan %+v, want the stop", from, kept)
+		}
+	}
+}
+
 // A paused volume whose backend lost its replication (a restarted plugin,
 // an operator's hand) is set up again and paused, as a mirroring one is
 // set up again; every write is a move of docs/contract.md §4.2. Only a

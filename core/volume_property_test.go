@@ -28,6 +28,7 @@ var (
 type volumeSim struct {
 	t      *rapid.T
 	status *core.Status
+	obs    obsKind // what the backend reports at this step
 	trace  []string
 }
 
@@ -50,9 +51,10 @@ func (s *volumeSim) write(op core.Operation, w *core.Status, step string) {
 	if to == none {
 		s.fail("%s writes an empty state_code", step)
 	}
-	if !core.CanStartFrom(op, from) {
+	if !core.CanStartFrom(op, from) || s.targetGone(op) {
 		// A refusal: the state and the operation it was reached under are
-		// kept, with a reason.
+		// kept, with a reason. A stop is refused too when the
+		// stop_and_delete under way deleted the target it would keep.
 		if to != from || w.ErrorReason == nil || !strings.Contains(w.ErrorReason.Code, "refused") {
 			s.fail("%s: %s cannot start from %q, yet writes %+v", step, op, from, *w)
 		}
@@ -75,6 +77,13 @@ func (s *volumeSim) write(op core.Operation, w *core.Status, step string) {
 	}
 	c := *w
 	s.status = &c
+}
+
+// targetGone reports whether op is a stop that a stop_and_delete under
+// way (the status's operation) left without a target: the backend
+// reports neither replication nor target.
+func (s *volumeSim) targetGone(op core.Operation) bool {
+	return op == core.OpStop && s.status != nil && s.status.Operation == core.OpStopAndDelete && s.obs == obsAbsent
 }
 
 // finish deletes the volume's keys; it must be allowed from the state.
@@ -113,6 +122,7 @@ func runVolumeSim(t *rapid.T, initial *core.Status) {
 			op = genOp.Draw(t, "op")
 		}
 		k := genObs.Draw(t, "obs")
+		sim.obs = k
 		obs, oerr := observe(k)
 		in := core.VolumeInput{Operation: op, Status: sim.status, EnvState: genEnvState.Draw(t, "env"),
 			Observed: obs, ObserveErr: oerr}

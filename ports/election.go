@@ -38,9 +38,23 @@ type Leadership interface {
 	// prefixes, in one atomic step, only while still leading; otherwise it
 	// returns ErrNotLeader and removes nothing. Missing keys are fine. It
 	// returns a store revision at or after the removal.
-	Delete(ctx context.Context, keys []string, prefixes []string) (int64, error)
+	//
+	// With guards, it removes them only if, in the same atomic step, each
+	// guard's key still has the guard's ModRevision; otherwise it returns
+	// ErrConflict, removes nothing and the lead stays (when the lead is
+	// lost as well, ErrNotLeader). A reconcile ending a resource passes
+	// the revision of the operation it carried out, so that an operation
+	// written meanwhile is not deleted unread.
+	Delete(ctx context.Context, keys []string, prefixes []string, guards ...Guard) (int64, error)
 
 	// Resign gives the leadership up and removes the leader key. Resigning
 	// a lost leadership succeeds.
 	Resign(ctx context.Context) error
+}
+
+// Guard is a condition of a fenced Delete: Key's ModRevision is still
+// ModRevision (a key deleted or written since fails it).
+type Guard struct {
+	Key         string
+	ModRevision int64
 }

@@ -16,8 +16,8 @@ var (
 	// contract's own value, so a backend's error needs no translation.
 	ErrNotFound = contract.ErrNotFound
 
-	// ErrConflict means a compare-and-swap lost: the key's revision was not
-	// the one expected.
+	// ErrConflict means a compare-and-swap lost, or a guard of a fenced
+	// Delete failed: the key's revision was not the one expected.
 	ErrConflict = errors.New("revision conflict")
 
 	// ErrCompacted means a watch asked for a revision the store has already

@@ -510,8 +510,9 @@ func (l *Leadership) Put(ctx context.Context, key string, value []byte) (int64, 
 
 // Delete implements ports.Leadership. All the deletions are one etcd
 // transaction, so they count against the server's --max-txn-ops (128 by
-// default).
-func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) (int64, error) {
+// default). The guards are compares of that transaction, next to the
+// leader fence.
+func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string, guards ...ports.Guard) (int64, error) {
 	ops := make([]clientv3.Op, 0, len(keys)+len(prefixes))
 	for _, k := range keys {
 		ops = append(ops, clientv3.OpDelete(k))
@@ -519,7 +520,31 @@ func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []strin
 	for _, p := range prefixes {
 		ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
 	}
-	return l.fenced(ctx, fmt.Sprintf("delete %d keys and %d prefixes", len(keys), len(prefixes)), ops...)
+	what := fmt.Sprintf("delete %d keys and %d prefixes", len(keys), len(prefixes))
+	if len(guards) == 0 {
+		return l.fenced(ctx, what, ops...)
+	}
+	if l.isLost() {
+		return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
+	}
+	cmps := l.fence()
+	for _, g := range guards {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(g.Key), "=", g.ModRevision))
+	}
+	// On a refusal, the leader key read in the same transaction tells a
+	// failed guard (the lead intact) from a lost lead.
+	resp, err := l.e.c.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(l.key)).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, err)
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 && l.intact(kvs[0]) {
+		return 0, fmt.Errorf("etcd %s under %q: a guarded key changed: %w", what, l.key, ports.ErrConflict)
+	}
+	l.e.lose(l, "fenced write refused")
+	return 0, fmt.Errorf("etcd %s under %q: %w", what, l.key, ports.ErrNotLeader)
 }
 
 // Resign implements ports.Leadership: it deletes the leader key if this

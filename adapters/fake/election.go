@@ -142,20 +142,27 @@ func (l *Leadership) Lost() <-chan struct{} { return l.lost }
 
 // Put implements ports.Leadership.
 func (l *Leadership) Put(ctx context.Context, key string, value []byte) (int64, error) {
-	return l.fenced(ctx, func(tx *Tx) {
+	return l.fenced(ctx, func(tx *Tx) error {
 		tx.Put(key, value)
+		return nil
 	})
 }
 
 // Delete implements ports.Leadership.
-func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string) (int64, error) {
-	return l.fenced(ctx, func(tx *Tx) {
+func (l *Leadership) Delete(ctx context.Context, keys []string, prefixes []string, guards ...ports.Guard) (int64, error) {
+	return l.fenced(ctx, func(tx *Tx) error {
+		for _, g := range guards {
+			if cur, ok := tx.Get(g.Key); !ok || cur.ModRevision != g.ModRevision {
+				return fmt.Errorf("delete under %q: guarded key %q changed: %w", l.key, g.Key, ports.ErrConflict)
+			}
+		}
 		for _, k := range keys {
 			tx.Delete(k)
 		}
 		for _, p := range prefixes {
 			tx.DeletePrefix(p)
 		}
+		return nil
 	})
 }
 
@@ -170,7 +177,7 @@ func (l *Leadership) Resign(ctx context.Context) error {
 	})
 }
 
-func (l *Leadership) fenced(ctx context.Context, write func(tx *Tx)) (int64, error) {
+func (l *Leadership) fenced(ctx context.Context, write func(tx *Tx) error) (int64, error) {
 	l.e.mu.Lock()
 	before := l.e.before
 	l.e.mu.Unlock()
@@ -181,8 +188,7 @@ func (l *Leadership) fenced(ctx context.Context, write func(tx *Tx)) (int64, err
 		if !l.stillLeads(tx) {
 			return fmt.Errorf("write under %q: %w", l.key, ports.ErrNotLeader)
 		}
-		write(tx)
-		return nil
+		return write(tx)
 	})
 }
 

@@ -35,6 +35,7 @@ func RunElection(t *testing.T, h ElectionHarness) {
 		{"OneLeaderAmongConcurrentDaemons", testElectionOneLeader},
 		{"CampaignAgain", testElectionCampaignAgain},
 		{"FencedWrites", testElectionFencedWrites},
+		{"GuardedDelete", testElectionGuardedDelete},
 		{"ResignLetsAnotherWin", testElectionResign},
 		{"ExpireLosesEveryLeadership", testElectionExpire},
 		{"StaleLeaderCannotWrite", testElectionStaleLeader},
@@ -172,6 +173,63 @@ func testElectionFencedWrites(t *testing.T, h ElectionHarness) {
 	}
 	if isClosed(l.Lost()) {
 		t.Fatal("fenced writes lost the leadership")
+	}
+}
+
+// testElectionGuardedDelete: a Delete guarded on a key another writer
+// changed meanwhile (an operation written while the reconcile that acted
+// on the previous one ends the resource) removes nothing and says
+// ErrConflict, not ErrNotLeader: the lead is intact.
+func testElectionGuardedDelete(t *testing.T, h ElectionHarness) {
+	ctx, p := t.Context(), prefix(t)
+	ds := daemons(t, h, 2)
+	kv := h.KV(t)
+	key, res := p+"leader", p+"res"
+	op := res + "/operation"
+	l := campaign(t, ds[0], key)
+	for _, k := range []string{res, op, res + "/status"} {
+		if _, err := kv.Put(ctx, k, []byte("stop")); err != nil { // the DR manager's writes
+			t.Fatal(err)
+		}
+	}
+	read := mustGet(t, kv, op).ModRevision
+	if _, err := kv.Put(ctx, op, []byte("stop_and_delete")); err != nil {
+		t.Fatal(err)
+	}
+	all := []string{"leader", "res", "res/operation", "res/status"}
+	guard := ports.Guard{Key: op, ModRevision: read}
+	if _, err := l.Delete(ctx, []string{res}, []string{res + "/"}, guard); !errors.Is(err, ports.ErrConflict) || errors.Is(err, ports.ErrNotLeader) {
+		t.Fatalf("Delete guarded on a changed key = %v, want ErrConflict only", err)
+	}
+	if got := listKeys(t, kv, p); !slices.Equal(got, all) {
+		t.Fatalf("keys after a refused guarded Delete = %q, want %q", got, all)
+	}
+	if isClosed(l.Lost()) {
+		t.Fatal("a failed guard lost the leadership")
+	}
+	if _, err := l.Put(ctx, res+"/status", []byte("stopping")); err != nil {
+		t.Fatalf("Put after a failed guard: %v", err)
+	}
+	// A guarded key deleted since fails its guard too.
+	if _, err := l.Delete(ctx, []string{res}, nil, ports.Guard{Key: p + "gone", ModRevision: read}); !errors.Is(err, ports.ErrConflict) {
+		t.Fatalf("Delete guarded on a missing key = %v, want ErrConflict", err)
+	}
+
+	now := ports.Guard{Key: op, ModRevision: mustGet(t, kv, op).ModRevision}
+	// A lost lead is reported as such, whatever the guards say.
+	h.Expire(t, ds[0])
+	if _, err := l.Delete(ctx, []string{res}, []string{res + "/"}, now); !errors.Is(err, ports.ErrNotLeader) {
+		t.Fatalf("stale leader's guarded Delete = %v, want ErrNotLeader", err)
+	}
+	if _, err := l.Delete(ctx, []string{res}, []string{res + "/"}, guard); !errors.Is(err, ports.ErrNotLeader) {
+		t.Fatalf("stale leader's Delete with a failing guard = %v, want ErrNotLeader", err)
+	}
+	l2 := campaign(t, ds[1], key)
+	if _, err := l2.Delete(ctx, []string{res}, []string{res + "/"}, now); err != nil {
+		t.Fatalf("Delete with guards that hold: %v", err)
+	}
+	if got := listKeys(t, kv, p); !slices.Equal(got, []string{"leader"}) {
+		t.Fatalf("keys after a guarded Delete = %q, want the leader key only", got)
 	}
 }
 
