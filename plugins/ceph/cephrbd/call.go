@@ -5,6 +5,8 @@ import (
 	"errors"
 	"syscall"
 	"time"
+
+	"github.com/ceph/go-ceph/rados"
 )
 
 // call runs f, returning early with ctx's error when ctx ends first (f
@@ -60,4 +62,17 @@ func do(ctx context.Context, f func() error) error {
 func isErrno(err error, e syscall.Errno) bool {
 	var c interface{ ErrorCode() int }
 	return errors.As(err, &c) && (c.ErrorCode() == -int(e) || c.ErrorCode() == int(e))
+}
+
+// operate runs a write op on object oid and returns the op's own error:
+// go-ceph's OperationError does not unwrap, so errors.Is and isErrno
+// would not see its errno (EEXIST of an exclusive create, ENOENT of an
+// assertion).
+func operate(op *rados.WriteOp, io *rados.IOContext, oid string) error {
+	err := op.Operate(io, oid, rados.OperationNoFlag)
+	var oe rados.OperationError
+	if errors.As(err, &oe) && oe.OpError != nil {
+		return oe.OpError
+	}
+	return err
 }

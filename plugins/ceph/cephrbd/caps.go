@@ -189,12 +189,7 @@ func probeWrite(ctx context.Context, io *rados.IOContext) error {
 		defer op.Release()
 		op.AssertExists()
 		op.SetOmap(map[string][]byte{"probe": nil})
-		err := op.Operate(io, probeObject, rados.OperationNoFlag)
-		var oe rados.OperationError
-		if errors.As(err, &oe) && oe.OpError != nil {
-			return oe.OpError // it carries the errno; OperationError does not
-		}
-		return err
+		return operate(op, io, probeObject)
 	})
 	if errors.Is(err, rados.ErrNotFound) || isErrno(err, syscall.ENOENT) {
 		return nil

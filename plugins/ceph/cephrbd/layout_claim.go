@@ -79,7 +79,7 @@ func claimFeed(ctx context.Context, io *rados.IOContext, f feed) (feed, error) {
 		defer op.Release()
 		op.Create(rados.CreateExclusive)
 		op.WriteFull(data)
-		return op.Operate(io, feedObject, rados.OperationNoFlag)
+		return operate(op, io, feedObject)
 	})
 	if err == nil {
 		return f, nil

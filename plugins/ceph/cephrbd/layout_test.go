@@ -134,6 +134,31 @@ func TestLayoutConcurrentPrepareOneClaims(t *testing.T) {
 	}
 }
 
+// A claim of a pool another environment holds answers with the holder's
+// record. It is the path the race above takes only when the two creates
+// meet, so it is checked here on its own.
+func TestClaimFeedHeld(t *testing.T) {
+	r := newRig(t, modeJournal)
+	if f, ok, err := readFeed(t.Context(), r.srcIO); err != nil || ok {
+		t.Fatalf("the source pool already has a feed record (%+v) or cannot be read: %v", f, err)
+	}
+	first := feed{Environment: "storage.11.13", Target: "clusters.6.storages.13", TargetSite: "b", TargetPool: "volumes"}
+	second := feed{Environment: "storage.11.14", Target: "clusters.6.storages.14", TargetSite: "c", TargetPool: "volumes"}
+	held, err := claimFeed(t.Context(), r.srcIO, first)
+	if err != nil || held != first {
+		t.Fatalf("first claim = %+v, %v; want %+v", held, err, first)
+	}
+	t.Cleanup(func() {
+		if err := releaseFeed(context.Background(), r.srcIO, first.Environment); err != nil {
+			t.Errorf("cleanup: release the feed record: %v", err)
+		}
+	})
+	held, err = claimFeed(t.Context(), r.srcIO, second)
+	if err != nil || held != first {
+		t.Fatalf("second claim = %+v, %v; want the first's record %+v", held, err, first)
+	}
+}
+
 // A second environment prepared before this release's check (its peer set
 // up without it) makes each target hold the other's volume: Unintended
 // and FindLeftovers list exactly those copies, and a new volume is
