@@ -9,6 +9,14 @@ MODULES ?= plugins/sdk plugins/example plugins/nfs
 CEPH_LAB ?= $(CURDIR)/var/ceph-lab
 # The third lab site (site-c) the Ceph layout tests (1:N, N:1) need.
 IP_C ?= 127.0.0.3
+# A second lab, on other loopback addresses: the Ceph plugin's tests run on
+# both labs at once (test/ceph/labtests.sh), one test per lab.
+CEPH_LAB2 ?= $(CURDIR)/var/ceph-lab2
+LAB2_IPS ?= IP_A=127.0.0.4 IP_B=127.0.0.5 IP_C=127.0.0.6
+# The Ceph plugin's longest tests, started first so that the two labs end
+# together.
+CEPH_FIRST ?= TestInterruptionKillJournal TestConformanceSnapshotMode TestInterruptionKillSnapshot \
+	TestInterruptionCutSnapshot TestConformanceBinary TestConformanceJournal TestInterruptionCutJournal
 
 .PHONY: all build demo test unit deps lint generate check-generate check-alerts fmt run bench bench-churn bench-nfs ceph-lab-up ceph-lab-down fuzz faults
 
@@ -20,11 +28,13 @@ build:
 ## test: the dependency rule, formatting, fresh wire_gen.go, the alert
 ## rules, vet, then every test with the race detector.
 test: lint ceph-lab-up
-	@set -e; trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
+	@set -e; trap '$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB); $(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB2)' EXIT; export CEPH_LAB=$(CEPH_LAB); \
 	$(GO) test -race -count=1 -timeout 30m $(PKGS); \
 	for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 ./...); done; \
-	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB)"; \
-	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 -timeout 75m ./...
+	$(LAB2_IPS) $(CURDIR)/test/ceph/cluster.sh up $(CEPH_LAB2); \
+	echo "== plugins/ceph, on the real clusters in $(CEPH_LAB) and $(CEPH_LAB2)"; \
+	cd plugins/ceph && $(GO) vet -tags pacific ./... && $(GO) test -tags pacific -race -count=1 . && \
+	FIRST='$(CEPH_FIRST)' $(CURDIR)/test/ceph/labtests.sh ./cephrbd $(CEPH_LAB) $(CEPH_LAB2)
 
 ## ceph-lab-up / ceph-lab-down: three single-node Ceph clusters on loopback
 ## for the Ceph plugin's tests (Debian packages installed when missing).
@@ -34,6 +44,7 @@ ceph-lab-up:
 
 ceph-lab-down:
 	@$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB)
+	@$(CURDIR)/test/ceph/cluster.sh down $(CEPH_LAB2)
 
 ## unit: the fast tests only (core, app, fakes).
 unit: deps
