@@ -15,7 +15,9 @@
 #
 # Environment: BUILDFLAGS; TEST_TIMEOUT (default 20m), the bound of one test;
 # FIRST, tests (space-separated) to start before the others: the longest,
-# so that no lab is left running one alone at the end.
+# so that no lab is left running one alone at the end; SERIAL, tests never
+# run at the same time as each other (each takes GiBs of memory under
+# -race): the first lab runs them one after another, then joins the queue.
 set -euo pipefail
 
 [ $# -ge 2 ] || { sed -n '6p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit 2; }
@@ -25,6 +27,7 @@ labs=("$@")
 BUILDFLAGS=${BUILDFLAGS:--tags pacific -race}
 TEST_TIMEOUT=${TEST_TIMEOUT:-20m}
 FIRST=${FIRST:-}
+SERIAL=${SERIAL:-}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -34,53 +37,69 @@ log() { printf '%s labtests.sh: %s\n' "$(date +%T)" "$*"; }
 go test -c $BUILDFLAGS -o "$tmp/pkg.test" "$pkg"
 dir=$(cd "$pkg" && pwd)
 
-# The queue: FIRST, then every other top-level test, fuzz seed corpus and
-# example, in the order the binary lists them.
+# The queues: SERIAL for the first lab; FIRST, then every other top-level
+# test, fuzz seed corpus and example, in the order the binary lists them,
+# for all.
 (cd "$dir" && "$tmp/pkg.test" -test.list '.') | grep -E '^(Test|Fuzz|Example)' >"$tmp/all"
 : >"$tmp/queue"
+: >"$tmp/serial"
+for name in $SERIAL; do
+  grep -qx -- "$name" "$tmp/all" || { log "SERIAL names $name, which $pkg does not have"; exit 2; }
+  echo "$name" >>"$tmp/serial"
+done
 for name in $FIRST; do
   grep -qx -- "$name" "$tmp/all" || { log "FIRST names $name, which $pkg does not have"; exit 2; }
-  echo "$name" >>"$tmp/queue"
+  grep -qx -- "$name" "$tmp/serial" || echo "$name" >>"$tmp/queue"
 done
-grep -vxF -f <(printf '%s\n' $FIRST) "$tmp/all" >>"$tmp/queue" || true
-total=$(wc -l <"$tmp/queue")
+grep -vxF -f <(printf '%s\n' $FIRST $SERIAL) "$tmp/all" >>"$tmp/queue" || true
+total=$(wc -l <"$tmp/all")
 : >"$tmp/failed"
 log "$total tests of $pkg on ${#labs[@]} labs"
 
-# take prints the next test of the queue and removes it; false when empty.
+# take prints the next test of queue file $1 and removes it; false when
+# it is empty.
 take() {
   local name
   {
     flock 9
-    name=$(head -n 1 "$tmp/queue")
-    [ -z "$name" ] || sed -i 1d "$tmp/queue"
+    name=$(head -n 1 "$1")
+    [ -z "$name" ] || sed -i 1d "$1"
   } 9>"$tmp/queue.lock"
   [ -n "$name" ] && printf '%s' "$name"
 }
 
+# next prints the test a worker runs next: the first lab's SERIAL ones,
+# then the shared queue's.
+next() {
+  { [ "$1" = "${labs[0]}" ] && take "$tmp/serial"; } || take "$tmp/queue"
+}
+
 worker() {
-  local lab=$1 name out start rc secs
-  while name=$(take); do
+  local lab=$1 rssf=$tmp/rss.$2 name out start rc secs rss timer=
+  # GNU time, where there is one, for the test process's peak memory.
+  [ ! -x /usr/bin/time ] || timer="/usr/bin/time -f %M -o $rssf"
+  while name=$(next "$lab"); do
     out=$tmp/out.$name
     start=$(date +%s.%N)
     rc=0
-    (cd "$dir" && CEPH_LAB=$lab "$tmp/pkg.test" -test.run "^${name}\$" -test.count=1 -test.timeout="$TEST_TIMEOUT") >"$out" 2>&1 || rc=$?
+    (cd "$dir" && CEPH_LAB=$lab $timer "$tmp/pkg.test" -test.run "^${name}\$" -test.count=1 -test.timeout="$TEST_TIMEOUT") >"$out" 2>&1 || rc=$?
+    rss=$(tail -n 1 "$rssf" 2>/dev/null) && [ -n "$rss" ] && rss=", $((rss / 1024)) MiB max RSS" || rss=
     secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
     {
       flock 8
       if [ "$rc" = 0 ]; then
-        printf 'ok   %s (%ss, %s)\n' "$name" "$secs" "$lab"
+        printf 'ok   %s (%ss, %s%s)\n' "$name" "$secs" "$lab" "$rss"
       else
         cat "$out"
-        printf 'FAIL %s (%ss, %s, exit %s)\n' "$name" "$secs" "$lab" "$rc"
+        printf 'FAIL %s (%ss, %s, exit %s%s)\n' "$name" "$secs" "$lab" "$rc" "$rss"
         echo "$name" >>"$tmp/failed"
       fi
     } 8>"$tmp/print.lock"
   done
 }
 
-for lab in "${labs[@]}"; do
-  worker "$lab" &
+for i in "${!labs[@]}"; do
+  worker "${labs[$i]}" "$i" &
 done
 wait
 

@@ -1,11 +1,8 @@
 package cephrbd
 
 import (
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -123,17 +120,8 @@ func testHoldFirstCopy(t *testing.T, mode string) {
 	}
 }
 
-// exportDigest exports an image of a lab site with the rbd CLI and
-// returns the sha256 of its content.
+// exportDigest is the sha256 of a lab site's image, by the rbd CLI.
 func exportDigest(t *testing.T, s labSite, image string) string {
 	t.Helper()
-	cmd := exec.Command("rbd", "--cluster", s.Name, "-c", s.Conf, "--keyring", s.AdminKeyring, "-n", "client.admin",
-		"export", s.Pool+"/"+image, "-")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("rbd export %s/%s on %s: %v: %s", s.Pool, image, s.Name, err, stderr.String())
-	}
-	return fmt.Sprintf("%x", sha256.Sum256(out))
+	return rbdSum(t, s, s.Pool+"/"+image)
 }

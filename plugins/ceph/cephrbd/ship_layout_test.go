@@ -1,10 +1,8 @@
 package cephrbd
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -46,12 +44,7 @@ func markerPath(t *testing.T, io *rados.IOContext, envID string) string {
 // exportSum is `rbd export <image> - | sha256sum` on a lab site.
 func exportSum(t *testing.T, s labSite, image string) string {
 	t.Helper()
-	out, err := exec.Command("rbd", "--cluster", s.Name, "-c", s.Conf, "--keyring", s.AdminKeyring, "-n", "client.admin",
-		"export", s.Pool+"/"+image, "-").Output()
-	if err != nil {
-		t.Fatalf("rbd export %s on %s: %v", image, s.Name, err)
-	}
-	return fmt.Sprintf("%x", sha256.Sum256(out))
+	return rbdSum(t, s, s.Pool+"/"+image)
 }
 
 // sameSoon waits for the target's head to read as the source's, and
