@@ -13,10 +13,10 @@ IP_C ?= 127.0.0.3
 # both labs at once (test/ceph/labtests.sh), one test per lab.
 CEPH_LAB2 ?= $(CURDIR)/var/ceph-lab2
 LAB2_IPS ?= IP_A=127.0.0.4 IP_B=127.0.0.5 IP_C=127.0.0.6
-# The Ceph plugin's interruption tests take up to 10 GiB each under -race
-# (two at once ran out of memory): they run one after another on the first
-# lab. The longest others start first on the second, so the labs end
-# together.
+# The Ceph plugin's interruption tests, the heaviest (each once took 10 GiB
+# under -race, and two at once ran out of memory), run one after another on
+# the first lab. The longest others start first on the second, so the labs
+# end together.
 CEPH_SERIAL ?= TestInterruptionKillJournal TestInterruptionKillSnapshot TestInterruptionCutSnapshot TestInterruptionCutJournal
 CEPH_FIRST ?= TestConformanceSnapshotMode TestConformanceBinary TestConformanceJournal TestSourceLost
 

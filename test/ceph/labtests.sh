@@ -16,8 +16,8 @@
 # Environment: BUILDFLAGS; TEST_TIMEOUT (default 20m), the bound of one test;
 # FIRST, tests (space-separated) to start before the others: the longest,
 # so that no lab is left running one alone at the end; SERIAL, tests never
-# run at the same time as each other (each takes GiBs of memory under
-# -race): the first lab runs them one after another, then joins the queue.
+# run at the same time as each other (heavy ones): the first lab runs them
+# one after another, then joins the queue.
 set -euo pipefail
 
 [ $# -ge 2 ] || { sed -n '6p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit 2; }
@@ -54,6 +54,7 @@ done
 grep -vxF -f <(printf '%s\n' $FIRST $SERIAL) "$tmp/all" >>"$tmp/queue" || true
 total=$(wc -l <"$tmp/all")
 : >"$tmp/failed"
+: >"$tmp/passed"
 log "$total tests of $pkg on ${#labs[@]} labs"
 
 # take prints the next test of queue file $1 and removes it; false when
@@ -68,17 +69,17 @@ take() {
   [ -n "$name" ] && printf '%s' "$name"
 }
 
-# next prints the test a worker runs next: the first lab's SERIAL ones,
-# then the shared queue's.
+# next prints the test worker $1 runs next: the first worker's SERIAL
+# ones, then the shared queue's.
 next() {
-  { [ "$1" = "${labs[0]}" ] && take "$tmp/serial"; } || take "$tmp/queue"
+  { [ "$1" = 0 ] && take "$tmp/serial"; } || take "$tmp/queue"
 }
 
 worker() {
   local lab=$1 rssf=$tmp/rss.$2 name out start rc secs rss timer=
   # GNU time, where there is one, for the test process's peak memory.
   [ ! -x /usr/bin/time ] || timer="/usr/bin/time -f %M -o $rssf"
-  while name=$(next "$lab"); do
+  while name=$(next "$2"); do
     out=$tmp/out.$name
     start=$(date +%s.%N)
     rc=0
@@ -89,6 +90,7 @@ worker() {
       flock 8
       if [ "$rc" = 0 ]; then
         printf 'ok   %s (%ss, %s%s)\n' "$name" "$secs" "$lab" "$rss"
+        echo "$name" >>"$tmp/passed"
       else
         cat "$out"
         printf 'FAIL %s (%ss, %s, exit %s%s)\n' "$name" "$secs" "$lab" "$rc" "$rss"
@@ -98,13 +100,24 @@ worker() {
   done
 }
 
+pids=()
 for i in "${!labs[@]}"; do
   worker "${labs[$i]}" "$i" &
+  pids+=($!)
 done
-wait
+broken=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || broken=1
+done
 
 if [ -s "$tmp/failed" ]; then
   log "FAIL: $(wc -l <"$tmp/failed") of $total tests failed: $(tr '\n' ' ' <"$tmp/failed")"
+  exit 1
+fi
+# A worker that died (a missing tool) leaves tests unrun: never "ok" then.
+passed=$(wc -l <"$tmp/passed")
+if [ "$broken" = 1 ] || [ "$passed" != "$total" ]; then
+  log "FAIL: $passed of $total tests ran and passed; a worker ended early"
   exit 1
 fi
 log "ok: $total tests passed"
