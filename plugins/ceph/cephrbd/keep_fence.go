@@ -24,10 +24,12 @@ import (
 // source is back. So a keep without the source waits keepLockWait for
 // the lock, then fences the holder when it is one of the environment's
 // own rbd-mirror instances (rbdmirror_instances.go): blocklisted on the
-// target cluster, then its lock broken. Once the source is back, that
-// rbd-mirror finds itself blocklisted and restarts its pool replayer; it
-// can no longer write to the kept copy meanwhile. A lock held by anyone
-// else is waited for, as before.
+// target cluster, then its lock broken. It can no longer write to the
+// kept copy, nor replicate anything to that cluster: its host's
+// supervisor replaces the process (rbdmirror_fenced.go) rather than
+// leaving it to restart its pool replayer itself, which Pacific's
+// rbd-mirror sometimes never does. A lock held by anyone else is waited
+// for, as before.
 
 // keepLockWait is how long rbd-mirror is left to release the kept copy's
 // lock before it is taken for stuck.
@@ -123,7 +125,9 @@ func recordOf(recs []instanceRecord, client string) (instanceRecord, bool) {
 }
 
 // fence blocklists addr, rbd-mirror instance rec's client, on the target
-// cluster (as its admin, as blocklistEarlier does), and marks the record.
+// cluster (as its admin, as blocklistEarlier does), frees the pool's
+// leader lock if it held it, and marks the record fenced: the mark is
+// what makes its host replace the process.
 func (b *Backend) fence(ctx context.Context, v *volConns, rec instanceRecord, addr string) error {
 	conn, err := b.conn(ctx, v.dst, true)
 	if err != nil {
@@ -132,9 +136,15 @@ func (b *Backend) fence(ctx context.Context, v *volConns, rec instanceRecord, ad
 	if err := blocklist(ctx, conn, addr); err != nil {
 		return fmt.Errorf("blocklist rbd-mirror instance %s (%s) on storage %s: %w", rec.InstanceID, addr, v.dst.key(), err)
 	}
+	breakLeaderLock(ctx, v.dstIO, rec.InstanceID)
 	rec.BlocklistedAt = time.Now().Unix()
+	rec.FencedAt = rec.BlocklistedAt
 	data, _ := json.Marshal(rec)
-	// The mark only spares a later start a second blocklist.
-	_ = do(ctx, func() error { return setPoolMeta(v.dstIO, instanceKey(rec.Env, rec.InstanceID), string(data)) })
+	if err := do(ctx, func() error { return setPoolMeta(v.dstIO, instanceKey(rec.Env, rec.InstanceID), string(data)) }); err != nil {
+		// Fenced all the same; unmarked, the process is left to
+		// restart its pool replayer by itself.
+		b.log.Warn("cannot mark the fenced rbd-mirror instance for its host to restart",
+			"env", rec.Env, "instance", rec.InstanceID, "host", rec.Host, "error", err)
+	}
 	return nil
 }

@@ -26,8 +26,8 @@ const keepAloneBound = reachTimeout + 2*asokTimeout + keepLockWait + 14*time.Sec
 // stop) and keeps the copies' exclusive locks until the source is back.
 // Stop and destroy must still end within keepAloneBound, while the
 // source is frozen, each copy kept standalone, holding the replicated
-// data and writable; once the source is back, rbd-mirror (fenced, when
-// it was stuck) replicates the other volumes again.
+// data and writable; once the source is back, rbd-mirror (fenced and
+// replaced, when it was stuck) replicates the other volumes again.
 func TestSourceLostStuckMirror(t *testing.T) {
 	r := newRig(t, modeJournal)
 	var hs []*labHarness
@@ -137,4 +137,8 @@ func TestSourceLostStuckMirror(t *testing.T) {
 	wrote := time.Now()
 	waitFor(t, "a write after the thaw replicated", 3*time.Minute, func() bool { return exportDigest(t, dst, name) == sum })
 	t.Logf("a write to a mirroring volume after the thaw replicated in %v", time.Since(wrote).Round(100*time.Millisecond))
+	// A fenced rbd-mirror is replaced, not left to restart itself.
+	if fenced && !strings.Contains(r.logs.String(), "rbd-mirror was fenced") {
+		t.Errorf("rbd-mirror was fenced but not replaced")
+	}
 }

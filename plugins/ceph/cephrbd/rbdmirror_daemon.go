@@ -105,6 +105,7 @@ func (d *mirrorDaemon) readPid() int { return livePid(d.pidFile, d.asok) }
 func (d *mirrorDaemon) start() {
 	go d.supervise()
 	go d.reapplyPauses()
+	go d.replaceFenced()
 }
 
 // quitSupervising ends the supervisor and leaves rbd-mirror running.

@@ -34,6 +34,11 @@ type instanceRecord struct {
 	Pid           int    `json:"pid"`
 	RecordedAt    int64  `json:"recorded_at"`
 	BlocklistedAt int64  `json:"blocklisted_at,omitempty"`
+	// FencedAt is set when a keep fenced the instance while it lived
+	// (keep_fence.go): its host then replaces the process
+	// (rbdmirror_fenced.go). A blocklist by a starting rbd-mirror sets
+	// only BlocklistedAt, so two hosts never take turns restarting.
+	FencedAt int64 `json:"fenced_at,omitempty"`
 }
 
 // Records kept per environment and pool, and how long a blocklist lasts
@@ -68,6 +73,16 @@ func instanceAddr(io *rados.IOContext, id string) (string, error) {
 func (d *mirrorDaemon) recordInstance(ctx context.Context, io *rados.IOContext, p poolReplayer) {
 	key := p.Pool + "/" + p.InstanceID
 	if p.InstanceID == "" || d.recorded[key] {
+		return
+	}
+	// An instance recorded by an earlier plugin process (an adopted
+	// rbd-mirror) keeps its record, and with it a fence's mark.
+	known, err := call(ctx, func() (bool, error) {
+		_, ok, err := getPoolMeta(io, instanceKey(d.envID, p.InstanceID))
+		return ok, err
+	})
+	if err != nil || known {
+		d.recorded[key] = known
 		return
 	}
 	addr, err := call(ctx, func() (string, error) { return instanceAddr(io, p.InstanceID) })
