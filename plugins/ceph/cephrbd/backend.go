@@ -50,6 +50,10 @@ type Backend struct {
 	// applying pauses that long after an rbd-mirror starts: a test of
 	// the copy's hold needs the replayers to run first.
 	pauseLoopDelay time.Duration
+	// rbdMirrorDebug, empty but in tests, is the debug_rbd_mirror level
+	// of the rbd-mirror daemons started: a test that catches one
+	// misbehaving keeps a log that says more than Ceph's default.
+	rbdMirrorDebug string
 }
 
 var _ sdk.Backend = (*Backend)(nil)

@@ -195,7 +195,7 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 	asok := b.asokPath(env.ID)
 	ctx, cancel := context.WithCancel(context.Background())
 	host, _ := os.Hostname()
-	return &mirrorDaemon{
+	d := &mirrorDaemon{
 		log: b.log, b: b, dst: dst, host: host,
 		envID: env.ID, runDir: run, asok: asok, pidFile: b.pidPath(env.ID),
 		args: []string{
@@ -219,7 +219,11 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 		done:     make(chan struct{}),
 		recorded: map[string]bool{}, enforced: map[string]pausedImage{},
 		startedAt: time.Now(),
-	}, nil
+	}
+	if b.rbdMirrorDebug != "" {
+		d.args = append(d.args, "--debug-rbd-mirror", b.rbdMirrorDebug)
+	}
+	return d, nil
 }
 
 // writeHostMarker records in the run directory that this host runs the

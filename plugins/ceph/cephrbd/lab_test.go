@@ -189,6 +189,10 @@ func newRig(t testing.TB, mode string) *labRig {
 	r := &labRig{lab: l, stateDir: dir, logs: logs, mode: mode,
 		be:    New(sdkLoggerTo(logs), filepath.Join(dir, "state")),
 		srcIO: l.Sites[0].connect(t), dstIO: l.Sites[1].connect(t)}
+	// rbd-mirror has stalled in rare runs saying nothing at Ceph's
+	// default level; at 10 it logs about 10 KiB a second, kept (below)
+	// only when the test fails.
+	r.be.rbdMirrorDebug = "10"
 	t.Cleanup(func() {
 		r.be.Close()
 		if !t.Failed() {
