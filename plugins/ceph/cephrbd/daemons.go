@@ -193,10 +193,14 @@ func (b *Backend) newDaemon(env sdk.Environment, dst side, site string) (*mirror
 		return nil, err
 	}
 	asok := b.asokPath(env.ID)
+	src, err := b.side(env.Source)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	host, _ := os.Hostname()
 	d := &mirrorDaemon{
-		log: b.log, b: b, dst: dst, host: host,
+		log: b.log, b: b, src: src, dst: dst, host: host,
 		envID: env.ID, runDir: run, asok: asok, pidFile: b.pidPath(env.ID),
 		args: []string{
 			"--cluster", dst.key(), "-c", conf, "-n", "client." + dst.m.AdminClient, "--keyring", keyring,

@@ -26,7 +26,7 @@ import (
 // own rbd-mirror instances (rbdmirror_instances.go): blocklisted on the
 // target cluster, then its lock broken. It can no longer write to the
 // kept copy, nor replicate anything to that cluster: its host's
-// supervisor replaces the process (rbdmirror_fenced.go) rather than
+// supervisor replaces the process (rbdmirror_replace.go) rather than
 // leaving it to restart its pool replayer itself, which Pacific's
 // rbd-mirror sometimes never does. A lock held by anyone else is waited
 // for, as before.

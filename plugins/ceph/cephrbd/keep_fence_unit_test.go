@@ -45,22 +45,3 @@ func TestRecordOf(t *testing.T) {
 		}
 	}
 }
-
-// Only a fence's mark on this very process's record replaces it.
-func TestInstanceRecordFenced(t *testing.T) {
-	const host, pid = "dr-host-1", 4242
-	fenced := instanceRecord{InstanceID: "4194", Host: host, Pid: pid, BlocklistedAt: 100, FencedAt: 100}
-	if !fenced.fenced(host, pid) {
-		t.Errorf("%+v: not taken as fenced", fenced)
-	}
-	for _, r := range []instanceRecord{
-		{InstanceID: "4194", Host: host, Pid: pid, BlocklistedAt: 100}, // a starting rbd-mirror's blocklist
-		{InstanceID: "4194", Host: host, Pid: pid},
-		{InstanceID: "4194", Host: "dr-host-2", Pid: pid, BlocklistedAt: 100, FencedAt: 100},
-		{InstanceID: "4194", Host: host, Pid: pid + 1, BlocklistedAt: 100, FencedAt: 100},
-	} {
-		if r.fenced(host, pid) {
-			t.Errorf("%+v taken as this process fenced", r)
-		}
-	}
-}

@@ -138,7 +138,7 @@ func TestSourceLostStuckMirror(t *testing.T) {
 	waitFor(t, "a write after the thaw replicated", 3*time.Minute, func() bool { return exportDigest(t, dst, name) == sum })
 	t.Logf("a write to a mirroring volume after the thaw replicated in %v", time.Since(wrote).Round(100*time.Millisecond))
 	// A fenced rbd-mirror is replaced, not left to restart itself.
-	if fenced && !strings.Contains(r.logs.String(), "rbd-mirror was fenced") {
+	if fenced && !strings.Contains(r.logs.String(), "replacing rbd-mirror: it was fenced") {
 		t.Errorf("rbd-mirror was fenced but not replaced")
 	}
 }

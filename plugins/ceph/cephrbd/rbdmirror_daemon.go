@@ -35,6 +35,7 @@ type mirrorDaemon struct {
 	args    []string
 	env     []string
 	b       *Backend
+	src     side   // the source storage
 	dst     side   // the target storage
 	host    string // this host's name, in the instance records
 
@@ -105,7 +106,7 @@ func (d *mirrorDaemon) readPid() int { return livePid(d.pidFile, d.asok) }
 func (d *mirrorDaemon) start() {
 	go d.supervise()
 	go d.reapplyPauses()
-	go d.replaceFenced()
+	go d.replaceBroken()
 }
 
 // quitSupervising ends the supervisor and leaves rbd-mirror running.

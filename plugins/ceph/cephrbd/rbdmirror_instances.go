@@ -36,7 +36,7 @@ type instanceRecord struct {
 	BlocklistedAt int64  `json:"blocklisted_at,omitempty"`
 	// FencedAt is set when a keep fenced the instance while it lived
 	// (keep_fence.go): its host then replaces the process
-	// (rbdmirror_fenced.go). A blocklist by a starting rbd-mirror sets
+	// (rbdmirror_replace.go). A blocklist by a starting rbd-mirror sets
 	// only BlocklistedAt, so two hosts never take turns restarting.
 	FencedAt int64 `json:"fenced_at,omitempty"`
 }
