@@ -181,9 +181,15 @@ func explainDenied(err error, env sdk.Environment, admin bool) error {
 // nothing.
 const probeObject = "mirror_preflight_probe"
 
-// probeWrite checks that the user may write to the pool io: the OSDs
-// check capabilities before the op, whose assertion then fails.
+// probeWrite checks that the user may write to the pool io (a session's
+// own): the OSDs check capabilities before the op, whose assertion then
+// fails. A full pool would hold the write until the OSD timeout, so it is
+// sent with FULL_TRY and refused at once (EDQUOT, ENOSPC); that answer
+// is no capability's, and the room check after it says the pool is full.
 func probeWrite(ctx context.Context, io *rados.IOContext) error {
+	if err := io.SetPoolFullTry(); err != nil {
+		return fmt.Errorf("set FULL_TRY on the probe's pool context: %w", err)
+	}
 	err := do(ctx, func() error {
 		op := rados.CreateWriteOp()
 		defer op.Release()
@@ -191,7 +197,8 @@ func probeWrite(ctx context.Context, io *rados.IOContext) error {
 		op.SetOmap(map[string][]byte{"probe": nil})
 		return operate(op, io, probeObject)
 	})
-	if errors.Is(err, rados.ErrNotFound) || isErrno(err, syscall.ENOENT) {
+	if errors.Is(err, rados.ErrNotFound) || isErrno(err, syscall.ENOENT) ||
+		isErrno(err, syscall.EDQUOT) || isErrno(err, syscall.ENOSPC) {
 		return nil
 	}
 	return err

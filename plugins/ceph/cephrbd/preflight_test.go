@@ -186,6 +186,25 @@ func TestPreflightRoom(t *testing.T) {
 	})
 	env := r.env(t)
 	b.ceph(t, "osd", "pool", "set-quota", b.Pool, "max_objects", "1")
+	// Once the monitors mark the pool full, a plain write waits for
+	// room (until the OSD timeout): the prepare must still answer at
+	// once. CI once ran the prepare after the mark, when its write probe
+	// still waited.
+	waitFor(t, "the target pool marked full", time.Minute, func() bool {
+		var pools []struct {
+			Name  string `json:"pool_name"`
+			Flags string `json:"flags_names"`
+		}
+		if err := json.Unmarshal(b.ceph(t, "osd", "pool", "ls", "detail", "--format", "json"), &pools); err != nil {
+			t.Fatalf("ceph osd pool ls detail: %v", err)
+		}
+		for _, p := range pools {
+			if p.Name == b.Pool && strings.Contains(p.Flags, "full_quota") {
+				return true
+			}
+		}
+		return false
+	})
 	err := r.be.PrepareEnvironment(t.Context(), env)
 	r.refused(t, env, err, "quota of 1 objects", "set-quota volumes max_objects")
 
